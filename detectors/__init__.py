@@ -1,0 +1,1 @@
+"""Pure streaming detectors and the judge: no I/O, no clock reads, no Textual."""

@@ -1,0 +1,65 @@
+"""What every log-format parser is: lines (or a whole document) in, `Row`s out, noise counted."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from monitor.model import Row
+
+
+@dataclass(slots=True)
+class ParseStats:
+    """Counts of what a parser saw. Noise and malformed lines are skipped, never fatal."""
+
+    lines: int = 0
+    """Lines (or document entries) fed in."""
+    metric_lines: int = 0
+    """Lines that produced at least one row."""
+    noise: int = 0
+    """Lines that are not metrics at all: tqdm bars, warnings, banners, blank lines."""
+    malformed: int = 0
+    """Lines that looked like metrics of this format but could not be read."""
+    examples: list[str] = field(default_factory=list)
+    """The first few malformed lines, for a one-line error message."""
+
+    def count_malformed(self, line: str) -> None:
+        self.malformed += 1
+        if len(self.examples) < 3:
+            self.examples.append(line[:200])
+
+
+class Parser(ABC):
+    """A streaming parser for one log format.
+
+    Feed it one line at a time (without the trailing newline; a partial last line must not be fed
+    until its newline arrives). Stateful where the format needs it (a CSV header, HF Trainer's
+    `logging_steps` printed before the metrics, the batches-per-epoch of a word-LM log).
+    """
+
+    name: ClassVar[str]
+    """Format name as used by `--format`."""
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.stats = ParseStats()
+        self.step_key: str = "line"
+        """Which key or rule gives the step axis, shown to the person ("iteration", "epoch", ...)."""
+        self.config: dict[str, Any] = {}
+        """Run configuration found in the log (argparse Namespace, TrainingArguments, CSV hparams)."""
+        self.total_steps: float | None = None
+        """Planned length of the run when the log says it (`iteration N/TOTAL`)."""
+
+    @classmethod
+    @abstractmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        """Confidence in 0..1 that `head` (the first lines of a file) is in this format."""
+
+    @abstractmethod
+    def feed(self, line: str) -> list[Row]:
+        """Parse one complete line; return the rows it carries (often none)."""
+
+    def finish(self) -> list[Row]:
+        """Flush anything held back at end of input."""
+        return []

@@ -1,0 +1,1 @@
+"""Textual themes and the verdict colour variables; colours live here and nowhere else."""

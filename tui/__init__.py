@@ -1,0 +1,1 @@
+"""The Textual app, its widgets and screens, and the command-line entry point."""
