@@ -66,6 +66,21 @@ class Decision(enum.Enum):
         return self.value
 
 
+class Role(enum.Enum):
+    """What a metric means to the detectors (from its name, overridable per run in the config)."""
+
+    TRAIN_LOSS = "train_loss"
+    EVAL_LOSS = "eval_loss"
+    EVAL_UP = "eval_up"
+    """An eval metric where higher is better (accuracy, F1, mAP, BLEU)."""
+    EVAL_DOWN = "eval_down"
+    """An eval metric where lower is better (perplexity, WER)."""
+    LR = "lr"
+    GRAD_NORM = "grad_norm"
+    LOSS_SCALE = "loss_scale"
+    OTHER = "other"
+
+
 #: Finding kinds (ARCHITECTURE.md "Verdict vocabulary").
 KINDS = (
     "nan",

@@ -1,0 +1,76 @@
+"""What all detectors share: one current finding per detector, and a short record of past ones."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from monitor.model import Finding, Severity
+
+_PAST_KEPT = 8
+
+
+class Detector:
+    """Holds the detector's current finding; `_fire`/`_resolve` return True when it changed."""
+
+    __slots__ = ("current", "metric", "past")
+    kind = "?"
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.current: Finding | None = None
+        self.past: list[Finding] = []
+
+    def _fire(
+        self,
+        severity: Severity,
+        step: float,
+        onset: float,
+        message: str,
+        evidence: dict[str, Any],
+        kind: str | None = None,
+    ) -> bool:
+        cur = self.current
+        kind = kind or self.kind
+        if cur is not None and cur.active and cur.severity == severity and cur.kind == kind:
+            return False
+        if cur is not None and not cur.active:
+            self.past.append(cur)
+            del self.past[:-_PAST_KEPT]
+        self.current = Finding(kind, severity, self.metric, step, onset, message, evidence)
+        return True
+
+    def _resolve(self, step: float, message: str, **evidence: Any) -> bool:
+        cur = self.current
+        if cur is None or not cur.active:
+            return False
+        ev = dict(cur.evidence)
+        ev.update(evidence)
+        ev["cleared_step"] = step
+        # A cleared problem is kept for the record as information, not as a live alarm.
+        self.current = replace(cur, active=False, severity=Severity.INFO, message=message, evidence=ev)
+        return True
+
+    def findings(self) -> list[Finding]:
+        """Past findings then the current one."""
+        return [*self.past, self.current] if self.current is not None else list(self.past)
+
+
+def fmt(x: float) -> str:
+    """A number as a person reads it in a one-line message."""
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "Inf" if x > 0 else "-Inf"
+    a = abs(x)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        return f"{x:.3g}"
+    if float(x).is_integer():
+        return str(int(x))
+    return f"{x:.4g}"
+
+
+def pct(log_ratio: float) -> str:
+    """A log ratio as a signed percentage ('+35%')."""
+    return f"{(math.exp(log_ratio) - 1) * 100:+.0f}%"

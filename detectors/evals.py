@@ -1,0 +1,131 @@
+"""Eval metrics getting worse: overfitting (train still improving) or plain eval degradation.
+
+Eval points are sparse (once per epoch or every N steps), so the rules count evaluations, not
+points, and compare with the metric's own best (and a configured baseline when there is one).
+"""
+
+from __future__ import annotations
+
+import math
+
+from detectors.base import Detector, fmt, pct
+from detectors.thresholds import Thresholds
+from monitor.model import Severity
+
+
+class EvalDetector(Detector):
+    """Eval clearly worse than its own best (or a baseline); `overfit` when train loss is still falling."""
+
+    __slots__ = (
+        "_baseline",
+        "_best",
+        "_best_raw",
+        "_best_step",
+        "_higher_better",
+        "_n",
+        "_noise",
+        "_onset",
+        "_prev",
+        "_prev2",
+        "_episode_max",
+        "_th",
+        "_tolerance",
+        "_train_at_best",
+        "_worse",
+    )
+    kind = "eval_degradation"
+
+    def __init__(
+        self, metric: str, th: Thresholds, higher_better: bool = False, baseline: float | None = None
+    ) -> None:
+        super().__init__(metric)
+        self._th = th
+        self._higher_better = higher_better
+        self._baseline = baseline
+        self._best = math.inf
+        self._best_raw = math.nan
+        self._best_step = 0.0
+        self._train_at_best: float | None = None
+        self._worse = 0
+        self._onset = 0.0
+        self._n = 0
+        self._noise = 0.0
+        self._prev = math.nan
+        self._prev2 = math.nan
+        self._episode_max = 0.0
+        self._tolerance = 0.0
+
+    def _y(self, x: float) -> float:
+        v = abs(x) + 1e-12
+        return -math.log(v) if self._higher_better else math.log(v)
+
+    def update(self, step: float, x: float, train_level: float | None) -> bool:
+        """Fold in one evaluation; `train_level` is the training loss's current log level, if known."""
+        th = self._th
+        y = self._y(x)
+        self._n += 1
+        if self._prev2 == self._prev2:
+            # Second differences cancel a steady trend, leaving the evaluation noise.
+            d2 = abs(y - 2.0 * self._prev + self._prev2) / 2.449
+            self._noise += (min(d2, 4.0 * self._noise if self._noise else d2) - self._noise) * 0.3
+        self._prev2, self._prev = self._prev, y
+        if self._baseline is not None:
+            by = self._y(self._baseline)
+            if y - by > max(th.eval_warn, th.eval_noise_k * self._noise) and self._n >= th.eval_patience:
+                return self._fire(
+                    Severity.BAD,
+                    step,
+                    step,
+                    f"{self.metric} {fmt(x)} at step {fmt(step)} is {pct(y - by)} worse than the baseline "
+                    f"{fmt(self._baseline)}",
+                    {"value": x, "baseline": self._baseline},
+                )
+        if y < self._best:
+            self._best = y
+            self._best_raw = x
+            self._best_step = step
+            self._train_at_best = train_level
+            self._worse = 0
+            # A wobble above the best that came back down shows how much this series wobbles normally.
+            self._tolerance = max(self._tolerance, self._episode_max)
+            self._episode_max = 0.0
+            return self._resolve(step, f"{self.metric} at a new best {fmt(x)} at step {fmt(step)}")
+        excess = y - self._best
+        self._episode_max = max(self._episode_max, excess)
+        noisy = max(th.eval_noise_k * self._noise, 1.5 * self._tolerance)
+        warn_margin = max(th.eval_warn, noisy)
+        bad_margin = max(th.eval_bad, noisy)
+        if self._worse == 0:
+            if excess <= warn_margin:
+                return False
+            self._onset = step
+        self._worse += 1
+        # Dense evaluations (one per epoch over hundreds of epochs) wobble for several evals in a row;
+        # ask for persistence in proportion, up to 10 evaluations.
+        patience = max(th.eval_patience, min(10, int(0.1 * self._n)))
+        bad_patience = max(th.eval_bad_patience, patience)
+        overfit = (
+            train_level is not None
+            and self._train_at_best is not None
+            and train_level < self._train_at_best - math.log(1.01)
+        )
+        kind = "overfit" if overfit else "eval_degradation"
+        # Accuracy-like metrics wobble more than losses; they only ever warn.
+        can_be_bad = not self._higher_better
+        if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
+            severity = Severity.BAD
+        elif excess > warn_margin and self._worse >= patience + (0 if can_be_bad else 1):
+            severity = Severity.WARN
+        else:
+            return False
+        what = "while the training loss keeps falling" if overfit else "its best"
+        return self._fire(
+            severity,
+            step,
+            self._onset,
+            f"{self.metric} {fmt(x)} at step {fmt(step)} is {pct(excess)} worse than its best "
+            f"{fmt(self._best_raw)} (step {fmt(self._best_step)}) for {self._worse} evaluations"
+            + (f", {what}" if overfit else ""),
+            {"value": x, "best": self._best_raw, "best_step": self._best_step, "evals_worse": self._worse},
+            kind=kind,
+        )

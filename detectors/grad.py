@@ -1,0 +1,132 @@
+"""Detectors on the gradient norm: explosion, vanishing, and non-finite norms (fp16 overflow skips)."""
+
+from __future__ import annotations
+
+from detectors.base import Detector, fmt, pct
+from detectors.series import SeriesStats
+from detectors.thresholds import Thresholds
+from monitor.model import Severity
+
+
+class GradNonFiniteDetector(Detector):
+    """A lone non-finite grad norm is an fp16 overflow skip (information); several in a row is NaN training."""
+
+    __slots__ = ("_run", "_skips", "_th")
+    kind = "overflow_skip"
+
+    def __init__(self, metric: str, th: Thresholds) -> None:
+        super().__init__(metric)
+        self._th = th
+        self._run = 0
+        self._skips = 0
+
+    def nonfinite(self, step: float, x: float) -> bool:
+        self._run += 1
+        self._skips += 1
+        if self._run >= self._th.grad_nonfinite_bad:
+            return self._fire(
+                Severity.BAD,
+                step,
+                step,
+                f"{self.metric} non-finite for {self._run} logged points in a row (last {fmt(x)} at step "
+                f"{fmt(step)}): training is producing NaN/Inf gradients",
+                {"consecutive": self._run},
+                kind="nan",
+            )
+        cur = self.current
+        if cur is not None and cur.active and cur.kind == "overflow_skip":
+            return False
+        return self._fire(
+            Severity.INFO,
+            step,
+            step,
+            f"{self.metric} {fmt(x)} at step {fmt(step)} with a finite loss: an fp16 overflow skip "
+            f"({self._skips} so far), harmless alone",
+            {"skips": self._skips},
+        )
+
+    def finite(self, step: float) -> bool:
+        self._run = 0
+        cur = self.current
+        if cur is not None and cur.active:
+            if cur.kind == "nan":
+                return self._resolve(step, f"{self.metric} finite again from step {fmt(step)}")
+            # Overflow skips stay informational; close the note quietly.
+            return self._resolve(step, cur.message)
+        return False
+
+
+class GradExplosionDetector(Detector):
+    """Grad norm an order of magnitude above its usual level for several points in a row."""
+
+    __slots__ = ("_onset", "_run", "_th")
+    kind = "grad_explosion"
+
+    def __init__(self, metric: str, th: Thresholds) -> None:
+        super().__init__(metric)
+        self._th = th
+        self._run = 0
+        self._onset = 0.0
+
+    def update(self, s: SeriesStats, step: float) -> bool:
+        th = self._th
+        if s.n < 10 or s.constant:
+            return False
+        above = s.y - s.level
+        if above > th.grad_explosion_ratio or (self._run and above > 0.5 * th.grad_explosion_ratio):
+            if self._run == 0:
+                self._onset = step
+            self._run += 1
+            if self._run >= th.grad_sustain:
+                return self._fire(
+                    Severity.WARN,
+                    step,
+                    self._onset,
+                    f"{self.metric} {fmt(s.last_value)} at step {fmt(step)}, {pct(above)} over its usual "
+                    f"level {fmt(s.inverse(s.level))} for {self._run} points",
+                    {"value": s.last_value, "level": s.inverse(s.level), "points": self._run},
+                )
+            return False
+        self._run = 0
+        return self._resolve(step, f"{self.metric} back to its usual level by step {fmt(step)}")
+
+
+class GradVanishingDetector(Detector):
+    """Grad norm collapsed to a tiny fraction of its peak level (and not exactly zero all along)."""
+
+    __slots__ = ("_onset", "_peak", "_run", "_th")
+    kind = "grad_vanishing"
+
+    def __init__(self, metric: str, th: Thresholds) -> None:
+        super().__init__(metric)
+        self._th = th
+        self._peak = -float("inf")
+        self._run = 0
+        self._onset = 0.0
+
+    def update(self, s: SeriesStats, step: float) -> bool:
+        th = self._th
+        # A norm logged as exactly 0.000 on every line is a logging artefact, not vanishing.
+        if s.constant:
+            return False
+        if s.n >= 5 and s.level > self._peak:
+            self._peak = s.level
+        if s.n < 10:
+            return False
+        below = s.level - self._peak
+        if below < th.grad_vanishing_ratio:
+            if self._run == 0:
+                self._onset = step
+            self._run += 1
+            if self._run >= th.grad_sustain:
+                return self._fire(
+                    Severity.WARN,
+                    step,
+                    self._onset,
+                    f"{self.metric} {fmt(s.last_value)} at step {fmt(step)} is below 1/1000 of its peak "
+                    f"level {fmt(s.inverse(self._peak))}: gradients vanishing",
+                    {"value": s.last_value, "peak_level": s.inverse(self._peak)},
+                )
+            return False
+        self._run = 0
+        return self._resolve(step, f"{self.metric} recovered by step {fmt(step)}")

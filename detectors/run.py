@@ -1,0 +1,244 @@
+"""All detectors of one run, wired by metric role; rows in, findings and a judgement out.
+
+This is the hot path of parsing + judging: each metric key is routed once to a small monitor
+object (cached per key), which updates shared statistics once and asks its detectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from detectors.base import Detector
+from detectors.evals import EvalDetector
+from detectors.grad import GradExplosionDetector, GradNonFiniteDetector, GradVanishingDetector
+from detectors.judge import judge
+from detectors.loss import DivergenceDetector, NanDetector, PlateauDetector, SpikeDetector
+from detectors.lr import LrDetector
+from detectors.series import SeriesStats
+from detectors.stall import StallDetector
+from detectors.thresholds import DEFAULT, Thresholds
+from monitor.model import Finding, Judgement, Role, Row
+
+Handler = Callable[[float, float], bool]
+
+
+class _LossMonitor:
+    """Training loss: NaN, spike, divergence, plateau/converged."""
+
+    __slots__ = ("div", "lr", "nan", "plateau", "spike", "stats")
+
+    def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None]) -> None:
+        self.stats = SeriesStats(th.level_span, th.trend_window)
+        self.nan = NanDetector(key, th)
+        self.spike = SpikeDetector(key, th)
+        self.div = DivergenceDetector(key, th)
+        self.plateau = PlateauDetector(key, th)
+        self.lr = lr
+
+    def __call__(self, step: float, x: float) -> bool:
+        if x - x != 0.0:
+            return self.nan.nonfinite(step, x)
+        s = self.stats
+        s.update(step, x)
+        changed = self.nan.finite(step) if self.nan.current is not None else False
+        changed = self.spike.update(s, step) or changed
+        changed = self.div.update(s, step) or changed
+        lr = self.lr()
+        return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
+
+    def detectors(self) -> tuple[Detector, ...]:
+        return (self.nan, self.spike, self.div, self.plateau)
+
+
+class _EvalMonitor:
+    """An eval loss or metric: NaN (losses only) and degradation / overfitting."""
+
+    __slots__ = ("evals", "nan", "train")
+
+    def __init__(
+        self,
+        key: str,
+        th: Thresholds,
+        role: Role,
+        baseline: float | None,
+        train: Callable[[], SeriesStats | None],
+    ) -> None:
+        self.nan = NanDetector(key, th) if role is Role.EVAL_LOSS else None
+        self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline)
+        self.train = train
+
+    def __call__(self, step: float, x: float) -> bool:
+        nan = self.nan
+        if x - x != 0.0:
+            return nan.nonfinite(step, x) if nan is not None else False
+        changed = nan.finite(step) if nan is not None and nan.current is not None else False
+        t = self.train()
+        return self.evals.update(step, x, t.level if t is not None and t.n else None) or changed
+
+    def detectors(self) -> tuple[Detector, ...]:
+        return (self.evals,) if self.nan is None else (self.nan, self.evals)
+
+
+class _GradMonitor:
+    """Gradient norm: overflow skips / NaN gradients, explosion, vanishing."""
+
+    __slots__ = ("explode", "nonfinite", "stats", "vanish")
+
+    def __init__(self, key: str, th: Thresholds) -> None:
+        self.stats = SeriesStats(th.level_span, th.trend_window)
+        self.nonfinite = GradNonFiniteDetector(key, th)
+        self.explode = GradExplosionDetector(key, th)
+        self.vanish = GradVanishingDetector(key, th)
+
+    def __call__(self, step: float, x: float) -> bool:
+        if x - x != 0.0:
+            return self.nonfinite.nonfinite(step, x)
+        s = self.stats
+        s.update(step, x)
+        changed = self.nonfinite.finite(step) if self.nonfinite.current is not None else False
+        changed = self.explode.update(s, step) or changed
+        return self.vanish.update(s, step) or changed
+
+    def detectors(self) -> tuple[Detector, ...]:
+        return (self.nonfinite, self.explode, self.vanish)
+
+
+def _skip(step: float, x: float) -> bool:
+    return False
+
+
+class RunDetectors:
+    """Every detector of one run. Feed rows with `ingest`, call `tick(now)` between batches."""
+
+    def __init__(
+        self,
+        roles: Callable[[str], Role],
+        thresholds: Thresholds = DEFAULT,
+        baselines: Mapping[str, float] | None = None,
+        total_steps: float | None = None,
+    ) -> None:
+        self._roles = roles
+        self._th = thresholds
+        self._baselines = dict(baselines or {})
+        self._handlers: dict[str, Handler] = {}
+        self._monitors: list[_LossMonitor | _EvalMonitor | _GradMonitor | LrDetector] = []
+        self._train: _LossMonitor | None = None
+        self._lr: LrDetector | None = None
+        self._external: dict[str, Finding] = {}
+        self.stall = StallDetector(thresholds)
+        self.total_steps = total_steps
+        self.version = 0
+        """Bumped whenever any finding appears, changes or clears."""
+        self.last_step: float | None = None
+        self.points = 0
+
+    @property
+    def train_loss_key(self) -> str | None:
+        """The metric treated as the training loss (the first one seen)."""
+        return self._train.nan.metric if self._train is not None else None
+
+    def _route(self, key: str) -> Handler:
+        role = self._roles(key)
+        th = self._th
+        handler: Handler
+        if role is Role.TRAIN_LOSS:
+            mon = _LossMonitor(key, th, lambda: self._lr)
+            if self._train is None:
+                self._train = mon
+            self._monitors.append(mon)
+            handler = mon
+        elif role in (Role.EVAL_LOSS, Role.EVAL_DOWN, Role.EVAL_UP):
+            emon = _EvalMonitor(
+                key, th, role, self._baselines.get(key), lambda: self._train.stats if self._train else None
+            )
+            self._monitors.append(emon)
+            handler = emon
+        elif role is Role.GRAD_NORM:
+            gmon = _GradMonitor(key, th)
+            self._monitors.append(gmon)
+            handler = gmon
+        elif role is Role.LR and self._lr is None:
+            lr = self._lr = LrDetector(key, th)
+            lr.total_steps = self.total_steps
+            self._monitors.append(lr)
+            handler = lr.update
+        else:
+            handler = _skip
+        self._handlers[key] = handler
+        return handler
+
+    def ingest(self, row: Row, now: float) -> bool:
+        """Judge one row; True when any finding changed."""
+        step = row.step
+        handlers = self._handlers
+        changed = False
+        for key, x in row.values.items():
+            h = handlers.get(key) or self._route(key)
+            if h(step, x):
+                changed = True
+        self.points += len(row.values)
+        if self.last_step is None or step > self.last_step:
+            self.last_step = step
+        if self.stall.activity(step, row.time if row.time is not None else now):
+            changed = True
+        if changed:
+            self.version += 1
+        return changed
+
+    def ingest_many(self, rows: Iterable[Row], now: float) -> bool:
+        """Judge a batch of rows; True when any finding changed."""
+        changed = False
+        for row in rows:
+            if self.ingest(row, now):
+                changed = True
+        return changed
+
+    def set_total_steps(self, total: float | None) -> None:
+        """The planned run length, when a source learns it (`iteration N/TOTAL`)."""
+        self.total_steps = total
+        if self._lr is not None:
+            self._lr.total_steps = total
+
+    def tick(self, now: float) -> bool:
+        """Time-based checks (stall); True when a finding changed."""
+        if self.stall.tick(now):
+            self.version += 1
+            return True
+        return False
+
+    def touch(self, t: float) -> None:
+        """The source shows life at `t` without a new step (a file's modification time)."""
+        self.stall.touch(t)
+
+    def finish(self) -> bool:
+        """The run ended (exit record, 'End of training'): stall detection stops."""
+        if self.stall.finish(self.last_step or 0.0):
+            self.version += 1
+            return True
+        self.stall.finished = True
+        return False
+
+    def set_external(self, finding: Finding) -> None:
+        """A finding from outside the metric stream (source_error, gpu_idle), one per kind."""
+        self._external[finding.kind] = finding
+        self.version += 1
+
+    def clear_external(self, kind: str) -> None:
+        if self._external.pop(kind, None) is not None:
+            self.version += 1
+
+    def findings(self) -> tuple[Finding, ...]:
+        """Every finding, current and past, in step order."""
+        out: list[Finding] = []
+        for mon in self._monitors:
+            dets = (mon,) if isinstance(mon, LrDetector) else mon.detectors()
+            for d in dets:
+                out.extend(d.findings())
+        out.extend(self.stall.findings())
+        out.extend(self._external.values())
+        out.sort(key=lambda f: (f.step, f.kind))
+        return tuple(out)
+
+    def judgement(self) -> Judgement:
+        """The judge's verdict on the findings so far."""
+        return judge(self.findings())

@@ -1,0 +1,82 @@
+"""A run that stopped logging: no new step for many times its usual interval."""
+
+from __future__ import annotations
+
+from detectors.base import Detector, fmt
+from detectors.thresholds import Thresholds
+from monitor.model import Severity
+
+# When a run's own interval is unknown (a log without timestamps), wait this long before calling it stalled.
+_UNKNOWN_INTERVAL_WAIT = 15 * 60.0
+
+
+class StallDetector(Detector):
+    """Learns the usual time between new steps; `tick(now)` fires when the gap grows far beyond it."""
+
+    __slots__ = ("_interval", "_last_step", "_last_t", "_th", "finished")
+    kind = "stalled"
+
+    def __init__(self, th: Thresholds) -> None:
+        super().__init__("step")
+        self._th = th
+        self._last_t: float | None = None
+        self._last_step = -float("inf")
+        self._interval: float | None = None
+        self.finished = False
+
+    def activity(self, step: float, t: float) -> bool:
+        """A point at `step` arrived (or was logged) at time `t`."""
+        if step > self._last_step:
+            if self._last_t is not None and t > self._last_t:
+                dt = t - self._last_t
+                iv = self._interval
+                # A median-like EWMA: one long pause (an eval, a checkpoint) barely moves it.
+                self._interval = dt if iv is None else iv + 0.1 * (min(dt, 3.0 * iv) - iv)
+            self._last_step = step
+            if self._last_t is None or t > self._last_t:
+                self._last_t = t
+            cur = self.current
+            if cur is not None and cur.active:
+                return self._resolve(step, f"run logging again at step {fmt(step)}")
+        return False
+
+    def touch(self, t: float) -> None:
+        """The source shows life at `t` (e.g. a file's modification time) without a new step."""
+        if self._last_t is None or t > self._last_t:
+            self._last_t = t
+
+    @property
+    def interval(self) -> float | None:
+        """Usual seconds between new steps, when known."""
+        return self._interval
+
+    def tick(self, now: float) -> bool:
+        if self.finished or self._last_t is None:
+            return False
+        th = self._th
+        iv = self._interval
+        limit = max(th.stall_min_seconds, th.stall_factor * iv if iv else _UNKNOWN_INTERVAL_WAIT)
+        gap = now - self._last_t
+        if gap <= limit:
+            return False
+        usual = f"usual interval {iv:.0f}s" if iv else "interval unknown"
+        return self._fire(
+            Severity.WARN,
+            self._last_step,
+            self._last_step,
+            f"no new step for {_dur(gap)} after step {fmt(self._last_step)} ({usual})",
+            {"seconds_since_update": round(gap, 1), "interval": iv},
+        )
+
+    def finish(self, step: float) -> bool:
+        """The run ended; a finished run is never stalled."""
+        self.finished = True
+        return self._resolve(step, "run finished")
+
+
+def _dur(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
