@@ -50,6 +50,8 @@ class Parser(ABC):
         """Run configuration found in the log (argparse Namespace, TrainingArguments, CSV hparams)."""
         self.total_steps: float | None = None
         """Planned length of the run when the log says it (`iteration N/TOTAL`)."""
+        self.finished: bool = False
+        """The log says training ended (a final summary line)."""
 
     @classmethod
     @abstractmethod

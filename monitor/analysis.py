@@ -1,0 +1,103 @@
+"""One run's judged state: its bounded store, its detectors and what the source told about it.
+
+Used the same way by `runwatch check` (one pass over what exists now) and by the hub (live).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.run import RunDetectors
+from detectors.thresholds import DEFAULT, Thresholds
+from monitor.config import RunConfig
+from monitor.model import Finding, Judgement, Role, Row
+from monitor.roles import RoleMap, primary
+from monitor.store import RunStore
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """What a source knows about a run besides its metrics."""
+
+    target: str
+    name: str
+    format: str = "?"
+    step_key: str = "step"
+    total_steps: float | None = None
+    url: str | None = None
+    state: str = "running"
+    """running, finished, crashed, ... as the source reports it."""
+    config: dict[str, Any] = field(default_factory=dict)
+    lines: int = 0
+    noise: int = 0
+    malformed: int = 0
+
+
+class RunAnalysis:
+    """Store + detectors of one run; feed it rows, ask it for a judgement."""
+
+    def __init__(
+        self,
+        info: RunInfo,
+        run_config: RunConfig | None = None,
+        thresholds: Thresholds = DEFAULT,
+    ) -> None:
+        self.info = info
+        self.roles = RoleMap(run_config.metrics if run_config else None)
+        total = run_config.total_steps if run_config and run_config.total_steps else info.total_steps
+        self.detectors = RunDetectors(
+            self.roles,
+            thresholds,
+            baselines=run_config.baseline if run_config else None,
+            total_steps=total,
+        )
+        self.store = RunStore()
+
+    def add_rows(self, rows: Iterable[Row], now: float) -> bool:
+        """Store and judge rows; True when a finding changed."""
+        store_add = self.store.add
+        ingest = self.detectors.ingest
+        changed = False
+        for row in rows:
+            store_add(row, now)
+            if ingest(row, now):
+                changed = True
+        return changed
+
+    def set_total_steps(self, total: float | None) -> None:
+        if total and total != self.info.total_steps:
+            self.info.total_steps = total
+            self.detectors.set_total_steps(total)
+
+    def finish(self, state: str = "finished") -> None:
+        """The source says the run ended."""
+        self.info.state = state
+        self.detectors.finish()
+
+    def tick(self, now: float) -> bool:
+        return self.detectors.tick(now)
+
+    def judgement(self) -> Judgement:
+        return self.detectors.judgement()
+
+    def findings(self) -> tuple[Finding, ...]:
+        return self.detectors.findings()
+
+    def key_for(self, role: Role) -> str | None:
+        """The metric shown for a role (the training loss is the one the detectors watch)."""
+        if role is Role.TRAIN_LOSS and self.detectors.train_loss_key:
+            return self.detectors.train_loss_key
+        return primary(self.store.metrics.keys(), self.roles, role)
+
+    def headline(self) -> dict[str, float]:
+        """Latest value of the loss, eval loss, LR and grad norm, for summaries."""
+        out: dict[str, float] = {}
+        for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM):
+            key = self.key_for(role)
+            if key is not None:
+                value = self.store.last(key)
+                if value is not None:
+                    out[key] = value
+        return out

@@ -1,0 +1,299 @@
+"""`runwatch check`: read what a target holds now, judge it, report, and give an exit code.
+
+Exit codes: 0 all healthy, 1 some unsure, 2 some bad, 3 a target could not be read.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from monitor.analysis import RunAnalysis, RunInfo
+from monitor.config import Config
+from monitor.errors import RunwatchError, TargetError
+from monitor.model import Finding, Row, Severity, Verdict
+from monitor.parsers import detect_format, make_parser
+from monitor.parsers.common import clean_line
+
+_CHUNK = 1 << 20
+_HEAD_LINES = 200
+_BATCH = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome for one target: an analysis, or the one-line reason it could not be read."""
+
+    target: str
+    analysis: RunAnalysis | None = None
+    error: str | None = None
+
+
+def read_lines(stream: IO[bytes]) -> Iterator[str]:
+    """Decoded lines of a byte stream, read in large chunks (invalid UTF-8 replaced, never fatal)."""
+    rest = b""
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            break
+        data = rest + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1 :]
+        yield from data[: cut + 1].decode("utf-8", "replace").splitlines()
+    if rest:
+        # A finished file's last line may lack its newline; check reads it (a live tail would wait).
+        yield rest.decode("utf-8", "replace")
+
+
+def _local_kind(path: Path) -> tuple[str, Path]:
+    """What a local target is: ('wandb' | 'tfevents' | 'text', the file to read)."""
+    if path.is_dir():
+        if any(path.glob("*.wandb")) or any(path.glob("run-*")) or any(path.glob("offline-run-*")) or (
+            path / "latest-run"
+        ).exists() or (path / "wandb").is_dir():
+            return "wandb", path
+        states = sorted(path.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
+        if states:
+            return "text", states[-1]
+        for name in ("metrics.csv", "results.csv"):
+            if (path / name).is_file():
+                return "text", path / name
+        events = sorted(path.glob("events.out.tfevents.*"))
+        if events:
+            return "tfevents", events[-1]
+        raise TargetError(f"{path}: no log, metrics file, trainer_state.json or W&B run found in this directory")
+    if path.suffix == ".wandb":
+        return "wandb", path
+    if path.name.startswith("events.out.tfevents."):
+        return "tfevents", path
+    return "text", path
+
+
+def analyse_text(
+    lines: Iterator[str], info: RunInfo, config: Config, fmt: str | None, now: float
+) -> RunAnalysis:
+    """Parse and judge a text log (any supported format) in one pass."""
+    head: list[str] = []
+    for line in lines:
+        head.append(line)
+        if len(head) >= _HEAD_LINES:
+            break
+    run_cfg = config.run_for(info.target)
+    name = fmt or (run_cfg.format if run_cfg else None) or detect_format(head, info.name)
+    parser = make_parser(name)
+    analysis = RunAnalysis(info, run_cfg, config.thresholds)
+    feed = parser.feed
+    batch: list[Row] = []
+
+    def flush() -> None:
+        analysis.set_total_steps(parser.total_steps)
+        analysis.add_rows(batch, now)
+        batch.clear()
+
+    for source in (head, lines):
+        for line in source:
+            rows = feed(clean_line(line))
+            if rows:
+                batch.extend(rows)
+                if len(batch) >= _BATCH:
+                    flush()
+    batch.extend(parser.finish())
+    flush()
+    info.format = name
+    info.step_key = parser.step_key
+    info.config = dict(parser.config)
+    st = parser.stats
+    info.lines, info.noise, info.malformed = st.lines, st.noise, st.malformed
+    if parser.finished:
+        analysis.finish()
+    return analysis
+
+
+def analyse_wandb(path: Path, info: RunInfo, config: Config, now: float) -> RunAnalysis:
+    """Read a W&B run's `.wandb` transaction log and judge it."""
+    from monitor import wandb_log
+
+    file = wandb_log.find_wandb_file(path)
+    events, reader = wandb_log.read_wandb_file(file)
+    analysis = RunAnalysis(info, config.run_for(info.target), config.thresholds)
+    info.format = "wandb"
+    rows: list[Row] = []
+    ended = False
+    for ev in events:
+        if isinstance(ev, Row):
+            rows.append(ev)
+        elif isinstance(ev, wandb_log.RunMeta):
+            info.name = ev.display_name or ev.run_id or info.name
+            info.config = dict(ev.config)
+            if ev.entity and ev.project and ev.run_id:
+                info.url = f"wandb://{ev.entity}/{ev.project}/{ev.run_id}"
+        elif isinstance(ev, wandb_log.Exit):
+            ended = True
+            info.state = "finished" if ev.exit_code == 0 else "failed"
+    analysis.add_rows(rows, now)
+    info.step_key = reader.step_key
+    info.lines = reader.records
+    if ended:
+        analysis.finish(info.state)
+    return analysis
+
+
+def analyse_tfevents(path: Path, info: RunInfo, config: Config, now: float) -> RunAnalysis:
+    """Read a TensorBoard event file and judge its scalars."""
+    from monitor.parsers.tfevents import read_tfevents
+
+    rows, _stats = read_tfevents(path.read_bytes())
+    analysis = RunAnalysis(info, config.run_for(info.target), config.thresholds)
+    info.format = "tfevents"
+    analysis.add_rows(sorted(rows, key=lambda r: r.step), now)
+    return analysis
+
+
+def check_target(target: str, config: Config, fmt: str | None = None, now: float | None = None) -> RunAnalysis:
+    """Read and judge one target as of `now` (default: the current time). Raises RunwatchError."""
+    wall = time.time() if now is None else now
+    if target == "-":
+        info = RunInfo(target="-", name="stdin")
+        analysis = analyse_text(read_lines(sys.stdin.buffer), info, config, fmt, wall)
+        analysis.tick(wall)
+        return analysis
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise TargetError(f"{target}: no such file or directory")
+    kind, file = _local_kind(path)
+    run_cfg = config.run_for(target)
+    info = RunInfo(target=target, name=(run_cfg.name if run_cfg and run_cfg.name else _run_name(path)))
+    try:
+        mtime = file.stat().st_mtime
+        # Rows of a file carry no arrival time; they were all written by its last modification.
+        if kind == "wandb":
+            analysis = analyse_wandb(file, info, config, mtime)
+        elif kind == "tfevents":
+            analysis = analyse_tfevents(file, info, config, mtime)
+        else:
+            with file.open("rb") as f:
+                analysis = analyse_text(read_lines(f), info, config, fmt, mtime)
+    except PermissionError:
+        raise TargetError(f"{target}: permission denied") from None
+    except IsADirectoryError:
+        raise TargetError(f"{target}: is a directory with nothing runwatch can read") from None
+    except OSError as e:
+        raise TargetError(f"{target}: cannot read ({e.strerror or e})") from None
+    analysis.detectors.touch(mtime)
+    analysis.tick(wall)
+    return analysis
+
+
+def _run_name(path: Path) -> str:
+    """A short run name from a path: the file's parent folder and name."""
+    p = path.resolve()
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
+def check(targets: list[str], config: Config, fmt: str | None = None, now: float | None = None) -> list[CheckResult]:
+    """Check every target; a target that cannot be read becomes an error result, not an exception."""
+    results = []
+    for t in targets:
+        try:
+            results.append(CheckResult(t, check_target(t, config, fmt, now)))
+        except RunwatchError as e:
+            results.append(CheckResult(t, error=e.one_line()))
+    return results
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """0 all healthy, 1 some unsure, 2 some bad, 3 a target could not be read."""
+    if any(r.error for r in results):
+        return 3
+    worst = max((r.analysis.judgement().verdict for r in results if r.analysis), default=Verdict.HEALTHY)
+    return int(worst)
+
+
+def to_json(results: list[CheckResult]) -> dict[str, Any]:
+    """The `--json` document: `{"runs": [...]}`, one entry per target."""
+    runs: list[dict[str, Any]] = []
+    for r in results:
+        if r.analysis is None:
+            runs.append({"target": r.target, "verdict": "error", "decision": None, "error": r.error, "findings": []})
+            continue
+        a = r.analysis
+        j = a.judgement()
+        info = a.info
+        runs.append(
+            {
+                "target": r.target,
+                "name": info.name,
+                "verdict": str(j.verdict),
+                "decision": str(j.decision),
+                "reason": j.reason,
+                "last_step": _jnum(a.detectors.last_step),
+                "total_steps": _jnum(info.total_steps),
+                "state": info.state,
+                "format": info.format,
+                "step_key": info.step_key,
+                "url": info.url,
+                "metrics": {k: _jnum(v) for k, v in a.headline().items()},
+                "lines": info.lines,
+                "noise_lines": info.noise,
+                "malformed_lines": info.malformed,
+                "findings": [f.to_json() for f in j.findings],
+            }
+        )
+    return {"runs": runs}
+
+
+def _jnum(x: float | None) -> float | int | str | None:
+    if x is None:
+        return None
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    return int(x) if float(x).is_integer() else x
+
+
+BADGE = {Verdict.HEALTHY: "✓ healthy", Verdict.UNSURE: "? unsure", Verdict.BAD: "✗ bad"}
+
+
+def to_text(results: list[CheckResult], verbose: bool = False) -> str:
+    """A plain report a person reads in a terminal or a cron mail."""
+    out: list[str] = []
+    for r in results:
+        if r.analysis is None:
+            out.append(f"! error    {r.target}\n    {r.error}")
+            continue
+        a = r.analysis
+        j = a.judgement()
+        info = a.info
+        step = a.detectors.last_step
+        where = f"step {_fmt_step(step)}" + (f"/{_fmt_step(info.total_steps)}" if info.total_steps else "")
+        out.append(f"{BADGE[j.verdict]:<10} {info.name}  {where}  -> {str(j.decision).upper()}")
+        out.append(f"    {j.reason}")
+        shown = [f for f in j.findings if verbose or f.active or f.severity >= Severity.WARN]
+        for f in shown:
+            out.append("    " + _finding_line(f))
+        metrics = ", ".join(f"{k}={_fmt_val(v)}" for k, v in a.headline().items())
+        noise = f", {info.noise} noise" if info.noise else ""
+        bad = f", {info.malformed} malformed" if info.malformed else ""
+        out.append(f"    [{info.format}; step axis: {info.step_key}; {info.lines} lines{noise}{bad}] {metrics}")
+    return "\n".join(out)
+
+
+def _finding_line(f: Finding) -> str:
+    state = "" if f.active else " (cleared)"
+    return f"- {f.kind} [{f.severity}]{state} from step {_fmt_step(f.onset_step)}: {f.message}"
+
+
+def _fmt_step(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _fmt_val(x: float) -> str:
+    return f"{x:.4g}"

@@ -1,0 +1,133 @@
+"""The `runwatch` command: `check` (headless judgement), `demo`, and the live views.
+
+Imports stay lazy so `runwatch check` starts fast and never loads Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from monitor.errors import RunwatchError
+
+USAGE_EXIT = 2
+UNREADABLE_EXIT = 3
+
+
+def _parse_now(text: str) -> float:
+    """`--now`: epoch seconds or ISO 8601 (a time without zone is local time)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not epoch seconds or ISO 8601: {text!r}") from None
+
+
+def _load_config(path: Path | None):  # type: ignore[no-untyped-def]
+    from monitor import config
+
+    return config.load(path if path is not None else config.default_path())
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from monitor import check
+
+    try:
+        cfg = _load_config(a.config)
+    except RunwatchError as e:
+        print(f"runwatch: {e.one_line()}", file=sys.stderr)
+        return UNREADABLE_EXIT
+    targets = a.targets or [r.target for r in cfg.runs]
+    if not targets:
+        print("runwatch: no targets: name files or runs, or list [[run]] tables in the config", file=sys.stderr)
+        return UNREADABLE_EXIT
+    try:
+        results = check.check(targets, cfg, fmt=a.format, now=a.now)
+    except RunwatchError as e:
+        print(f"runwatch: {e.one_line()}", file=sys.stderr)
+        return UNREADABLE_EXIT
+    for r in results:
+        if r.error:
+            print(f"runwatch: {r.error}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(check.to_json(results), indent=None if a.compact else 2, allow_nan=False))
+    else:
+        print(check.to_text(results, verbose=a.verbose))
+    return check.exit_code(results)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Headless demo: simulated runs written as real logs, judged by the same code as `check`."""
+    from monitor import check, demo
+    from monitor.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="runwatch-demo-") as tmp:
+        paths = demo.write_all(Path(tmp))
+        # The stalled job wrote its last line 20 minutes ago.
+        stalled = paths["stall"]
+        old = time.time() - 20 * 60
+        os.utime(stalled, (old, old))
+        print(f"runwatch demo: {len(paths)} simulated runs in {tmp}\n")
+        for name, path in paths.items():
+            print(f"# {name}: {demo.SCENARIOS[name].story}")
+        print()
+        results = check.check([str(p) for p in paths.values()], Config())
+        print(check.to_text(results))
+    print("\n(the live terminal UI opens here once it lands; this is the same judgement, headless)")
+    return 0
+
+
+def cmd_formats(_a: argparse.Namespace) -> int:
+    from monitor.parsers import PARSERS
+
+    for name, cls in PARSERS.items():
+        print(f"{name:18} {cls.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="runwatch", description="Babysit ML training runs from a terminal.")
+    ap.add_argument("--config", type=Path, help="config file (default ./runwatch.toml, then XDG config)")
+    sub = ap.add_subparsers(dest="command")
+    c = sub.add_parser("check", help="judge targets once and exit 0 healthy / 1 unsure / 2 bad / 3 unreadable")
+    c.add_argument("targets", nargs="*", help="log, CSV, JSONL, trainer_state.json, .wandb file or run dir, - for stdin")
+    c.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
+    c.add_argument("--compact", action="store_true", help="one-line JSON")
+    c.add_argument("--format", help="force a log format (see `runwatch formats`)")
+    c.add_argument("--now", type=_parse_now, help="judge as of this time (epoch seconds or ISO 8601)")
+    c.add_argument("-v", "--verbose", action="store_true", help="also list cleared and informational findings")
+    c.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    c.set_defaults(func=cmd_check)
+    d = sub.add_parser("demo", help="simulated runs: no account, GPU or network needed")
+    d.set_defaults(func=cmd_demo)
+    f = sub.add_parser("formats", help="list the log formats runwatch reads")
+    f.set_defaults(func=cmd_formats)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if not getattr(a, "command", None):
+        ap.print_help()
+        return USAGE_EXIT
+    try:
+        return int(a.func(a))
+    except RunwatchError as e:
+        print(f"runwatch: {e.one_line()}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
