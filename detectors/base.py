@@ -35,8 +35,12 @@ class Detector:
         kind = kind or self.kind
         if cur is not None and cur.active and cur.severity == severity and cur.kind == kind:
             return False
-        if cur is not None and not cur.active:
-            self.past.append(cur)
+        if cur is not None and cur.active and cur.kind == kind:
+            # Escalation of the same episode: keep where it was first detected and where it began.
+            evidence = {**evidence, "escalated_step": step}
+            step, onset = cur.step, cur.onset_step
+        elif cur is not None:
+            self.past.append(replace(cur, active=False) if cur.active else cur)
             del self.past[:-_PAST_KEPT]
         self.current = Finding(kind, severity, self.metric, step, onset, message, evidence)
         return True

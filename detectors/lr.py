@@ -72,7 +72,8 @@ class LrDetector(Detector):
             and total
             and self._rising_since is not None
             and step > 0.5 * total
-            and x >= self._peak
+            and last == last
+            and x > last
             and step - self._rising_since > 0.4 * total
         ):
             changed = (
