@@ -1,0 +1,78 @@
+"""Helpers every parser shares: line cleaning, number reading, step-key choice."""
+
+from __future__ import annotations
+
+import math
+import re
+
+#: Column or field names that give the step axis, best first (ARCHITECTURE.md "Step axis").
+STEP_KEYS = (
+    "step",
+    "global_step",
+    "train/global_step",
+    "trainer/global_step",
+    "iteration",
+    "iter",
+    "epoch",
+    "_step",
+)
+
+#: Keys that carry a wall-clock timestamp in structured formats.
+TIME_KEYS = ("_timestamp", "timestamp", "time")
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78cDEHM]")
+
+
+def clean_line(line: str) -> str:
+    """A raw line as a parser wants it: no newline, no ANSI codes, only the last `\\r` segment.
+
+    tqdm redraws its bar with `\\r`; what is left on screen is the last segment, so that is kept.
+    A trailing `\\r` (CRLF files) is a line ending, not a redraw.
+    """
+    if line.endswith("\n"):
+        line = line[:-1]
+    if "\r" in line:
+        line = line.rstrip("\r").rpartition("\r")[2]
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    return line
+
+
+def to_float(text: str) -> float | None:
+    """`text` as a float (surrounding blanks, `nan`, `inf` allowed), or None when it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def is_timing_key(key: str) -> bool:
+    """Whether `key` names a timing field, whose non-finite values mean "not measured" rather than NaN."""
+    k = key.lower()
+    return "time" in k or "avg" in k or "ms" in k
+
+
+def finite(x: float) -> bool:
+    """Whether `x` is neither NaN nor infinite."""
+    return math.isfinite(x)
+
+
+def pick_step_key(keys: list[str] | tuple[str, ...] | set[str] | dict[str, object]) -> str | None:
+    """The best step key present in `keys`, following `STEP_KEYS`, or None."""
+    for k in STEP_KEYS:
+        if k in keys:
+            return k
+    return None
+
+
+_LEADING_NUMBER = re.compile(r"\s*([-+]?(?:nan|inf(?:inity)?|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))", re.I)
+
+
+def leading_float(text: str) -> float | None:
+    """The number at the start of `text`, ignoring a unit after it (`12.3ms`, `45%`, `3.96GB`, `nanms`)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _LEADING_NUMBER.match(text)
+    return float(m.group(1)) if m else None

@@ -1,0 +1,68 @@
+"""The fallback format: `key=value` / `key: value` pairs anywhere on a line."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from monitor.model import Row
+from monitor.parsers.base import Parser
+from monitor.parsers.common import STEP_KEYS
+
+# A number may carry a short unit (`12ms`, `45%`); a following letter, digit or dot means it was part
+# of a word or a version string, not a value.
+_PAIR = re.compile(
+    r"([A-Za-z_][\w./\-]*)\s*[=:]\s*"
+    r"([-+]?(?:nan|inf(?:inity)?|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))"
+    r"(?:%|[A-Za-z]{1,3})?(?![\w.])",
+    re.IGNORECASE,
+)
+
+
+class KeyValueParser(Parser):
+    """Generic `step=10 loss=2.3 lr=1e-4` or `epoch: 1, loss: 0.5` lines; tokens that are not numbers
+    are ignored. Step: the first step-like key (`step`, `global_step`, `iteration`, `iter`, `epoch`,
+    ...) seen, kept as the axis; else a running count of metric lines.
+    """
+
+    name: ClassVar[str] = "kv"
+    description: ClassVar[str] = "generic key=value / key: value lines (fallback)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_key = "line"
+        self._key: str | None = None
+        self._step = 0.0
+        self._n = 0
+
+    @classmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        lines = [line for line in head if line.strip()]
+        if not lines:
+            return 0.0
+        rich = sum(1 for line in lines if len(_PAIR.findall(line)) >= 2)
+        return 0.4 * rich / len(lines)
+
+    def feed(self, line: str) -> list[Row]:
+        stats = self.stats
+        stats.lines += 1
+        pairs = _PAIR.findall(line)
+        if not pairs:
+            stats.noise += 1
+            return []
+        values: dict[str, float] = {}
+        for key, text in pairs:
+            values.setdefault(key, float(text))
+        if self._key is None:
+            for key in STEP_KEYS:
+                if key in values:
+                    self._key = self.step_key = key
+                    break
+        self._n += 1
+        step = float(self._n) if self._key is None else values.pop(self._key, self._step)
+        if not values:
+            stats.noise += 1
+            return []
+        stats.metric_lines += 1
+        self._step = step
+        return [Row(step, values)]

@@ -1,0 +1,137 @@
+"""HF Trainer stdout: the `{'loss': ..., 'learning_rate': ..., 'epoch': ...}` dicts it prints per log."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from monitor.model import Row
+from monitor.parsers.base import Parser
+
+_SNIFF = re.compile(r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm)': [-\d.naif]")
+_LOGGING_STEPS = re.compile(r"""logging_steps['"]?\s*(?:[=:]\s*|\s+)([0-9][0-9.eE+-]*)""")
+_LOGGING_STRATEGY = re.compile(r"""logging_strategy['"]?\s*[=:]\s*['"]?(?:IntervalStrategy\.)?(\w+)""", re.I)
+_WRAPPED = re.compile(r"^\w+(?:\.\w+)*\(([^,()]+)")
+
+
+class HFTrainerParser(Parser):
+    """HF Trainer log dicts inside launcher noise; the step is derived, since the dicts carry none.
+
+    Train dicts give `loss`, `grad_norm`, `learning_rate`, `epoch`; eval dicts `eval_*`; the final
+    `{'train_runtime': ...}` summary is emitted with keys prefixed `summary/` (`epoch` unprefixed).
+    Step: when `logging_steps=N` was printed before the first dict (TrainingArguments, a JSON config
+    or `--logging_steps N`), train row n gets step N×n and eval/summary rows the latest train step;
+    otherwise the dict's `epoch` (HF's own x-axis for such logs); failing both, the train-row count.
+    """
+
+    name: ClassVar[str] = "hf-trainer"
+    description: ClassVar[str] = "HF Trainer stdout log dicts"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_key = "epoch"
+        self.logging_steps: float | None = None
+        self._epoch_strategy = False
+        self._n_train = 0
+        self._last_step = 0.0
+
+    @classmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        n = sum(1 for line in head if "{'" in line and _SNIFF.search(line))
+        return 0.0 if not n else min(0.98, 0.93 + 0.01 * n)
+
+    def feed(self, line: str) -> list[Row]:
+        stats = self.stats
+        stats.lines += 1
+        i = line.find("{'")
+        if i < 0:
+            if "logging_st" in line:
+                self._learn(line)
+            stats.noise += 1
+            return []
+        j = line.rfind("}")
+        if j < i:  # cut short (a partial line): the last number may be cut too
+            if "': " in line:
+                stats.count_malformed(line)
+            else:
+                stats.noise += 1
+            return []
+        values = _scan(line[i + 2 : j])
+        if not values:
+            stats.noise += 1
+            return []
+        stats.metric_lines += 1
+        epoch = values.get("epoch")
+        if "train_runtime" in values:
+            values = {k if k == "epoch" else "summary/" + k: v for k, v in values.items()}
+            train = False
+            self.finished = True
+        else:
+            train = "'eval_" not in line and "'test_" not in line
+        if train:
+            self._n_train += 1
+            if self.logging_steps is not None:
+                step = self.logging_steps * self._n_train
+            elif epoch is not None:
+                step = epoch
+            else:
+                self.step_key = "train log count"
+                step = float(self._n_train)
+            self._last_step = step
+        elif self.logging_steps is None and epoch is not None:
+            step = epoch
+        else:
+            step = self._last_step
+        return [Row(step, values)]
+
+    def _learn(self, line: str) -> None:
+        """Pick up `logging_steps` / `logging_strategy` from printed arguments before metrics start."""
+        if self._n_train:
+            return  # the step axis is fixed once the first train row went out
+        strategy = _LOGGING_STRATEGY.search(line)
+        if strategy:
+            # with per-epoch (or no) logging the printed logging_steps is a default that means nothing
+            self._epoch_strategy = strategy.group(1).lower() in ("epoch", "no")
+            if self._epoch_strategy:
+                self.logging_steps = None
+                self.step_key = "epoch"
+        m = _LOGGING_STEPS.search(line)
+        if m and not self._epoch_strategy:
+            try:
+                n = float(m.group(1).rstrip(",.eE+-"))
+            except ValueError:
+                return
+            if n >= 1:  # a ratio below 1 is a fraction of max_steps, which the log may not say
+                self.logging_steps = n
+                self.config["logging_steps"] = n
+                self.step_key = f"logging_steps×n ({n:g})"
+
+
+def _scan(body: str) -> dict[str, float]:
+    """Numeric `'key': value` pairs of a Python dict repr (without its opening `{'` and closing `}`).
+
+    Fast path: turning `, '` into `': ` makes one split yield alternating keys and values, and
+    `dict(zip(...))` converts them in C. Anything else (strings, lists, `np.float64(...)`) is read
+    pair by pair.
+    """
+    parts = body.replace(", '", "': ").split("': ")
+    if not len(parts) & 1:
+        try:
+            return dict(zip(parts[0::2], map(float, parts[1::2]), strict=True))
+        except ValueError:
+            pass
+    values: dict[str, float] = {}
+    for item in body.split(", '"):
+        key, sep, text = item.partition("': ")
+        if not sep:
+            continue
+        try:
+            values[key] = float(text)
+        except ValueError:
+            m = _WRAPPED.match(text)  # np.float64(0.5), tensor(0.5, device='cuda:0')
+            if m:
+                try:
+                    values[key] = float(m.group(1))
+                except ValueError:
+                    pass
+    return values

@@ -1,0 +1,99 @@
+"""JSON Lines: one JSON object per line (nested objects flattened with `/`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from monitor.model import Row
+from monitor.parsers.base import Parser
+from monitor.parsers.common import STEP_KEYS, TIME_KEYS
+
+#: Below this a "time" value is a duration, not epoch seconds (1e8 s is March 1973).
+_EPOCH_SECONDS_MIN = 1e8
+
+
+def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, float] | None = None) -> dict[str, float]:
+    """Numeric leaves of a nested dict as `{"a/b": 1.0}`; booleans, strings and lists are left out."""
+    if out is None:
+        out = {}
+    for key, value in obj.items():
+        name = prefix + str(key)
+        if isinstance(value, dict):
+            flatten(value, name + "/", out)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class JSONLParser(Parser):
+    """One JSON object per line; every numeric leaf is a metric.
+
+    Step: the first of `step`, `global_step`, `train/global_step`, `trainer/global_step`,
+    `iteration`, `iter`, `epoch`, `_step` found; once chosen it stays the axis, and lines without it
+    take the latest step. Time: `_timestamp`, `timestamp` or `time` when it looks like epoch seconds.
+    """
+
+    name: ClassVar[str] = "jsonl"
+    description: ClassVar[str] = "JSON Lines (one object per line)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_key = "line"
+        self._key: str | None = None
+        self._step = 0.0
+        self._n = 0
+
+    @classmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        lines = [line.strip() for line in head if line.strip()]
+        if not lines:
+            return 0.0
+        sample = lines[:50]
+        objects = 0
+        for line in sample:
+            if line.startswith("{") and line.endswith("}"):
+                try:
+                    objects += isinstance(json.loads(line), dict)
+                except ValueError:
+                    pass
+        by_name = 0.9 if filename.lower().endswith((".jsonl", ".ndjson")) else 0.0
+        if (objects >= 2 and objects >= 0.6 * len(sample)) or objects == len(sample):
+            return max(by_name, 0.85)
+        return by_name * 0.8 if objects else 0.0
+
+    def feed(self, line: str) -> list[Row]:
+        stats = self.stats
+        stats.lines += 1
+        text = line.strip()
+        if not text.startswith("{"):
+            stats.noise += 1
+            return []
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            stats.count_malformed(line)
+            return []
+        if not isinstance(obj, dict):
+            stats.noise += 1
+            return []
+        values = flatten(obj)
+        if self._key is None:
+            for key in STEP_KEYS:
+                if key in values:
+                    self._key = self.step_key = key
+                    break
+        self._n += 1
+        step = float(self._n) if self._key is None else values.pop(self._key, self._step)
+        time = None
+        for key in TIME_KEYS:
+            t = values.get(key)
+            if t is not None and t > _EPOCH_SECONDS_MIN:
+                time = values.pop(key)
+                break
+        if not values:
+            stats.noise += 1
+            return []
+        stats.metric_lines += 1
+        self._step = step
+        return [Row(step, values, time)]

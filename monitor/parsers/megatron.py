@@ -1,0 +1,138 @@
+"""Megatron-LM / Megatron-DeepSpeed / NeMo console logs: `iteration N/TOTAL | key: value | ...` lines."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from monitor.model import Row
+from monitor.parsers.base import Parser
+
+_ITER_LINE = re.compile(r"iteration\s+\d+\s*/\s*\d+\s*\|")
+_ITER_NUMBER = re.compile(r"\s*(\d+)")
+
+#: Fields that restate the step; emitting them as metrics would only add a straight line.
+_STEP_FIELDS = frozenset(("global_step",))
+
+
+class MegatronParser(Parser):
+    """Megatron iteration lines and `validation loss at iteration N | lm loss value: ...` lines.
+
+    Keys are the field names as printed (`lm loss`, `learning rate`, `grad norm`, `loss scale`,
+    `elapsed time per iteration (ms)`, ...); validation keys are prefixed `val/` (`val/lm loss`,
+    `val/lm loss PPL`), or `test/` for the test set. NeMo 2's `Training epoch E, iteration I/T | ...`
+    lines are read the same way, with the step taken from their `global_step` field.
+    """
+
+    name: ClassVar[str] = "megatron"
+    description: ClassVar[str] = "Megatron-LM / Megatron-DeepSpeed / NeMo iteration lines"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_key = "iteration"
+        self._last_step = 0.0
+        self._total_text = ""
+
+    @classmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        hits = sum(1 for line in head if "iteration" in line and _ITER_LINE.search(line))
+        hits += sum(1 for line in head if "validation loss at " in line and "|" in line)
+        return 0.0 if not hits else min(0.97, 0.9 + 0.02 * hits)
+
+    def feed(self, line: str) -> list[Row]:
+        stats = self.stats
+        stats.lines += 1
+        i = line.find("iteration")
+        if i < 0:
+            if "validation loss at " in line and "|" in line:
+                return self._validation(line, None)
+            if line.startswith("[after training is done]"):
+                self.finished = True
+            stats.noise += 1
+            return []
+        if line[i - 3 : i] == "at ":
+            return self._validation(line, i)
+        j = line.find("|", i)
+        if j < 0:
+            stats.noise += 1
+            return []
+        num, slash, total = line[i + 9 : j].partition("/")
+        try:
+            step = float(num)
+        except ValueError:
+            # "(after 10 iterations) memory (MB) | ..." and the like mention iterations but are not rows
+            if _ITER_NUMBER.match(num):
+                stats.count_malformed(line)
+            else:
+                stats.noise += 1
+            return []
+        if slash and total != self._total_text:
+            self._total_text = total
+            try:
+                self.total_steps = float(total)
+            except ValueError:
+                pass
+        values = _fields(line[j + 1 :])
+        gs = values.get("global_step")
+        if gs is not None:
+            step = gs
+            self.step_key = "global_step"
+            for k in _STEP_FIELDS:
+                values.pop(k, None)
+        if not values:
+            stats.count_malformed(line)
+            return []
+        stats.metric_lines += 1
+        self._last_step = step
+        if step == self.total_steps:
+            self.finished = True
+        return [Row(step, values)]
+
+    def _validation(self, line: str, i: int | None) -> list[Row]:
+        """`validation loss at iteration N [on validation set] | lm loss value: X | lm loss PPL: Y |`."""
+        stats = self.stats
+        head, _, rest = line.partition("|")
+        step = self._last_step
+        if i is not None:
+            m = _ITER_NUMBER.match(line, i + 9)
+            if m:
+                step = float(m.group(1))
+        prefix = "test/" if "test set" in head else "val/"
+        values = {}
+        for key, x in _fields(rest).items():
+            if key.endswith(" value"):
+                key = key[:-6]
+            values[prefix + key] = x
+        if not values:
+            stats.count_malformed(line)
+            return []
+        stats.metric_lines += 1
+        return [Row(step, values)]
+
+
+def _fields(body: str) -> dict[str, float]:
+    """`| key: value | key: value |` (the part after the first bar) as a dict of the numeric fields.
+
+    Megatron prints `' {key}: {value} |'` per field, so after turning `' | '` into `': '` one split
+    yields alternating keys and values; `dict(zip(...))` then does the work in C. Anything unusual
+    (a value that is not a number, a colon inside a key) falls back to reading field by field.
+    """
+    body = body.strip()
+    if body.endswith("|"):
+        body = body[:-1]
+    parts = body.replace(" | ", ": ").split(": ")
+    if not len(parts) & 1:
+        try:
+            return dict(zip(parts[0::2], map(float, parts[1::2]), strict=True))
+        except ValueError:
+            pass
+    values: dict[str, float] = {}
+    for field in body.split("|"):
+        key, colon, text = field.rpartition(":")
+        if not colon:
+            continue
+        try:
+            values[key.strip()] = float(text)
+        except ValueError:
+            continue
+    return values
