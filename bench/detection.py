@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.check import check_target  # noqa: E402
-from monitor.config import Config  # noqa: E402
-from monitor.model import Finding, Verdict  # noqa: E402
+from monitor.check import check_target
+from monitor.config import Config
+from monitor.model import Finding, Verdict
 
 NOT_ALARMS = {"converged", "overflow_skip", "source_error"}
 _SKIP_SUFFIXES = {".toml", ".yaml", ".yml"}
@@ -150,11 +150,15 @@ def main(argv: list[str]) -> int:
     bad_healthy = [r.case for r in healthy if Verdict.BAD in r.files.values()]
     fa_healthy = max((len(r.false_alarms) for r in healthy), default=0)
     print()
-    print(f"overall recall (required events, right kind): {len(found_all)}/{len(req_all)} = "
-          f"{len(found_all) / max(1, len(req_all)):.0%}")
+    print(
+        f"overall recall (required events, right kind): {len(found_all)}/{len(req_all)} = "
+        f"{len(found_all) / max(1, len(req_all)):.0%}"
+    )
     print(f"alarms: {alarms}, false alarms: {false}, precision: {(alarms - false) / max(1, alarms):.0%}")
-    print(f"healthy cases: {len(healthy)}, with a bad final verdict: {len(bad_healthy)} {bad_healthy or ''}, "
-          f"most false alarms on one healthy case: {fa_healthy}")
+    print(
+        f"healthy cases: {len(healthy)}, with a bad final verdict: {len(bad_healthy)} {bad_healthy or ''}, "
+        f"most false alarms on one healthy case: {fa_healthy}"
+    )
     nan_events = [e for e in events if e.kind == "nan" and not e.optional]
     nan_ok = all(e.found_step is not None and e.found_step - e.onset <= 1 for e in nan_events)
     print(f"nan events caught within 1 step of onset: {'yes' if nan_ok else 'NO'} ({len(nan_events)} events)")

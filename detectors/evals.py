@@ -21,13 +21,13 @@ class EvalDetector(Detector):
         "_best",
         "_best_raw",
         "_best_step",
+        "_episode_max",
         "_higher_better",
         "_n",
         "_noise",
         "_onset",
         "_prev",
         "_prev2",
-        "_episode_max",
         "_th",
         "_tolerance",
         "_train_at_best",
@@ -35,9 +35,7 @@ class EvalDetector(Detector):
     )
     kind = "eval_degradation"
 
-    def __init__(
-        self, metric: str, th: Thresholds, higher_better: bool = False, baseline: float | None = None
-    ) -> None:
+    def __init__(self, metric: str, th: Thresholds, higher_better: bool = False, baseline: float | None = None) -> None:
         super().__init__(metric)
         self._th = th
         self._higher_better = higher_better

@@ -86,7 +86,12 @@ class SpikeDetector(Detector):
         self._scale = s.noise
         self._onsets.append(s.n)
         before = s.inverse(self._base)
-        evidence = {"value": s.last_value, "level_before": before, "z": round(s.z, 1), "jump": pct(s.residual)}
+        evidence = {
+            "value": s.last_value,
+            "level_before": before,
+            "z": round(s.z, 1),
+            "jump": pct(s.residual),
+        }
         repeated = len(self._onsets) == self._onsets.maxlen and s.n - self._onsets[0] <= th.spike_repeat_window
         if repeated:
             return self._fire(
@@ -147,9 +152,7 @@ class DivergenceDetector(Detector):
         if not (sustained or trending):
             return False
         best = s.inverse(s.best)
-        how = (
-            f"for {self._big_run} points" if sustained else f"and still rising over the last {th.trend_window} points"
-        )
+        how = f"for {self._big_run} points" if sustained else f"and still rising over the last {th.trend_window} points"
         return self._fire(
             Severity.BAD,
             step,

@@ -16,12 +16,12 @@ from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import RunwatchError, TargetError
 from monitor.model import Finding, Row, Severity, Verdict
-from monitor.parsers import detect_format, make_parser
-from monitor.parsers.common import clean_line
+from monitor.parsers import CONFIDENT, clean_line, detect_format, feed_lines, guess_format, make_parser
 
 _CHUNK = 1 << 20
 _HEAD_LINES = 200
 _BATCH = 4096
+_MAX_HEAD = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +55,13 @@ def read_lines(stream: IO[bytes]) -> Iterator[str]:
 def _local_kind(path: Path) -> tuple[str, Path]:
     """What a local target is: ('wandb' | 'tfevents' | 'text', the file to read)."""
     if path.is_dir():
-        if any(path.glob("*.wandb")) or any(path.glob("run-*")) or any(path.glob("offline-run-*")) or (
-            path / "latest-run"
-        ).exists() or (path / "wandb").is_dir():
+        if (
+            any(path.glob("*.wandb"))
+            or any(path.glob("run-*"))
+            or any(path.glob("offline-run-*"))
+            or (path / "latest-run").exists()
+            or (path / "wandb").is_dir()
+        ):
             return "wandb", path
         states = sorted(path.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
         if states:
@@ -76,41 +80,54 @@ def _local_kind(path: Path) -> tuple[str, Path]:
     return "text", path
 
 
-def analyse_text(
-    lines: Iterator[str], info: RunInfo, config: Config, fmt: str | None, now: float
-) -> RunAnalysis:
-    """Parse and judge a text log (any supported format) in one pass."""
+def _head_and_format(lines: Iterator[str], filename: str) -> tuple[list[str], str]:
+    """Read just enough lines to recognise the format (more when only hints match, up to 20k)."""
     head: list[str] = []
+    want = _HEAD_LINES
+    name, score = "kv", 0.0
     for line in lines:
         head.append(line)
-        if len(head) >= _HEAD_LINES:
-            break
+        if len(head) >= want:
+            name, score = guess_format([clean_line(x) for x in head], filename)
+            if score >= CONFIDENT or want >= _MAX_HEAD:
+                return head, name
+            want *= 10
+    return head, detect_format(head, filename)
+
+
+def analyse_text(lines: Iterator[str], info: RunInfo, config: Config, fmt: str | None, now: float) -> RunAnalysis:
+    """Parse and judge a text log (any supported format) in one pass."""
     run_cfg = config.run_for(info.target)
-    name = fmt or (run_cfg.format if run_cfg else None) or detect_format(head, info.name)
-    parser = make_parser(name)
+    forced = fmt or (run_cfg.format if run_cfg else None)
+    if forced:
+        parser = make_parser(forced)
+        head: list[str] = []
+    else:
+        head, name = _head_and_format(lines, info.name)
+        parser = make_parser(name)
     analysis = RunAnalysis(info, run_cfg, config.thresholds)
-    feed = parser.feed
-    batch: list[Row] = []
 
-    def flush() -> None:
+    def add(batch: list[str]) -> None:
+        rows = feed_lines(parser, batch)
         analysis.set_total_steps(parser.total_steps)
-        analysis.add_rows(batch, now)
-        batch.clear()
+        if rows:
+            analysis.add_rows(rows, now)
 
-    for source in (head, lines):
-        for line in source:
-            rows = feed(clean_line(line))
-            if rows:
-                batch.extend(rows)
-                if len(batch) >= _BATCH:
-                    flush()
-    batch.extend(parser.finish())
-    flush()
-    info.format = name
+    add(head)
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= _BATCH:
+            add(batch)
+            batch = []
+    add(batch)
+    analysis.add_rows(parser.finish(), now)
+    info.format = parser.name
     info.step_key = parser.step_key
     info.config = dict(parser.config)
     st = parser.stats
     info.lines, info.noise, info.malformed = st.lines, st.noise, st.malformed
+    analysis.store.add_log_lines((head + batch)[-200:])
     if parser.finished:
         analysis.finish()
     return analysis

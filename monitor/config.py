@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +39,10 @@ from detectors.thresholds import DEFAULT, Thresholds
 from monitor.errors import ConfigError
 from monitor.model import Role
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # pragma: no cover - the package requires 3.11, kept for the tomli fallback the user asked for
-    import tomli as tomllib
+except ImportError:  # pragma: no cover - Python < 3.11 installs tomli instead
+    import tomli as tomllib  # type: ignore[no-redef]
 
 THEMES = ("dark", "light", "high-contrast")
 _ROLE_NAMES = {r.value for r in Role}
@@ -128,7 +127,8 @@ class _Validator:
     def fail(self, key: str, why: str) -> ConfigError:
         leaf = key.rsplit(".", 1)[-1].split("[")[0]
         line = next(
-            (i + 1 for i, ln in enumerate(self.lines) if re.match(rf"\s*\"?{re.escape(leaf)}\"?\s*=", ln)), None
+            (i + 1 for i, ln in enumerate(self.lines) if re.match(rf"\s*\"?{re.escape(leaf)}\"?\s*=", ln)),
+            None,
         )
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigError(f"{where}: {key}: {why}")
@@ -181,7 +181,9 @@ class _Validator:
         metrics: dict[str, tuple[str, ...]] = {}
         for role, keys in self.typed(r.get("metrics", {}), dict, p + "metrics", "a table").items():
             if role not in _ROLE_NAMES:
-                raise self.fail(f"{p}metrics.{role}", f"unknown role (expected one of: {', '.join(sorted(_ROLE_NAMES))})")
+                raise self.fail(
+                    f"{p}metrics.{role}", f"unknown role (expected one of: {', '.join(sorted(_ROLE_NAMES))})"
+                )
             ks = [keys] if isinstance(keys, str) else self.typed(keys, list, f"{p}metrics.{role}", "a key or list")
             metrics[role] = tuple(self.typed(k, str, f"{p}metrics.{role}", "a metric name") for k in ks)
         baseline = {}
@@ -189,8 +191,10 @@ class _Validator:
             baseline[k] = float(self.typed(v, (int, float), f"{p}baseline.{k}", "a number"))
             if not math.isfinite(baseline[k]):
                 raise self.fail(f"{p}baseline.{k}", "must be finite")
-        stop = {k: str(self.typed(v, (str, int), f"{p}stop.{k}", "a string")) for k, v in
-                self.typed(r.get("stop", {}), dict, p + "stop", "a table").items()}
+        stop = {
+            k: str(self.typed(v, (str, int), f"{p}stop.{k}", "a string"))
+            for k, v in self.typed(r.get("stop", {}), dict, p + "stop", "a table").items()
+        }
         total = r.get("total_steps")
         return RunConfig(
             target=self.typed(r["target"], str, p + "target", "a string"),
@@ -204,7 +208,11 @@ class _Validator:
 
     def reviewer(self, d: dict[str, Any]) -> ReviewerConfig:
         p = "reviewer."
-        self.known(d, {"backend", "command", "model", "base_url", "timeout", "auto", "interval_minutes", "auto_stop"}, p)
+        self.known(
+            d,
+            {"backend", "command", "model", "base_url", "timeout", "auto", "interval_minutes", "auto_stop"},
+            p,
+        )
         backend = self.typed(d.get("backend", "command"), str, p + "backend", "a string")
         if backend not in ("command", "openai", "anthropic"):
             raise self.fail(p + "backend", f"unknown backend {backend!r} (expected command, openai, anthropic)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -81,17 +82,39 @@ def _stall(step: int, rnd: random.Random) -> Metrics | None:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("healthy", "loss falls steadily with warm-up and cosine decay", "hf-trainer", "healthy.log", 600, _healthy),
+        Scenario(
+            "healthy",
+            "loss falls steadily with warm-up and cosine decay",
+            "hf-trainer",
+            "healthy.log",
+            600,
+            _healthy,
+        ),
         Scenario("nan", "fp16 overflow: the loss turns NaN at step 260", "nanogpt", "nan.log", 600, _nan),
         Scenario("diverge", "LR too high: the loss climbs from step 220", "kv", "diverge.log", 600, _diverge),
         Scenario("spike", "a loss spike at step 240 that recovers", "megatron", "spike.log", 600, _spike),
-        Scenario("plateau", "the loss goes flat at 3.1 while the LR stays high", "llmc", "plateau.log", 600, _plateau),
-        Scenario("stall", "the job hangs after step 150 (a dead NCCL rank)", "jsonl", "stall.jsonl", 600, _stall, 150),
+        Scenario(
+            "plateau",
+            "the loss goes flat at 3.1 while the LR stays high",
+            "llmc",
+            "plateau.log",
+            600,
+            _plateau,
+        ),
+        Scenario(
+            "stall",
+            "the job hangs after step 150 (a dead NCCL rank)",
+            "jsonl",
+            "stall.jsonl",
+            600,
+            _stall,
+            150,
+        ),
     )
 }
 
 
-def format_line(fmt: str, step: int, m: Metrics, total: int) -> str:
+def format_line(fmt: str, step: int, m: Metrics, total: int, t: float | None = None) -> str:
     """One log line in the given framework's format."""
     if fmt == "hf-trainer":
         return "{" + ", ".join(f"'{k}': {v!r}" for k, v in {**m, "epoch": round(step / 100, 2)}.items()) + "}"
@@ -101,15 +124,15 @@ def format_line(fmt: str, step: int, m: Metrics, total: int) -> str:
         return f"step={step} " + " ".join(f"{k}={v:.6g}" for k, v in m.items())
     if fmt == "megatron":
         return (
-            f" iteration {step:8d}/{total:8d} | consumed samples: {step * 512:12d} | elapsed time per iteration (ms): "
-            f"412.3 | learning rate: {m['learning rate']:.3E} | global batch size:   512 | lm loss: {m['lm loss']:.6E} | "
-            f"loss scale: {m['loss scale']:.1f} | grad norm: {m['grad norm']:.3f} | number of skipped iterations:   0 | "
-            f"number of nan iterations:   0 |"
+            f" iteration {step:8d}/{total:8d} | consumed samples: {step * 512:12d} | "
+            f"elapsed time per iteration (ms): 412.3 | learning rate: {m['learning rate']:.3E} | "
+            f"global batch size:   512 | lm loss: {m['lm loss']:.6E} | loss scale: {m['loss scale']:.1f} | "
+            f"grad norm: {m['grad norm']:.3f} | number of skipped iterations:   0 | number of nan iterations:   0 |"
         )
     if fmt == "llmc":
         return f"s:{step} trl:{m['trl']:.4f} lr:{m['lr']:.6f} norm:{m['norm']:.2f}"
     if fmt == "jsonl":
-        return json.dumps({**m, "_timestamp": time.time()})
+        return json.dumps({**m, "_timestamp": round(time.time() if t is None else t, 3)})
     raise ValueError(fmt)
 
 
@@ -122,8 +145,12 @@ def header(s: Scenario) -> list[str]:
     return []
 
 
-def lines(s: Scenario, seed: int = 0) -> Iterator[tuple[int, str]]:
-    """(step, line) pairs of a scenario, header first (step -1)."""
+def lines(s: Scenario, seed: int = 0, end_time: float | None = None) -> Iterator[tuple[int, str]]:
+    """(step, line) pairs of a scenario, header first (step -1).
+
+    With `end_time`, timestamped formats get times one second apart ending then (a run written
+    at once that looks as if it ran); without, the current time.
+    """
     for h in header(s):
         yield -1, h
     rnd = random.Random(seed)
@@ -134,16 +161,25 @@ def lines(s: Scenario, seed: int = 0) -> Iterator[tuple[int, str]]:
         m = s.series(i, rnd)
         if m is None:
             continue
-        yield i, format_line(s.fmt, i * step_stride if s.fmt != "hf-trainer" else i, m, s.steps)
+        last = s.stall_after if s.stall_after is not None else s.steps - 1
+        t = None if end_time is None else end_time - (last - i)
+        yield i, format_line(s.fmt, i * step_stride if s.fmt != "hf-trainer" else i, m, s.steps, t)
 
 
-def write_all(directory: Path, seed: int = 0) -> dict[str, Path]:
-    """Write every scenario's complete log at once (for the headless demo and tests)."""
+def write_all(directory: Path, seed: int = 0, stalled_for: float = 20 * 60) -> dict[str, Path]:
+    """Write every scenario's complete log at once (for the headless demo and tests).
+
+    The stalled run's last line is dated `stalled_for` seconds ago (its times and the file's mtime).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     out = {}
+    now = time.time()
     for s in SCENARIOS.values():
         path = directory / s.filename
-        path.write_text("\n".join(line for _, line in lines(s, seed)) + "\n")
+        end = now - stalled_for if s.stall_after is not None else now
+        path.write_text("\n".join(line for _, line in lines(s, seed, end)) + "\n")
+        if s.stall_after is not None:
+            os.utime(path, (end, end))
         out[s.name] = path
     return out
 

@@ -18,7 +18,10 @@ _SEP = r"[/_ .\-]"
 _SUMMARY_PREFIXES = ("summary/", "_", "system/", "gpu.", "test ", "test/", "test_")
 _TRAIN_LOSS_EXACT = {"loss", "trl", "lm loss", "train loss", "training loss", "total_loss", "total loss"}
 _EVAL_LOSS_EXACT = {"tel", "valid loss", "val loss", "validation loss", "eval loss", "dev loss"}
-_LR_RE = re.compile(r"^(?:(?:train|trainer|optim|optimizer|x|lr-?\w*)[/_ ])?(?:lr|learning[_ ]rate)(?:0|[/_ \-]?(?:group)?0|[/_ \-]\w+)?$")
+_LR_RE = re.compile(
+    r"^(?:(?:train|trainer|optim|optimizer|x|lr-?\w*)[/_ ])?"
+    r"(?:lr|learning[_ ]rate)(?:0|[/_ \-]?(?:group)?0|[/_ \-]\w+)?$"
+)
 _GRAD_RE = re.compile(r"(?:^|[/_ ])(?:grad(?:ient)?[_ ]?norm|global[_ ]norm|norm)(?:$|[/_ ](?:total|global|clipped))")
 _SCALE_RE = re.compile(r"(?:^|[/_ ])(?:loss[_ ]scale|scaler?)(?:$|[/_ ])")
 _EVAL_PREFIX_RE = re.compile(rf"(?:^|{_SEP}){_EVAL}(?:$|{_SEP})")

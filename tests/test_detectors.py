@@ -39,7 +39,14 @@ def test_healthy_decaying_loss_with_lr_and_grad_norm_is_healthy() -> None:
     n = 2000
     loss = _decaying(n, seed=1)
     rows = [
-        Row(float(i), {"loss": loss[i], "lr": 1e-3 * min(1, i / 100) * (1 - i / n / 1.1), "grad_norm": 1.0 + 0.1 * math.sin(i)})
+        Row(
+            float(i),
+            {
+                "loss": loss[i],
+                "lr": 1e-3 * min(1, i / 100) * (1 - i / n / 1.1),
+                "grad_norm": 1.0 + 0.1 * math.sin(i),
+            },
+        )
         for i in range(n)
     ]
     rd = _run(rows)
@@ -93,8 +100,9 @@ def test_repeated_spikes_are_bad() -> None:
     for k in (200, 230, 260):
         loss[k] *= 3.0
     rd = _run([Row(float(i), {"loss": v}) for i, v in enumerate(loss)][:261])
-    assert rd.judgement().verdict is Verdict.BAD
-    assert rd.judgement().worst is not None and rd.judgement().worst.kind == "spike"
+    j = rd.judgement()
+    assert j.verdict is Verdict.BAD
+    assert j.worst is not None and j.worst.kind == "spike"
 
 
 def test_small_batch_noise_bumps_are_not_spikes() -> None:
