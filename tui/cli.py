@@ -84,6 +84,22 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(a: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.targets import parse_target
+    from monitor.watch import watch
+
+    cfg = _load_config(a.config)
+    targets = a.targets or [r.target for r in cfg.runs]
+    if not targets:
+        print("runwatch: no targets: name files or runs, or list [[run]] tables in the config", file=sys.stderr)
+        return USAGE_EXIT
+    for t in targets:
+        parse_target(t)  # a malformed target is one line on stderr before anything starts
+    return asyncio.run(watch(targets, cfg, fmt=a.format, jsonl=a.jsonl))
+
+
 def cmd_formats(_a: argparse.Namespace) -> int:
     from monitor.parsers import PARSERS
 
@@ -107,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true", help="also list cleared and informational findings")
     c.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     c.set_defaults(func=cmd_check)
+    w = sub.add_parser("watch", help="watch targets live; print a line per verdict or source state change")
+    w.add_argument("targets", nargs="*", help="files, W&B runs (wandb://E/P[/ID], URLs), host:/path, ssh://...")
+    w.add_argument("--jsonl", action="store_true", help="JSON lines with timestamps")
+    w.add_argument("--format", help="force a log format (see `runwatch formats`)")
+    w.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    w.set_defaults(func=cmd_watch)
     d = sub.add_parser("demo", help="simulated runs: no account, GPU or network needed")
     d.set_defaults(func=cmd_demo)
     f = sub.add_parser("formats", help="list the log formats runwatch reads")

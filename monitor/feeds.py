@@ -1,0 +1,172 @@
+"""Bytes from any source (local tail, SSH tail, stdin) into rows for one run's analysis.
+
+A feed knows the format: text logs are split into lines, the format is detected from the first
+lines (waiting a little for confidence when only hints match), and each batch of lines is parsed;
+whole-JSON documents (`trainer_state.json`) are re-read when rewritten and only new steps kept;
+`.wandb` logs go through the transaction-log reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from monitor import wandb_log
+from monitor.analysis import RunAnalysis
+from monitor.gpu import GpuSnapshot, snapshot_from_wandb_stats
+from monitor.model import Row
+from monitor.parsers import CONFIDENT, Parser, feed_lines, golden, guess_format, hfstate, make_parser
+from monitor.parsers.common import clean_line
+from monitor.sources.local import LineSplitter
+from monitor.sources.ssh_tail import Chunk
+
+_DOCUMENTS: dict[str, Callable[[str], list[Row]]] = {
+    "hf-trainer-state": hfstate.parse_document,
+    "megatron-golden": golden.parse_document,
+}
+#: Lines to wait for before settling on a format that only hints matched.
+_DETECT_LINES = 2000
+#: Seconds to wait for the same.
+_DETECT_SECONDS = 3.0
+
+
+class TextFeed:
+    """A text log's bytes into rows; the format is forced or detected from its first lines."""
+
+    def __init__(self, analysis: RunAnalysis, fmt: str | None, filename: str) -> None:
+        self.analysis = analysis
+        self.filename = filename
+        self.splitter = LineSplitter()
+        self.parser: Parser | None = make_parser(fmt) if fmt else None
+        self._pending: list[str] = []
+        self._pending_since: float | None = None
+        self._doc: list[str] = []
+        self._doc_last_step: float | None = None
+        if self.parser is not None:
+            self._adopt(self.parser)
+
+    def _adopt(self, parser: Parser) -> None:
+        self.parser = parser
+        self.analysis.info.format = parser.name
+
+    def chunk(self, chunk: Chunk, now: float) -> bool:
+        """Take one chunk of bytes; True when a finding changed."""
+        if chunk.reset:
+            self.splitter.reset()
+            self._doc.clear()
+        if not chunk.data:
+            return False
+        return self.lines(self.splitter.feed(chunk.data), now)
+
+    def lines(self, lines: list[str], now: float) -> bool:
+        """Take complete lines; True when a finding changed."""
+        if not lines:
+            return False
+        self.analysis.store.add_log_lines(lines)
+        if self.parser is None:
+            self._pending += lines
+            if self._pending_since is None:
+                self._pending_since = now
+            return self._try_detect(now, force=False)
+        return self._parse(lines, now)
+
+    def tick(self, now: float) -> bool:
+        """Commit to a format after waiting long enough for a confident one."""
+        if self.parser is None and self._pending:
+            return self._try_detect(now, force=True)
+        return False
+
+    def _try_detect(self, now: float, force: bool) -> bool:
+        name, score = guess_format([clean_line(x) for x in self._pending[:_DETECT_LINES]], self.filename)
+        waited = now - (self._pending_since or now)
+        if score < CONFIDENT and not force and len(self._pending) < _DETECT_LINES and waited < _DETECT_SECONDS:
+            return False
+        self._adopt(make_parser(name))
+        pending, self._pending = self._pending, []
+        return self._parse(pending, now)
+
+    def _parse(self, lines: list[str], now: float) -> bool:
+        parser = self.parser
+        assert parser is not None
+        info = self.analysis.info
+        if getattr(parser, "document", False):
+            return self._document(lines, now)
+        rows = feed_lines(parser, lines)
+        self.analysis.set_total_steps(parser.total_steps)
+        st = parser.stats
+        info.lines, info.noise, info.malformed = st.lines, st.noise, st.malformed
+        info.step_key = parser.step_key
+        if parser.config and not info.config:
+            info.config = dict(parser.config)
+        changed = self.analysis.add_rows(rows, now) if rows else False
+        if parser.finished and info.state != "finished":
+            self.analysis.finish()
+            changed = True
+        return changed
+
+    def _document(self, lines: list[str], now: float) -> bool:
+        self._doc += lines
+        assert self.parser is not None
+        try:
+            rows = _DOCUMENTS[self.parser.name]("\n".join(self._doc))
+        except ValueError:
+            return False  # not a complete document yet: the writer is mid-rewrite
+        last = self._doc_last_step
+        new = [r for r in rows if last is None or r.step > last]
+        if new:
+            self._doc_last_step = new[-1].step
+        self.analysis.info.lines = len(self._doc)
+        self.analysis.info.step_key = self.parser.step_key
+        return self.analysis.add_rows(new, now) if new else False
+
+
+class WandbFeed:
+    """A `.wandb` transaction log's bytes into rows, run metadata, console lines and GPU stats."""
+
+    def __init__(self, analysis: RunAnalysis, host: str, on_gpu: Callable[[GpuSnapshot], Any] | None = None) -> None:
+        self.analysis = analysis
+        self.host = host
+        self.on_gpu = on_gpu
+        self.reader = wandb_log.WandbLogReader()
+        self._last_step: float | None = None
+        analysis.info.format = "wandb"
+
+    def chunk(self, chunk: Chunk, now: float) -> bool:
+        if chunk.reset:
+            self.reader = wandb_log.WandbLogReader()
+        if not chunk.data:
+            return False
+        return self.events(self.reader.feed(chunk.data), now)
+
+    def events(self, events: list[Any], now: float) -> bool:
+        a = self.analysis
+        info = a.info
+        rows: list[Row] = []
+        changed = False
+        last = self._last_step
+        for ev in events:
+            if isinstance(ev, Row):
+                # After a rewrite the log is re-read from 0: keep only steps not seen yet.
+                if last is None or ev.step > last:
+                    rows.append(ev)
+                    last = ev.step
+            elif isinstance(ev, wandb_log.RunMeta):
+                info.name = ev.display_name or ev.run_id or info.name
+                info.config = dict(ev.config)
+                if ev.entity and ev.project and ev.run_id:
+                    info.url = f"wandb://{ev.entity}/{ev.project}/{ev.run_id}"
+            elif isinstance(ev, wandb_log.ConsoleOutput):
+                a.store.add_log_lines(ev.lines)
+            elif isinstance(ev, wandb_log.SystemStats) and self.on_gpu is not None:
+                snap = snapshot_from_wandb_stats(ev.values, host=self.host, now=ev.time or now)
+                if snap.gpus:
+                    self.on_gpu(snap)
+            elif isinstance(ev, wandb_log.Exit):
+                a.finish("finished" if ev.exit_code == 0 else "failed")
+                changed = True
+        self._last_step = last
+        info.step_key = self.reader.step_key
+        info.lines = self.reader.records
+        if rows:
+            changed = a.add_rows(rows, now) or changed
+        return changed
