@@ -17,6 +17,7 @@ from monitor.config import Config
 from monitor.errors import RunwatchError, TargetError
 from monitor.model import Finding, Row, Severity, Verdict
 from monitor.parsers import CONFIDENT, clean_line, detect_format, feed_lines, guess_format, make_parser
+from monitor.targets import is_wandb_local, metrics_file_in
 
 _CHUNK = 1 << 20
 _HEAD_LINES = 200
@@ -55,24 +56,12 @@ def read_lines(stream: IO[bytes]) -> Iterator[str]:
 def _local_kind(path: Path) -> tuple[str, Path]:
     """What a local target is: ('wandb' | 'tfevents' | 'text', the file to read)."""
     if path.is_dir():
-        if (
-            any(path.glob("*.wandb"))
-            or any(path.glob("run-*"))
-            or any(path.glob("offline-run-*"))
-            or (path / "latest-run").exists()
-            or (path / "wandb").is_dir()
-        ):
+        if is_wandb_local(path):
             return "wandb", path
-        states = sorted(path.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
-        if states:
-            return "text", states[-1]
-        for name in ("metrics.csv", "results.csv"):
-            if (path / name).is_file():
-                return "text", path / name
-        events = sorted(path.glob("events.out.tfevents.*"))
-        if events:
-            return "tfevents", events[-1]
-        raise TargetError(f"{path}: no log, metrics file, trainer_state.json or W&B run found in this directory")
+        found = metrics_file_in(path)
+        if found is None:
+            raise TargetError(f"{path}: no log, metrics file, trainer_state.json or W&B run found in this directory")
+        path = found
     if path.suffix == ".wandb":
         return "wandb", path
     if path.name.startswith("events.out.tfevents."):

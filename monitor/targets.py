@@ -53,18 +53,32 @@ class Target:
         return "localhost"
 
 
-def _is_wandb_local(path: Path) -> bool:
+def is_wandb_local(path: Path) -> bool:
     if path.suffix == ".wandb":
         return True
     if path.is_dir():
         return bool(
-            any(path.glob("*.wandb"))
+            path.name == "wandb"
+            or any(path.glob("*.wandb"))
             or any(path.glob("run-*"))
             or any(path.glob("offline-run-*"))
             or (path / "latest-run").exists()
             or (path / "wandb").is_dir()
         )
     return False
+
+
+def metrics_file_in(path: Path) -> Path | None:
+    """The metrics file a training output directory holds: the newest `trainer_state.json`, a
+    Lightning `metrics.csv`, a YOLOv5 `results.csv` or a TensorBoard event file."""
+    states = sorted(path.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
+    if states:
+        return states[-1]
+    for name in ("metrics.csv", "results.csv"):
+        if (path / name).is_file():
+            return path / name
+    events = sorted(path.glob("events.out.tfevents.*"))
+    return events[-1] if events else None
 
 
 def parse_target(raw: str) -> Target:
@@ -80,6 +94,10 @@ def parse_target(raw: str) -> Target:
         ssh = parse_ssh_target(raw)
         if ssh is not None:
             return Target(raw, SSH, ssh=ssh)
-    if _is_wandb_local(local):
+    if is_wandb_local(local):
         return Target(raw, WANDB_LOCAL, path=local)
+    if local.is_dir():
+        # A training output directory: follow its metrics file; otherwise W&B may still create runs here.
+        found = metrics_file_in(local)
+        return Target(raw, FILE, path=found) if found else Target(raw, WANDB_LOCAL, path=local)
     return Target(raw, FILE, path=local)
