@@ -326,9 +326,7 @@ def test_wordlm_namespace_is_config() -> None:
     assert parser.config["clip"] == 0.25
     parser.feed(WORDLM[0])
     assert parser.total_steps == 5 * 2983
-    rows = feed_lines(
-        parser, ["-" * 89, "| epoch   4 |  1400/ 2983 batches | lr 20.00 | loss  5.94 | ppl 380.0"]
-    )
+    rows = feed_lines(parser, ["-" * 89, "| epoch   4 |  1400/ 2983 batches | lr 20.00 | loss  5.94 | ppl 380.0"])
     assert rows[0].step == 10349  # the label's onset: (4-1)*2983 + 1400
 
 
@@ -360,6 +358,12 @@ def test_hf_logging_steps_gives_the_step(announce: list[str]) -> None:
     assert [r.step for r in rows] == [50, 100, 100]
     assert parser.step_key == "logging_steps×n (50)"
     assert rows[2].values["eval_loss"] == 2.4
+
+
+def test_hf_logging_first_step() -> None:
+    lines = ["TrainingArguments(", "logging_first_step=True,", "logging_steps=50,", ")"]
+    _, rows = parse_lines([*lines, HF_TRAIN, HF_TRAIN2, HF_TRAIN, HF_EVAL])
+    assert [r.step for r in rows] == [1, 50, 100, 100]
 
 
 def test_hf_without_logging_steps_uses_epoch() -> None:
@@ -425,9 +429,7 @@ def test_partial_hf_dict_is_not_read() -> None:
     assert parser.stats.malformed == 1
 
 
-@pytest.mark.parametrize(
-    "fmt", [name for name in PARSERS if name not in ("hf-trainer-state", "megatron-golden")]
-)
+@pytest.mark.parametrize("fmt", [name for name in PARSERS if name not in ("hf-trainer-state", "megatron-golden")])
 def test_garbage_is_noise_never_fatal(fmt: str) -> None:
     garbage = [
         "",

@@ -36,9 +36,7 @@ def _files() -> list[Path]:
     return sorted(
         f
         for f in CORPUS.glob("*/*")
-        if f.is_file()
-        and f.suffix not in (".toml", ".yaml")
-        and not f.name.startswith("events.out.tfevents.")
+        if f.is_file() and f.suffix not in (".toml", ".yaml") and not f.name.startswith("events.out.tfevents.")
     )
 
 

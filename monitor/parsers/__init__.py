@@ -82,6 +82,7 @@ ALIASES: dict[str, str] = {
 CONFIDENT = 0.8
 _FALLBACK = "kv"
 _HEAD = 200
+_HEAD_MAX = 20_000  # bounds the cost of sniffing a long log in no known format
 
 
 def resolve_name(name: str) -> str:
@@ -105,13 +106,13 @@ def sniff_scores(head: list[str], filename: str = "") -> dict[str, float]:
 
 
 def guess_format(head: list[str], filename: str = "") -> tuple[str, float]:
-    """The most likely format for `head` and its score; (`kv`, 0.0) when nothing matches.
+    """The most likely format for `head` (raw lines) and its score; (`kv`, 0.0) when nothing matches.
 
     A score below `CONFIDENT` means only hints matched (a DeepSpeed config dump, a `.csv` name):
     a live source may wait for more lines before committing.
     """
     best, best_score = _FALLBACK, 0.0
-    for name, score in sniff_scores(head, filename).items():
+    for name, score in sniff_scores([clean_line(line) for line in head], filename).items():
         if score > best_score:
             best, best_score = name, score
     return best, best_score
@@ -132,17 +133,22 @@ def feed_lines(parser: Parser, lines: Iterable[str]) -> list[Row]:
     """Clean each complete line (newline, ANSI codes, tqdm `\\r` redraws) and feed it; blank lines are
     counted as noise without reaching the parser."""
     rows: list[Row] = []
+    extend = rows.extend
     feed = parser.feed
     stats = parser.stats
-    for raw in lines:
-        line = clean_line(raw)
+    for line in lines:
+        # clean_line inlined for the common case: a plain line, with or without its newline
+        if line[-1:] == "\n":
+            line = line[:-1]
+        if "\r" in line or "\x1b" in line:
+            line = clean_line(line)
         if not line or line.isspace():
             stats.lines += 1
             stats.noise += 1
             continue
         out = feed(line)
         if out:
-            rows += out
+            extend(out)
     return rows
 
 
@@ -165,11 +171,11 @@ def parse_lines(lines: Iterable[str], fmt: str | None = None, filename: str = ""
 
 
 def _detect_growing(lines: list[str], filename: str) -> str:
-    """Detect on the first 200 lines; when only hints match, look further (metrics can start late,
-    after a launcher banner and a model printout) before settling for the best hint."""
+    """Detect on the first 200 lines; when only hints match, look at 2,000 then 20,000 (metrics can
+    start late, after a launcher banner and a model printout) before settling for the best hint."""
     n = _HEAD
-    best, score = guess_format([clean_line(line) for line in lines[:n]], filename)
-    while score < CONFIDENT and n < len(lines):
+    best, score = guess_format(lines[:n], filename)
+    while score < CONFIDENT and n < min(len(lines), _HEAD_MAX):
         n *= 10
-        best, score = guess_format([clean_line(line) for line in lines[:n]], filename)
+        best, score = guess_format(lines[:n], filename)
     return best

@@ -70,9 +70,20 @@ _LEADING_NUMBER = re.compile(r"\s*([-+]?(?:nan|inf(?:inity)?|(?:\d+\.?\d*|\.\d+)
 
 def leading_float(text: str) -> float | None:
     """The number at the start of `text`, ignoring a unit after it (`12.3ms`, `45%`, `3.96GB`, `nanms`)."""
+    # the usual units are cut before trying float(), since a failing float() costs an exception
+    if text.endswith(_UNITS2):
+        number = text[:-2]
+    elif text.endswith(_UNITS1):
+        number = text[:-1]
+    else:
+        number = text
     try:
-        return float(text)
+        return float(number)
     except ValueError:
         pass
     m = _LEADING_NUMBER.match(text)
     return float(m.group(1)) if m else None
+
+
+_UNITS2 = ("ms", "GB", "MB", "KB", "us")
+_UNITS1 = ("%", "s")

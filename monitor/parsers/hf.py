@@ -11,6 +11,9 @@ from monitor.parsers.base import Parser
 _SNIFF = re.compile(r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm)': [-\d.naif]")
 _LOGGING_STEPS = re.compile(r"""logging_steps['"]?\s*(?:[=:]\s*|\s+)([0-9][0-9.eE+-]*)""")
 _LOGGING_STRATEGY = re.compile(r"""logging_strategy['"]?\s*[=:]\s*['"]?(?:IntervalStrategy\.)?(\w+)""", re.I)
+# Building the NamedTuple through tuple.__new__ skips its Python-level __new__: half the cost, per line.
+_new_row = tuple.__new__
+_LOGGING_FIRST_STEP = re.compile(r"""logging_first_step['"]?\s*[=:]\s*['"]?true""", re.I)
 _WRAPPED = re.compile(r"^\w+(?:\.\w+)*\(([^,()]+)")
 
 
@@ -20,8 +23,9 @@ class HFTrainerParser(Parser):
     Train dicts give `loss`, `grad_norm`, `learning_rate`, `epoch`; eval dicts `eval_*`; the final
     `{'train_runtime': ...}` summary is emitted with keys prefixed `summary/` (`epoch` unprefixed).
     Step: when `logging_steps=N` was printed before the first dict (TrainingArguments, a JSON config
-    or `--logging_steps N`), train row n gets step N×n and eval/summary rows the latest train step;
-    otherwise the dict's `epoch` (HF's own x-axis for such logs); failing both, the train-row count.
+    or `--logging_steps N`), train row n gets step N×n (1, N, 2N, ... with `logging_first_step`) and
+    eval/summary rows the latest train step; otherwise the dict's `epoch` (HF's own x-axis for such
+    logs); failing both, the train-row count.
     """
 
     name: ClassVar[str] = "hf-trainer"
@@ -32,6 +36,7 @@ class HFTrainerParser(Parser):
         self.step_key = "epoch"
         self.logging_steps: float | None = None
         self._epoch_strategy = False
+        self._first_step = 0
         self._n_train = 0
         self._last_step = 0.0
 
@@ -45,7 +50,7 @@ class HFTrainerParser(Parser):
         stats.lines += 1
         i = line.find("{'")
         if i < 0:
-            if "logging_st" in line:
+            if "logging_" in line:
                 self._learn(line)
             stats.noise += 1
             return []
@@ -71,7 +76,9 @@ class HFTrainerParser(Parser):
         if train:
             self._n_train += 1
             if self.logging_steps is not None:
-                step = self.logging_steps * self._n_train
+                # with logging_first_step the first log is at step 1, then N, 2N, ...
+                n = self._n_train - self._first_step
+                step = self.logging_steps * n if n else 1.0
             elif epoch is not None:
                 step = epoch
             else:
@@ -82,12 +89,14 @@ class HFTrainerParser(Parser):
             step = epoch
         else:
             step = self._last_step
-        return [Row(step, values)]
+        return [_new_row(Row, (step, values, None))]
 
     def _learn(self, line: str) -> None:
-        """Pick up `logging_steps` / `logging_strategy` from printed arguments before metrics start."""
+        """Pick up `logging_steps`, `logging_strategy` and `logging_first_step` from printed arguments."""
         if self._n_train:
             return  # the step axis is fixed once the first train row went out
+        if _LOGGING_FIRST_STEP.search(line):
+            self._first_step = 1
         strategy = _LOGGING_STRATEGY.search(line)
         if strategy:
             # with per-epoch (or no) logging the printed logging_steps is a default that means nothing
@@ -117,7 +126,8 @@ def _scan(body: str) -> dict[str, float]:
     parts = body.replace(", '", "': ").split("': ")
     if not len(parts) & 1:
         try:
-            return dict(zip(parts[0::2], map(float, parts[1::2]), strict=True))
+            pairs = iter(parts)  # zip takes a key, map the value after it: no slicing
+            return dict(zip(pairs, map(float, pairs)))  # noqa: B905 - the length was checked
         except ValueError:
             pass
     values: dict[str, float] = {}
