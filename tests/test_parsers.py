@@ -482,6 +482,14 @@ def test_megatron_odd_field_falls_back_to_field_by_field() -> None:
     assert "note" not in row.values
 
 
+def test_modded_nanogpt_last_step_finishes() -> None:
+    parser = make_parser("modded-nanogpt")
+    parser.feed("step:6199/6200 train_loss:3.2344 train_time:1338853ms step_avg:216.33ms")
+    assert not parser.finished
+    parser.feed("step:6200/6200 val_loss:3.2785 train_time:1339067ms step_avg:216.33ms")
+    assert parser.finished
+
+
 def test_megatron_last_iteration_finishes() -> None:
     parser = make_parser("megatron")
     parser.feed(" iteration      100/     100 | lm loss: 2.5E+00 |")
@@ -615,6 +623,19 @@ def test_deepspeed_gradient_accumulation_scales_to_micro_steps() -> None:
     assert parser.step_key == "micro step (optimizer step × 2)"
 
 
+def test_deepspeed_chat_train_loss_and_eval_loss() -> None:
+    lines = [
+        "Beginning of Epoch 2/16, Total Micro Batches 460",
+        "Epoch: 1, Step: 10, Rank: 0, loss = 2.3125",
+        "***** Evaluating perplexity, Epoch 2/16 *****",
+        "ppl: 2.0179834365844727, loss: 0.7021",
+    ]
+    parser, rows = parse_lines(lines, "deepspeed")
+    assert rows[0] == Row(470.0, {"loss": 2.3125})
+    assert rows[1] == Row(470.0, {"eval/ppl": 2.0179834365844727, "eval/loss": 0.7021, "epoch": 2.0})
+    assert parser.total_steps == 16 * 460 and not parser.finished
+
+
 # ---- generic formats ----
 def test_csv_without_step_column_uses_row_number_and_quotes() -> None:
     parser, rows = parse_lines(["loss,acc,name\n", '0.5,0.9,"a, b"\n', "0.4,,x\n", "1,2\n", "bad\n"], "csv")
@@ -653,6 +674,8 @@ def test_kv_lines() -> None:
     assert rows == [Row(1.0, {"loss": 0.5, "time": 12.0}), Row(1.0, {"loss": 0.25})]
     _, rows = parse_lines(["loss: 0.5", "loss: 0.25"], "kv")
     assert [r.step for r in rows] == [1, 2]
+    parser, rows = parse_lines(["status=info mode=nano tag=inference", "loss=inf acc=-nan"], "kv")
+    assert len(rows) == 1 and rows[0].values["loss"] == math.inf and math.isnan(rows[0].values["acc"])
 
 
 # ---- registry ----

@@ -16,14 +16,15 @@ _TIMER_OLD = re.compile(r"\[timer\.py:\d+:stop\] (\d+)/(\d+), (.*)")
 _EVAL_DICT = re.compile(r"\s*'step':\s*(\d+),(.*)")
 _DICT_PAIR = re.compile(r"'([^']+)':\s*([^,]+)")
 _EVAL_HEADER = re.compile(r"Evaluating perplexity, Epoch (\d+)/(\d+)")
-_PPL = re.compile(r"\s*ppl: (\S+)")
+_PPL = re.compile(r"\s*ppl: ([^\s,]+)(?:, loss: ([^\s,]+))?")
+_TRAIN_LOSS = re.compile(r"Epoch: (\d+), Step: (\d+), Rank: \d+, loss = ([^\s,]+)")
 _FINAL = re.compile(r"Before cleaning, Epoch at (\d+) with Perplexity: (\S+)")
 _OVERFLOW = re.compile(r"OVERFLOW! Rank \d+ Skipping step\. Attempted loss scale: ([0-9.eE+-]+)")
 _BEGIN_EPOCH = re.compile(r"Beginning of Epoch (\d+)/(\d+), Total Micro Batches (\d+)")
 _CONFIG = re.compile(r"\[config\.py:\d+:print\]\s+(\w+)(?: \.+ |\s{2,})(.*)")
 _GAS = re.compile(r"""--gradient_accumulation_steps[ =](\d+)|"gradient_accumulation_steps":\s*(\d+)""")
 
-_STRONG = (_LOG_DIST, _TIMER_NEW, _TIMER_OLD, _EVAL_HEADER, _OVERFLOW)
+_STRONG = (_LOG_DIST, _TIMER_NEW, _TIMER_OLD, _EVAL_HEADER, _OVERFLOW, _TRAIN_LOSS)
 _WEAK = re.compile(r"\[(?:config\.py:\d+:print|logging\.py:\d+:log_dist)\]|DeepSpeedEngine configuration")
 
 
@@ -31,9 +32,10 @@ class DeepSpeedParser(Parser):
     """DeepSpeed engine and DeepSpeed-Chat / DeepSpeedExamples logs.
 
     Keys: `lr` (first param group), `skipped`, timer fields as printed (`RunningAvgSamplesPerSec`,
-    `CurrSamplesPerSec`, `MemAllocated` and `MaxMemAllocated` in GB), `eval/ppl` (+ `seq_len`,
-    `consume layer-tokens` on random-LTD eval lines), `final/ppl`, and on fp16 overflow skips
-    `overflow_skip` = 1 with the attempted `loss scale`.
+    `CurrSamplesPerSec`, `MemAllocated` and `MaxMemAllocated` in GB), `eval/ppl` (+ `eval/loss`
+    when printed, `seq_len`, `consume layer-tokens` on random-LTD eval lines), `final/ppl`, `loss`
+    from DeepSpeed-Chat `--print_loss` lines, and on fp16 overflow skips `overflow_skip` = 1 with
+    the attempted `loss scale`.
     Step: micro steps, i.e. the engine's optimizer step × `gradient_accumulation_steps` (from the
     config dump or command line; 1 if not printed) - the axis the timer lines and the examples'
     `'step':N` eval lines use. Per-epoch eval (`ppl: X`) takes the latest step seen.
@@ -80,10 +82,14 @@ class DeepSpeedParser(Parser):
         if line.lstrip().startswith("'step'"):
             return self._eval_dict(line)
         if "ppl: " in line and (m := _PPL.match(line)):
-            return self._value_row(line, "eval/ppl", m.group(1))
+            loss = to_float(m.group(2) or "")
+            return self._value_row(line, "eval/ppl", m.group(1), {} if loss is None else {"eval/loss": loss})
+        if "loss = " in line and (m := _TRAIN_LOSS.search(line)):
+            return self._train_loss(line, m)
         if "OVERFLOW!" in line and (m := _OVERFLOW.search(line)):
             return [Row(self._step, {"overflow_skip": 1.0, "loss scale": float(m.group(1))})]
         if "Before cleaning" in line and (m := _FINAL.search(line)):
+            self.finished = True  # the random-LTD example's evaluation after the last epoch
             return self._value_row(line, "final/ppl", m.group(2))
         self._context(line)
         self.stats.noise += 1
@@ -123,18 +129,34 @@ class DeepSpeedParser(Parser):
             return []
         return [Row(float(m.group(1)), values)]
 
-    def _value_row(self, line: str, key: str, text: str) -> list[Row]:
+    def _value_row(self, line: str, key: str, text: str, extra: dict[str, float] | None = None) -> list[Row]:
+        """A row of one evaluation value at the latest step (with the epoch being evaluated)."""
         x = to_float(text)
         if x is None:
             self.stats.count_malformed(line)
             return []
-        values = {key: x}
+        values = {key: x, **(extra or {})}
         if self._epoch is not None:
             values["epoch"] = self._epoch
         step = self._step
         if not self._steps_seen and self._epoch and self._micro_batches:
             step = self._epoch * self._micro_batches  # no step printed yet: epochs × micro batches
         return [Row(step, values)]
+
+    def _train_loss(self, line: str, m: re.Match[str]) -> list[Row]:
+        """DeepSpeed-Chat `--print_loss`: `Epoch: E, Step: S, Rank: R, loss = X` (S counts micro
+        batches within the epoch)."""
+        loss = to_float(m.group(3))
+        if loss is None:
+            self.stats.count_malformed(line)
+            return []
+        epoch, step = float(m.group(1)), float(m.group(2))
+        self._steps_seen = True
+        if self._micro_batches:
+            step += epoch * self._micro_batches
+        else:
+            step = max(self._step, step)
+        return [Row(step, {"loss": loss})]
 
     def _scaled(self, optimizer_step: float) -> float:
         """Optimizer step → micro step; the factor is fixed once training has taken a step."""
@@ -146,7 +168,11 @@ class DeepSpeedParser(Parser):
         """Learn what later rows need: gradient accumulation, the epoch being evaluated, config."""
         if m := _EVAL_HEADER.search(line):
             self._epoch = float(m.group(1))
-            self.finished = m.group(1) == m.group(2)
+            # DeepSpeed-Chat (which prints "Total Micro Batches") evaluates once per epoch, so the
+            # last epoch's evaluation ends the run; other scripts evaluate many times per epoch
+            self.finished = self.finished or (m.group(1) == m.group(2) and self._micro_batches is not None)
+        elif line.startswith("saving the final model"):
+            self.finished = True
         elif m := _BEGIN_EPOCH.search(line):
             self._micro_batches = float(m.group(3))
             self.total_steps = float(m.group(2)) * self._micro_batches

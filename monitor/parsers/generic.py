@@ -10,11 +10,11 @@ from monitor.parsers.base import Parser
 from monitor.parsers.common import STEP_KEYS
 
 # A number may carry a short unit (`12ms`, `45%`); a following letter, digit or dot means it was part
-# of a word or a version string, not a value.
+# of a word or a version string, not a value. `nan`/`inf` take no unit (`info`, `nano` are words).
 _PAIR = re.compile(
     r"([A-Za-z_][\w./\-]*)\s*[=:]\s*"
-    r"([-+]?(?:nan|inf(?:inity)?|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))"
-    r"(?:%|[A-Za-z]{1,3})?(?![\w.])",
+    r"(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:%|[A-Za-z]{1,3})?"
+    r"|([-+]?(?:nan|inf(?:inity)?)))(?![\w.])",
     re.IGNORECASE,
 )
 
@@ -51,8 +51,8 @@ class KeyValueParser(Parser):
             stats.noise += 1
             return []
         values: dict[str, float] = {}
-        for key, text in pairs:
-            values.setdefault(key, float(text))
+        for key, number, special in pairs:
+            values.setdefault(key, float(number or special))
         if self._key is None:
             for key in STEP_KEYS:
                 if key in values:

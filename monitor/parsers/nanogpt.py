@@ -167,4 +167,6 @@ class ModdedNanoGPTParser(Parser):
             stats.count_malformed(line)
             return []
         stats.metric_lines += 1
+        if self.total_steps is not None and step >= self.total_steps:
+            self.finished = True
         return [Row(step, values)]
