@@ -445,8 +445,10 @@ def test_garbage_is_noise_never_fatal(fmt: str) -> None:
     ]
     parser = make_parser(fmt)
     rows = feed_lines(parser, garbage)
+    for line in garbage:  # fed directly too: blank lines must not reach a CSV header
+        rows += parser.feed(line)
     st = parser.stats
-    assert st.lines == len(garbage)
+    assert st.lines == 2 * len(garbage)
     assert st.lines == st.metric_lines + st.noise + st.malformed
     if fmt != "kv":  # the fallback reads any `key=number`, by design
         assert rows == [] and st.malformed == 0
@@ -694,6 +696,11 @@ def test_aliases_and_fallback() -> None:
     assert detect_format(["nothing to see here", "really"]) == "kv"
     assert detect_format([]) == "kv"
     assert detect_format(["a,b"], "metrics.csv") == "csv"
+
+
+def test_hf_banner_is_a_hint_before_the_first_dict() -> None:
+    head = ["[2025-12-06 14:57:05,120] [INFO] [launch.py:180:main] dist_world_size=8", "PeftModelForCausalLM("]
+    assert detect_format(head) == "hf-trainer"
 
 
 def test_metrics_found_late_in_a_long_launcher_banner() -> None:

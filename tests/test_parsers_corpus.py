@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from monitor.model import Row
-from monitor.parsers import ALIASES, clean_line, parse_lines
+from monitor.parsers import ALIASES, clean_line, detect_format, parse_lines
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 
@@ -88,6 +88,15 @@ def test_corpus_file_is_detected_and_read(path: Path) -> None:
     assert len(rows) / expected > 0.95, (len(rows), expected)
     assert st.malformed <= 0.01 * max(st.lines, 1), st.examples
     assert all(isinstance(v, float) for row in rows for v in row.values.values())
+
+
+@pytest.mark.skipif(not FILES, reason=f"real-log corpus not found at {CORPUS}")
+@pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.name}" for p in FILES])
+def test_corpus_format_from_the_first_200_lines(path: Path) -> None:
+    """What a live tail sees first is enough (an HF banner stands in for dicts that come later)."""
+    head = path.read_text(encoding="utf-8", errors="replace").splitlines()[:200]
+    assert detect_format(head, path.name) == ALIASES[_meta(path.parent)["format"].split()[0]]
+    assert detect_format(head) == detect_format(head, path.name)  # the content alone suffices
 
 
 def _onsets(case: Path, file: str) -> list[float]:

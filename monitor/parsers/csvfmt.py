@@ -63,6 +63,9 @@ class CSVParser(Parser):
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
         stats.lines += 1
+        if not line or line.isspace():
+            stats.noise += 1
+            return []
         cells = _split(line)
         if self._header is None:
             self._set_header([c.strip() for c in cells])

@@ -9,6 +9,10 @@ from monitor.model import Row
 from monitor.parsers.base import Parser
 
 _SNIFF = re.compile(r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm)': [-\d.naif]")
+_HINT = re.compile(
+    r"TrainingArguments\(|\*{5} Running training \*{5}|^\s+Total optimization steps = |"
+    r"^trainable params: [\d,]+ \|\| all params|^\w+For(?:CausalLM|SequenceClassification)\(|^PeftModel"
+)
 _LOGGING_STEPS = re.compile(r"""logging_steps['"]?\s*(?:[=:]\s*|\s+)([0-9][0-9.eE+-]*)""")
 _LOGGING_STRATEGY = re.compile(r"""logging_strategy['"]?\s*[=:]\s*['"]?(?:IntervalStrategy\.)?(\w+)""", re.I)
 # Building the NamedTuple through tuple.__new__ skips its Python-level __new__: half the cost, per line.
@@ -43,7 +47,10 @@ class HFTrainerParser(Parser):
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
         n = sum(1 for line in head if "{'" in line and _SNIFF.search(line))
-        return 0.0 if not n else min(0.98, 0.93 + 0.01 * n)
+        if n:
+            return min(0.98, 0.93 + 0.01 * n)
+        # the dicts may start a thousand lines in; an HF/PEFT banner is a hint meanwhile
+        return 0.55 if any(_HINT.search(line) for line in head) else 0.0
 
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
