@@ -1,8 +1,7 @@
-"""Helpers every parser shares: line cleaning, number reading, step-key choice."""
+"""Helpers every parser shares: line cleaning, number reading, the step keys of structured formats."""
 
 from __future__ import annotations
 
-import math
 import re
 
 #: Column or field names that give the step axis, best first (ARCHITECTURE.md "Step axis").
@@ -52,19 +51,8 @@ def is_timing_key(key: str) -> bool:
     return "time" in k or "avg" in k or "ms" in k
 
 
-def finite(x: float) -> bool:
-    """Whether `x` is neither NaN nor infinite."""
-    return math.isfinite(x)
-
-
-def pick_step_key(keys: list[str] | tuple[str, ...] | set[str] | dict[str, object]) -> str | None:
-    """The best step key present in `keys`, following `STEP_KEYS`, or None."""
-    for k in STEP_KEYS:
-        if k in keys:
-            return k
-    return None
-
-
+_UNITS2 = ("ms", "GB", "MB", "KB", "us")
+_UNITS1 = ("%", "s")
 _LEADING_NUMBER = re.compile(r"\s*([-+]?(?:nan|inf(?:inity)?|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))", re.I)
 
 
@@ -83,7 +71,3 @@ def leading_float(text: str) -> float | None:
         pass
     m = _LEADING_NUMBER.match(text)
     return float(m.group(1)) if m else None
-
-
-_UNITS2 = ("ms", "GB", "MB", "KB", "us")
-_UNITS1 = ("%", "s")
