@@ -1,0 +1,340 @@
+"""The app driven by a scripted hub through Pilot: badges, screens, filtering, stale sources, run actions."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from textual.message import Message
+from textual.widgets import DataTable
+
+from monitor.hub import HubEvent
+from monitor.model import Decision, Severity, Verdict
+from tui.app import RunwatchApp, make_app
+from tui.messages import EscalationRequested, EventArrived, EvidenceRequested, SnapshotArrived, StopRequested
+from tui.screens.compare import CompareScreen
+from tui.screens.detail import DetailScreen
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.scripted import ScriptedHub, finding, sample_scene
+from tui.widgets.plot import PlotView
+from tui.widgets.run_table import RunTable
+from tui.widgets.summary import SummaryBar
+
+NOW = 1000.0
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh event loop (the suite has no async plugin)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+def _app(hub: ScriptedHub, **kw: object) -> RunwatchApp:
+    from monitor.config import Config
+
+    return make_app(Config(**kw), hub=hub, clock=lambda: NOW + 5)  # type: ignore[arg-type]
+
+
+class Recorder:
+    """Records the app's messages of the kinds the tests care about (the message flow)."""
+
+    def __init__(self, *kinds: type[Message]) -> None:
+        self.kinds = kinds
+        self.seen: list[Message] = []
+
+    def __call__(self, m: Message) -> None:
+        # The hook sees a bubbling message once per node it reaches: keep the first sighting.
+        if isinstance(m, self.kinds) and not any(m is s for s in self.seen):
+            self.seen.append(m)
+
+    def names(self) -> list[str]:
+        return [type(m).__name__ for m in self.seen]
+
+
+def _badge(app: RunwatchApp, run_id: str) -> str:
+    table = app.screen.query_one(RunTable)
+    return str(table.get_cell(run_id, "badge"))
+
+
+def _notes(app: RunwatchApp) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+@run_async
+async def test_snapshot_reaches_the_table_sorted_worst_first() -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert hub.started
+        table = app.screen.query_one(RunTable)
+        assert table.order == ("nan", "plateau", "lost", "healthy")
+        assert _badge(app, "nan") == "✗ bad"
+        assert _badge(app, "plateau") == "? unsure"
+        assert _badge(app, "lost") == "~ stale"
+        assert _badge(app, "healthy") == "✓ healthy"
+        summary = str(app.screen.query_one(SummaryBar).render())
+        assert "✓ 1 healthy" in summary and "✗ 1 bad" in summary and "~ 1 stale" in summary
+        assert "worst: gpt-fp16: nan at step 260" in summary
+        await pilot.press("o")  # as listed
+        assert table.order == ("healthy", "nan", "plateau", "lost")
+    assert hub.stopped
+
+
+@run_async
+async def test_a_verdict_change_reaches_the_badge_through_a_snapshot_message() -> None:
+    hub, _ = sample_scene(NOW)
+    rec = Recorder(SnapshotArrived, EventArrived)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40), message_hook=rec) as pilot:
+        await pilot.pause()
+        assert _badge(app, "healthy") == "✓ healthy"
+        bad = finding("divergence", Severity.BAD, 280, "loss is diverging")
+        hub.update_run(
+            "healthy", verdict=Verdict.BAD, decision=Decision.STOP, reason="loss is diverging", findings=(bad,)
+        )
+        hub.emit(
+            HubEvent(NOW, "verdict", "healthy", "gpt-small", Verdict.BAD, Decision.STOP, "loss is diverging", "live")
+        )
+        await pilot.pause()
+        assert _badge(app, "healthy") == "✗ bad"
+        assert app.screen.query_one(RunTable).order[:2] == ("healthy", "nan")  # ties keep the listed order
+        assert rec.names().count("SnapshotArrived") >= 2
+        assert "EventArrived" in rec.names()
+        assert any("Bad run" in n and "gpt-small" in n for n in _notes(app))
+
+
+@run_async
+async def test_snapshots_coalesce_a_burst_draws_once() -> None:
+    hub, snap = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        for i in range(50):
+            hub.publish(dataclasses.replace(snap, time=NOW + i))
+        drawn: list[float] = []
+        original = app.screen.show_snapshot
+
+        def spy(s):  # type: ignore[no-untyped-def]
+            drawn.append(s.time)
+            original(s)
+
+        app.screen.show_snapshot = spy  # type: ignore[method-assign]
+        await pilot.pause()
+        assert drawn and drawn[-1] == NOW + 49
+        assert len(drawn) < 50  # replaced in the queue, not drawn one by one
+
+
+@run_async
+async def test_source_error_shows_as_stale_state_not_a_crash() -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        err = finding("source_error", Severity.WARN, 299, "gpu1: host unreachable", metric="source")
+        hub.update_run(
+            "healthy", state="retrying in 10 s", stale=True, source_error="gpu1: unreachable", findings=(err,)
+        )
+        hub.emit(
+            HubEvent(
+                NOW,
+                "state",
+                "healthy",
+                "gpt-small",
+                Verdict.HEALTHY,
+                Decision.CONTINUE,
+                "",
+                "retrying in 10 s",
+                "gpu1: host unreachable",
+                (err,),
+            )
+        )
+        await pilot.pause()
+        assert _badge(app, "healthy") == "~ stale"
+        table = app.screen.query_one(RunTable)
+        assert str(table.get_cell("healthy", "state")).startswith("retryin")
+        assert any("Source unreachable" in n for n in _notes(app))
+        # The same error again does not notify twice; the detail view still opens.
+        hub.emit(
+            HubEvent(
+                NOW,
+                "state",
+                "healthy",
+                "gpt-small",
+                Verdict.HEALTHY,
+                Decision.CONTINUE,
+                "",
+                "retrying in 20 s",
+                "gpu1: host unreachable",
+                (err,),
+            )
+        )
+        await pilot.pause()
+        assert sum("Source unreachable" in n for n in _notes(app)) == 1
+        table.select("healthy")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        head = str(app.screen.query_one("#detail-head").render())
+        assert "~ stale" in head and "source: gpu1: unreachable" in head
+
+
+@run_async
+async def test_keys_open_the_right_screens() -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen) and app.screen.run_id == "nan"
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen.run_id == "plateau"
+        await pilot.press("l", "m", "x", "w")
+        await pilot.pause()
+        opts = app.screen.options
+        assert opts.log_y and opts.ema == 0.6 and opts.x_axis == "time" and opts.window == 1000
+        assert "EMA 0.6" in str(app.screen.query_one("#detail-head").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("down", "space", "down", "down", "space", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.run_ids == ("plateau", "healthy")
+        ranking = app.screen.query_one("#ranking", DataTable)
+        assert ranking.row_count == 2
+        assert str(ranking.get_row_at(0)[1]) == "gpt-small"  # the lower loss ranks first
+        await pilot.press("k")
+        assert "eval loss" in str(app.screen.query_one("#compare-head").render())
+        await pilot.press("escape", "r")
+        assert hub.refreshes == 1
+        await pilot.press("t")
+        assert app.theme == "runwatch-light"
+        await pilot.press("q")
+    assert hub.stopped
+
+
+@run_async
+async def test_filter_narrows_the_table_and_escape_clears_it() -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(RunTable)
+        await pilot.press("slash", *"gpt")
+        await pilot.pause()
+        assert set(table.order) == {"nan", "healthy"}
+        assert "filter: 'gpt'" in str(app.screen.query_one(SummaryBar).render())
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert set(table.order) == {"nan", "healthy"}
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"bad")
+        await pilot.pause()
+        assert table.order == ("nan",)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(table.order) == 4
+        assert table.has_focus
+
+
+@run_async
+async def test_stop_escalate_evidence_say_not_available_and_do_nothing() -> None:
+    hub, _ = sample_scene(NOW)
+    rec = Recorder(StopRequested, EscalationRequested, EvidenceRequested)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40), message_hook=rec) as pilot:
+        await pilot.pause()
+        await pilot.press("s", "e", "b")
+        await pilot.pause()
+        assert rec.names() == ["StopRequested", "EscalationRequested", "EvidenceRequested"]
+        assert all(m.run_id == "nan" for m in rec.seen)  # type: ignore[attr-defined]
+        notes = _notes(app)
+        for verb in ("Stop", "Escalate to reviewer", "Save evidence bundle"):
+            assert any(n.startswith("Not available yet") and verb in n and "Nothing was done" in n for n in notes)
+        await pilot.press("enter", "s")
+        await pilot.pause()
+        assert rec.names()[-1] == "StopRequested" and isinstance(app.screen, DetailScreen)
+
+
+@run_async
+async def test_keys_remap_from_config_and_help_shows_them() -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub, keys={"compare": "v", "quit": "ctrl+x"})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("c")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+        await pilot.press("escape", "question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = app.export_screenshot().replace("&#160;", " ")
+        assert "ctrl+x" in text and "compare the marked runs" in text
+
+
+@run_async
+async def test_plots_redraw_only_when_data_size_or_theme_changed() -> None:
+    hub, snap = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        plot = app.screen.query_one("#plot-loss", PlotView)
+        before = plot.renders
+        assert before >= 1
+        hub.publish(dataclasses.replace(snap, time=NOW + 1))  # same data
+        await pilot.pause()
+        assert plot.renders == before
+        a = hub.analyses["nan"]
+        from monitor.model import Row
+
+        a.add_rows([Row(280.0, {"loss": math.nan})], NOW)
+        hub.publish(dataclasses.replace(snap, time=NOW + 2))
+        await pilot.pause()
+        assert plot.renders == before + 1
+        await pilot.press("t")
+        await pilot.pause()
+        assert plot.renders == before + 2
+        await pilot.resize_terminal(140, 50)
+        await pilot.pause()
+        assert plot.renders == before + 3
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+@run_async
+async def test_sizes_small_keeps_the_table_large_shows_a_preview(size: tuple[int, int]) -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one(RunTable)
+        assert table.region.height >= 5 and table.order
+        preview = screen.query_one("#preview")
+        assert preview.display is (size[1] >= 36)
+        await pilot.press("enter")
+        await pilot.pause()
+        visible = [p.id for p in app.screen.query(PlotView) if p.display]
+        assert visible == (["plot-loss"] if size[1] < 40 else ["plot-loss", "plot-lr", "plot-grad", "plot-gpu"])
+        if size[1] < 40:
+            await pilot.press("g")
+            visible = [p.id for p in app.screen.query(PlotView) if p.display]
+            assert visible == ["plot-lr"]

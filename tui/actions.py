@@ -1,0 +1,118 @@
+"""The one registry of actions: keys, footer labels and the help screen all come from here.
+
+Each action has an id; `[keys]` in the config maps ids to other keys (`stop = "ctrl+s"`), applied
+through Textual's keymap so bindings, footer and help never drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from textual.binding import Binding, BindingType
+
+from monitor.errors import ConfigError
+
+APP = "app"
+MAIN = "main"
+DETAIL = "detail"
+COMPARE = "compare"
+MODAL = "modal"
+
+SCOPE_TITLES = {
+    APP: "Everywhere",
+    MAIN: "Run table",
+    DETAIL: "Run detail",
+    COMPARE: "Compare",
+    MODAL: "Help",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One thing a person can do: its id, default key, footer label, help line and where it applies."""
+
+    id: str
+    key: str
+    label: str
+    help: str
+    scopes: tuple[str, ...]
+    show: bool = True
+    display: str | None = None
+    priority: bool = False
+
+    def key_for(self, keymap: Mapping[str, str]) -> str:
+        """The key bound after the config's `[keys]`."""
+        return keymap.get(self.id, self.key)
+
+    def display_for(self, keymap: Mapping[str, str]) -> str:
+        """The key as a person reads it."""
+        if self.id in keymap:
+            return keymap[self.id]
+        return self.display or self.key
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("open_detail", "enter", "Detail", "open the selected run's detail", (MAIN,), display="⏎"),
+    ActionSpec("compare", "c", "Compare", "compare the marked runs (or the top six)", (MAIN,)),
+    ActionSpec("mark", "space", "Mark", "mark or unmark a run for comparison", (MAIN,), show=False),
+    ActionSpec("sort", "o", "Sort", "toggle sorting: worst first / as listed", (MAIN,)),
+    ActionSpec("filter", "slash", "Filter", "filter runs (table) or log lines (detail)", (MAIN, DETAIL), display="/"),
+    ActionSpec("next_run", "n", "Next", "next run", (DETAIL,)),
+    ActionSpec("prev_run", "p", "Prev", "previous run", (DETAIL,), show=False),
+    ActionSpec("next_plot", "g", "Plot", "show the next plot (a small pane shows one at a time)", (DETAIL,)),
+    ActionSpec("stop", "s", "Stop", "stop the selected run (saves evidence first)", (MAIN, DETAIL)),
+    ActionSpec("escalate", "e", "Escalate", "ask the reviewer about the selected run", (MAIN, DETAIL)),
+    ActionSpec("evidence", "b", "Evidence", "save an evidence bundle of the selected run", (MAIN, DETAIL)),
+    ActionSpec("log_scale", "l", "Log y", "toggle a logarithmic y axis", (DETAIL, COMPARE)),
+    ActionSpec("smoothing", "m", "Smooth", "cycle EMA smoothing: off / 0.6 / 0.9 / 0.97", (DETAIL, COMPARE)),
+    ActionSpec("x_axis", "x", "X axis", "toggle the x axis: step / wall time", (DETAIL, COMPARE)),
+    ActionSpec("window", "w", "Window", "cycle the window: all / last 1000 / last 200 steps", (DETAIL, COMPARE)),
+    ActionSpec("metric", "k", "Metric", "cycle the compared metric: loss / eval / LR / grad norm", (COMPARE,)),
+    ActionSpec("back", "escape", "Back", "close this view", (DETAIL, COMPARE, MODAL), display="esc"),
+    ActionSpec("refresh", "r", "Refresh", "re-judge every run and redraw now", (APP,)),
+    ActionSpec("theme", "t", "Theme", "cycle themes: dark / light / high contrast", (APP,)),
+    ActionSpec("help", "question_mark", "Help", "show this help", (APP,), display="?"),
+    ActionSpec("quit", "q", "Quit", "quit (stops the demo's simulators)", (APP,)),
+)
+
+BY_ID: dict[str, ActionSpec] = {a.id: a for a in ACTIONS}
+
+
+def bindings(scope: str) -> list[BindingType]:
+    """Textual bindings for one scope, each with the action's id so the keymap can remap it."""
+    out: list[BindingType] = []
+    for a in ACTIONS:
+        if scope in a.scopes:
+            out.append(
+                Binding(
+                    a.key,
+                    a.id,
+                    a.label,
+                    show=a.show,
+                    key_display=a.display,
+                    priority=a.priority,
+                    id=a.id,
+                    tooltip=a.help,
+                )
+            )
+    return out
+
+
+def check_keymap(keys: Mapping[str, str]) -> None:
+    """Reject `[keys]` entries that name no action (a typo would silently do nothing)."""
+    for action_id, key in keys.items():
+        if action_id not in BY_ID:
+            raise ConfigError(f"keys.{action_id}: unknown action (expected one of: {', '.join(sorted(BY_ID))})")
+        if not key.strip():
+            raise ConfigError(f"keys.{action_id}: empty key")
+
+
+def help_rows(keymap: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(scope title, key, help) for the help screen, grouped by scope."""
+    rows = []
+    for scope, title in SCOPE_TITLES.items():
+        for a in ACTIONS:
+            if scope in a.scopes and (scope != MODAL or len(a.scopes) == 1):
+                rows.append((title, a.display_for(keymap), a.help))
+    return rows

@@ -1,0 +1,167 @@
+"""Pure display helpers: badges, numbers, durations and sparklines as plain strings.
+
+No Textual here, so the words and glyphs a person reads are unit-testable on their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from monitor.hub import HubSnapshot, RunSnapshot
+from monitor.model import Finding, Verdict
+
+GLYPH = {Verdict.HEALTHY: "✓", Verdict.UNSURE: "?", Verdict.BAD: "✗"}
+STALE_GLYPH = "~"
+ERROR_GLYPH = "!"
+_ERROR_STATES = ("error", "auth failed", "failed to start")
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def badge_kind(run: RunSnapshot) -> str:
+    """Which badge a run shows: `healthy`, `unsure`, `bad`, `stale` or `error` (the theme variable suffix)."""
+    if run.verdict is Verdict.BAD:
+        return "bad"  # a bad run stays bad even when its source went quiet
+    if run.state in _ERROR_STATES:
+        return "error"
+    if run.stale:
+        return "stale"
+    return str(run.verdict)
+
+
+def badge_text(run: RunSnapshot) -> str:
+    """Glyph and word, never colour alone: `✓ healthy`, `? unsure`, `✗ bad`, `~ stale`, `! error`."""
+    kind = badge_kind(run)
+    if kind == "error":
+        return f"{ERROR_GLYPH} error"
+    if kind == "stale":
+        return f"{STALE_GLYPH} stale"
+    return f"{GLYPH[run.verdict]} {run.verdict}"
+
+
+def theme_variable(kind: str) -> str:
+    """The theme variable holding a badge kind's colour."""
+    return "verdict-stale" if kind in ("stale", "error") else f"verdict-{kind}"
+
+
+def num(x: float | None, digits: int = 4) -> str:
+    """A metric value in few characters: `2.314`, `3.1e-04`, `NaN`, `—`."""
+    if x is None:
+        return "—"
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Inf" if x > 0 else "-Inf"
+    ax = abs(x)
+    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
+        return f"{x:.{max(1, digits - 2)}e}"
+    return f"{x:.{digits}g}"
+
+
+def step_text(step: float | None, total: float | None = None) -> str:
+    """`1,234` or `1,234/10,000`."""
+    if step is None:
+        return "—"
+    s = f"{step:,.0f}" if float(step).is_integer() else f"{step:,.2f}"
+    if total:
+        s += f"/{total:,.0f}"
+    return s
+
+
+def rate_text(steps_per_s: float | None) -> str:
+    """Steps per second, short."""
+    if steps_per_s is None:
+        return "—"
+    if steps_per_s >= 100:
+        return f"{steps_per_s:,.0f}/s"
+    if steps_per_s >= 1:
+        return f"{steps_per_s:.1f}/s"
+    return f"{steps_per_s * 60:.1f}/m"
+
+
+def age_text(seconds: float | None) -> str:
+    """Time since the last update: `3s`, `4m`, `2h`, `—`."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def pct_text(pct: float | None) -> str:
+    """A percentage or N/A (a GPU that cannot be read is N/A, never an error)."""
+    return "N/A" if pct is None else f"{pct:.0f}%"
+
+
+def sparkline(values: Sequence[float], width: int = 12) -> str:
+    """Block-character trend of the last values; a non-finite value shows as `!`."""
+    if not values:
+        return ""
+    vals = list(values)[-width * 2 :]
+    # Pair up points so the line covers twice its width of history.
+    if len(vals) > width:
+        step = len(vals) / width
+        vals = [vals[min(len(vals) - 1, int(i * step))] for i in range(width)]
+    finite = [v for v in vals if math.isfinite(v)]
+    if not finite:
+        return "!" * len(vals)
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    out = []
+    for v in vals:
+        if not math.isfinite(v):
+            out.append("!")
+        elif span <= 0:
+            out.append(_SPARK[3])
+        else:
+            out.append(_SPARK[min(7, int((v - lo) / span * 7.999))])
+    return "".join(out)
+
+
+def finding_line(f: Finding) -> str:
+    """One line per finding: severity glyph, kind, where it began and the explanation."""
+    glyph = {"bad": "✗", "warn": "?", "info": "i"}.get(str(f.severity), "·")
+    if not f.active:
+        glyph = "○"
+    where = f"step {step_text(f.onset_step)}"
+    if f.step != f.onset_step:
+        where += f"→{step_text(f.step)}"
+    state = "" if f.active else " (cleared)"
+    return f"{glyph} {f.kind:<16} {where:<18} {f.message}{state}"
+
+
+def counts_line(snap: HubSnapshot) -> str:
+    """`7 runs · ✓ 3 healthy · ? 2 unsure · ✗ 1 bad · ~ 1 stale`."""
+    kinds = [badge_kind(r) for r in snap.runs]
+    parts = [f"{len(snap.runs)} run{'s' if len(snap.runs) != 1 else ''}"]
+    parts.append(f"✓ {kinds.count('healthy')} healthy")
+    parts.append(f"? {kinds.count('unsure')} unsure")
+    parts.append(f"✗ {kinds.count('bad')} bad")
+    stale = kinds.count("stale") + kinds.count("error")
+    if stale:
+        parts.append(f"~ {stale} stale")
+    return " · ".join(parts)
+
+
+def worst_finding(snap: HubSnapshot) -> tuple[RunSnapshot, Finding] | None:
+    """The active finding that matters most across all runs (worst severity, then latest)."""
+    best: tuple[RunSnapshot, Finding] | None = None
+    for run in snap.runs:
+        for f in run.findings:
+            if not f.active or f.kind == "converged":
+                continue
+            if best is None or (f.severity, run.verdict) > (best[1].severity, best[0].verdict):
+                best = (run, f)
+    return best
+
+
+def sort_key(run: RunSnapshot, index: int) -> tuple[int, int, int]:
+    """Worst first: bad, unsure, stale/error, healthy; ties keep the listed order."""
+    kind = badge_kind(run)
+    rank = {"bad": 0, "unsure": 1, "error": 2, "stale": 2, "healthy": 3}[kind]
+    return (rank, 0, index)

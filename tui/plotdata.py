@@ -1,0 +1,186 @@
+"""Pure series work for the plots: windowing, EMA smoothing, wall-time axes, width downsampling, ranking.
+
+Arrays in, arrays out; no Textual and no plotext, so every transformation is unit-tested.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import numpy as np
+
+EMA_WEIGHTS: tuple[float, ...] = (0.0, 0.6, 0.9, 0.97)
+"""Smoothing weights the `m` key cycles through (0 = off), as TensorBoard's slider means them."""
+WINDOWS: tuple[int | None, ...] = (None, 1000, 200)
+"""Windows the `w` key cycles through: all, or the last N steps."""
+STEP = "step"
+T = TypeVar("T")
+TIME = "time"
+
+
+@dataclass(frozen=True, slots=True)
+class PlotOptions:
+    """How a person asked to see the plots (the `l`, `m`, `w`, `x` toggles)."""
+
+    log_y: bool = False
+    ema: float = 0.0
+    window: int | None = None
+    x_axis: str = STEP
+
+    def toggled_log(self) -> PlotOptions:
+        return replace(self, log_y=not self.log_y)
+
+    def next_ema(self) -> PlotOptions:
+        return replace(self, ema=_next(EMA_WEIGHTS, self.ema))
+
+    def next_window(self) -> PlotOptions:
+        return replace(self, window=_next(WINDOWS, self.window))
+
+    def toggled_x(self) -> PlotOptions:
+        return replace(self, x_axis=TIME if self.x_axis == STEP else STEP)
+
+    def describe(self) -> str:
+        """One line for the plots' header: what the toggles are set to."""
+        parts = [f"x: {'wall time' if self.x_axis == TIME else 'step'}"]
+        parts.append(f"y: {'log' if self.log_y else 'linear'}")
+        parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
+        parts.append(f"last {self.window:,} steps" if self.window else "all steps")
+        return " · ".join(parts)
+
+
+def _next(seq: tuple[T, ...], cur: T) -> T:
+    i = seq.index(cur) if cur in seq else -1
+    return seq[(i + 1) % len(seq)]
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (TensorBoard's smoothing); non-finite values pass through."""
+    if weight <= 0 or len(values) == 0:
+        return values
+    out = np.empty_like(values, dtype=float)
+    last = 0.0
+    n = 0
+    for i, v in enumerate(values.tolist()):
+        if not math.isfinite(v):
+            out[i] = v
+            continue
+        last = last * weight + (1 - weight) * v
+        n += 1
+        out[i] = last / (1 - weight**n)
+    return out
+
+
+def last_window(x: np.ndarray, y: np.ndarray, steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The points within the last `steps` steps (all when None)."""
+    if steps is None or len(x) == 0:
+        return x, y
+    keep = x >= x[-1] - steps
+    return x[keep], y[keep]
+
+
+def wall_time(steps: np.ndarray, times: Iterable[tuple[float, float]]) -> tuple[np.ndarray, str]:
+    """Map steps to elapsed wall time from (step, time) pairs; returns the x values and their unit."""
+    pairs = np.asarray(list(times), dtype=float)
+    if len(pairs) == 0 or len(steps) == 0:
+        return steps.astype(float), "step"
+    order = np.argsort(pairs[:, 0], kind="stable")
+    ps, pt = pairs[order, 0], pairs[order, 1]
+    t = np.interp(steps, ps, pt) - pt.min()
+    span = float(t.max()) if len(t) else 0.0
+    if span > 2 * 3600:
+        return t / 3600.0, "h"
+    if span > 300:
+        return t / 60.0, "min"
+    return t, "s"
+
+
+def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ~2 points per column, keeping each column's min and max so spikes survive."""
+    n = len(x)
+    if width <= 0 or n <= 2 * width:
+        return x, y
+    lo, hi = float(x[0]), float(x[-1])
+    if hi <= lo:
+        return x[-2 * width :], y[-2 * width :]
+    cols = np.minimum(((x - lo) / (hi - lo) * width).astype(int), width - 1)
+    keep: list[int] = []
+    bounds = np.flatnonzero(np.diff(cols)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [n]])
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        seg = y[s:e]
+        if e - s <= 2:
+            keep.extend(range(s, e))
+            continue
+        a, b = s + int(np.argmin(seg)), s + int(np.argmax(seg))
+        keep.extend(sorted({a, b}))
+    idx = np.asarray(keep, dtype=int)
+    return x[idx], y[idx]
+
+
+def prepare(
+    x: np.ndarray,
+    y: np.ndarray,
+    opts: PlotOptions,
+    width: int,
+    times: Iterable[tuple[float, float]] = (),
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Window, smooth, map the x axis, drop what the axis cannot show, downsample: (x, y, x unit)."""
+    x, y = last_window(np.asarray(x, dtype=float), np.asarray(y, dtype=float), opts.window)
+    y = ema(y, opts.ema)
+    unit = "step"
+    if opts.x_axis == TIME:
+        x, unit = wall_time(x, times)
+    ok = np.isfinite(y) & np.isfinite(x)
+    if opts.log_y:
+        ok &= y > 0
+    x, y = downsample(x[ok], y[ok], width)
+    return x, y, unit
+
+
+def nonfinite_steps(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Steps where a value was NaN or Inf (plotted as markers: a line cannot show them)."""
+    bad = ~np.isfinite(np.asarray(y, dtype=float))
+    return np.asarray(x, dtype=float)[bad].tolist()
+
+
+@dataclass(frozen=True, slots=True)
+class RankStats:
+    """A run's numbers in the compare view's ranking table."""
+
+    last: float | None
+    best: float | None
+    slope_pct: float | None
+    """Relative change of the metric per 1,000 steps over the last window, in percent."""
+    noise_pct: float | None
+    """Median step-to-step relative change over the last window, in percent (lower is steadier)."""
+
+
+def rank_stats(x: np.ndarray, y: np.ndarray, window_points: int = 100) -> RankStats:
+    """Last and best value, trend slope and noise over the last `window_points` finite points."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(y) == 0:
+        return RankStats(None, None, None, None)
+    last = float(y[-1])
+    ok = np.isfinite(y)
+    if not ok.any():
+        return RankStats(last, None, None, None)
+    best = float(np.min(y[ok]))
+    xw, yw = x[ok][-window_points:], y[ok][-window_points:]
+    slope = noise = None
+    if len(yw) >= 3 and float(xw[-1] - xw[0]) > 0:
+        if (yw > 0).all():
+            ly = np.log(yw)
+            b = float(np.polyfit(xw, ly, 1)[0])
+            slope = (math.exp(max(-50.0, min(50.0, b * 1000))) - 1) * 100
+            noise = float(np.median(np.abs(np.diff(ly)))) * 100
+        else:
+            b = float(np.polyfit(xw, yw, 1)[0])
+            scale = float(np.median(np.abs(yw))) or 1.0
+            slope = b * 1000 / scale * 100
+            noise = float(np.median(np.abs(np.diff(yw)))) / scale * 100
+    return RankStats(last, best, slope, noise)

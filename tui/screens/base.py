@@ -1,0 +1,53 @@
+"""What every runwatch screen shares: access to the app's hub and latest snapshot, and redraw hooks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.screen import Screen
+
+from monitor.analysis import RunAnalysis
+from monitor.hub import HubSnapshot, RunSnapshot
+
+if TYPE_CHECKING:
+    from tui.app import RunwatchApp
+
+
+class RunwatchScreen(Screen[None]):
+    """A screen that draws hub snapshots; only the visible screen draws (others catch up on resume)."""
+
+    @property
+    def rw(self) -> RunwatchApp:
+        return cast("RunwatchApp", self.app)
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
+
+    def on_screen_resume(self) -> None:
+        if self.rw.snapshot is not None:
+            self.show_snapshot(self.rw.snapshot)
+
+    def show_snapshot(self, snap: HubSnapshot) -> None:
+        """Draw a new snapshot."""
+
+    def tick(self, now: float) -> None:
+        """Once a second: redraw what depends on the clock."""
+
+    def restyle(self) -> None:
+        """The theme changed: redraw text whose colours were baked in."""
+        if self.rw.snapshot is not None:
+            self.show_snapshot(self.rw.snapshot)
+
+    def run(self, run_id: str) -> RunSnapshot | None:
+        """A run in the latest snapshot."""
+        snap = self.rw.snapshot
+        if snap is None:
+            return None
+        return next((r for r in snap.runs if r.id == run_id), None)
+
+    def analysis(self, run_id: str) -> RunAnalysis | None:
+        """A run's live analysis, None when the hub has none (yet)."""
+        try:
+            return self.rw.hub.analysis(run_id)
+        except KeyError:
+            return None

@@ -1,0 +1,170 @@
+"""Several runs side by side: one metric overlaid on a common x axis and a ranking table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.widgets import DataTable, Footer, Static
+
+from monitor.analysis import RunAnalysis
+from monitor.hub import HubSnapshot, RunSnapshot
+from monitor.model import Role
+from tui import actions
+from tui import format as fmt
+from tui.plotdata import PlotOptions, RankStats, rank_stats
+from tui.runplots import ROLE_TITLES, compare_spec, data_version, role_values
+from tui.screens.base import RunwatchScreen
+from tui.style import badge, var_style
+from tui.widgets.plot import PlotView
+
+METRICS = (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
+RANK_WINDOW = 100
+"""Points in the window the slope and noise are measured over."""
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.1f}%"
+
+
+class CompareScreen(RunwatchScreen):
+    """The quick comparison researchers do before killing the weaker configs."""
+
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings(actions.COMPARE)
+    DEFAULT_CSS = """
+    CompareScreen #compare-head {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    CompareScreen #compare-plot {
+        height: 1fr;
+        min-height: 8;
+    }
+    CompareScreen #ranking {
+        height: auto;
+        max-height: 10;
+    }
+    """
+
+    def __init__(self, run_ids: Sequence[str]) -> None:
+        super().__init__()
+        self.run_ids = tuple(run_ids)
+        """The runs compared, in the table's order."""
+        self.metric = Role.TRAIN_LOSS
+        """The metric overlaid (`k` cycles)."""
+        self.options = PlotOptions()
+        self._ranked: object = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="compare-head")
+        yield PlotView(id="compare-plot")
+        table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#ranking", DataTable)
+        for label, width in (
+            ("#", 2),
+            ("run", 24),
+            ("verdict", 9),
+            ("last", 9),
+            ("best", 9),
+            ("slope/1k", 9),
+            ("noise", 7),
+            ("eval best", 9),
+        ):
+            table.add_column(label, key=label, width=width)
+
+    def show_snapshot(self, snap: HubSnapshot, *, force: bool = False) -> None:
+        runs = {r.id: r for r in snap.runs}
+        chosen = [(rid, runs.get(rid)) for rid in self.run_ids]
+        analyses = [(rid, self.analysis(rid)) for rid in self.run_ids]
+        names = [(r.name if r else rid) for rid, r in chosen]
+        head = Text(f"compare {len(self.run_ids)} runs · ", style="bold")
+        head.append(f"metric: {ROLE_TITLES[self.metric]} (k) · ")
+        head.append(self.options.describe(), style=var_style(self.app, "muted"))
+        self.query_one("#compare-head", Static).update(head)
+        versions = tuple(data_version(a) for _, a in analyses)
+        key = (versions, self.metric, self.options)
+        pairs = [(n, a) for n, (_, a) in zip(names, analyses, strict=True)]
+        metric, opts = self.metric, self.options
+        self.query_one("#compare-plot", PlotView).show(key, lambda: compare_spec(pairs, metric, opts))
+        ranked_key = (versions, self.metric, self.options.window, tuple(r.verdict if r else None for _, r in chosen))
+        if force or ranked_key != self._ranked:
+            self._ranked = ranked_key
+            self._rank(chosen, analyses)
+
+    def _rank(
+        self, chosen: list[tuple[str, RunSnapshot | None]], analyses: list[tuple[str, RunAnalysis | None]]
+    ) -> None:
+        rows = []
+        for (rid, run), (_, a) in zip(chosen, analyses, strict=True):
+            x, y = role_values(a, self.metric, self.options.window)
+            st = rank_stats(x, y, RANK_WINDOW)
+            ex, ey = role_values(a, Role.EVAL_LOSS, self.options.window)
+            ev = rank_stats(ex, ey, RANK_WINDOW)
+            rows.append((rid, run, st, ev))
+        lower_better = self.metric in (Role.TRAIN_LOSS, Role.EVAL_LOSS)
+
+        def order(item: tuple[str, RunSnapshot | None, RankStats, RankStats]) -> tuple[int, float]:
+            st = item[2]
+            last = st.last
+            if last is None or last != last:
+                return (1, 0.0)
+            return (0, last if lower_better else -last)
+
+        rows.sort(key=order)
+        table = self.query_one("#ranking", DataTable)
+        table.clear()
+        for i, (rid, run, st, ev) in enumerate(rows, 1):
+            table.add_row(
+                str(i),
+                run.name if run else rid,
+                badge(self.app, run) if run else "—",
+                fmt.num(st.last),
+                fmt.num(st.best),
+                _pct(st.slope_pct),
+                "—" if st.noise_pct is None else f"{st.noise_pct:.1f}%",
+                fmt.num(ev.best),
+                key=rid,
+            )
+
+    def restyle(self) -> None:
+        if self.rw.snapshot is not None:
+            self.show_snapshot(self.rw.snapshot, force=True)
+
+    def _redraw(self) -> None:
+        if self.rw.snapshot is not None:
+            self.show_snapshot(self.rw.snapshot)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_metric(self) -> None:
+        i = METRICS.index(self.metric)
+        self.metric = METRICS[(i + 1) % len(METRICS)]
+        self._redraw()
+
+    def action_log_scale(self) -> None:
+        self.options = self.options.toggled_log()
+        self._redraw()
+
+    def action_smoothing(self) -> None:
+        self.options = self.options.next_ema()
+        self._redraw()
+
+    def action_x_axis(self) -> None:
+        self.options = self.options.toggled_x()
+        self._redraw()
+
+    def action_window(self) -> None:
+        self.options = self.options.next_window()
+        self._redraw()

@@ -1,0 +1,43 @@
+"""The live log tail of one run, filterable; rewritten only when new lines arrived or the filter changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.widgets import Log
+
+
+class LogTail(Log):
+    """The last lines the run's source produced (parsed or not)."""
+
+    DEFAULT_CSS = """
+    LogTail {
+        height: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        background: $surface;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, highlight=False, max_lines=2000, auto_scroll=True)
+        self._key: tuple[object, ...] | None = None
+        self.filter_text = ""
+
+    def show(self, lines: Sequence[str], version: object) -> None:
+        """Show the tail; `version` changes whenever the lines did."""
+        key = (version, self.filter_text)
+        if key == self._key:
+            return
+        self._key = key
+        needle = self.filter_text.lower()
+        shown = [ln for ln in lines if needle in ln.lower()] if needle else list(lines)
+        self.clear()
+        self.write_lines(shown)
+        title = "log"
+        if needle:
+            title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"
+        self.border_title = title
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text

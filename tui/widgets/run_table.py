@@ -1,0 +1,206 @@
+"""The run table: one row per run, verdict badge first, worst runs on top; only changed cells redraw."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from monitor.hub import RunSnapshot
+from tui import format as fmt
+from tui.style import badge, var_style
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column: key, header, fixed width (0: takes the width left over) and whether compact tables keep it."""
+
+    key: str
+    label: str
+    width: int
+    compact: bool
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("badge", "verdict", 9, True),
+    Column("name", "run", 0, True),
+    Column("source", "source", 18, False),
+    Column("state", "state", 8, True),
+    Column("step", "step", 8, True),
+    Column("speed", "steps/s", 8, False),
+    Column("loss", "loss", 7, True),
+    Column("trend", "trend", 12, True),
+    Column("age", "age", 5, True),
+    Column("gpu", "GPU", 4, False),
+)
+#: Below this width the table drops the source, speed and GPU columns...
+COMPACT_BELOW = 130
+#: ...and below this one the trend sparkline is shorter.
+NARROW_BELOW = 100
+_NARROW_TREND = 8
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+class RunTable(DataTable[Text | str]):
+    """One row per run; `show(runs, now, marked)` diffs against what is on screen."""
+
+    DEFAULT_CSS = """
+    RunTable {
+        height: 1fr;
+        background: $surface;
+    }
+    RunTable > .datatable--header {
+        color: $text-muted;
+        text-style: bold;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self._compact: bool | None = None
+        self._narrow: bool | None = None
+        self._name_width = 20
+        self._order: list[str] = []
+        self._cells: dict[str, dict[str, Text | str]] = {}
+        self._runs: dict[str, RunSnapshot] = {}
+        self._marked: frozenset[str] = frozenset()
+        self._now = 0.0
+
+    # ---- public --------------------------------------------------------------------------
+    @property
+    def selected_id(self) -> str | None:
+        """The run under the cursor."""
+        if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
+            return None
+        return self._order[self.cursor_row]
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Run ids in the order shown."""
+        return tuple(self._order)
+
+    def select(self, run_id: str) -> None:
+        """Move the cursor to a run, if it is shown."""
+        if run_id in self._order:
+            self.move_cursor(row=self._order.index(run_id), animate=False)
+
+    def show(self, runs: Sequence[RunSnapshot], now: float, marked: frozenset[str] = frozenset()) -> None:
+        """Show these runs in this order; unchanged cells are not touched."""
+        self._now = now
+        self._marked = marked
+        self._runs = {r.id: r for r in runs}
+        order = [r.id for r in runs]
+        self._ensure_columns()
+        if order != self._order:
+            self._rebuild(order)
+            return
+        for r in runs:
+            self._update_row(r)
+
+    def tick(self, now: float) -> None:
+        """Redraw only the `updated` column (called once a second)."""
+        self._now = now
+        for run_id, run in self._runs.items():
+            new = fmt.age_text(None if run.last_update is None else now - run.last_update)
+            if self._cells.get(run_id, {}).get("age") != new and self._has("age"):
+                self._cells[run_id]["age"] = new
+                self.update_cell(run_id, "age", new)
+
+    def restyle(self) -> None:
+        """Redraw every cell (the theme changed: colours are baked into the cells' text)."""
+        for run_id in self._order:
+            self._cells[run_id] = {}
+            self._update_row(self._runs[run_id])
+
+    # ---- internals -----------------------------------------------------------------------
+    def _columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in COLUMNS if c.compact or not self._compact)
+
+    def _width(self, c: Column) -> int:
+        if c.key == "name":
+            return self._name_width
+        if c.key == "trend" and self._narrow:
+            return _NARROW_TREND
+        return c.width
+
+    def _has(self, key: str) -> bool:
+        return any(c.key == key for c in self._columns())
+
+    def on_resize(self) -> None:
+        if self._ensure_columns():
+            self._rebuild(list(self._order), force=True)
+
+    def _ensure_columns(self) -> bool:
+        width = self.size.width or 80
+        compact = width < COMPACT_BELOW
+        narrow = width < NARROW_BELOW
+        fixed = sum(c.width + 2 for c in COLUMNS if c.width and (c.compact or not compact))
+        if narrow:
+            fixed -= 12 - _NARROW_TREND
+        # Two columns for the cell padding of the name, one for a scrollbar's worth of slack.
+        name_width = max(10, min(40, width - fixed - 3))
+        if (compact, narrow, name_width) == (self._compact, self._narrow, self._name_width) and self.columns:
+            return False
+        self._compact, self._narrow, self._name_width = compact, narrow, name_width
+        self.clear(columns=True)
+        for c in self._columns():
+            self.add_column(c.label, key=c.key, width=self._width(c))
+        self._order = []
+        return True
+
+    def _rebuild(self, order: list[str], force: bool = False) -> None:
+        selected = self.selected_id
+        self.clear()
+        self._cells.clear()
+        self._order = order
+        for run_id in order:
+            cells = self._cells_for(self._runs[run_id])
+            self._cells[run_id] = cells
+            self.add_row(*cells.values(), key=run_id)
+        if selected in order:
+            self.move_cursor(row=order.index(selected), animate=False)
+
+    def _update_row(self, run: RunSnapshot) -> None:
+        new = self._cells_for(run)
+        old = self._cells.get(run.id, {})
+        for key, value in new.items():
+            if old.get(key) != value:
+                self.update_cell(run.id, key, value)
+        self._cells[run.id] = new
+
+    def _cells_for(self, run: RunSnapshot) -> dict[str, Text | str]:
+        app = self.app
+        mark = "● " if run.id in self._marked else ""
+        name = Text(_clip(mark + run.name, self._name_width))
+        state = run.state
+        out: dict[str, Text | str] = {}
+        for c in self._columns():
+            if c.key == "badge":
+                out[c.key] = badge(app, run)
+            elif c.key == "name":
+                out[c.key] = name
+            elif c.key == "source":
+                out[c.key] = _clip(run.source, c.width)
+            elif c.key == "state":
+                style = var_style(app, "verdict-stale") if run.stale else ""
+                out[c.key] = Text(_clip(state, c.width), style=style)
+            elif c.key == "step":
+                out[c.key] = Text(fmt.step_text(run.last_step), justify="right")
+            elif c.key == "speed":
+                out[c.key] = Text(fmt.rate_text(run.steps_per_s), justify="right")
+            elif c.key == "loss":
+                style = var_style(app, "verdict-bad") if fmt.num(run.loss) in ("NaN", "Inf") else ""
+                out[c.key] = Text(fmt.num(run.loss), justify="right", style=style)
+            elif c.key == "trend":
+                spark = fmt.sparkline(run.loss_trend, self._width(c))
+                out[c.key] = Text(spark, style=var_style(app, "plot-series-1"))
+            elif c.key == "age":
+                out[c.key] = fmt.age_text(None if run.last_update is None else self._now - run.last_update)
+            elif c.key == "gpu":
+                out[c.key] = fmt.pct_text(run.gpu_util)
+        return out
