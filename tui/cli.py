@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,20 +67,33 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    """Headless demo: simulated runs written as real logs, judged by the same code as `check`."""
-    from monitor import check, demo
-    from monitor.config import Config
+    """Simulated training runs writing real logs in the background, watched live in the terminal UI."""
+    from tui.actions import check_keymap
+    from tui.demo import run_demo
 
-    with tempfile.TemporaryDirectory(prefix="runwatch-demo-") as tmp:
-        paths = demo.write_all(Path(tmp))
-        print(f"runwatch demo: {len(paths)} simulated runs in {tmp}\n")
-        for name in paths:
-            print(f"# {name}: {demo.SCENARIOS[name].story}")
-        print()
-        results = check.check([str(p) for p in paths.values()], Config())
-        print(check.to_text(results))
-    print("\n(the live terminal UI opens here once it lands; this is the same judgement, headless)")
-    return 0
+    cfg = _load_config(a.config)
+    check_keymap(cfg.keys)
+    return run_demo(cfg, theme=a.theme, rate=a.rate)
+
+
+def cmd_ui(a: argparse.Namespace) -> int:
+    """The terminal UI on the targets given, else on the config's runs."""
+    from monitor.targets import parse_target
+    from tui.actions import check_keymap
+    from tui.app import make_app
+
+    cfg = _load_config(a.config)
+    check_keymap(cfg.keys)
+    targets = a.targets or [r.target for r in cfg.runs]
+    if not targets:
+        print(
+            "runwatch: no targets: name files or runs, list [[run]] tables in the config, or try `runwatch demo`",
+            file=sys.stderr,
+        )
+        return USAGE_EXIT
+    for t in targets:
+        parse_target(t)  # a malformed target is one line on stderr before the screen opens
+    return int(make_app(cfg, targets, theme=a.theme, fmt=a.format).run() or 0)
 
 
 def cmd_watch(a: argparse.Namespace) -> int:
@@ -109,8 +121,16 @@ def cmd_formats(_a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="runwatch", description="Babysit ML training runs from a terminal.")
+    from monitor.config import THEMES
+
+    ap = argparse.ArgumentParser(
+        prog="runwatch",
+        usage="runwatch [--config PATH] [--theme NAME] [TARGET ...]  |  runwatch COMMAND ...",
+        description="Babysit ML training runs from a terminal. With targets (or none: the config's runs) "
+        "it opens the terminal UI.",
+    )
     ap.add_argument("--config", type=Path, help="config file (default ./runwatch.toml, then XDG config)")
+    ap.add_argument("--theme", choices=THEMES, help="dark, light or high-contrast (default: the config's)")
     sub = ap.add_subparsers(dest="command")
     c = sub.add_parser("check", help="judge targets once and exit 0 healthy / 1 unsure / 2 bad / 3 unreadable")
     c.add_argument(
@@ -130,15 +150,44 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     w.set_defaults(func=cmd_watch)
     d = sub.add_parser("demo", help="simulated runs: no account, GPU or network needed")
+    d.add_argument("--rate", type=float, default=10.0, help="log lines per second per simulated run (default 10)")
+    d.add_argument("--theme", choices=THEMES, default=argparse.SUPPRESS)
+    d.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     d.set_defaults(func=cmd_demo)
+    u = sub.add_parser("ui", help="the terminal UI (the default: `runwatch [TARGET...]`)")
+    u.add_argument("targets", nargs="*", help="files, W&B runs (wandb://E/P[/ID], URLs), host:/path, ssh://...")
+    u.add_argument("--format", help="force a log format (see `runwatch formats`)")
+    u.add_argument("--theme", choices=THEMES, default=argparse.SUPPRESS)
+    u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    u.set_defaults(func=cmd_ui)
     f = sub.add_parser("formats", help="list the log formats runwatch reads")
     f.set_defaults(func=cmd_formats)
     return ap
 
 
+def _default_to_ui(argv: list[str], commands: set[str]) -> list[str]:
+    """`runwatch [TARGET...]` means `runwatch ui [TARGET...]`: insert `ui` before the first target."""
+    takes_value = {"--config", "--theme"}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in ("-h", "--help"):
+            return argv
+        if tok in takes_value:
+            i += 2
+            continue
+        if tok.startswith("-") and tok != "-":
+            i += 1
+            continue
+        return argv if tok in commands else [*argv[:i], "ui", *argv[i:]]
+    return [*argv, "ui"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    a = ap.parse_args(argv)
+    # Every subcommand, including ones added later, so a target never shadows a command.
+    commands = {n for act in ap._actions if isinstance(act, argparse._SubParsersAction) for n in act.choices}
+    a = ap.parse_args(_default_to_ui(list(sys.argv[1:] if argv is None else argv), commands))
     if not getattr(a, "command", None):
         ap.print_help()
         return USAGE_EXIT
