@@ -45,6 +45,12 @@ class Detector:
         self.current = Finding(kind, severity, self.metric, step, onset, message, evidence)
         return True
 
+    @property
+    def active(self) -> bool:
+        """Whether this detector's current finding is live (checked before building messages)."""
+        cur = self.current
+        return cur is not None and cur.active
+
     def _resolve(self, step: float, message: str, **evidence: Any) -> bool:
         cur = self.current
         if cur is None or not cur.active:

@@ -87,7 +87,7 @@ class EvalDetector(Detector):
             # A wobble above the best that came back down shows how much this series wobbles normally.
             self._tolerance = max(self._tolerance, self._episode_max)
             self._episode_max = 0.0
-            return self._resolve(step, f"{self.metric} at a new best {fmt(x)} at step {fmt(step)}")
+            return self.active and self._resolve(step, f"{self.metric} at a new best {fmt(x)} at step {fmt(step)}")
         excess = y - self._best
         self._episode_max = max(self._episode_max, excess)
         noisy = max(th.eval_noise_k * self._noise, 1.5 * self._tolerance)

@@ -88,7 +88,7 @@ class GradExplosionDetector(Detector):
                 )
             return False
         self._run = 0
-        return self._resolve(step, f"{self.metric} back to its usual level by step {fmt(step)}")
+        return self.active and self._resolve(step, f"{self.metric} back to its usual level by step {fmt(step)}")
 
 
 class GradVanishingDetector(Detector):
@@ -129,4 +129,4 @@ class GradVanishingDetector(Detector):
                 )
             return False
         self._run = 0
-        return self._resolve(step, f"{self.metric} recovered by step {fmt(step)}")
+        return self.active and self._resolve(step, f"{self.metric} recovered by step {fmt(step)}")

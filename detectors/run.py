@@ -173,8 +173,10 @@ class RunDetectors:
         handlers = self._handlers
         changed = False
         for key, x in row.values.items():
-            h = handlers.get(key) or self._route(key)
-            if h(step, x):
+            h = handlers.get(key)
+            if h is None:
+                h = self._route(key)
+            if h is not _skip and h(step, x):
                 changed = True
         self.points += len(row.values)
         if self.last_step is None or step > self.last_step:

@@ -57,11 +57,11 @@ class RunAnalysis:
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
-        store_add = self.store.add
+        rows = rows if isinstance(rows, list) else list(rows)
+        self.store.add_many(rows, now)
         ingest = self.detectors.ingest
         changed = False
         for row in rows:
-            store_add(row, now)
             if ingest(row, now):
                 changed = True
         return changed

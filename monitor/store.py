@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -21,16 +22,31 @@ from monitor.model import Row
 class MetricSeries:
     """One metric's points: a recent full-resolution window plus downsampled history."""
 
-    __slots__ = ("_h_max", "_h_min", "_h_step", "_history", "_recent", "_steps", "_values", "count", "last")
+    __slots__ = (
+        "_h_bad",
+        "_h_max",
+        "_h_min",
+        "_h_step",
+        "_history",
+        "_limit",
+        "_recent",
+        "_steps",
+        "_values",
+        "count",
+        "last",
+    )
 
     def __init__(self, recent: int = 4096, history: int = 2048) -> None:
         self._recent = recent
+        self._limit = 2 * recent
         self._history = history
         self._steps = array("d")
         self._values = array("d")
         self._h_step = array("d")
         self._h_min = array("d")
         self._h_max = array("d")
+        self._h_bad = array("d")
+        """1.0 where a history bucket held a NaN/Inf (its min and max are of the finite values)."""
         self.count = 0
         """Points ever appended."""
         self.last = math.nan
@@ -41,44 +57,54 @@ class MetricSeries:
         self._values.append(value)
         self.count += 1
         self.last = value
-        if len(self._steps) > 2 * self._recent:
+        if len(self._steps) > self._limit:
+            self._fold()
+
+    def extend(self, steps: Sequence[float], values: Sequence[float]) -> None:
+        """Append many points at once (the store's batched path)."""
+        # Through numpy: converting a list of floats there is several times faster than array.extend.
+        self._steps.frombytes(np.asarray(steps, dtype=float).tobytes())
+        self._values.frombytes(np.asarray(values, dtype=float).tobytes())
+        self.count += len(values)
+        self.last = values[-1]
+        while len(self._steps) > self._limit:
             self._fold()
 
     def _fold(self) -> None:
-        # Fold the oldest `recent` points into buckets of the current width.
+        # Fold the oldest `recent` points into buckets of the current width (vectorised: this runs
+        # once per `recent` points of every metric).
         n = self._recent
-        steps, values = self._steps[:n], self._values[:n]
+        steps = np.frombuffer(self._steps, dtype=float, count=n).copy()
+        values = np.frombuffer(self._values, dtype=float, count=n).copy()
         del self._steps[:n]
         del self._values[:n]
         width = max(1, self.bucket_width)
-        for i in range(0, n, width):
-            chunk = values[i : i + width]
-            finite = [v for v in chunk if v - v == 0.0]
-            lo = min(finite) if finite else math.nan
-            hi = max(finite) if finite else math.nan
-            if len(finite) < len(chunk):
-                # Keep the fact that a non-finite value happened here.
-                hi = math.nan
-            self._h_step.append(steps[i])
-            self._h_min.append(lo)
-            self._h_max.append(hi)
+        m = n // width * width
+        lo, hi, bad, first = _buckets(values[:m], steps[:m], width)
+        if m < n:
+            tail = _buckets(values[m:], steps[m:], n - m)
+            lo, hi, bad, first = (np.append(a, b) for a, b in zip((lo, hi, bad, first), tail, strict=True))
+        self._h_step.frombytes(first.tobytes())
+        self._h_min.frombytes(lo.tobytes())
+        self._h_max.frombytes(hi.tobytes())
+        self._h_bad.frombytes(bad.astype(float).tobytes())
         while len(self._h_step) > self._history:
             self._merge_history()
 
     def _merge_history(self) -> None:
-        hs, lo, hi = self._h_step, self._h_min, self._h_max
-        m = len(hs) // 2 * 2
-        new_s, new_lo, new_hi = array("d"), array("d"), array("d")
-        for i in range(0, m, 2):
-            new_s.append(hs[i])
-            new_lo.append(_nanmin(lo[i], lo[i + 1]))
-            a, b = hi[i], hi[i + 1]
-            new_hi.append(math.nan if a != a or b != b else max(a, b))
+        # Neighbouring buckets merge pairwise: first step of the pair, min of mins, max of maxes.
+        arrays = [np.frombuffer(a, dtype=float) for a in (self._h_step, self._h_min, self._h_max, self._h_bad)]
+        m = len(arrays[0]) // 2 * 2
+        hs, lo, hi, bad = arrays
+        merged = [
+            hs[0:m:2],
+            np.fmin(lo[0:m:2], lo[1:m:2]),
+            np.fmax(hi[0:m:2], hi[1:m:2]),
+            np.fmax(bad[0:m:2], bad[1:m:2]),
+        ]
         if m < len(hs):
-            new_s.append(hs[m])
-            new_lo.append(lo[m])
-            new_hi.append(hi[m])
-        self._h_step, self._h_min, self._h_max = new_s, new_lo, new_hi
+            merged = [np.append(a, full[m]) for a, full in zip(merged, arrays, strict=True)]
+        self._h_step, self._h_min, self._h_max, self._h_bad = (array("d", a.tobytes()) for a in merged)
 
     @property
     def bucket_width(self) -> int:
@@ -95,59 +121,163 @@ class MetricSeries:
         return np.frombuffer(self._steps, dtype=float).copy(), np.frombuffer(self._values, dtype=float).copy()
 
     def series(self) -> tuple[np.ndarray, np.ndarray]:
-        """Everything held, oldest first: history as (min, max) pairs, then the recent window."""
+        """Everything held, oldest first: history as (min, max) pairs (plus a NaN where a bucket held
+        a non-finite value), then the recent window."""
         if not self._h_step:
             return self.recent()
         hs = np.frombuffer(self._h_step, dtype=float)
-        steps = np.concatenate([np.repeat(hs, 2), np.frombuffer(self._steps, dtype=float)])
-        hv = np.empty(2 * len(hs))
-        hv[0::2] = np.frombuffer(self._h_min, dtype=float)
-        hv[1::2] = np.frombuffer(self._h_max, dtype=float)
-        return steps, np.concatenate([hv, np.frombuffer(self._values, dtype=float)])
+        bad = np.frombuffer(self._h_bad, dtype=float) > 0
+        per = 2 + bad.astype(int)
+        steps = np.repeat(hs, per)
+        hv = np.empty(len(steps))
+        ends = np.cumsum(per)
+        starts = ends - per
+        hv[starts] = np.frombuffer(self._h_min, dtype=float)
+        hv[starts + 1] = np.frombuffer(self._h_max, dtype=float)
+        hv[(starts + 2)[bad]] = np.nan
+        return (
+            np.concatenate([steps, np.frombuffer(self._steps, dtype=float)]),
+            np.concatenate([hv, np.frombuffer(self._values, dtype=float)]),
+        )
 
     def nbytes(self) -> int:
         """Bytes held by the arrays."""
-        return 8 * (len(self._steps) * 2 + len(self._h_step) * 3)
+        return 8 * (len(self._steps) * 2 + len(self._h_step) * 4)
 
 
-def _nanmin(a: float, b: float) -> float:
-    if a != a:
-        return b
-    if b != b:
-        return a
-    return a if a < b else b
+def _buckets(
+    values: np.ndarray, steps: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per bucket of `width` points: finite min, finite max, whether a non-finite value was inside, first step."""
+    v = values.reshape(-1, width)
+    finite = np.isfinite(v)
+    lo = np.where(finite, v, np.inf).min(axis=1)
+    hi = np.where(finite, v, -np.inf).max(axis=1)
+    none = ~finite.any(axis=1)
+    lo[none] = np.nan
+    hi[none] = np.nan
+    return lo, hi, ~finite.all(axis=1), steps.reshape(-1, width)[:, 0]
 
 
 class RunStore:
-    """All metric series of one run, the times rows arrived, and the tail of its log."""
+    """All metric series of one run, the times rows arrived, and the tail of its log.
+
+    Rows are buffered and folded into the per-metric arrays in batches (consecutive rows with the
+    same keys become one array extend per key), which costs a fraction of appending value by value.
+    Every reader goes through a property or method that folds the buffer first.
+    """
+
+    _FLUSH_ROWS = 4096
 
     def __init__(self, recent: int = 4096, history: int = 2048, log_lines: int = 500) -> None:
         self._recent = recent
         self._history = history
-        self.metrics: dict[str, MetricSeries] = {}
-        self.times: deque[tuple[float, float]] = deque(maxlen=recent)
-        """(step, time) of recent rows, for wall-clock x-axes and steps/s."""
+        self._metrics: dict[str, MetricSeries] = {}
+        self._times: deque[tuple[float, float]] = deque(maxlen=recent)
+        self._pending: list[Row] = []
+        self._pending_now: list[tuple[int, float]] = []
+        self._last_step: float | None = None
+        self._rows = 0
         self.log_tail: deque[str] = deque(maxlen=log_lines)
-        self.last_step: float | None = None
-        self.rows = 0
 
     def add(self, row: Row, now: float) -> None:
         """Store one row; `now` stands in for rows without their own time."""
-        metrics = self.metrics
-        step = row.step
-        for key, value in row.values.items():
-            s = metrics.get(key)
-            if s is None:
-                s = metrics[key] = MetricSeries(self._recent, self._history)
-            s.append(step, value)
-        self.times.append((step, row.time if row.time is not None else now))
-        if self.last_step is None or step > self.last_step:
-            self.last_step = step
-        self.rows += 1
+        self._pending.append(row)
+        self._pending_now.append((len(self._pending), now))
+        if len(self._pending) >= self._FLUSH_ROWS:
+            self._flush()
 
-    def add_many(self, rows: Iterable[Row], now: float) -> None:
-        for row in rows:
-            self.add(row, now)
+    def add_many(self, rows: list[Row], now: float) -> None:
+        """Store rows that arrived together at `now`."""
+        if not rows:
+            return
+        self._pending.extend(rows)
+        self._pending_now.append((len(self._pending), now))
+        if len(self._pending) >= self._FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows = self._pending
+        if not rows:
+            return
+        nows = self._pending_now
+        self._pending, self._pending_now = [], []
+        self._rows += len(rows)
+        # Arrival times matter only for the last `recent` rows (steps/s, wall-clock axes).
+        first = max(0, len(rows) - self._recent)
+        seg = 0
+        for i in range(first, len(rows)):
+            while nows[seg][0] <= i:
+                seg += 1
+            r = rows[i]
+            self._times.append((r.step, r.time if r.time is not None else nows[seg][1]))
+        last = self._last_step
+        if not self._fold_uniform(rows):
+            start = 0
+            keys = rows[0].values.keys()
+            for i in range(1, len(rows) + 1):
+                if i < len(rows):
+                    k = rows[i].values.keys()
+                    if k == keys:
+                        continue
+                self._fold_run(rows[start:i], tuple(keys))
+                if i < len(rows):
+                    start, keys = i, k
+        top = max(r.step for r in rows)
+        self._last_step = top if last is None or top > last else last
+
+    def _fold_uniform(self, rows: list[Row]) -> bool:
+        """Fold rows that all carry the same keys in one transposition (the common case); False if not."""
+        dicts = [r.values for r in rows]
+        keys = tuple(dicts[0])
+        if not keys or len(set(map(len, dicts))) != 1:
+            return False
+        try:
+            # Same length and every key of the first row present: the same key set.
+            cols = (
+                list(zip(*map(itemgetter(*keys), dicts), strict=True))
+                if len(keys) > 1
+                else [list(map(itemgetter(keys[0]), dicts))]
+            )
+        except KeyError:
+            return False
+        steps = [r.step for r in rows]
+        for key, col in zip(keys, cols, strict=True):
+            self._series(key).extend(steps, col)
+        return True
+
+    def _fold_run(self, run: list[Row], keys: tuple[str, ...]) -> None:
+        steps = [r.step for r in run]
+        for key in keys:
+            self._series(key).extend(steps, [r.values[key] for r in run])
+
+    def _series(self, key: str) -> MetricSeries:
+        series = self._metrics.get(key)
+        if series is None:
+            series = self._metrics[key] = MetricSeries(self._recent, self._history)
+        return series
+
+    @property
+    def metrics(self) -> dict[str, MetricSeries]:
+        """Every metric's series, by key."""
+        self._flush()
+        return self._metrics
+
+    @property
+    def times(self) -> deque[tuple[float, float]]:
+        """(step, time) of recent rows, for wall-clock x-axes and steps/s."""
+        self._flush()
+        return self._times
+
+    @property
+    def last_step(self) -> float | None:
+        self._flush()
+        return self._last_step
+
+    @property
+    def rows(self) -> int:
+        """Rows ever stored."""
+        return self._rows + len(self._pending)
 
     def add_log_lines(self, lines: Iterable[str]) -> None:
         self.log_tail.extend(lines)
