@@ -139,8 +139,9 @@ def main() -> int:
         return 0
     a.cache.mkdir(parents=True, exist_ok=True)
     print(f"runwatch throughput benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
-    print("lines/s on CPU time of the measuring process (wall-clock in brackets: other load on the machine shows there)")
-    print(f"{'format':12} {'lines':>9} {'rows':>9} {'cpu s':>7} {'lines/s':>10} {'(wall)':>10} {'peak RSS MB':>12} {'store MB':>9}")
+    print("lines/s on CPU time of the measuring process (wall-clock in brackets: other load shows there)")
+    head = ("format", "lines", "rows", "cpu s", "lines/s", "(wall)", "peak RSS MB", "store MB")
+    print("{:12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>12} {:>9}".format(*head))
     for fmt in a.formats.split(","):
         path = make_log(fmt, a.lines, a.cache)
         r = _sub(path, fmt)
@@ -155,7 +156,8 @@ def main() -> int:
             print(f"\nwrote {a.wandb_steps} steps x 4 metrics with the wandb SDK offline in {took:.1f} s")
         r = _sub(path, None)
         print(
-            f"\n.wandb {path.stat().st_size / 2**20:.1f} MiB: {int(r['rows'])} history rows in {r['cpu_seconds']:.2f} s CPU "
+            f"\n.wandb {path.stat().st_size / 2**20:.1f} MiB: {int(r['rows'])} history rows "
+            f"in {r['cpu_seconds']:.2f} s CPU "
             f"= {r['rows'] / r['cpu_seconds']:,.0f} rows/s (wall {r['rows'] / r['seconds']:,.0f}) (read + judge), "
             f"peak RSS {r['peak_rss_mb']:.0f} MB"
         )
