@@ -15,9 +15,6 @@ _ITER_NUMBER = re.compile(r"\s*(\d+)")
 # Building the NamedTuple through tuple.__new__ skips its Python-level __new__: half the cost, per line.
 _new_row = tuple.__new__
 
-#: Fields that restate the step; emitting them as metrics would only add a straight line.
-_STEP_FIELDS = frozenset(("global_step",))
-
 
 class MegatronParser(Parser):
     """Megatron iteration lines and `validation loss at iteration N | lm loss value: ...` lines.
@@ -79,11 +76,10 @@ class MegatronParser(Parser):
                 pass
         values = _fields(line, j + 1)
         gs = values.get("global_step")
-        if gs is not None:
+        if gs is not None:  # NeMo: the step itself, not a metric (it would only plot a straight line)
             step = gs
             self.step_key = "global_step"
-            for k in _STEP_FIELDS:
-                values.pop(k, None)
+            del values["global_step"]
         if not values:
             stats.count_malformed(line)
             return []
