@@ -71,8 +71,14 @@ class ReviewerConfig:
     base_url: str | None = None
     timeout: float = 120.0
     auto: bool = False
+    """Ask the reviewer by itself about runs judged unsure (at most once per run per interval)."""
     interval_minutes: float = 30.0
     auto_stop: bool = False
+    """Let a STOP answer stop the run without asking; off, a STOP answer only opens the confirmation."""
+    retries: int = 1
+    """Extra attempts after a time-out or a transient error."""
+    anthropic_version: str = "2023-06-01"
+    """The `anthropic-version` header the anthropic backend sends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +216,18 @@ class _Validator:
         p = "reviewer."
         self.known(
             d,
-            {"backend", "command", "model", "base_url", "timeout", "auto", "interval_minutes", "auto_stop"},
+            {
+                "backend",
+                "command",
+                "model",
+                "base_url",
+                "timeout",
+                "auto",
+                "interval_minutes",
+                "auto_stop",
+                "retries",
+                "anthropic_version",
+            },
             p,
         )
         backend = self.typed(d.get("backend", "command"), str, p + "backend", "a string")
@@ -229,4 +246,8 @@ class _Validator:
                 self.typed(d.get("interval_minutes", 30.0), (int, float), p + "interval_minutes", "minutes")
             ),
             auto_stop=self.typed(d.get("auto_stop", False), bool, p + "auto_stop", "true or false"),
+            retries=self.typed(d.get("retries", 1), int, p + "retries", "a whole number"),
+            anthropic_version=self.typed(
+                d.get("anthropic_version", "2023-06-01"), str, p + "anthropic_version", "a string"
+            ),
         )
