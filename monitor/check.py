@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
@@ -18,6 +18,9 @@ from monitor.errors import RunwatchError, TargetError
 from monitor.model import Finding, Row, Severity, Verdict
 from monitor.parsers import CONFIDENT, clean_line, detect_format, feed_lines, guess_format, make_parser
 from monitor.targets import is_wandb_local, metrics_file_in
+
+if TYPE_CHECKING:
+    from monitor.actions.reviewer import ReviewerAnswer
 
 _CHUNK = 1 << 20
 _HEAD_LINES = 200
@@ -32,6 +35,8 @@ class CheckResult:
     target: str
     analysis: RunAnalysis | None = None
     error: str | None = None
+    review: ReviewerAnswer | None = None
+    """The reviewer's answer, when `check --escalate` asked about this (unsure) run."""
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[str]:
@@ -252,6 +257,14 @@ def to_json(results: list[CheckResult]) -> dict[str, Any]:
                 "findings": [f.to_json() for f in j.findings],
             }
         )
+        if r.review is not None:
+            runs[-1]["reviewer"] = {
+                "decision": r.review.decision,
+                "reason": r.review.reason,
+                "error": r.review.error,
+                "backend": r.review.backend,
+                "attempts": r.review.attempts,
+            }
     return {"runs": runs}
 
 
@@ -287,6 +300,8 @@ def to_text(results: list[CheckResult], verbose: bool = False) -> str:
         noise = f", {info.noise} noise" if info.noise else ""
         bad = f", {info.malformed} malformed" if info.malformed else ""
         out.append(f"    [{info.format}; step axis: {info.step_key}; {info.lines} lines{noise}{bad}] {metrics}")
+        if r.review is not None:
+            out.append(f"    reviewer ({r.review.backend}): {r.review.one_line()}")
     return "\n".join(out)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -48,6 +49,27 @@ def event_text(ev: HubEvent) -> str:
     return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
 
 
+def action_json(record: dict[str, Any], now: float) -> dict[str, Any]:
+    """An action's result (evidence saved, a stop, a reviewer's answer) as a `--jsonl` object."""
+    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+    return {"time": stamp, "ts": round(now, 3), **record}
+
+
+def action_text(record: dict[str, Any], now: float) -> str:
+    """An action's result as one line for a person."""
+    ts = datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S")
+    kind, name = record.get("event"), record.get("name", record.get("run"))
+    if kind == "evidence":
+        what = f"saved to {record['path']}" if record.get("ok") else f"NOT saved: {record.get('error')}"
+        return f"{ts} # evidence {name}  {what}"
+    if kind == "stop":
+        return f"{ts} ! stop     {name}  {record.get('status')}: {record.get('detail')}"
+    if kind == "reviewer":
+        said = f"{record['decision']}: {record.get('reason')}" if record.get("decision") else None
+        return f"{ts} ? reviewer {name}  {said or 'no answer: ' + str(record.get('error'))}"
+    return f"{ts}   {kind} {name}  {record}"
+
+
 async def watch(
     targets: list[str],
     config: Config,
@@ -56,8 +78,16 @@ async def watch(
     jsonl: bool = False,
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
+    on_bad: str | None = None,
+    yes: bool = False,
+    dry_run: bool = False,
 ) -> int:
-    """Run the hub and print events until `stop` is set or the process is interrupted."""
+    """Run the hub and print events until `stop` is set or the process is interrupted.
+
+    `on_bad` ("evidence" or "stop") saves an evidence bundle when a run turns bad, and with "stop"
+    stops it too, but only when `yes` is set (else the stop is rehearsed and audited as a dry run).
+    With `[reviewer] auto = true` unsure runs are escalated (see `monitor.actions.headless.OnBadRun`).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,12 +99,29 @@ async def watch(
         out.write(line + "\n")
         out.flush()
 
+    def on_action(record: dict[str, Any]) -> None:
+        now = time.time()
+        line = json.dumps(action_json(record, now), allow_nan=False) if jsonl else action_text(record, now)
+        out.write(line + "\n")
+        out.flush()
+
     hub = Hub(targets, config, fmt=fmt)
     hub.add_event_listener(on_event)
+    handler = actions = None
+    if on_bad is not None or config.reviewer.auto:
+        from monitor.actions.api import Actions
+        from monitor.actions.headless import OnBadRun
+
+        actions = Actions(config, hub=hub)
+        handler = OnBadRun(actions, on_bad, on_action, yes=yes, dry_run=dry_run)
+        hub.add_event_listener(handler)
     await hub.start()
     try:
         await stop.wait()
     finally:
+        if handler is not None and actions is not None:
+            await handler.drain()
+            await actions.aclose()
         await hub.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -59,6 +59,10 @@ def cmd_check(a: argparse.Namespace) -> int:
     for r in results:
         if r.error:
             print(f"runwatch: {r.error}", file=sys.stderr)
+    if a.escalate:
+        from monitor.actions.headless import escalate_results
+
+        results = escalate_results(results, cfg)
     if a.json:
         print(json.dumps(check.to_json(results), indent=None if a.compact else 2, allow_nan=False))
     else:
@@ -109,7 +113,12 @@ def cmd_watch(a: argparse.Namespace) -> int:
         return USAGE_EXIT
     for t in targets:
         parse_target(t)  # a malformed target is one line on stderr before anything starts
-    return asyncio.run(watch(targets, cfg, fmt=a.format, jsonl=a.jsonl))
+    if a.evidence_dir is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, evidence_dir=a.evidence_dir)
+    run = watch(targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run)
+    return asyncio.run(run)
 
 
 def cmd_formats(_a: argparse.Namespace) -> int:
@@ -141,11 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", help="force a log format (see `runwatch formats`)")
     c.add_argument("--now", type=_parse_now, help="judge as of this time (epoch seconds or ISO 8601)")
     c.add_argument("-v", "--verbose", action="store_true", help="also list cleared and informational findings")
+    c.add_argument("--escalate", action="store_true", help="ask the configured reviewer about each unsure run")
     c.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     c.set_defaults(func=cmd_check)
     w = sub.add_parser("watch", help="watch targets live; print a line per verdict or source state change")
     w.add_argument("targets", nargs="*", help="files, W&B runs (wandb://E/P[/ID], URLs), host:/path, ssh://...")
     w.add_argument("--jsonl", action="store_true", help="JSON lines with timestamps")
+    w.add_argument(
+        "--on-bad",
+        choices=("evidence", "stop"),
+        help="when a run turns bad: save an evidence bundle, or save one and stop the run (needs --yes)",
+    )
+    w.add_argument("--yes", action="store_true", help="really stop runs with --on-bad stop (else a dry run)")
+    w.add_argument("--dry-run", action="store_true", help="show and audit stops without doing them")
+    w.add_argument("--evidence-dir", type=Path, help="where bundles and audit.jsonl go (default: the config's)")
     w.add_argument("--format", help="force a log format (see `runwatch formats`)")
     w.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     w.set_defaults(func=cmd_watch)
