@@ -8,9 +8,11 @@ Events: `Row` for history (`_step` and `_timestamp` become its step and time and
 `SystemStats`, `ConsoleOutput` and `Exit`. Other records are ignored.
 
 Records are decoded here by protobuf field number, not with wandb's generated classes: importing
-those loads all of wandb (~0.5 s) and reading a row through them costs ~15 µs. History records,
-nearly the whole file, are matched by a byte pattern that checks the record's full shape and pulls
-the `(key, value_json)` pairs out in C; any other shape goes through the field decoder.
+those loads all of wandb (~0.5 s, as long as reading 50k rows). History records, nearly the whole
+file, are matched by a byte pattern that checks the record's full shape and pulls the
+`(key, value_json)` pairs out in C (~1.3x faster than parsing them with wandb's classes); any other
+shape goes through the field decoder. Summary records, one before every history row, are kept
+undecoded until someone reads `Summary.values`.
 """
 
 from __future__ import annotations
