@@ -95,6 +95,7 @@ def _planted(a: RunAnalysis) -> RunConfig:
             f"W&B key from env {W_ENV_KEY}",
         ]
     )
+    a.store.add(Row(5.0, {f"debug/{HF}": 1.0}), now=1000.0)  # even a metric's name
     return RunConfig(target=a.info.target, stop={"command": "scancel {job_id}", "job_id": "42", "api_token": "x" * 12})
 
 
