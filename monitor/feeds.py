@@ -129,11 +129,14 @@ class WandbFeed:
         self.on_gpu = on_gpu
         self.reader = wandb_log.WandbLogReader()
         self._last_step: float | None = None
+        self._replay_until: float | None = None
+        """After the file was rewritten and is re-read from 0, rows up to this step were seen already."""
         analysis.info.format = "wandb"
 
     def chunk(self, chunk: Chunk, now: float) -> bool:
         if chunk.reset:
             self.reader = wandb_log.WandbLogReader()
+            self._replay_until = self._last_step
         if not chunk.data:
             return False
         return self.events(self.reader.feed(chunk.data), now)
@@ -144,11 +147,17 @@ class WandbFeed:
         rows: list[Row] = []
         changed = False
         last = self._last_step
+        replay = self._replay_until
         for ev in events:
             if isinstance(ev, Row):
-                # After a rewrite the log is re-read from 0: keep only steps not seen yet.
+                # Several rows may share a step (train and eval logged at one global step): keep
+                # them all, except while re-reading a rewritten file up to what was seen before.
+                if replay is not None:
+                    if ev.step <= replay:
+                        continue
+                    replay = self._replay_until = None
+                rows.append(ev)
                 if last is None or ev.step > last:
-                    rows.append(ev)
                     last = ev.step
             elif isinstance(ev, wandb_log.RunMeta):
                 info.name = ev.display_name or ev.run_id or info.name
