@@ -22,6 +22,8 @@ from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import RunConfig
 from monitor.model import Row
 
+pytestmark = pytest.mark.timeout(60)  # every test here is bounded; slower ones say so
+
 W_KEY = "0123456789abcdef0123456789abcdef01234567"
 W_ENV_KEY = "fedcba9876543210fedcba9876543210fedcba98"
 OPENAI = "sk-proj-Abc123Def456Ghi789Jkl012Mno345"

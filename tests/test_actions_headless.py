@@ -19,6 +19,8 @@ from monitor.config import Config, ReviewerConfig
 from monitor.watch import watch
 from tui import cli
 
+pytestmark = pytest.mark.timeout(60)  # every test here is bounded; slower ones say so
+
 REVIEWER = """\
 import sys
 prompt = sys.stdin.read()

@@ -27,6 +27,8 @@ from monitor.check import check_target
 from monitor.config import Config, ReviewerConfig, RunConfig
 from monitor.model import Verdict
 
+pytestmark = pytest.mark.timeout(60)  # every test here is bounded; slower ones say so
+
 PROMPT = "Run: x\nAnswer with exactly one word on the first line: STOP, CONTINUE or WAIT.\n"
 
 

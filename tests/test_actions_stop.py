@@ -29,6 +29,8 @@ from tests.sshd import SSHHome, remote_python, ssh_home, sshd
 
 __all__ = ["ssh_home", "sshd"]  # fixtures, imported for pytest
 
+pytestmark = pytest.mark.timeout(60)  # every test here is bounded; slower ones say so
+
 WRITER = """\
 import os, signal, sys, time
 if "--int" in sys.argv:

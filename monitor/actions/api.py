@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from monitor.actions.audit import AUDIT_FILE, AuditLog
 from monitor.actions.escalation import EscalationLimiter, wants_auto_escalation
@@ -38,8 +38,11 @@ from monitor.config import Config
 from monitor.sources.ssh import SSHEndpoint
 from monitor.sources.wandb_api import WandbTarget
 
-if TYPE_CHECKING:
-    from monitor.hub import Hub
+
+class RunSource(Protocol):
+    """Where live runs come from: `monitor.hub.Hub`, or anything with its `analysis()`."""
+
+    def analysis(self, run_id: str) -> RunAnalysis: ...
 
 
 class Actions:
@@ -49,7 +52,7 @@ class Actions:
         self,
         config: Config,
         *,
-        hub: Hub | None = None,
+        hub: RunSource | None = None,
         ssh_pool: Any = None,
         evidence_dir: Path | None = None,
         wandb_client_factory: Callable[[str | None], Any] | None = None,
