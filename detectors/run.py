@@ -130,7 +130,6 @@ class RunDetectors:
         self.version = 0
         """Bumped whenever any finding appears, changes or clears."""
         self.last_step: float | None = None
-        self.points = 0
 
     @property
     def train_loss_key(self) -> str | None:
@@ -169,30 +168,37 @@ class RunDetectors:
 
     def ingest(self, row: Row, now: float) -> bool:
         """Judge one row; True when any finding changed."""
-        step = row.step
+        return self.ingest_many((row,), now)
+
+    def ingest_many(self, rows: Iterable[Row], now: float) -> bool:
+        """Judge a batch of rows in order; True when any finding changed.
+
+        The hot path of parsing + judging: one dict lookup per value, a call only for metrics
+        some detector watches, and the stall bookkeeping once per batch.
+        """
         handlers = self._handlers
+        route = self._route
         changed = False
-        for key, x in row.values.items():
-            h = handlers.get(key)
-            if h is None:
-                h = self._route(key)
-            if h is not _skip and h(step, x):
-                changed = True
-        self.points += len(row.values)
-        if self.last_step is None or step > self.last_step:
-            self.last_step = step
-        if self.stall.activity(step, row.time if row.time is not None else now):
+        n = 0
+        last: Row | None = None
+        for row in rows:
+            step = row.step
+            for key, x in row.values.items():
+                h = handlers.get(key)
+                if h is None:
+                    h = route(key)
+                if h is not _skip and h(step, x):
+                    changed = True
+            n += 1
+            last = row
+        if last is None:
+            return False
+        top = max(self.last_step, last.step) if self.last_step is not None else last.step
+        self.last_step = top
+        if self.stall.activity(top, last.time if last.time is not None else now, n):
             changed = True
         if changed:
             self.version += 1
-        return changed
-
-    def ingest_many(self, rows: Iterable[Row], now: float) -> bool:
-        """Judge a batch of rows; True when any finding changed."""
-        changed = False
-        for row in rows:
-            if self.ingest(row, now):
-                changed = True
         return changed
 
     def set_total_steps(self, total: float | None) -> None:

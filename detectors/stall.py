@@ -24,11 +24,11 @@ class StallDetector(Detector):
         self._interval: float | None = None
         self.finished = False
 
-    def activity(self, step: float, t: float) -> bool:
-        """A point at `step` arrived (or was logged) at time `t`."""
+    def activity(self, step: float, t: float, rows: int = 1) -> bool:
+        """`rows` new rows, the last at `step`, arrived (or were logged) by time `t`."""
         if step > self._last_step:
             if self._last_t is not None and t > self._last_t:
-                dt = t - self._last_t
+                dt = (t - self._last_t) / max(1, rows)
                 iv = self._interval
                 # A median-like EWMA: one long pause (an eval, a checkpoint) barely moves it.
                 self._interval = dt if iv is None else iv + 0.1 * (min(dt, 3.0 * iv) - iv)

@@ -59,12 +59,7 @@ class RunAnalysis:
         """Store and judge rows; True when a finding changed."""
         rows = rows if isinstance(rows, list) else list(rows)
         self.store.add_many(rows, now)
-        ingest = self.detectors.ingest
-        changed = False
-        for row in rows:
-            if ingest(row, now):
-                changed = True
-        return changed
+        return self.detectors.ingest_many(rows, now)
 
     def set_total_steps(self, total: float | None) -> None:
         if total and total != self.info.total_steps:
