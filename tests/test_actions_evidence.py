@@ -259,10 +259,28 @@ def test_redact_text(text: str, want: str | None) -> None:
         ("token_file", False),
         ("key", False),
         ("monkey", False),
+        ("PWD", False),
+        ("SSH_AUTH_SOCK", False),
+        ("DB_PWD", True),
     ],
 )
 def test_is_secret_key(name: str, secret: bool) -> None:
     assert is_secret_key(name) is secret
+
+
+def test_environment_secrets_are_remembered_but_paths_and_working_dirs_are_not() -> None:
+    r = Redactor()
+    r.remember_env(
+        {
+            "PWD": "/home/me/project",
+            "OLDPWD": "/home/me",
+            "SSH_AUTH_SOCK": "/tmp/ssh-abc/agent.1",
+            "HF_TOKEN_PATH": "/home/me/.cache/token",
+            "MY_API_TOKEN": "tok-123456789",
+        }
+    )
+    text = "cd /home/me/project; agent /tmp/ssh-abc/agent.1; token file /home/me/.cache/token; tok-123456789"
+    assert r.text(text) == text.replace("tok-123456789", MASK)
 
 
 def test_secret_values_found_in_config_are_scrubbed_from_later_text() -> None:

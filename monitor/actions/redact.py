@@ -43,7 +43,10 @@ _SECRET_WORDS = frozenset(
 _NOT_SECRET_LAST = frozenset(
     {"id", "ids", "len", "length", "size", "count", "dim", "dims", "type", "name", "names", "file", "path"}
     | {"dir", "env", "var", "url", "host", "user", "username", "index", "idx", "kind", "format", "num"}
+    | {"sock", "socket", "pid", "port"}
 )
+# Whole names that only look secret: the shell's working directories.
+_NOT_SECRET_NAMES = frozenset({"pwd", "oldpwd"})
 _NOT_SECRET_WITH = frozenset({"pad", "bos", "eos", "unk", "mask", "sep", "cls", "step", "metric", "sort", "primary"})
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
@@ -51,7 +54,7 @@ _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 def is_secret_key(name: str) -> bool:
     """Whether a config key or variable name says its value is a secret."""
     words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
-    if not words:
+    if not words or name.lower() in _NOT_SECRET_NAMES:
         return False
     if not any(w in _SECRET_WORDS for w in words):
         return False
@@ -116,7 +119,10 @@ class Redactor:
     def remember_env(self, env: Mapping[str, str]) -> None:
         """Remember the values of environment variables whose names say they are secret."""
         for name, value in env.items():
-            if is_secret_key(name) and isinstance(value, str):
+            # A path or a number under a secret-looking name (a socket, a key file) is not the secret.
+            if not is_secret_key(name) or not isinstance(value, str):
+                continue
+            if not value.startswith(("/", "~", "./")) and not _is_plain_number(value):
                 self.remember(value)
 
     def text(self, text: str) -> str:
