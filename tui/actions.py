@@ -37,7 +37,8 @@ class ActionSpec:
     label: str
     help: str
     scopes: tuple[str, ...]
-    show: bool = True
+    footer: tuple[str, ...] | None = None
+    """Scopes whose footer shows it (None: all its scopes); every action is always in the help."""
     display: str | None = None
     priority: bool = False
 
@@ -53,26 +54,28 @@ class ActionSpec:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("back", "escape", "Back", "close this view", (DETAIL, COMPARE, MODAL), display="esc"),
     ActionSpec("open_detail", "enter", "Detail", "open the selected run's detail", (MAIN,), display="⏎"),
     ActionSpec("compare", "c", "Compare", "compare the marked runs (or the top six)", (MAIN,)),
-    ActionSpec("mark", "space", "Mark", "mark or unmark a run for comparison", (MAIN,), show=False),
-    ActionSpec("sort", "o", "Sort", "toggle sorting: worst first / as listed", (MAIN,)),
-    ActionSpec("filter", "slash", "Filter", "filter runs (table) or log lines (detail)", (MAIN, DETAIL), display="/"),
-    ActionSpec("next_run", "n", "Next", "next run", (DETAIL,)),
-    ActionSpec("prev_run", "p", "Prev", "previous run", (DETAIL,), show=False),
-    ActionSpec("next_plot", "g", "Plot", "show the next plot (a small pane shows one at a time)", (DETAIL,)),
-    ActionSpec("stop", "s", "Stop", "stop the selected run (saves evidence first)", (MAIN, DETAIL)),
-    ActionSpec("escalate", "e", "Escalate", "ask the reviewer about the selected run", (MAIN, DETAIL)),
-    ActionSpec("evidence", "b", "Evidence", "save an evidence bundle of the selected run", (MAIN, DETAIL)),
+    ActionSpec("mark", "space", "Mark", "mark or unmark a run for comparison", (MAIN,), footer=()),
+    ActionSpec("sort", "o", "Sort", "toggle sorting: worst first / as listed", (MAIN,), footer=()),
+    ActionSpec("metric", "k", "Metric", "cycle the compared metric: loss / eval / LR / grad norm", (COMPARE,)),
     ActionSpec("log_scale", "l", "Log y", "toggle a logarithmic y axis", (DETAIL, COMPARE)),
     ActionSpec("smoothing", "m", "Smooth", "cycle EMA smoothing: off / 0.6 / 0.9 / 0.97", (DETAIL, COMPARE)),
     ActionSpec("x_axis", "x", "X axis", "toggle the x axis: step / wall time", (DETAIL, COMPARE)),
     ActionSpec("window", "w", "Window", "cycle the window: all / last 1000 / last 200 steps", (DETAIL, COMPARE)),
-    ActionSpec("metric", "k", "Metric", "cycle the compared metric: loss / eval / LR / grad norm", (COMPARE,)),
-    ActionSpec("back", "escape", "Back", "close this view", (DETAIL, COMPARE, MODAL), display="esc"),
-    ActionSpec("refresh", "r", "Refresh", "re-judge every run and redraw now", (APP,)),
-    ActionSpec("theme", "t", "Theme", "cycle themes: dark / light / high contrast", (APP,)),
-    ActionSpec("help", "question_mark", "Help", "show this help", (APP,), display="?"),
+    ActionSpec("filter", "slash", "Filter", "filter runs (table) or log lines (detail)", (MAIN, DETAIL), display="/"),
+    ActionSpec("next_run", "n", "Next", "next run", (DETAIL,), footer=()),
+    ActionSpec("prev_run", "p", "Prev", "previous run", (DETAIL,), footer=()),
+    ActionSpec("next_plot", "g", "Plot", "show the next plot (a small pane shows one at a time)", (DETAIL,), footer=()),
+    ActionSpec("stop", "s", "Stop", "stop the selected run (saves evidence first)", (MAIN, DETAIL), footer=(MAIN,)),
+    ActionSpec("escalate", "e", "Escalate", "ask the reviewer about the selected run", (MAIN, DETAIL), footer=(MAIN,)),
+    ActionSpec(
+        "evidence", "b", "Evidence", "save an evidence bundle of the selected run", (MAIN, DETAIL), footer=(MAIN,)
+    ),
+    ActionSpec("refresh", "r", "Refresh", "re-judge every run and redraw now", (APP,), footer=()),
+    ActionSpec("theme", "t", "Theme", "cycle themes: dark / light / high contrast", (APP,), footer=()),
+    ActionSpec("help", "question_mark", "Help", "show this help (every key)", (APP,), display="?"),
     ActionSpec("quit", "q", "Quit", "quit (stops the demo's simulators)", (APP,)),
 )
 
@@ -89,7 +92,7 @@ def bindings(scope: str) -> list[BindingType]:
                     a.key,
                     a.id,
                     a.label,
-                    show=a.show,
+                    show=a.footer is None or scope in a.footer,
                     key_display=a.display,
                     priority=a.priority,
                     id=a.id,

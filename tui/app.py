@@ -41,6 +41,8 @@ class RunwatchApp(App[int]):
     """runwatch's terminal UI over one hub."""
 
     TITLE = "runwatch"
+    # Every command is a key in the action registry (footer and `?`); the palette would be a second list.
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         *actions.bindings(actions.APP),
         # Ctrl-C quits like q (the demo must clean up on it), rather than Textual's hint to press Ctrl-Q.

@@ -132,7 +132,7 @@ def finding_line(f: Finding) -> str:
     if f.step != f.onset_step:
         where += f"→{step_text(f.step)}"
     state = "" if f.active else " (cleared)"
-    return f"{glyph} {f.kind:<16} {where:<18} {f.message}{state}"
+    return f"{glyph} {f.kind} from {where}{state}: {f.message}"
 
 
 def counts_line(snap: HubSnapshot) -> str:

@@ -127,7 +127,10 @@ class PlotView(Static):
         fig.yscale("log" if spec.log_y else "linear")
         lo = min(float(s.x.min()) for s in series)
         hi = max(float(s.x.max()) for s in series)
-        for m in spec.markers:
-            if lo <= m <= hi:
-                fig.vertical_line(m, color=self._colour("plot-marker"))
+        marks = [m for m in spec.markers if m >= lo]
+        if marks and max(marks) > hi:
+            # A finding after the last plottable point (a NaN) still gets its marker.
+            fig.xlim(lo, max(marks))
+        for m in marks:
+            fig.vertical_line(m, color=self._colour("plot-marker"))
         return Text.from_ansi(fig.build(), no_wrap=True, end="")
