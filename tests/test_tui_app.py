@@ -42,7 +42,7 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
 def _app(hub: ScriptedHub, **kw: object) -> RunwatchApp:
     from monitor.config import Config
 
-    return make_app(Config(**kw), hub=hub, clock=lambda: NOW + 5)  # type: ignore[arg-type]
+    return make_app(Config(**kw), hub=hub, clock=lambda: NOW + 5, redraw_interval=0.0)  # type: ignore[arg-type]
 
 
 class Recorder:
@@ -338,3 +338,21 @@ async def test_sizes_small_keeps_the_table_large_shows_a_preview(size: tuple[int
             await pilot.press("g")
             visible = [p.id for p in app.screen.query(PlotView) if p.display]
             assert visible == ["plot-lr"]
+
+
+@run_async
+async def test_live_numbers_are_throttled_but_a_verdict_change_draws_at_once() -> None:
+    from monitor.config import Config
+
+    hub, _ = sample_scene(NOW)
+    app = make_app(Config(), hub=hub, clock=lambda: NOW + 5, redraw_interval=30.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(RunTable)
+        hub.update_run("healthy", loss=1.5, last_step=400.0)
+        await pilot.pause()
+        assert str(table.get_cell("healthy", "loss")) == "2.187"  # held back: only numbers moved
+        hub.update_run("plateau", verdict=Verdict.BAD, decision=Decision.STOP)
+        await pilot.pause()
+        assert _badge(app, "plateau") == "✗ bad"
+        assert str(table.get_cell("healthy", "loss")) == "1.5"  # and the held-back numbers came along

@@ -13,7 +13,7 @@ NOW = 1000.0
 
 def _app(theme: str = "dark") -> RunwatchApp:
     hub, _ = sample_scene(NOW)
-    return make_app(Config(), hub=hub, theme=theme, clock=lambda: NOW + 5)
+    return make_app(Config(), hub=hub, theme=theme, clock=lambda: NOW + 5, redraw_interval=0.0)
 
 
 async def _settle(pilot: Any) -> None:

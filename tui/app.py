@@ -57,9 +57,12 @@ class RunwatchApp(App[int]):
         theme: str | None = None,
         clock: Callable[[], float] = time.time,
         banner: str | None = None,
+        redraw_interval: float = 0.5,
     ) -> None:
         super().__init__()
         self.hub = hub
+        self.redraw_interval = redraw_interval
+        """Seconds between redraws of live data (tables, plots); verdict changes draw at once."""
         self.config = config or Config()
         self.clock = clock
         self.banner = banner
@@ -106,7 +109,8 @@ class RunwatchApp(App[int]):
         self.snapshot = message.snapshot
         screen = self.screen
         if isinstance(screen, RunwatchScreen):
-            screen.show_snapshot(message.snapshot)
+            with self.batch_update():  # one frame per snapshot, however many widgets change
+                screen.show_snapshot(message.snapshot)
 
     def on_event_arrived(self, message: EventArrived) -> None:
         ev = message.event
@@ -124,7 +128,8 @@ class RunwatchApp(App[int]):
     def _tick(self) -> None:
         screen = self.screen
         if isinstance(screen, RunwatchScreen):
-            screen.tick(self.clock())
+            with self.batch_update():
+                screen.tick(self.clock())
 
     # ---- run actions: the one place `s`, `e` and `b` land ----------------------------------
     def on_stop_requested(self, message: StopRequested) -> None:
@@ -169,8 +174,9 @@ def make_app(
     fmt: str | None = None,
     clock: Callable[[], float] = time.time,
     banner: str | None = None,
+    redraw_interval: float = 0.5,
 ) -> RunwatchApp:
     """The app over a hub of `targets` (or the given hub); used by the CLI, the demo and the tests."""
     if hub is None:
         hub = Hub(list(targets), config, fmt=fmt, clock=clock)
-    return RunwatchApp(hub, config, theme=theme, clock=clock, banner=banner)
+    return RunwatchApp(hub, config, theme=theme, clock=clock, banner=banner, redraw_interval=redraw_interval)

@@ -25,7 +25,8 @@ class RunwatchScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         if self.rw.snapshot is not None:
-            self.show_snapshot(self.rw.snapshot)
+            with self.app.batch_update():
+                self.show_snapshot(self.rw.snapshot)
 
     def show_snapshot(self, snap: HubSnapshot) -> None:
         """Draw a new snapshot."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -65,7 +66,10 @@ class MainScreen(RunwatchScreen):
         """Bad runs first (else in the order the hub lists them)."""
         self.marked: set[str] = set()
         """Runs marked for the compare view."""
-        self._preview_for: str | None = None
+        self._drawn_at = -1e9
+        self._drawn_verdicts: tuple[tuple[str, str], ...] = ()
+        self._pending: HubSnapshot | None = None
+        self._pending_since = 0.0
 
     def compose(self) -> ComposeResult:
         yield SummaryBar(id="summary")
@@ -100,18 +104,36 @@ class MainScreen(RunwatchScreen):
             return run
         return dataclasses.replace(run, last_update=a.store.times[-1][1])
 
-    def show_snapshot(self, snap: HubSnapshot) -> None:
+    def show_snapshot(self, snap: HubSnapshot, *, now: bool = False) -> None:
+        # Live numbers redraw at most every `redraw_interval`; a verdict or state change draws at once.
+        verdicts = tuple((r.id, fmt.badge_kind(r)) for r in snap.runs)
+        due = time.monotonic() - self._drawn_at >= self.rw.redraw_interval
+        if not (now or due or verdicts != self._drawn_verdicts):
+            if self._pending is None:
+                self._pending_since = time.monotonic()
+            self._pending = snap
+            return
+        self._pending = None
+        self._drawn_at = time.monotonic()
+        self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
         table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked))
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_worst)
         self._show_preview(force=False)
 
+    def _redraw(self) -> None:
+        if self.rw.snapshot is not None:
+            self.show_snapshot(self.rw.snapshot, now=True)
+
     def tick(self, now: float) -> None:
+        # A snapshot held back and none since: the stream paused, draw what is held.
+        if self._pending is not None and time.monotonic() - self._pending_since >= self.rw.redraw_interval:
+            self.show_snapshot(self._pending, now=True)
         self.query_one(RunTable).tick(now)
 
     def restyle(self) -> None:
         self.query_one(RunTable).restyle()
-        super().restyle()
+        self._redraw()
         self._show_preview(force=True)
 
     def _show_preview(self, force: bool) -> None:
@@ -167,13 +189,11 @@ class MainScreen(RunwatchScreen):
         if run is None:
             return
         self.marked.symmetric_difference_update({run.id})
-        if self.rw.snapshot is not None:
-            self.show_snapshot(self.rw.snapshot)
+        self._redraw()
 
     def action_sort(self) -> None:
         self.sort_worst = not self.sort_worst
-        if self.rw.snapshot is not None:
-            self.show_snapshot(self.rw.snapshot)
+        self._redraw()
         self.notify("Sorted worst first" if self.sort_worst else "Sorted as listed", timeout=2)
 
     def action_filter(self) -> None:
@@ -181,8 +201,7 @@ class MainScreen(RunwatchScreen):
 
     def on_input_changed(self, event: FilterInput.Changed) -> None:
         self.filter_text = event.value.strip()
-        if self.rw.snapshot is not None:
-            self.show_snapshot(self.rw.snapshot)
+        self._redraw()
 
     def on_filter_input_closed(self, _event: FilterInput.Closed) -> None:
         self.query_one(RunTable).focus()

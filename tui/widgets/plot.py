@@ -7,6 +7,7 @@ trample each other. Each `PlotView` keeps a private `_figure_class` instead, ren
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -14,10 +15,14 @@ import numpy as np
 from plotext._figure import _figure_class
 from rich.text import Text
 from textual.color import Color
+from textual.timer import Timer
 from textual.widgets import Static
 
 from tui.plotdata import downsample
 
+#: Plots redraw live data at most every this many of the app's redraw intervals (tables: every one).
+PLOT_EVERY = 2
+_SLACK = 0.1
 #: Markers used when colour is off (NO_COLOR): each series stays tellable by shape.
 _MONO_MARKERS = ("braille", "dot", "+", "x", "*", "o")
 
@@ -70,6 +75,8 @@ class PlotView(Static):
         self._key: Hashable = None
         self._drawn: Hashable = None
         self._builder: Builder | None = None
+        self._drawn_at = -1e9
+        self._timer: Timer | None = None
         self.renders = 0
         """How many times the figure was rebuilt (tests and the benchmark read it)."""
 
@@ -94,11 +101,25 @@ class PlotView(Static):
         state = (self._key, w, h, self.app.theme, self.app.no_color)
         if state == self._drawn:
             return
+        # New data for the same picture redraws at most every PLOT_EVERY redraw intervals.
+        # The next `show()` (the screen's next redraw) normally picks it up, in the same frame as the
+        # table; the timer only catches the last data when the stream stops.
+        interval = PLOT_EVERY * getattr(self.app, "redraw_interval", 0.0)
+        wait = self._drawn_at + interval - time.monotonic()
+        if wait > _SLACK and isinstance(self._drawn, tuple) and state[1:] == self._drawn[1:]:
+            if self._timer is None:
+                self._timer = self.set_timer(wait + interval, self._deferred)
+            return
         self._drawn = state
+        self._drawn_at = time.monotonic()
         spec = self._builder()
         self.border_title = spec.title
         self.update(self._draw(spec, w, h))
         self.renders += 1
+
+    def _deferred(self) -> None:
+        self._timer = None
+        self._redraw()
 
     def _colour(self, variable: str) -> tuple[int, int, int] | str:
         if self.app.no_color:

@@ -25,8 +25,12 @@ class SummaryBar(Static):
     """
 
     def show(self, snap: HubSnapshot | None, filter_text: str = "", sorted_worst: bool = True) -> None:
-        """Redraw from a snapshot (None: nothing has arrived yet)."""
-        self.update(self.compose_text(snap, filter_text, sorted_worst))
+        """Redraw from a snapshot (None: nothing has arrived yet); only when the text changed."""
+        text = self.compose_text(snap, filter_text, sorted_worst)
+        key = (text.plain, self.app.theme)
+        if key != getattr(self, "_shown", None):
+            self._shown = key
+            self.update(text, layout=False)
 
     def compose_text(self, snap: HubSnapshot | None, filter_text: str, sorted_worst: bool) -> Text:
         app = self.app

@@ -1,0 +1,183 @@
+"""TUI benchmark: the real `runwatch` app on 32 live runs in a pseudo-terminal; prints figures, asserts nothing.
+
+31 demo simulators (`python -m monitor.demo healthy PATH --rate R`) plus one probe log this script
+writes itself; the app runs as its own process on a pty of a fixed size, as it would in tmux.
+Measured: the app process's CPU (% of one core) and RSS over a steady window, frames per second
+(Textual's synchronized-update frames on the wire), and the time from writing a NaN line to the
+probe log until a ✗ first reaches the terminal (the badge and the header count turn together).
+
+    .venv/bin/python bench/tui.py [--runs 32] [--rate 10] [--warmup 15] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import pty
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+RUNWATCH = Path(sys.executable).parent / "runwatch"
+SYNC_START = b"\x1b[?2026h"
+SYNC_QUERY = b"\x1b[?2026$p"
+SYNC_REPLY = b"\x1b[?2026;2$y"  # "supported, currently off": Textual then frames each update
+BAD = "✗".encode()
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Terminal:
+    """A pty the app draws on; a thread drains it, answers the sync query, and timestamps what arrives."""
+
+    def __init__(self, cols: int, rows: int) -> None:
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.frames = 0
+        self.bytes = 0
+        self.bad_at: float | None = None
+        self.watch_bad_after: float | None = None
+        self._tail = b""
+        self._stop = False
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop:
+            try:
+                data = os.read(self.master, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            now = time.monotonic()
+            buf = self._tail + data
+            if SYNC_QUERY in buf:
+                os.write(self.master, SYNC_REPLY)
+            self.frames += buf.count(SYNC_START) - self._tail.count(SYNC_START)
+            self.bytes += len(data)
+            if self.watch_bad_after is not None and self.bad_at is None and BAD in buf:
+                self.bad_at = now
+            self._tail = buf[-16:]
+
+    def close(self) -> None:
+        self._stop = True
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB."""
+    vals = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            vals[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=10.0, help="lines per second per simulated run")
+    ap.add_argument("--warmup", type=float, default=15.0)
+    ap.add_argument("--seconds", type=float, default=30.0, help="measurement window")
+    ap.add_argument("--size", default="160x50", help="terminal COLSxROWS")
+    a = ap.parse_args()
+    cols, rows = (int(v) for v in a.size.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-"))
+    sims: list[subprocess.Popen[bytes]] = []
+    app: subprocess.Popen[bytes] | None = None
+    term = Terminal(cols, rows)
+    try:
+        paths = []
+        for i in range(a.runs - 1):
+            p = tmp / f"sim{i:02d}.log"
+            p.touch()
+            paths.append(p)
+            sims.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "monitor.demo", "healthy", str(p), "--rate", str(a.rate), "--seed", str(i)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        probe = tmp / "probe.log"
+        paths.append(probe)
+        probe_f = probe.open("a", buffering=1)
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+        env["TERM"] = "xterm-256color"
+        app = subprocess.Popen(
+            [str(RUNWATCH), *map(str, paths)],
+            stdin=term.slave,
+            stdout=term.slave,
+            stderr=term.slave,
+            env=env,
+            start_new_session=True,
+        )
+        term.start()
+        step = 0
+
+        def write_probe(until: float) -> None:
+            nonlocal step
+            while time.monotonic() < until:
+                probe_f.write(f"step={step} loss={2.0 + 8.0 * 0.97**step:.5f} lr=0.0003\n")
+                step += 1
+                time.sleep(1.0 / a.rate)
+
+        write_probe(time.monotonic() + a.warmup)
+        c0, f0, b0, t0 = cpu_seconds(app.pid), term.frames, term.bytes, time.monotonic()
+        write_probe(t0 + a.seconds)
+        c1, f1, b1, t1 = cpu_seconds(app.pid), term.frames, term.bytes, time.monotonic()
+        rss, peak = rss_mb(app.pid)
+        wall = t1 - t0
+        term.watch_bad_after = time.monotonic()
+        probe_f.write(f"step={step} loss=nan lr=0.0003\n")
+        probe_f.flush()
+        nan_at = time.monotonic()
+        deadline = nan_at + 10
+        while term.bad_at is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        print(f"runwatch TUI benchmark: {a.runs} live runs ({a.runs - 1} simulators at {a.rate:g} lines/s + 1 probe)")
+        print(f"terminal {cols}x{rows}, warm-up {a.warmup:g} s, window {wall:.1f} s, {os.cpu_count()} CPUs")
+        print(f"app CPU:            {100 * (c1 - c0) / wall:6.1f} % of one core   (goal <= 15 %)")
+        print(f"app RSS:            {rss:6.1f} MB (peak {peak:.1f} MB)   (goal <= 300 MB)")
+        print(f"frames/s:           {(f1 - f0) / wall:6.1f}   ({(b1 - b0) / wall / 1024:.1f} KiB/s to the terminal)")
+        if term.bad_at is None:
+            print("NaN -> ✗ latency:   not seen within 10 s")
+        else:
+            print(f"NaN -> ✗ latency:   {1000 * (term.bad_at - nan_at):6.0f} ms   (goal <= 1000 ms)")
+        return 0
+    finally:
+        if app is not None and app.poll() is None:
+            app.send_signal(signal.SIGTERM)
+            try:
+                app.wait(10)
+            except subprocess.TimeoutExpired:
+                app.kill()
+        for s in sims:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(s.pid, signal.SIGKILL)
+            s.wait()
+        term.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
