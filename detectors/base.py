@@ -51,6 +51,11 @@ class Detector:
         cur = self.current
         return cur is not None and cur.active
 
+    def _already(self, severity: Severity, kind: str | None = None) -> bool:
+        """Whether the current finding already says this (so no message needs building)."""
+        cur = self.current
+        return cur is not None and cur.active and cur.severity == severity and cur.kind == (kind or self.kind)
+
     def _resolve(self, step: float, message: str, **evidence: Any) -> bool:
         cur = self.current
         if cur is None or not cur.active:

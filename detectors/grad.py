@@ -77,7 +77,7 @@ class GradExplosionDetector(Detector):
             if self._run == 0:
                 self._onset = step
             self._run += 1
-            if self._run >= th.grad_sustain:
+            if self._run >= th.grad_sustain and not self._already(Severity.WARN):
                 return self._fire(
                     Severity.WARN,
                     step,
@@ -118,7 +118,7 @@ class GradVanishingDetector(Detector):
             if self._run == 0:
                 self._onset = step
             self._run += 1
-            if self._run >= th.grad_sustain:
+            if self._run >= th.grad_sustain and not self._already(Severity.WARN):
                 return self._fire(
                     Severity.WARN,
                     step,

@@ -139,7 +139,7 @@ class DivergenceDetector(Detector):
             return False
         if self._onset is None:
             self._onset = step
-        if s.n < 8:
+        if s.n < 8 or self._already(Severity.BAD):
             return False
         self._big_run = self._big_run + 1 if excess > th.divergence_big else 0
         sustained = self._big_run >= th.divergence_sustain
@@ -189,9 +189,13 @@ class PlateauDetector(Detector):
         idle = s.n - self._ref_n
         if s.constant or idle < th.plateau_min_points or idle < th.plateau_fraction * s.n:
             return False
-        ev = {"points_without_progress": idle, "since_step": self._ref_step}
         near_best = s.level - s.best <= th.divergence_small
-        if near_best and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction:
+        converged = near_best and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        if self._already(Severity.INFO, "converged") if converged else self._already(Severity.WARN):
+            return False
+        ev = {"points_without_progress": idle, "since_step": self._ref_step}
+        if converged:
+            assert lr_ratio is not None
             ev["lr_fraction_of_peak"] = round(lr_ratio, 4)
             return self._fire(
                 Severity.INFO,

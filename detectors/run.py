@@ -7,6 +7,7 @@ object (cached per key), which updates shared statistics once and asks its detec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from detectors.base import Detector
 from detectors.evals import EvalDetector
@@ -107,6 +108,10 @@ def _skip(step: float, x: float) -> bool:
     return False
 
 
+# Order in which a column block's metrics are judged: what others look at comes first.
+_ROLE_ORDER = {Role.LR: 0, Role.TRAIN_LOSS: 1, Role.GRAD_NORM: 2, Role.EVAL_LOSS: 3, Role.EVAL_DOWN: 3, Role.EVAL_UP: 3}
+
+
 class RunDetectors:
     """Every detector of one run. Feed rows with `ingest`, call `tick(now)` between batches."""
 
@@ -196,6 +201,46 @@ class RunDetectors:
         top = max(self.last_step, last.step) if self.last_step is not None else last.step
         self.last_step = top
         if self.stall.activity(top, last.time if last.time is not None else now, n):
+            changed = True
+        if changed:
+            self.version += 1
+        return changed
+
+    def ingest_columns(self, blocks: Iterable[Any], now: float) -> bool:
+        """Judge blocks of rows given column-wise (`monitor.columns.Columns`); True when a finding changed.
+
+        Within a block each metric is walked on its own, in role order (learning rate, training
+        loss, grad norm, then eval metrics), so a detector that looks at another metric sees that
+        metric as of the end of the block rather than of the same row: a block is one batch of a
+        backfill (a few thousand rows), and this is what makes backfilling long runs fast.
+        """
+        handlers = self._handlers
+        changed = False
+        n = 0
+        last_step = last_time = None
+        for block in blocks:
+            if not len(block.steps):
+                continue
+            steps = block.steps.tolist()
+            order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
+            for j in order:
+                key = block.keys[j]
+                h = handlers.get(key)
+                if h is None:
+                    h = self._route(key)
+                if h is _skip:
+                    continue
+                for step, x in zip(steps, block.values[:, j].tolist(), strict=True):
+                    if h(step, x):
+                        changed = True
+            n += len(steps)
+            last_step = max(steps) if last_step is None else max(last_step, max(steps))
+            if block.times is not None and block.times[-1] == block.times[-1]:
+                last_time = float(block.times[-1])
+        if last_step is None:
+            return False
+        self.last_step = last_step if self.last_step is None else max(self.last_step, last_step)
+        if self.stall.activity(self.last_step, last_time if last_time is not None else now, n):
             changed = True
         if changed:
             self.version += 1

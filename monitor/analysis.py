@@ -11,6 +11,7 @@ from typing import Any
 
 from detectors.run import RunDetectors
 from detectors.thresholds import DEFAULT, Thresholds
+from monitor.columns import Columns
 from monitor.config import RunConfig
 from monitor.model import Finding, Judgement, Role, Row
 from monitor.roles import RoleMap, primary
@@ -60,6 +61,11 @@ class RunAnalysis:
         rows = rows if isinstance(rows, list) else list(rows)
         self.store.add_many(rows, now)
         return self.detectors.ingest_many(rows, now)
+
+    def add_columns(self, blocks: list[Columns], now: float) -> bool:
+        """Store and judge column blocks (the backfill path); True when a finding changed."""
+        self.store.add_columns(blocks, now)
+        return self.detectors.ingest_columns(blocks, now)
 
     def set_total_steps(self, total: float | None) -> None:
         if total and total != self.info.total_steps:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from monitor.analysis import RunAnalysis, RunInfo
+from monitor.backfill import parse_in_worker, worth_parallel
+from monitor.columns import Columns, to_columns
 from monitor.config import Config
 from monitor.errors import RunwatchError, TargetError
 from monitor.model import Finding, Row, Severity, Verdict
@@ -105,7 +107,7 @@ def analyse_text(lines: Iterator[str], info: RunInfo, config: Config, fmt: str |
         rows = feed_lines(parser, batch)
         analysis.set_total_steps(parser.total_steps)
         if rows:
-            analysis.add_rows(rows, now)
+            analysis.add_columns(to_columns(rows), now)
 
     add(head)
     batch: list[str] = []
@@ -123,6 +125,29 @@ def analyse_text(lines: Iterator[str], info: RunInfo, config: Config, fmt: str |
     info.lines, info.noise, info.malformed = st.lines, st.noise, st.malformed
     analysis.store.add_log_lines((head + batch)[-200:])
     if parser.finished:
+        analysis.finish()
+    return analysis
+
+
+def analyse_parallel(path: Path, info: RunInfo, config: Config, fmt: str | None, now: float) -> RunAnalysis:
+    """Like `analyse_text` for a big file: a worker process parses while this one judges."""
+    run_cfg = config.run_for(info.target)
+    name = fmt or (run_cfg.format if run_cfg else None)
+    if not name:
+        with path.open("rb") as f:
+            _, name = _head_and_format(read_lines(f), info.name)
+    make_parser(name)  # an unknown --format fails here, in one line, before a worker starts
+    analysis = RunAnalysis(info, run_cfg, config.thresholds)
+
+    def on_blocks(blocks: list[Columns], total: float | None) -> None:
+        analysis.set_total_steps(total)
+        analysis.add_columns(blocks, now)
+
+    summary = parse_in_worker(path, name, on_blocks)
+    info.format, info.step_key, info.config = summary.format, summary.step_key, summary.config
+    info.lines, info.noise, info.malformed = summary.lines, summary.noise, summary.malformed
+    analysis.store.add_log_lines(summary.tail)
+    if summary.finished:
         analysis.finish()
     return analysis
 
@@ -188,6 +213,8 @@ def check_target(target: str, config: Config, fmt: str | None = None, now: float
             analysis = analyse_wandb(file, info, config, mtime)
         elif kind == "tfevents":
             analysis = analyse_tfevents(file, info, config, mtime)
+        elif worth_parallel(file):
+            analysis = analyse_parallel(file, info, config, fmt, mtime)
         else:
             with file.open("rb") as f:
                 analysis = analyse_text(read_lines(f), info, config, fmt, mtime)

@@ -16,6 +16,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from monitor.columns import Columns
 from monitor.model import Row
 
 
@@ -60,7 +61,7 @@ class MetricSeries:
         if len(self._steps) > self._limit:
             self._fold()
 
-    def extend(self, steps: Sequence[float], values: Sequence[float]) -> None:
+    def extend(self, steps: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> None:
         """Append many points at once (the store's batched path)."""
         # Through numpy: converting a list of floats there is several times faster than array.extend.
         self._steps.frombytes(np.asarray(steps, dtype=float).tobytes())
@@ -195,6 +196,23 @@ class RunStore:
         self._pending_now.append((len(self._pending), now))
         if len(self._pending) >= self._FLUSH_ROWS:
             self._flush()
+
+    def add_columns(self, blocks: Iterable[Columns], now: float) -> None:
+        """Store blocks of rows given column-wise (the backfill path: one array extend per key)."""
+        self._flush()
+        for block in blocks:
+            n = len(block.steps)
+            if not n:
+                continue
+            for j, key in enumerate(block.keys):
+                self._series(key).extend(block.steps, block.values[:, j])
+            self._rows += n
+            tail = block.steps[-self._recent :].tolist()
+            times = block.times[-self._recent :].tolist() if block.times is not None else [now] * len(tail)
+            self._times.extend(zip(tail, (now if t != t else t for t in times), strict=True))
+            top = float(block.steps.max())
+            if self._last_step is None or top > self._last_step:
+                self._last_step = top
 
     def _flush(self) -> None:
         rows = self._pending

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from monitor.columns import Columns
 from monitor.model import Row
 
 
@@ -65,3 +66,11 @@ class Parser(ABC):
     def finish(self) -> list[Row]:
         """Flush anything held back at end of input."""
         return []
+
+    def feed_columns(self, lines: list[str]) -> list[Columns] | None:
+        """Optional fast path for backfills: a batch of lines as column blocks, or None to go line by line."""
+        return None
+
+    def feed_text(self, text: str) -> list[Columns] | None:
+        """Optional fast path: whole lines of text (ending in a newline) as column blocks, or None."""
+        return None

@@ -6,6 +6,9 @@ import math
 import re
 from typing import ClassVar
 
+import numpy as np
+
+from monitor.columns import Columns
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
@@ -88,6 +91,62 @@ class MegatronParser(Parser):
         if iteration >= self._total:
             self.finished = True
         return [_new_row(Row, (step, values, None))]
+
+    def feed_columns(self, lines: list[str]) -> list[Columns] | None:
+        """A batch of plain iteration lines with one layout, parsed column-wise; None if not that."""
+        if len(lines) < 2:
+            return None
+        return self.feed_text(("\n".join(lines)) + "\n")
+
+    def feed_text(self, text: str) -> list[Columns] | None:
+        """Whole lines of text (ending in a newline) parsed column-wise, or None to go line by line.
+
+        Backfilling a long log is dominated by per-line work: when every line of the chunk is a
+        plain iteration line with the first line's layout, the chunk is split once, the layout
+        checked with C-level list operations, and each column converted in one `map`. Anything
+        unusual (rank prefixes, validation lines, colour codes, a changed layout) returns None.
+        """
+        n = text.count("\n")
+        if (
+            n < 2
+            or not text.startswith(" iteration ")
+            or text.count("\n iteration ") != n - 1
+            or text.count("|\n") != n
+            or "\r" in text
+            or "\x1b" in text
+            or "global_step" in text
+        ):
+            return None
+        line0 = text[: text.index("\n")]
+        keys = tuple(_fields(line0, line0.find("|") + 1))
+        k = len(keys)
+        stride = 1 + 2 * k
+        parts = text.replace(" |\n", ": ").replace(" | ", ": ").split(": ")
+        if k == 0 or len(parts) != n * stride + 1:
+            return None
+        try:
+            for j, key in enumerate(keys):
+                if parts[1 + 2 * j :: stride].count(key) != n:
+                    return None
+            cols = [list(map(float, parts[2 + 2 * j :: stride])) for j in range(k)]
+            heads = parts[0:-1:stride]
+            steps = [float(h[10 : h.index("/")]) for h in heads]
+        except ValueError:
+            return None
+        total = heads[-1][heads[-1].index("/") + 1 :]
+        if total != self._total_text:
+            self._total_text = total
+            try:
+                self.total_steps = self._total = float(total)
+            except ValueError:
+                pass
+        st = self.stats
+        st.lines += n
+        st.metric_lines += n
+        self._last_step = steps[-1]
+        if steps[-1] >= self._total:
+            self.finished = True
+        return [Columns(keys, np.array(steps, dtype=float), np.array(cols, dtype=float).T, None)]
 
     def _validation(self, line: str, i: int | None) -> list[Row]:
         """`validation loss at iteration N [on validation set] | lm loss value: X | lm loss PPL: Y |`."""

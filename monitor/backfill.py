@@ -1,0 +1,133 @@
+"""Backfilling a big finished log on two cores: a worker process parses, this process judges.
+
+Parsing and judging are both per-line Python work; for a file of millions of lines a second
+process parses while the first runs the detectors and the store. What crosses the pipe is
+`Columns` blocks (a few numpy arrays per batch), which pickle at memcpy speed; rows as dicts
+would cost more to pickle than to parse. Detectors stay in one process because they are
+sequential by nature.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from monitor.columns import Columns, to_columns
+from monitor.parsers import Parser, feed_lines, make_parser
+
+#: Files at least this big are parsed in a worker process (smaller ones are not worth its start-up).
+PARALLEL_BYTES = 16 << 20
+_BATCH_LINES = 8192
+_CHUNK = 1 << 20
+
+
+@dataclass
+class ParseSummary:
+    """What the parser learned besides the rows (sent once the file is done)."""
+
+    format: str
+    step_key: str
+    config: dict[str, Any] = field(default_factory=dict)
+    total_steps: float | None = None
+    finished: bool = False
+    lines: int = 0
+    noise: int = 0
+    malformed: int = 0
+    tail: list[str] = field(default_factory=list)
+
+
+def worth_parallel(path: Path) -> bool:
+    """Whether a file is big enough, and the machine has a second core, for a parse worker."""
+    try:
+        return (
+            (os.cpu_count() or 1) > 1 and path.stat().st_size >= PARALLEL_BYTES and "fork" in mp.get_all_start_methods()
+        )
+    except OSError:
+        return False
+
+
+def parse_batch(parser: Parser, batch: list[str]) -> list[Columns]:
+    """One batch of lines into column blocks, through the parser's column fast path when it has one."""
+    blocks = parser.feed_columns(batch)
+    return blocks if blocks is not None else to_columns(feed_lines(parser, batch))
+
+
+def _worker(path: str, fmt: str, conn: Connection) -> None:
+    try:
+        parser = make_parser(fmt)
+        tail: list[str] = []
+        pending: list[str] = []
+
+        def flush(lines: list[str]) -> None:
+            conn.send(("blocks", parse_batch(parser, lines), parser.total_steps))
+
+        with Path(path).open("rb") as f:
+            rest = b""
+            while chunk := f.read(_CHUNK):
+                data = rest + chunk
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    rest = data
+                    continue
+                rest = data[cut + 1 :]
+                text = data[: cut + 1].decode("utf-8", "replace")
+                blocks = parser.feed_text(text) if not pending else None
+                if blocks is not None:
+                    conn.send(("blocks", blocks, parser.total_steps))
+                    tail = text[-20000:].splitlines()[-200:]
+                    continue
+                pending += text.splitlines()
+                if len(pending) >= _BATCH_LINES:
+                    flush(pending)
+                    tail, pending = pending[-200:], []
+        last = pending + ([rest.decode("utf-8", "replace")] if rest else [])
+        blocks = parse_batch(parser, last) + to_columns(parser.finish())
+        conn.send(("blocks", blocks, parser.total_steps))
+        st = parser.stats
+        tail = (tail + last)[-200:]
+        summary = ParseSummary(
+            parser.name,
+            parser.step_key,
+            dict(parser.config),
+            parser.total_steps,
+            parser.finished,
+            st.lines,
+            st.noise,
+            st.malformed,
+            tail,
+        )
+        conn.send(("done", summary, None))
+    except BaseException as e:  # the parent turns this into one clear line
+        conn.send(("error", f"{type(e).__name__}: {e}", None))
+    finally:
+        conn.close()
+
+
+def parse_in_worker(path: Path, fmt: str, on_blocks: Callable[[list[Columns], float | None], None]) -> ParseSummary:
+    """Parse `path` in a forked worker, handing each batch of blocks to `on_blocks` as it arrives."""
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(str(path), fmt, send), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        while True:
+            kind, payload, total = recv.recv()
+            if kind == "blocks":
+                on_blocks(payload, total)
+            elif kind == "done":
+                return payload
+            else:
+                raise OSError(f"parse worker failed: {payload}")
+    except EOFError:
+        raise OSError("parse worker ended without finishing") from None
+    finally:
+        recv.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()

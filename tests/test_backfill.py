@@ -1,0 +1,105 @@
+"""The backfill fast paths give exactly what the line-by-line path gives."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor import backfill
+from monitor.check import check_target
+from monitor.columns import to_columns
+from monitor.config import Config
+from monitor.parsers import feed_lines, make_parser
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
+
+
+def megatron_line(i: int, loss: float, scale: bool = True) -> str:
+    extra = " loss scale: 65536.0 |" if scale else ""
+    return (
+        f" iteration {i:8d}/    5000 | consumed samples: {i * 512:12d} | elapsed time per iteration (ms): 412.3 |"
+        f" learning rate: {3e-4 * min(1, i / 100):.3E} | global batch size:   512 | lm loss: {loss:.6E} |{extra}"
+        f" grad norm: {1.0 + 0.01 * (i % 7):.3f} | number of skipped iterations:   0 | number of nan iterations:   0 |"
+    )
+
+
+def test_megatron_column_path_matches_line_by_line() -> None:
+    rnd = random.Random(1)
+    lines = [megatron_line(i, 3 * math.exp(-i / 500) * (1 + rnd.gauss(0, 0.01))) for i in range(1, 3000)]
+    fast = make_parser("megatron").feed_columns(lines)
+    slow_parser = make_parser("megatron")
+    slow = to_columns(feed_lines(slow_parser, lines))
+    assert fast is not None and len(fast) == 1 == len(slow)
+    assert fast[0].keys == slow[0].keys
+    assert np.array_equal(fast[0].steps, slow[0].steps) and np.array_equal(fast[0].values, slow[0].values)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["[default7]:" + megatron_line(i, 2.0) for i in range(1, 10)],  # rank prefix
+        [megatron_line(i, 2.0, scale=i != 5) for i in range(1, 10)],  # layout changes mid-batch
+        [megatron_line(1, 2.0), " validation loss at iteration 1 | lm loss value: 2.1 |", megatron_line(2, 2.0)],
+        [megatron_line(1, 2.0), " [...]", megatron_line(2, 2.0)],  # elision line
+        [megatron_line(i, 2.0).replace("2.000000E+00", "oops") for i in range(1, 5)],
+    ],
+)
+def test_megatron_column_path_declines_anything_unusual(lines: list[str]) -> None:
+    assert make_parser("megatron").feed_columns(lines) is None
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+def test_corpus_megatron_files_agree_either_way() -> None:
+    for f in sorted(CORPUS.glob("*/*.log")):
+        lines = f.read_text().splitlines()
+        if make_parser("megatron").sniff(lines[:200]) < 0.8:
+            continue
+        fast = make_parser("megatron").feed_columns(lines)
+        if fast is not None:
+            slow = to_columns(feed_lines(make_parser("megatron"), lines))
+            assert np.array_equal(fast[0].values, slow[0].values), f
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fmt", ["megatron", "hf-trainer", "nanogpt"])
+def test_worker_process_backfill_judges_like_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    log = tmp_path / f"{fmt}.log"
+    out = []
+    if fmt == "hf-trainer":
+        out.append("TrainingArguments(output_dir=o, logging_steps=10)")
+    for i in range(1, 30_000):
+        loss = 3 * math.exp(-i / 3000) + 0.5 if i < 25_000 else math.nan
+        if fmt == "megatron":
+            out.append(megatron_line(i, loss))
+        elif fmt == "hf-trainer":
+            out.append(f"{{'loss': {loss}, 'grad_norm': 1.0, 'learning_rate': 0.0003, 'epoch': {i / 1000:.2f}}}")
+        else:
+            out.append(f"iter {i}: loss {loss:.4f}, time 10.00ms, mfu 1.00%")
+    log.write_text("\n".join(out) + "\n")
+    now = time.time()
+    one = check_target(str(log), Config(), now=now)
+    monkeypatch.setattr(backfill, "PARALLEL_BYTES", 0)
+    assert backfill.worth_parallel(log)
+    two = check_target(str(log), Config(), now=now)
+    assert two.info.format == one.info.format == fmt
+    assert (two.info.lines, two.info.noise, two.info.malformed) == (one.info.lines, one.info.noise, one.info.malformed)
+    assert two.detectors.last_step == one.detectors.last_step
+    assert two.store.rows == one.store.rows
+    j1, j2 = one.judgement(), two.judgement()
+    assert j2.verdict == j1.verdict and j2.reason == j1.reason
+    nan1 = [f.onset_step for f in j1.findings if f.kind == "nan"]
+    assert nan1 and nan1 == [f.onset_step for f in j2.findings if f.kind == "nan"]
+
+
+def test_a_failing_worker_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("step=1 loss=2\n")
+    with pytest.raises(OSError, match="parse worker failed"):
+        backfill.parse_in_worker(log, "no-such-format", lambda blocks, total: None)
