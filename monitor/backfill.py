@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.columns import Columns, to_columns
+from monitor.model import Row
 from monitor.parsers import Parser, feed_lines, make_parser
 
 #: Files at least this big are parsed in a worker process (smaller ones are not worth its start-up).
@@ -108,18 +109,39 @@ def _worker(path: str, fmt: str, conn: Connection) -> None:
         conn.close()
 
 
-def parse_in_worker(path: Path, fmt: str, on_blocks: Callable[[list[Columns], float | None], None]) -> ParseSummary:
-    """Parse `path` in a forked worker, handing each batch of blocks to `on_blocks` as it arrives."""
+def _wandb_worker(path: str, conn: Connection) -> None:
+    from monitor import wandb_log
+
+    try:
+        reader = wandb_log.WandbLogReader()
+        keep = (wandb_log.RunMeta, wandb_log.Exit, wandb_log.ConsoleOutput, wandb_log.ConfigUpdate)
+        with Path(path).open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                events = reader.feed(chunk)
+                rows = [e for e in events if isinstance(e, Row)]
+                # Summaries repeat the rows and system stats are for the live GPU pane: not needed here.
+                others = [e for e in events if isinstance(e, keep)]
+                conn.send(("blocks", to_columns(rows), others))
+        conn.send(("done", {"step_key": reader.step_key, "records": reader.records}, None))
+    except BaseException as e:  # the parent turns this into one clear line
+        conn.send(("error", f"{type(e).__name__}: {e}", None))
+    finally:
+        conn.close()
+
+
+def _run_worker(
+    target: Callable[..., None], args: tuple[Any, ...], on_blocks: Callable[[list[Columns], Any], None]
+) -> Any:
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(str(path), fmt, send), daemon=True)
+    proc = ctx.Process(target=target, args=(*args, send), daemon=True)
     proc.start()
     send.close()
     try:
         while True:
-            kind, payload, total = recv.recv()
+            kind, payload, extra = recv.recv()
             if kind == "blocks":
-                on_blocks(payload, total)
+                on_blocks(payload, extra)
             elif kind == "done":
                 return payload
             else:
@@ -131,3 +153,16 @@ def parse_in_worker(path: Path, fmt: str, on_blocks: Callable[[list[Columns], fl
         proc.join(5)
         if proc.is_alive():
             proc.kill()
+
+
+def parse_in_worker(path: Path, fmt: str, on_blocks: Callable[[list[Columns], float | None], None]) -> ParseSummary:
+    """Parse a text log in a forked worker, handing each batch of blocks (and the planned total
+    steps so far) to `on_blocks` as it arrives."""
+    summary: ParseSummary = _run_worker(_worker, (str(path), fmt), on_blocks)
+    return summary
+
+
+def read_wandb_in_worker(path: Path, on_blocks: Callable[[list[Columns], list[Any]], None]) -> dict[str, Any]:
+    """Read a `.wandb` file in a forked worker: `on_blocks(rows as blocks, other events)` per chunk."""
+    done: dict[str, Any] = _run_worker(_wandb_worker, (str(path),), on_blocks)
+    return done

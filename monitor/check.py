@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from monitor.analysis import RunAnalysis, RunInfo
-from monitor.backfill import parse_in_worker, worth_parallel
+from monitor.backfill import parse_in_worker, read_wandb_in_worker, worth_parallel
 from monitor.columns import Columns, to_columns
 from monitor.config import Config
 from monitor.errors import RunwatchError, TargetError
-from monitor.model import Finding, Row, Severity, Verdict
+from monitor.model import Finding, Severity, Verdict
 from monitor.parsers import CONFIDENT, clean_line, detect_format, feed_lines, guess_format, make_parser
+from monitor.sources.ssh_tail import Chunk
 from monitor.targets import is_wandb_local, metrics_file_in
 
 if TYPE_CHECKING:
@@ -153,31 +154,27 @@ def analyse_parallel(path: Path, info: RunInfo, config: Config, fmt: str | None,
 
 
 def analyse_wandb(path: Path, info: RunInfo, config: Config, now: float) -> RunAnalysis:
-    """Read a W&B run's `.wandb` transaction log and judge it."""
+    """Read a W&B run's `.wandb` transaction log and judge it (big files: read in a worker process)."""
     from monitor import wandb_log
+    from monitor.feeds import WandbFeed
 
     file = wandb_log.find_wandb_file(path)
-    events, reader = wandb_log.read_wandb_file(file)
     analysis = RunAnalysis(info, config.run_for(info.target), config.thresholds)
-    info.format = "wandb"
-    rows: list[Row] = []
-    ended = False
-    for ev in events:
-        if isinstance(ev, Row):
-            rows.append(ev)
-        elif isinstance(ev, wandb_log.RunMeta):
-            info.name = ev.display_name or ev.run_id or info.name
-            info.config = dict(ev.config)
-            if ev.entity and ev.project and ev.run_id:
-                info.url = f"wandb://{ev.entity}/{ev.project}/{ev.run_id}"
-        elif isinstance(ev, wandb_log.Exit):
-            ended = True
-            info.state = "finished" if ev.exit_code == 0 else "failed"
-    analysis.add_rows(rows, now)
-    info.step_key = reader.step_key
-    info.lines = reader.records
-    if ended:
-        analysis.finish(info.state)
+    feed = WandbFeed(analysis, "localhost")
+    if worth_parallel(file):
+
+        def on_blocks(blocks: list[Columns], others: list[object]) -> None:
+            feed.events(others, now)
+            analysis.add_columns(blocks, now)
+
+        done = read_wandb_in_worker(file, on_blocks)
+        info.step_key, info.lines = done["step_key"], done["records"]
+    else:
+        offset = 0
+        with file.open("rb") as f:
+            while data := f.read(_CHUNK):
+                feed.chunk(Chunk(offset, data), now)
+                offset += len(data)
     return analysis
 
 
