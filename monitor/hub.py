@@ -51,6 +51,7 @@ class RunSnapshot:
     total_steps: float | None
     steps_per_s: float | None
     last_update: float | None
+    """When the run last delivered data (a finding changing on its own does not move it)."""
     loss_key: str | None
     loss: float | None
     loss_trend: tuple[float, ...]
@@ -61,6 +62,8 @@ class RunSnapshot:
     step_key: str
     url: str | None
     version: int
+    rows: int = 0
+    """Rows stored so far: a data version for views that redraw only on new data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,8 +287,9 @@ class Hub:
         self._emit(run, "state", error or state)
         self._dirty.set()
 
-    def _after_rows(self, run: _Run, changed: bool) -> None:
-        run.last_update = self.clock()
+    def _after_rows(self, run: _Run, changed: bool, data: bool = True) -> None:
+        if data:
+            run.last_update = self.clock()
         if changed or run.verdict is None:
             v = run.analysis.judgement().verdict
             if v != run.verdict:
@@ -512,7 +516,7 @@ class Hub:
             self._check_gpu_idle(run, now)
             changed = changed or run.analysis.detectors.version != before
             if changed:
-                self._after_rows(run, True)
+                self._after_rows(run, True, data=False)
                 anomaly = anomaly or run.verdict is not Verdict.HEALTHY
         if anomaly:
             self.note_anomaly()
@@ -569,8 +573,9 @@ class Hub:
             findings=j.findings,
             last_step=a.detectors.last_step,
             total_steps=info.total_steps,
-            steps_per_s=a.store.steps_per_second(),
+            steps_per_s=a.store.steps_per_second(self.clock()),
             last_update=run.last_update,
+            rows=a.store.rows,
             loss_key=loss_key,
             loss=loss,
             loss_trend=trend,

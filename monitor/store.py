@@ -305,14 +305,22 @@ class RunStore:
         s = self.metrics.get(key)
         return s.last if s is not None else None
 
-    def steps_per_second(self) -> float | None:
-        """Recent speed from the arrival times of rows (None until two distinct times exist)."""
-        if len(self.times) < 2:
+    def steps_per_second(self, now: float | None = None) -> float | None:
+        """Recent speed from the arrival times of rows (None until two distinct times exist).
+
+        With `now`, a run that has gone quiet for longer than its recent window slows down
+        towards 0 instead of showing its old speed forever.
+        """
+        times = self.times
+        if len(times) < 2:
             return None
-        (s0, t0), (s1, t1) = self.times[0], self.times[-1]
+        (s0, t0), (s1, t1) = times[0], times[-1]
         if t1 <= t0 or s1 <= s0:
             return None
-        return (s1 - s0) / (t1 - t0)
+        span = t1 - t0
+        if now is not None and now - t1 > span / (len(times) - 1) * 3:
+            span = now - t0
+        return (s1 - s0) / span
 
     def points(self) -> Iterator[tuple[str, float, float]]:
         """Every held point as (key, step, value), for `metrics.csv` in evidence bundles."""

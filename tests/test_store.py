@@ -50,3 +50,10 @@ def test_steps_per_second_from_row_times() -> None:
     assert st.steps_per_second() == 4.0
     pts = list(st.points())
     assert len(pts) == 100 and pts[0] == ("loss", 0.0, 1.0)
+
+
+def test_speed_of_a_silent_run_decays_towards_zero() -> None:
+    st = RunStore()
+    st.add_many([Row(float(i), {"loss": 1.0}, time=1000.0 + i) for i in range(10)], now=0.0)
+    assert st.steps_per_second(now=1010.0) == 1.0
+    assert st.steps_per_second(now=1100.0) == 9.0 / 100.0
