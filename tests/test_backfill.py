@@ -103,3 +103,40 @@ def test_a_failing_worker_is_one_clear_error(tmp_path: Path, monkeypatch: pytest
     log.write_text("step=1 loss=2\n")
     with pytest.raises(OSError, match="parse worker failed"):
         backfill.parse_in_worker(log, "no-such-format", lambda blocks, total: None)
+
+
+_WRITER = """
+import math, sys, wandb
+run = wandb.init(mode="offline", project="split", config={"note": "x" * 5000})
+for i in range(int(sys.argv[1])):
+    run.log({"train/loss": 3 * math.exp(-i / 3000) + 0.5, "lr": 3e-4, "grad_norm": 1.0, "text_len": i % 97})
+run.finish()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_big_wandb_file_split_between_two_readers_loses_and_repeats_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", _WRITER, "6000"], env=env, check=True, timeout=200)
+    (file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    now = time.time()
+    one = check_target(str(file), Config(), now=now)
+    # Split it: a "big" file is now anything over a quarter of this one.
+    monkeypatch.setattr(backfill, "PARALLEL_BYTES", file.stat().st_size // 4)
+    mid = backfill.record_start_after(file, file.stat().st_size // 2 // 32768 * 32768)
+    assert mid is not None and 0 < mid < file.stat().st_size
+    two = check_target(str(file), Config(), now=now)
+    assert one.store.rows == two.store.rows == 6000
+    for key in one.store.metrics:
+        s1, v1 = one.store.metrics[key].series()
+        s2, v2 = two.store.metrics[key].series()
+        assert np.array_equal(s1, s2) and np.array_equal(v1, v2, equal_nan=True), key
+    assert two.info.state == one.info.state == "finished"
