@@ -17,7 +17,6 @@ import json
 import math
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import loopback_ssh  # noqa: E402
+
 FLIP_EVERY = 0.4
 
 
@@ -133,23 +135,10 @@ def bench_local(samples: int, tmp: Path) -> None:
 
 
 def bench_ssh(samples: int, tmp: Path) -> None:
-    if not Path("/usr/sbin/sshd").exists() or os.geteuid() != 0:
+    if not loopback_ssh.available():
         print(f"{'ssh (loopback sshd)':28} skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server)")
         return
-    from tests.sshd import _start_sshd, _stop_sshd
-
-    server = _start_sshd(tmp / "sshd")
-    home = tmp / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    shutil.copy(server.client_key, home / ".ssh" / "id_ed25519")
-    (home / ".ssh" / "id_ed25519").chmod(0o600)
-    (home / ".ssh" / "config").write_text(
-        f"Host benchhost\n    HostName 127.0.0.1\n    Port {server.port}\n    User {server.user}\n"
-        f"    IdentityFile ~/.ssh/id_ed25519\n    IdentitiesOnly yes\n"
-    )
-    (home / ".ssh" / "known_hosts").write_text(server.known_hosts_line() + "\n")
-    env = {**os.environ, "HOME": str(home)}
-    env.pop("SSH_AUTH_SOCK", None)
+    server, env = loopback_ssh.start(tmp, ["benchhost"])
     log = tmp / "remote.log"
     _prime(log)
     w = Watch([f"benchhost:{log}"], env=env)
@@ -161,7 +150,7 @@ def bench_ssh(samples: int, tmp: Path) -> None:
         _report("ssh (loopback sshd)", _flips(log, w, samples, 60), samples)
     finally:
         w.stop()
-        _stop_sshd(server)
+        loopback_ssh.stop(server)
 
 
 _WANDB_WRITER = """

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import loopback_ssh  # noqa: E402
 from bench.throughput import make_wandb  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -66,26 +66,10 @@ def _writers(paths: list[Path], rate: float, stop: threading.Event) -> threading
 
 
 def bench_ssh(runs: int, hosts: int, rate: float, seconds: float, tmp: Path) -> None:
-    if not Path("/usr/sbin/sshd").exists() or os.geteuid() != 0:
+    if not loopback_ssh.available():
         print("live SSH runs: skipped (needs root and /usr/sbin/sshd: apt-get install openssh-server)")
         return
-    from tests.sshd import _start_sshd, _stop_sshd
-
-    server = _start_sshd(tmp / "sshd")
-    home = tmp / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    shutil.copy(server.client_key, home / ".ssh" / "id_ed25519")
-    (home / ".ssh" / "id_ed25519").chmod(0o600)
-    (home / ".ssh" / "config").write_text(
-        "".join(
-            f"Host gpu{h}\n    HostName 127.0.0.1\n    Port {server.port}\n    User {server.user}\n"
-            f"    IdentityFile ~/.ssh/id_ed25519\n    IdentitiesOnly yes\n"
-            for h in range(hosts)
-        )
-    )
-    (home / ".ssh" / "known_hosts").write_text(server.known_hosts_line() + "\n")
-    env = {**os.environ, "HOME": str(home)}
-    env.pop("SSH_AUTH_SOCK", None)
+    server, env = loopback_ssh.start(tmp, [f"gpu{h}" for h in range(hosts)])
     logs = [tmp / f"run{k:02d}.log" for k in range(runs)]
     for p in logs:
         p.write_text("")
@@ -121,7 +105,7 @@ def bench_ssh(runs: int, hosts: int, rate: float, seconds: float, tmp: Path) -> 
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        _stop_sshd(server)
+        loopback_ssh.stop(server)
 
 
 def bench_backfill(steps: int, cache: Path) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from monitor.columns import Columns, to_columns
 from monitor.model import Row
@@ -58,35 +58,39 @@ def parse_batch(parser: Parser, batch: list[str]) -> list[Columns]:
     return blocks if blocks is not None else to_columns(feed_lines(parser, batch))
 
 
+def text_chunks(stream: IO[bytes], size: int = _CHUNK) -> Iterator[str]:
+    """Decoded text of a byte stream in large pieces, each ending at a newline (invalid UTF-8
+    replaced, never fatal); a last line without its newline comes last, on its own."""
+    rest = b""
+    while chunk := stream.read(size):
+        data = rest + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1 :]
+        yield data[: cut + 1].decode("utf-8", "replace")
+    if rest:
+        yield rest.decode("utf-8", "replace")
+
+
 def _worker(path: str, fmt: str, conn: Connection) -> None:
     try:
         parser = make_parser(fmt)
         tail: list[str] = []
         pending: list[str] = []
-
-        def flush(lines: list[str]) -> None:
-            conn.send(("blocks", parse_batch(parser, lines), parser.total_steps))
-
         with Path(path).open("rb") as f:
-            rest = b""
-            while chunk := f.read(_CHUNK):
-                data = rest + chunk
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    rest = data
-                    continue
-                rest = data[cut + 1 :]
-                text = data[: cut + 1].decode("utf-8", "replace")
-                blocks = parser.feed_text(text) if not pending else None
+            for text in text_chunks(f):
+                blocks = parser.feed_text(text) if not pending and text.endswith("\n") else None
                 if blocks is not None:
                     conn.send(("blocks", blocks, parser.total_steps))
                     tail = text[-20000:].splitlines()[-200:]
                     continue
                 pending += text.splitlines()
                 if len(pending) >= _BATCH_LINES:
-                    flush(pending)
+                    conn.send(("blocks", parse_batch(parser, pending), parser.total_steps))
                     tail, pending = pending[-200:], []
-        last = pending + ([rest.decode("utf-8", "replace")] if rest else [])
+        last = pending
         blocks = parse_batch(parser, last) + to_columns(parser.finish())
         conn.send(("blocks", blocks, parser.total_steps))
         st = parser.stats

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from monitor.analysis import RunAnalysis, RunInfo
-from monitor.backfill import parse_in_worker, read_wandb_in_worker, worth_parallel
+from monitor.backfill import parse_in_worker, read_wandb_in_worker, text_chunks, worth_parallel
 from monitor.columns import Columns, to_columns
 from monitor.config import Config
 from monitor.errors import RunwatchError, TargetError
@@ -43,22 +43,12 @@ class CheckResult:
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[str]:
-    """Decoded lines of a byte stream, read in large chunks (invalid UTF-8 replaced, never fatal)."""
-    rest = b""
-    while True:
-        chunk = stream.read(_CHUNK)
-        if not chunk:
-            break
-        data = rest + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        rest = data[cut + 1 :]
-        yield from data[: cut + 1].decode("utf-8", "replace").splitlines()
-    if rest:
-        # A finished file's last line may lack its newline; check reads it (a live tail would wait).
-        yield rest.decode("utf-8", "replace")
+    """Decoded lines of a byte stream, read in large chunks (invalid UTF-8 replaced, never fatal).
+
+    A finished file's last line may lack its newline; check reads it (a live tail would wait).
+    """
+    for text in text_chunks(stream):
+        yield from text.splitlines()
 
 
 def _local_kind(path: Path) -> tuple[str, Path]:
