@@ -74,3 +74,47 @@ class Parser(ABC):
     def feed_text(self, text: str) -> list[Columns] | None:
         """Optional fast path: whole lines of text (ending in a newline) as column blocks, or None."""
         return None
+
+
+class DocumentParser(Parser):
+    """A format that is one whole document (JSON): fed line by line like any parser, parsed in `finish()`.
+
+    A partial last line is still part of the document, and a live source re-reads a rewritten file
+    whole (see each module's `parse_document`).
+    """
+
+    document: ClassVar[bool] = True
+    what: ClassVar[str] = "document"
+    """How errors name the document ("trainer_state.json")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines: list[str] = []
+
+    def feed(self, line: str) -> list[Row]:
+        self.stats.lines += 1
+        self._lines.append(line)
+        return []
+
+    @abstractmethod
+    def read(self, text: str) -> tuple[list[Row], dict[str, Any], int]:
+        """Rows, run configuration and the count of skipped entries; ValueError when not such a document."""
+
+    def learned(self, rows: list[Row], config: dict[str, Any]) -> None:
+        """What the document says about the run besides its rows (planned length, whether it ended)."""
+
+    def finish(self) -> list[Row]:
+        text = "\n".join(self._lines)
+        self._lines = []
+        if not text.strip():
+            return []
+        try:
+            rows, config, skipped = self.read(text)
+        except ValueError as err:
+            self.stats.count_malformed(f"{self.what}: {err}")
+            return []
+        self.config.update(config)
+        self.learned(rows, config)
+        self.stats.metric_lines += len(rows)
+        self.stats.noise += skipped
+        return rows

@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar
 
 from monitor.model import Row
-from monitor.parsers.base import Parser
+from monitor.parsers.base import DocumentParser
 
 
 def parse_document(text: str) -> list[Row]:
@@ -43,7 +43,7 @@ def read_golden(text: str) -> tuple[list[Row], dict[str, Any], int]:
     return [Row(step, by_step[step]) for step in sorted(by_step)], config, skipped
 
 
-class MegatronGoldenParser(Parser):
+class MegatronGoldenParser(DocumentParser):
     """Megatron CI golden-values JSON, fed line by line and parsed as one document by `finish()`.
 
     Keys are the metric names as in the file (`lm loss`, `num-zeros`, `mem-allocated-bytes`,
@@ -51,14 +51,12 @@ class MegatronGoldenParser(Parser):
     """
 
     name: ClassVar[str] = "megatron-golden"
-    document: ClassVar[bool] = True
-    """Fed line by line but parsed whole: a partial last line is still part of it."""
+    what: ClassVar[str] = "golden values"
     description: ClassVar[str] = "Megatron-LM CI golden values JSON"
 
     def __init__(self) -> None:
         super().__init__()
         self.step_key = "iteration"
-        self._lines: list[str] = []
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -68,27 +66,12 @@ class MegatronGoldenParser(Parser):
         text = "\n".join(head[:200])
         return 0.9 if '"step_interval"' in text and '"values"' in text else 0.0
 
-    def feed(self, line: str) -> list[Row]:
-        self.stats.lines += 1
-        self._lines.append(line)
-        return []
+    def read(self, text: str) -> tuple[list[Row], dict[str, Any], int]:
+        return read_golden(text)
 
-    def finish(self) -> list[Row]:
-        text = "\n".join(self._lines)
-        self._lines = []
-        if not text.strip():
-            return []
-        try:
-            rows, config, skipped = read_golden(text)
-        except ValueError as err:
-            self.stats.count_malformed(f"golden values: {err}")
-            return []
-        self.config.update(config)
+    def learned(self, rows: list[Row], config: dict[str, Any]) -> None:
         self.finished = True
         ends = [c.get("end_step") for c in config.values()]
         ends_num = [float(e) for e in ends if isinstance(e, int | float) and not isinstance(e, bool)]
         if ends_num:
             self.total_steps = max(ends_num)
-        self.stats.metric_lines += len(rows)
-        self.stats.noise += skipped
-        return rows

@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar
 
 from monitor.model import Row
-from monitor.parsers.base import Parser
+from monitor.parsers.base import DocumentParser
 
 
 def parse_document(text: str) -> list[Row]:
@@ -50,7 +50,7 @@ def read_state(text: str) -> tuple[list[Row], dict[str, Any], int]:
     return rows, config, skipped
 
 
-class HFTrainerStateParser(Parser):
+class HFTrainerStateParser(DocumentParser):
     """`trainer_state.json` fed line by line; parsed as one document by `finish()`.
 
     Keys as in `log_history` (`loss`, `grad_norm`, `learning_rate`, `epoch`, `eval_*`; summary keys
@@ -58,14 +58,12 @@ class HFTrainerStateParser(Parser):
     """
 
     name: ClassVar[str] = "hf-trainer-state"
-    document: ClassVar[bool] = True
-    """Fed line by line but parsed whole: a partial last line is still part of it."""
+    what: ClassVar[str] = "trainer_state.json"
     description: ClassVar[str] = "HF Trainer trainer_state.json"
 
     def __init__(self) -> None:
         super().__init__()
         self.step_key = "step"
-        self._lines: list[str] = []
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -74,26 +72,11 @@ class HFTrainerStateParser(Parser):
         text = "\n".join(head[:200])
         return 0.95 if '"log_history"' in text else 0.0
 
-    def feed(self, line: str) -> list[Row]:
-        self.stats.lines += 1
-        self._lines.append(line)
-        return []
+    def read(self, text: str) -> tuple[list[Row], dict[str, Any], int]:
+        return read_state(text)
 
-    def finish(self) -> list[Row]:
-        text = "\n".join(self._lines)
-        self._lines = []
-        if not text.strip():
-            return []
-        try:
-            rows, config, skipped = read_state(text)
-        except ValueError as err:
-            self.stats.count_malformed(f"trainer_state.json: {err}")
-            return []
-        self.config.update(config)
+    def learned(self, rows: list[Row], config: dict[str, Any]) -> None:
         max_steps = config.get("max_steps")
         if isinstance(max_steps, int | float) and max_steps > 0:
             self.total_steps = float(max_steps)
         self.finished = any("summary/train_runtime" in row.values for row in rows[-3:])
-        self.stats.metric_lines += len(rows)
-        self.stats.noise += skipped
-        return rows
