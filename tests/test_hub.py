@@ -144,8 +144,11 @@ def test_ssh_target_via_config_alias_reaches_a_verdict(ssh_home: SSHHome, tmp_pa
             snap = hub.snapshot()
             assert snap.runs[0].state == "live" and snap.runs[0].source == "testhost"
             assert any(h.startswith("testhost") and "live" in line for h, line in snap.hosts)
-            # No nvidia-smi on the test host: the GPU is N/A, never an error loop.
-            await until(lambda: "testhost" in dict(snap.gpus) or True, timeout=1)
+            # No nvidia-smi on the test host: the GPU is a status (N/A), never an error loop.
+            await until(lambda: any(h == "testhost" for h, _ in hub.snapshot().gpus), timeout=20, what="gpu status")
+            gpu = dict(hub.snapshot().gpus)["testhost"]
+            assert not gpu.gpus and gpu.status == "nvidia-smi not found"
+            assert hub.snapshot().runs[0].gpu_util is None
 
     run(main())
 
@@ -257,3 +260,37 @@ def test_unknown_target_scheme_is_one_line(tmp_path: Path) -> None:
 
 
 _ = Awaitable  # keep the typing import used for readers of the helpers above
+
+
+@pytest.mark.timeout(60)
+def test_idle_gpu_under_a_live_run_is_a_warning_and_clears(tmp_path: Path) -> None:
+    from monitor.gpu import GpuSample, GpuSnapshot
+
+    log = tmp_path / "g.log"
+    log.write_text("".join(nanogpt_lines(50)))
+    clock = [time.time()]
+
+    async def main() -> None:
+        hub = Hub([str(log)], gpu=False, poll=0.05, tick_interval=3600, clock=lambda: clock[0])
+        async with hub:
+            await until(lambda: hub.snapshot().runs[0].last_step == 49, what="rows")
+
+            def feed(util: float, n: int) -> None:
+                for _ in range(n):
+                    clock[0] += 5
+                    hub._on_gpu(GpuSnapshot("localhost", clock[0], (GpuSample(0, "H100", util, 1000.0, 80000.0),)))
+
+            feed(0.0, 12)
+            with log.open("a") as f:
+                f.writelines(nanogpt_lines(52)[50:])
+            await until(lambda: hub.snapshot().runs[0].last_step == 51, what="more rows")
+            hub.tick()
+            r = hub.snapshot().runs[0]
+            assert r.gpu_util == 0.0
+            idle = [f for f in r.findings if f.kind == "gpu_idle"]
+            assert idle and idle[0].active and r.verdict is Verdict.UNSURE
+            feed(95.0, 30)
+            hub.tick()
+            assert not any(f.kind == "gpu_idle" for f in hub.snapshot().runs[0].findings)
+
+    run(main())
