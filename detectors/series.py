@@ -7,6 +7,7 @@ scale; computing them once keeps the per-point cost O(1) and small.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 
 class SeriesStats:
@@ -32,8 +33,6 @@ class SeriesStats:
         "n",
         "residual",
         "ring",
-        "ring_filled",
-        "ring_pos",
         "scale",
         "y",
         "z",
@@ -56,9 +55,7 @@ class SeriesStats:
         self.constant = True
         self.last_step = 0.0
         self.last_value = math.nan
-        self.ring = [0.0] * window
-        self.ring_pos = 0
-        self.ring_filled = 0
+        self.ring: deque[float] = deque(maxlen=window)
 
     def transform(self, x: float) -> float:
         """Map a raw value into the space the statistics live in (log for positive series)."""
@@ -80,27 +77,24 @@ class SeriesStats:
 
     def update(self, step: float, x: float) -> None:
         """Fold a finite value in. Callers check finiteness first."""
-        if self.n == 0 and self.first != self.first:
+        n = self.n
+        if n == 0 and self.first != self.first:
             self.first = x
             # Exact zeros (a memorised batch) must not look like a -inf collapse in log space.
             self._eps = abs(x) * 1e-2 if x != 0.0 else 1e-12
         elif self.constant and x != self.last_value:
             self.constant = False
-        y = self.transform(x)
+        # transform(), inlined for the common case: this runs once per point of every judged metric.
+        v = x + self._eps
+        y = math.log(v) if v > 0.0 and not self._linear else self.transform(x)
         self.y = y
         self.last_step = step
         self.last_value = x
-        ring = self.ring
-        ring[self.ring_pos] = y
-        self.ring_pos = (self.ring_pos + 1) % len(ring)
-        if self.ring_filled < len(ring):
-            self.ring_filled += 1
-        if self.n == 0:
-            self.level = y
-            self.residual = 0.0
-            self.z = 0.0
+        self.ring.append(y)
+        if self.n == 0:  # transform() may have restarted the statistics on a switch to linear
+            self.level = self.best = y
+            self.residual = self.z = 0.0
             self.n = 1
-            self.best = y
             self.best_step = step
             return
         n = self.n = self.n + 1
@@ -109,14 +103,14 @@ class SeriesStats:
         s = self.scale
         self.z = r / (s if s > 1e-3 else 1e-3)
         c = 3.0 * s
-        self.level += self._alpha * (c if r > c else (-c if r < -c else r))
-        a = abs(r)
+        level = self.level + self._alpha * (c if r > c else (-c if r < -c else r))
+        self.level = level
+        a = r if r >= 0.0 else -r
         lim = 4.0 * s
         # Early on the scale must learn quickly from a handful of points.
-        beta = 0.3 if n < 8 else 0.1
-        self.scale = s + beta * ((lim if a > lim else a) - s)
-        if self.level < self.best:
-            self.best = self.level
+        self.scale = s + (0.3 if n < 8 else 0.1) * ((lim if a > lim else a) - s)
+        if level < self.best:
+            self.best = level
             self.best_step = step
 
     @property
@@ -125,12 +119,8 @@ class SeriesStats:
         return self.scale if self.scale > 1e-3 else 1e-3
 
     def window(self) -> list[float]:
-        """The last `len(ring)` transformed values, oldest first (fewer while filling)."""
-        ring = self.ring
-        if self.ring_filled < len(ring):
-            return ring[: self.ring_filled]
-        p = self.ring_pos
-        return ring[p:] + ring[:p]
+        """The last `trend_window` transformed values, oldest first (fewer while filling)."""
+        return list(self.ring)
 
 
 def mann_kendall_z(values: list[float]) -> float:
