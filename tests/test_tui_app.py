@@ -1,4 +1,7 @@
-"""The app driven by a scripted hub through Pilot: badges, screens, filtering, stale sources, run actions."""
+"""The app driven by a scripted hub through Pilot: badges, screens, filtering, stale sources, run actions.
+
+The actions themselves, for real (bundles, a stopped process, a reviewer), are in test_tui_actions.py.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,22 @@ import asyncio
 import dataclasses
 import functools
 import math
+import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.message import Message
+from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from monitor.hub import HubEvent
 from monitor.model import Decision, Severity, Verdict
 from tui.app import RunwatchApp, make_app
-from tui.messages import EscalationRequested, EventArrived, EvidenceRequested, SnapshotArrived, StopRequested
+from tui.messages import EventArrived, RunActionReported, RunActionRequested, SnapshotArrived
 from tui.screens.compare import CompareScreen
+from tui.screens.confirm_stop import ConfirmStopScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -59,6 +66,15 @@ class Recorder:
 
     def names(self) -> list[str]:
         return [type(m).__name__ for m in self.seen]
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
+    """Let the app run until `cond()` holds (workers finish in real time), failing after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout} s: {what or cond}")
+        await pilot.pause(0.05)
 
 
 def _badge(app: RunwatchApp, run_id: str) -> str:
@@ -252,23 +268,46 @@ async def test_filter_narrows_the_table_and_escape_clears_it() -> None:
         assert table.has_focus
 
 
+@pytest.mark.timeout(30)
 @run_async
-async def test_stop_escalate_evidence_say_not_available_and_do_nothing() -> None:
+async def test_stop_escalate_evidence_reach_the_actions_from_the_table_and_the_detail(tmp_path: Path) -> None:
     hub, _ = sample_scene(NOW)
-    rec = Recorder(StopRequested, EscalationRequested, EvidenceRequested)
-    app = _app(hub)
+    rec = Recorder(RunActionRequested, RunActionReported)
+    app = _app(hub, evidence_dir=tmp_path)  # and no reviewer configured
     async with app.run_test(size=(120, 40), message_hook=rec) as pilot:
         await pilot.pause()
-        await pilot.press("s", "e", "b")
-        await pilot.pause()
-        assert rec.names() == ["StopRequested", "EscalationRequested", "EvidenceRequested"]
+        await pilot.press("b")
+        await until(pilot, lambda: "EvidenceSaved" in rec.names())
+        await pilot.press("e")
+        await until(pilot, lambda: "ReviewerFailed" in rec.names())
+        # Toasts are plain text: as markup, "[reviewer] command = [...]" would lose its brackets.
+        assert not any(n.markup for n in app._notifications)
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmStopScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: "StopCancelled" in rec.names())
+        assert rec.names() == [
+            "EvidenceRequested",
+            "EvidenceSaved",
+            "EscalationRequested",
+            "ReviewerFailed",
+            "StopRequested",
+            "StopPlanned",
+            "StopCancelled",
+        ]
         assert all(m.run_id == "nan" for m in rec.seen)  # type: ignore[attr-defined]
         notes = _notes(app)
-        for verb in ("Stop", "Escalate to reviewer", "Save evidence bundle"):
-            assert any(n.startswith("Not available yet") and verb in n and "Nothing was done" in n for n in notes)
+        assert not any("Not available" in n for n in notes)
+        assert any(n.startswith("Evidence saved") and str(tmp_path) in n for n in notes)
+        assert any(n.startswith("Reviewer gave no answer") and "set [reviewer] command" in n for n in notes)
+        assert any(n.startswith("Not stopped") and "Nothing was done" in n for n in notes)
         await pilot.press("enter", "s")
-        await pilot.pause()
-        assert rec.names()[-1] == "StopRequested" and isinstance(app.screen, DetailScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmStopScreen))
+        assert [type(s).__name__ for s in app.screen_stack][-2:] == ["DetailScreen", "ConfirmStopScreen"]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen))
+        assert rec.names()[-3:] == ["StopRequested", "StopPlanned", "StopCancelled"]
+        assert "no reviewer configured" in str(app.screen.query_one("#reviewer").render())
 
 
 @run_async
@@ -356,3 +395,17 @@ async def test_live_numbers_are_throttled_but_a_verdict_change_draws_at_once() -
         await pilot.pause()
         assert _badge(app, "plateau") == "✗ bad"
         assert str(table.get_cell("healthy", "loss")) == "1.5"  # and the held-back numbers came along
+
+
+@run_async
+async def test_a_snapshot_right_after_a_screen_is_pushed_waits_for_its_widgets() -> None:
+    hub, snap = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        # A live hub publishes every 0.25 s, so one often lands between the push and the mount.
+        app.push_screen(DetailScreen("nan"))
+        hub.publish(dataclasses.replace(snap, time=NOW + 1))
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert "gpt-fp16" in str(app.screen.query_one("#detail-head").render())

@@ -18,12 +18,14 @@ MAIN = "main"
 DETAIL = "detail"
 COMPARE = "compare"
 MODAL = "modal"
+DIALOG = "dialog"
 
 SCOPE_TITLES = {
     APP: "Everywhere",
     MAIN: "Run table",
     DETAIL: "Run detail",
     COMPARE: "Compare",
+    DIALOG: "Stop dialog",
     MODAL: "Help",
 }
 
@@ -73,6 +75,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(
         "evidence", "b", "Evidence", "save an evidence bundle of the selected run", (MAIN, DETAIL), footer=(MAIN,)
     ),
+    ActionSpec("confirm", "y", "Stop", "confirm: save evidence, then stop the run as shown", (DIALOG,)),
+    ActionSpec("cancel", "n,escape", "Cancel", "cancel (the default): nothing is stopped", (DIALOG,), display="n/esc"),
     ActionSpec("refresh", "r", "Refresh", "re-judge every run and redraw now", (APP,), footer=()),
     ActionSpec("theme", "t", "Theme", "cycle themes: dark / light / high contrast", (APP,), footer=()),
     ActionSpec("help", "question_mark", "Help", "show this help (every key)", (APP,), display="?"),

@@ -1,7 +1,9 @@
 """The Textual app: owns the latest hub snapshot, routes it to the visible screen, handles run actions.
 
 The hub runs on Textual's own asyncio loop (started on mount, stopped on unmount); its listeners
-only post messages, so every state change happens in a handler here or on a screen.
+only post messages, so every state change happens in a handler here or on a screen. The run
+actions (`s`, `e`, `b`) go through one `monitor.actions.Actions`: a request starts a worker
+(`tui.action_workers`) on the same loop, and what came of it returns as a message handled here.
 """
 
 from __future__ import annotations
@@ -15,22 +17,34 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 
+from monitor.actions import Actions, ReviewerAnswer
+from monitor.actions.escalation import answer_stops_run
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
 from themes import THEMES, next_name, short_name, textual_name
-from tui import actions
+from tui import action_workers, actions
 from tui.hubapi import HubLike
 from tui.messages import (
     EscalationRequested,
     EventArrived,
+    EvidenceFailed,
     EvidenceRequested,
-    RunActionRequested,
+    EvidenceSaved,
+    ReviewerAnswered,
+    ReviewerFailed,
     SnapshotArrived,
+    StopCancelled,
+    StopConfirmed,
+    StopFailed,
+    StopPlanned,
     StopRequested,
+    StopSent,
 )
 from tui.screens.base import RunwatchScreen
+from tui.screens.confirm_stop import ConfirmStopScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 
@@ -69,6 +83,13 @@ class RunwatchApp(App[int]):
         self.keymap = dict(self.config.keys)
         self.snapshot: HubSnapshot | None = None
         """The latest snapshot the hub published."""
+        # One Actions for the session. The hub keeps its SSH pool private (no accessor), so stops
+        # over SSH open their own connection, closed on quit.
+        self.actions = Actions(self.config, hub=hub, clock=clock)
+        """Stop, escalate and evidence for the hub's runs."""
+        self.reviews: dict[str, ReviewerAnswer] = {}
+        """The reviewer's latest answer (or failed exchange) per run, for the detail view."""
+        self._stopping: set[str] = set()
         self._stale_notified: set[str] = set()
         self._hub_stopped = False
         for t in THEMES:
@@ -95,20 +116,21 @@ class RunwatchApp(App[int]):
         await self.stop_hub()
 
     async def stop_hub(self) -> None:
-        """Stop the hub's sources (idempotent, bounded in time)."""
+        """Stop the hub's sources and close the actions' connections (idempotent, bounded in time)."""
         if self._hub_stopped:
             return
         self._hub_stopped = True
-        try:
-            await asyncio.wait_for(self.hub.stop(), _STOP_TIMEOUT)
-        except TimeoutError:
-            self.log.warning("hub did not stop in time")
+        for what, closing in (("hub", self.hub.stop), ("actions", self.actions.aclose)):
+            try:
+                await asyncio.wait_for(closing(), _STOP_TIMEOUT)
+            except TimeoutError:
+                self.log.warning(f"{what} did not stop in time")
 
     # ---- hub messages --------------------------------------------------------------------
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
         self.snapshot = message.snapshot
-        screen = self.screen
-        if isinstance(screen, RunwatchScreen):
+        screen = self._drawing_screen()
+        if screen is not None:
             with self.batch_update():  # one frame per snapshot, however many widgets change
                 screen.show_snapshot(message.snapshot)
 
@@ -124,29 +146,147 @@ class RunwatchApp(App[int]):
                 self.notify(f"{ev.name}: {ev.state}", title="Source back")
         elif ev.kind == "verdict" and ev.verdict is Verdict.BAD:
             self.notify(f"{ev.name}: {ev.reason}", title="✗ Bad run: stop advised", severity="error", timeout=8)
+        elif ev.kind == "verdict" and ev.verdict is Verdict.UNSURE and self.config.reviewer.auto:
+            # Actions rate-limits per run and re-checks the verdict; an answer comes back as a message.
+            self.run_worker(
+                action_workers.escalate(self.actions, self.post_message, ev.run_id, ev.name, auto=True),
+                group="reviewer",
+            )
+
+    def _drawing_screen(self) -> RunwatchScreen | None:
+        """The visible runwatch screen if it can draw now.
+
+        Not one just pushed (no widgets until it is mounted; its resume draws the latest snapshot),
+        nor while the app shuts down (screens lose their widgets before the hub stops publishing).
+        """
+        if not self.is_running:
+            return None
+        screen = self.screen
+        if isinstance(screen, RunwatchScreen) and screen.is_mounted and screen.is_attached:
+            return screen
+        return None
 
     def _tick(self) -> None:
-        screen = self.screen
-        if isinstance(screen, RunwatchScreen):
+        screen = self._drawing_screen()
+        if screen is not None:
             with self.batch_update():
                 screen.tick(self.clock())
 
-    # ---- run actions: the one place `s`, `e` and `b` land ----------------------------------
+    # ---- run actions: the one place `s`, `e` and `b` land, and what came of them ---------------
+    def on_evidence_requested(self, message: EvidenceRequested) -> None:
+        svg = self.export_screenshot()
+        self.run_worker(
+            action_workers.save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
+            group="evidence",
+        )
+
+    def on_evidence_saved(self, message: EvidenceSaved) -> None:
+        self.notify(f"{message.run_name}: {message.bundle.path.absolute()}", title="Evidence saved", timeout=10)
+
+    def on_evidence_failed(self, message: EvidenceFailed) -> None:
+        self.notify(f"{message.run_name}: {message.error}", title="Evidence not saved", severity="error", timeout=10)
+
     def on_stop_requested(self, message: StopRequested) -> None:
-        self._not_available(message)
+        if message.run_id in self._stopping:
+            self.notify(f"{message.run_name}: a stop is already being planned or carried out", severity="warning")
+            return
+        self._stopping.add(message.run_id)
+        # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
+        svg = self.export_screenshot()
+        self.run_worker(
+            action_workers.plan_stop(
+                self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
+            ),
+            group="stop",
+        )
+
+    def on_stop_planned(self, message: StopPlanned) -> None:
+        plan, svg = message.plan, message.screenshot_svg
+        if plan.ok and not message.confirm:
+            self.post_message(StopConfirmed(plan, svg))
+            return
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed and plan.ok:
+                self.post_message(StopConfirmed(plan, svg))
+            else:
+                why = "cancelled in the dialog" if plan.ok else (plan.problem or "cannot be stopped")
+                self.post_message(StopCancelled(plan.run_id, plan.run_name, why))
+
+        self.push_screen(ConfirmStopScreen(plan), callback=decided)
+
+    def on_stop_confirmed(self, message: StopConfirmed) -> None:
+        self.notify(f"{message.run_name}: saving evidence, then: {message.plan.summary}", title="Stopping")
+        self.run_worker(
+            action_workers.execute_stop(self.actions, self.post_message, message.plan, message.screenshot_svg),
+            group="stop",
+        )
+
+    def on_stop_cancelled(self, message: StopCancelled) -> None:
+        self._stopping.discard(message.run_id)
+        self.notify(f"{message.run_name}: {message.why}. Nothing was done.", title="Not stopped", timeout=4)
+
+    def on_stop_sent(self, message: StopSent) -> None:
+        self._stopping.discard(message.run_id)
+        out = message.outcome
+        evidence = f"\nEvidence: {out.evidence.path.absolute()}" if out.evidence is not None else ""
+        self.notify(out.one_line() + evidence, title="■ Stop sent", severity="warning", timeout=15)
+
+    def on_stop_failed(self, message: StopFailed) -> None:
+        self._stopping.discard(message.run_id)
+        self.notify(message.error, title="Stop not carried out", severity="error", timeout=15)
 
     def on_escalation_requested(self, message: EscalationRequested) -> None:
-        self._not_available(message)
-
-    def on_evidence_requested(self, message: EvidenceRequested) -> None:
-        self._not_available(message)
-
-    def _not_available(self, message: RunActionRequested) -> None:
-        self.notify(
-            f"{message.verb} is not available yet in this version (run: {message.run_name}). Nothing was done.",
-            title="Not available yet",
-            severity="warning",
+        self.notify(f"{message.run_name}: asking the reviewer…", title="Reviewer", timeout=3)
+        self.run_worker(
+            action_workers.escalate(self.actions, self.post_message, message.run_id, message.run_name),
+            group="reviewer",
         )
+
+    def on_reviewer_answered(self, message: ReviewerAnswered) -> None:
+        answer = message.answer
+        self._show_review(answer)
+        asked = "asked by itself: the run is unsure" if message.auto else "asked"
+        self.notify(
+            f"{message.run_name}: {answer.one_line()}",
+            title=f"Reviewer ({asked})",
+            severity="warning" if answer.decision == "STOP" else "information",
+            timeout=15,
+        )
+        if answer.decision == "STOP":
+            # A STOP answer asks the person in the stop dialog, unless the config lets it stop the run.
+            confirm = not answer_stops_run(self.config.reviewer, answer)
+            self.post_message(StopRequested(message.run_id, message.run_name, confirm=confirm))
+
+    def on_reviewer_failed(self, message: ReviewerFailed) -> None:
+        if message.answer is not None:
+            self._show_review(message.answer)
+        self.notify(
+            f"{message.run_name}: {message.error}. The verdict is unchanged.",
+            title="Reviewer gave no answer",
+            severity="warning",
+            timeout=10,
+        )
+
+    def _show_review(self, answer: ReviewerAnswer) -> None:
+        self.reviews[answer.run_id] = answer
+        if not self.is_running:
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, RunwatchScreen) and screen.is_mounted and screen.is_attached:
+                screen.show_review(answer)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- app-wide actions ----------------------------------------------------------------
     async def action_quit(self) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
 
+from monitor.actions import ReviewerAnswer
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
 
@@ -30,6 +31,9 @@ class RunwatchScreen(Screen[None]):
 
     def show_snapshot(self, snap: HubSnapshot) -> None:
         """Draw a new snapshot."""
+
+    def show_review(self, answer: ReviewerAnswer) -> None:
+        """The reviewer answered about a run (or failed to): redraw what shows answers."""
 
     def tick(self, now: float) -> None:
         """Once a second: redraw what depends on the clock."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -11,6 +12,7 @@ from textual.binding import BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
+from monitor.actions import ReviewerAnswer
 from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Role
 from tui import actions
@@ -68,6 +70,15 @@ class DetailScreen(RunwatchScreen):
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
     }
+    DetailScreen #reviewer {
+        display: none;
+        height: auto;
+        padding: 0 1;
+        border-top: dashed $panel-lighten-2;
+    }
+    DetailScreen #reviewer.-shown {
+        display: block;
+    }
     DetailScreen #log-box {
         width: 1fr;
     }
@@ -86,6 +97,7 @@ class DetailScreen(RunwatchScreen):
         """The `l`, `m`, `w`, `x` toggles."""
         self.solo = 0
         """Which plot a short terminal shows (`g` cycles)."""
+        self._review_shown: tuple[ReviewerAnswer, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
@@ -95,6 +107,7 @@ class DetailScreen(RunwatchScreen):
         with Horizontal(id="lower"):
             with VerticalScroll(id="findings-box"):
                 yield FindingsList(id="findings")
+                yield Static(id="reviewer")
             with Vertical(id="log-box"):
                 yield LogTail(id="log")
                 yield FilterInput(placeholder="filter log lines", id="log-filter")
@@ -124,6 +137,7 @@ class DetailScreen(RunwatchScreen):
         gpu_key = (run.host, len(history), history[-1].time if history else None)
         self.query_one("#plot-gpu", PlotView).show(gpu_key, lambda: gpu_spec(run.host, history, snap.time))
         self.query_one(FindingsList).show(run.findings, force=force)
+        self._show_reviewer_line()
         if a is not None:
             tail = a.store.log_tail
             self.query_one(LogTail).show(list(tail), (len(tail), id(tail[-1]) if tail else None, a.info.lines))
@@ -141,6 +155,28 @@ class DetailScreen(RunwatchScreen):
         if run.source_error:
             t.append(f"   │ source: {run.source_error}", style=var_style(self.app, "verdict-stale"))
         return t
+
+    def show_review(self, answer: ReviewerAnswer) -> None:
+        if answer.run_id == self.run_id:
+            self._show_reviewer_line()
+
+    def _show_reviewer_line(self) -> None:
+        line = self.query_one("#reviewer", Static)
+        answer = self.rw.reviews.get(self.run_id)
+        line.set_class(answer is not None, "-shown")
+        if answer is None or (answer, self.app.theme) == self._review_shown:
+            return
+        self._review_shown = (answer, self.app.theme)
+        when = datetime.fromtimestamp(answer.asked_at).strftime("%H:%M:%S")
+        sev = {"STOP": "verdict-bad", "WAIT": "verdict-unsure", "CONTINUE": "verdict-healthy"}.get(
+            answer.decision or "", "verdict-stale"
+        )
+        t = Text("Reviewer ", style="bold")
+        t.append(answer.one_line(), style=var_style(self.app, sev, bold=answer.decision == "STOP"))
+        if not answer.ok:
+            t.append(" (verdict unchanged)", style=var_style(self.app, "muted"))
+        t.append(f"\n{answer.backend}, {when}", style=var_style(self.app, "muted"))
+        line.update(t)
 
     def restyle(self) -> None:
         if self.rw.snapshot is not None:
