@@ -146,7 +146,7 @@ class Hub:
         self._tasks: list[asyncio.Task[Any]] = []
         self._dirty = asyncio.Event()
         self._ssh_pool = ssh_pool
-        self._own_pool = ssh_pool is None
+        self._pool_listening = False
         self._wandb_client_factory = wandb_client_factory
         self._poller: Any = None
         self._closers: list[Callable[[], Awaitable[Any] | Any]] = []
@@ -342,18 +342,21 @@ class Hub:
             run = self._add_run(run_id, target, name=file.parent.name)
             self._spawn(self._follow_local(run, file), run)
 
-    def _pool(self) -> Any:
+    @property
+    def ssh_pool(self) -> Any:
+        """The session's SSH connections (one per host), created on first use; actions share it."""
         if self._ssh_pool is None:
             from monitor.sources.ssh import SSHPool
 
             self._ssh_pool = SSHPool()
-        if self._own_pool:
-            self._closers.append(self._ssh_pool.close)
-            self._own_pool = False
-        if not getattr(self, "_pool_listening", False):
+            self._closers.append(self._ssh_pool.close)  # a pool passed in is its owner's to close
+        if not self._pool_listening:
             self._ssh_pool.add_listener(self._on_host_state)
             self._pool_listening = True
         return self._ssh_pool
+
+    def _pool(self) -> Any:
+        return self.ssh_pool
 
     def _on_host_state(self, st: Any) -> None:
         line = st.describe()

@@ -83,9 +83,9 @@ class RunwatchApp(App[int]):
         self.keymap = dict(self.config.keys)
         self.snapshot: HubSnapshot | None = None
         """The latest snapshot the hub published."""
-        # One Actions for the session. The hub keeps its SSH pool private (no accessor), so stops
-        # over SSH open their own connection, closed on quit.
-        self.actions = Actions(self.config, hub=hub, clock=clock)
+        # One Actions for the session, sharing the hub's SSH connections (one per host); a scripted
+        # hub in tests has none, and then stops over SSH open their own.
+        self.actions = Actions(self.config, hub=hub, ssh_pool=getattr(hub, "ssh_pool", None), clock=clock)
         """Stop, escalate and evidence for the hub's runs."""
         self.reviews: dict[str, ReviewerAnswer] = {}
         """The reviewer's latest answer (or failed exchange) per run, for the detail view."""
