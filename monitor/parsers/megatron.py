@@ -128,7 +128,7 @@ class MegatronParser(Parser):
             for j, key in enumerate(keys):
                 if parts[1 + 2 * j :: stride].count(key) != n:
                     return None
-            cols = [list(map(float, parts[2 + 2 * j :: stride])) for j in range(k)]
+            cols = [_column(parts[2 + 2 * j :: stride]) for j in range(k)]
             heads = parts[0:-1:stride]
             steps = [float(h[10 : h.index("/")]) for h in heads]
         except ValueError:
@@ -146,7 +146,7 @@ class MegatronParser(Parser):
         self._last_step = steps[-1]
         if steps[-1] >= self._total:
             self.finished = True
-        return [Columns(keys, np.array(steps, dtype=float), np.array(cols, dtype=float).T, None)]
+        return [Columns(keys, np.array(steps, dtype=float), np.column_stack(cols), None)]
 
     def _validation(self, line: str, i: int | None) -> list[Row]:
         """`validation loss at iteration N [on validation set] | lm loss value: X | lm loss PPL: Y |`."""
@@ -168,6 +168,15 @@ class MegatronParser(Parser):
             return []
         stats.metric_lines += 1
         return [Row(step, values)]
+
+
+def _column(texts: list[str]) -> np.ndarray:
+    """One field's values: a column that repeats one string (batch size, skipped-iteration counts,
+    a steady loss scale) is converted once; float() per value is the floor of this parser's cost."""
+    first = texts[0]
+    if texts.count(first) == len(texts):
+        return np.full(len(texts), float(first))
+    return np.array(list(map(float, texts)), dtype=float)
 
 
 def _fields(line: str, start: int) -> dict[str, float]:
