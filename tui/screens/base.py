@@ -9,6 +9,7 @@ from textual.screen import Screen
 from monitor.actions import ReviewerAnswer
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
+from tui.plotdata import PlotOptions
 
 if TYPE_CHECKING:
     from tui.app import RunwatchApp
@@ -56,3 +57,28 @@ class RunwatchScreen(Screen[None]):
             return self.rw.hub.analysis(run_id)
         except KeyError:
             return None
+
+
+class PlottingScreen(RunwatchScreen):
+    """A screen with plots: the log-scale, smoothing, x-axis and window toggles, then a redraw."""
+
+    options: PlotOptions
+
+    def _redraw(self) -> None:
+        """Redraw the plots with the current options."""
+
+    def action_log_scale(self) -> None:
+        self.options = self.options.toggled_log()
+        self._redraw()
+
+    def action_smoothing(self) -> None:
+        self.options = self.options.next_ema()
+        self._redraw()
+
+    def action_x_axis(self) -> None:
+        self.options = self.options.toggled_x()
+        self._redraw()
+
+    def action_window(self) -> None:
+        self.options = self.options.next_window()
+        self._redraw()

@@ -17,7 +17,7 @@ from tui import actions
 from tui import format as fmt
 from tui.plotdata import PlotOptions, RankStats, rank_stats
 from tui.runplots import ROLE_TITLES, compare_spec, data_version, role_values
-from tui.screens.base import RunwatchScreen
+from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.widgets.plot import PlotView
 
@@ -30,7 +30,7 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:+.1f}%"
 
 
-class CompareScreen(RunwatchScreen):
+class CompareScreen(PlottingScreen):
     """The quick comparison researchers do before killing the weaker configs."""
 
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings(actions.COMPARE)
@@ -151,20 +151,4 @@ class CompareScreen(RunwatchScreen):
     def action_metric(self) -> None:
         i = METRICS.index(self.metric)
         self.metric = METRICS[(i + 1) % len(METRICS)]
-        self._redraw()
-
-    def action_log_scale(self) -> None:
-        self.options = self.options.toggled_log()
-        self._redraw()
-
-    def action_smoothing(self) -> None:
-        self.options = self.options.next_ema()
-        self._redraw()
-
-    def action_x_axis(self) -> None:
-        self.options = self.options.toggled_x()
-        self._redraw()
-
-    def action_window(self) -> None:
-        self.options = self.options.next_window()
         self._redraw()

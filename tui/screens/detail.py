@@ -20,7 +20,7 @@ from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
 from tui.plotdata import PlotOptions
 from tui.runplots import data_version, gpu_spec, loss_spec, role_spec
-from tui.screens.base import RunwatchScreen
+from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
@@ -30,7 +30,7 @@ from tui.widgets.plot import PlotView
 PLOTS = ("plot-loss", "plot-lr", "plot-grad", "plot-gpu")
 
 
-class DetailScreen(RunwatchScreen):
+class DetailScreen(PlottingScreen):
     """Everything about one run; `n`/`p` move to the next/previous run without leaving."""
 
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings(actions.DETAIL)
@@ -206,22 +206,6 @@ class DetailScreen(RunwatchScreen):
         self.solo = (self.solo + 1) % len(PLOTS)
         for i, pid in enumerate(PLOTS):
             self.query_one(f"#{pid}").set_class(i == self.solo, "-solo")
-
-    def action_log_scale(self) -> None:
-        self.options = self.options.toggled_log()
-        self._redraw()
-
-    def action_smoothing(self) -> None:
-        self.options = self.options.next_ema()
-        self._redraw()
-
-    def action_x_axis(self) -> None:
-        self.options = self.options.toggled_x()
-        self._redraw()
-
-    def action_window(self) -> None:
-        self.options = self.options.next_window()
-        self._redraw()
 
     def action_filter(self) -> None:
         self.query_one(FilterInput).open()
