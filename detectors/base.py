@@ -30,11 +30,20 @@ class Detector:
         message: str,
         evidence: dict[str, Any],
         kind: str | None = None,
+        refresh: bool = False,
     ) -> bool:
+        """Raise (or escalate) the finding; with `refresh`, an unchanged one gets the new numbers.
+
+        Refreshing suits sparse series (evaluations), where each new point is worth showing;
+        dense ones keep the message of when the finding began, to stay cheap per point.
+        """
         cur = self.current
         kind = kind or self.kind
         if cur is not None and cur.active and cur.severity == severity and cur.kind == kind:
-            return False
+            if not refresh or (cur.message == message and cur.evidence == evidence):
+                return False
+            self.current = replace(cur, message=message, evidence={**cur.evidence, **evidence})
+            return True
         if cur is not None and cur.active and cur.kind == kind:
             # Escalation of the same episode: keep where it was first detected and where it began.
             evidence = {**evidence, "escalated_step": step}

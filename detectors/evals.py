@@ -116,6 +116,10 @@ class EvalDetector(Detector):
             severity = Severity.WARN
         else:
             return False
+        cur = self.current
+        if cur is not None and cur.active and cur.severity > severity:
+            # Within one episode (until a new best) the verdict does not flap back with every wobble.
+            severity = cur.severity
         what = "while the training loss keeps falling" if overfit else "its best"
         return self._fire(
             severity,
@@ -126,4 +130,5 @@ class EvalDetector(Detector):
             + (f", {what}" if overfit else ""),
             {"value": x, "best": self._best_raw, "best_step": self._best_step, "evals_worse": self._worse},
             kind=kind,
+            refresh=True,
         )

@@ -227,3 +227,19 @@ def test_series_stats_and_trend_test() -> None:
     assert mann_kendall_z(list(range(16))) > DEFAULT.trend_z
     assert mann_kendall_z(list(range(16, 0, -1))) < -DEFAULT.trend_z
     assert abs(mann_kendall_z([1.0, 2.0] * 8)) < 1.0
+
+
+def test_eval_finding_shows_the_latest_evaluation_and_does_not_flap() -> None:
+    rows = [Row(float(e), {"loss": 1.0 / e}) for e in range(1, 30)]
+    evals = [0.5, 0.4, 0.3, 0.2, 0.24, 0.26, 0.3, 0.25, 0.35, 0.5]
+    rd = RunDetectors(RoleMap())
+    rd.ingest_many(rows[:3], 0.0)
+    verdicts = []
+    for i, v in enumerate(evals):
+        rd.ingest(Row(float(i + 3), {"eval_loss": v}), 0.0)
+        verdicts.append(rd.judgement().verdict)
+    f = next(x for x in rd.findings() if x.kind in ("overfit", "eval_degradation"))
+    assert "0.5 at step 12" in f.message and f.onset_step == 7.0
+    # Once bad, a slightly better evaluation (0.25) does not bring the verdict back to unsure.
+    first_bad = verdicts.index(Verdict.BAD)
+    assert all(v is Verdict.BAD for v in verdicts[first_bad:])
