@@ -16,6 +16,28 @@ STEP_KEYS = (
     "_step",
 )
 
+
+class KeyedSteps:
+    """The step axis of formats whose lines may name their step: the first step-like key seen becomes
+    the axis (and leaves the values); later lines without it keep the latest step; before any, a
+    running count of lines."""
+
+    __slots__ = ("count", "key", "last")
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.last = 0.0
+        """The step of the latest row emitted."""
+        self.count = 0
+
+    def take(self, values: dict[str, float]) -> float:
+        """The step of one line's values, removing the step key from them."""
+        if self.key is None:
+            self.key = next((k for k in STEP_KEYS if k in values), None)
+        self.count += 1
+        return float(self.count) if self.key is None else values.pop(self.key, self.last)
+
+
 #: Keys that carry a wall-clock timestamp in structured formats.
 TIME_KEYS = ("_timestamp", "timestamp", "time")
 

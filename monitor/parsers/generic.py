@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from monitor.model import Row
 from monitor.parsers.base import Parser
-from monitor.parsers.common import STEP_KEYS
+from monitor.parsers.common import KeyedSteps
 
 # A number may carry a short unit (`12ms`, `45%`); a following letter, digit or dot means it was part
 # of a word or a version string, not a value. `nan`/`inf` take no unit (`info`, `nano` are words).
@@ -31,9 +31,7 @@ class KeyValueParser(Parser):
     def __init__(self) -> None:
         super().__init__()
         self.step_key = "line"
-        self._key: str | None = None
-        self._step = 0.0
-        self._n = 0
+        self._steps = KeyedSteps()
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -53,16 +51,12 @@ class KeyValueParser(Parser):
         values: dict[str, float] = {}
         for key, number, special in pairs:
             values.setdefault(key, float(number or special))
-        if self._key is None:
-            for key in STEP_KEYS:
-                if key in values:
-                    self._key = self.step_key = key
-                    break
-        self._n += 1
-        step = float(self._n) if self._key is None else values.pop(self._key, self._step)
+        step = self._steps.take(values)
+        if self._steps.key is not None:
+            self.step_key = self._steps.key
         if not values:
             stats.noise += 1
             return []
         stats.metric_lines += 1
-        self._step = step
+        self._steps.last = step
         return [Row(step, values)]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from monitor.model import Row
 from monitor.parsers.base import Parser
-from monitor.parsers.common import STEP_KEYS, TIME_KEYS
+from monitor.parsers.common import TIME_KEYS, KeyedSteps
 
 #: Below this a "time" value is a duration, not epoch seconds (1e8 s is March 1973).
 _EPOCH_SECONDS_MIN = 1e8
@@ -40,9 +40,7 @@ class JSONLParser(Parser):
     def __init__(self) -> None:
         super().__init__()
         self.step_key = "line"
-        self._key: str | None = None
-        self._step = 0.0
-        self._n = 0
+        self._steps = KeyedSteps()
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -78,13 +76,9 @@ class JSONLParser(Parser):
             stats.noise += 1
             return []
         values = flatten(obj)
-        if self._key is None:
-            for key in STEP_KEYS:
-                if key in values:
-                    self._key = self.step_key = key
-                    break
-        self._n += 1
-        step = float(self._n) if self._key is None else values.pop(self._key, self._step)
+        step = self._steps.take(values)
+        if self._steps.key is not None:
+            self.step_key = self._steps.key
         time = None
         for key in TIME_KEYS:
             t = values.get(key)
@@ -95,5 +89,5 @@ class JSONLParser(Parser):
             stats.noise += 1
             return []
         stats.metric_lines += 1
-        self._step = step
+        self._steps.last = step
         return [Row(step, values, time)]
