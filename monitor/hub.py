@@ -355,9 +355,6 @@ class Hub:
             self._pool_listening = True
         return self._ssh_pool
 
-    def _pool(self) -> Any:
-        return self.ssh_pool
-
     def _on_host_state(self, st: Any) -> None:
         line = st.describe()
         self.hosts[st.host] = line
@@ -376,7 +373,7 @@ class Hub:
     async def _follow_ssh(self, run: _Run) -> None:
         assert run.target.ssh is not None
         run.feed = self._make_feed(run, run.target.ssh.path)
-        tail = self._pool().follow(run.target.ssh)
+        tail = self.ssh_pool.follow(run.target.ssh)
         self._closers.append(tail.close)
         async for chunk in tail:
             self._take_chunk(run, chunk)
@@ -460,7 +457,7 @@ class Hub:
 
     async def _remote_gpu(self, host: str) -> None:
         parser = NvidiaSmiParser(host)
-        stream = self._pool().lines(host, nvidia_smi_command(2))
+        stream = self.ssh_pool.lines(host, nvidia_smi_command(2))
         async for line in stream:
             snap = parser.feed(line, self.clock())
             if snap is not None:

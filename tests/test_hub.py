@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -257,9 +257,6 @@ def test_unknown_target_scheme_is_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "runwatch:" in out.stderr and "Traceback" not in out.stderr
-
-
-_ = Awaitable  # keep the typing import used for readers of the helpers above
 
 
 @pytest.mark.timeout(60)
