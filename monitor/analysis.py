@@ -14,6 +14,7 @@ from detectors.thresholds import DEFAULT, Thresholds
 from monitor.columns import Columns
 from monitor.config import RunConfig
 from monitor.model import Finding, Judgement, Role, Row
+from monitor.parsers.base import Parser
 from monitor.roles import RoleMap, primary
 from monitor.store import RunStore
 
@@ -34,6 +35,15 @@ class RunInfo:
     lines: int = 0
     noise: int = 0
     malformed: int = 0
+
+    def read_parser(self, parser: Parser) -> None:
+        """Take what a log parser learned so far: format, step axis, line counts, run config."""
+        self.format = parser.name
+        self.step_key = parser.step_key
+        st = parser.stats
+        self.lines, self.noise, self.malformed = st.lines, st.noise, st.malformed
+        if parser.config:
+            self.config = dict(parser.config)
 
 
 class RunAnalysis:

@@ -109,11 +109,7 @@ def analyse_text(lines: Iterator[str], info: RunInfo, config: Config, fmt: str |
             batch = []
     add(batch)
     analysis.add_rows(parser.finish(), now)
-    info.format = parser.name
-    info.step_key = parser.step_key
-    info.config = dict(parser.config)
-    st = parser.stats
-    info.lines, info.noise, info.malformed = st.lines, st.noise, st.malformed
+    info.read_parser(parser)
     analysis.store.add_log_lines((head + batch)[-200:])
     if parser.finished:
         analysis.finish()

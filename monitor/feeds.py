@@ -93,11 +93,7 @@ class TextFeed:
             return self._document(lines, now)
         rows = feed_lines(parser, lines)
         self.analysis.set_total_steps(parser.total_steps)
-        st = parser.stats
-        info.lines, info.noise, info.malformed = st.lines, st.noise, st.malformed
-        info.step_key = parser.step_key
-        if parser.config and not info.config:
-            info.config = dict(parser.config)
+        info.read_parser(parser)
         changed = self.analysis.add_rows(rows, now) if rows else False
         if parser.finished and info.state != "finished":
             self.analysis.finish()
