@@ -28,7 +28,7 @@ from typing import Any
 
 from monitor.errors import FormatError, TargetError
 from monitor.model import Row
-from monitor.protowire import last, message, signed, timestamp, varint
+from monitor.protowire import Fields, last, message, signed, timestamp, varint
 from monitor.stepaxis import StepAxis
 
 MAGIC = b":W&B\xe1\xbe"
@@ -305,16 +305,10 @@ class WandbLogReader:
         """Append the event of one record's body (`kind` is its Record field number)."""
         f = message(body)
         if kind == _HISTORY:
-            items = _fast_items(body, _HISTORY_BODY)
-            values = _numbers((items if items is not None else _items(f.get(1, ()))).items())
-            step = values.pop("_step", None)
-            if step is None and 2 in f:
-                step = float(last(message(f[2][-1]), 1))
+            values, step, t = history_values(body, f)
             if step is None:
                 step = self._last_step + 1
             self._last_step = step
-            t = values.pop("_timestamp", None)
-            values.pop("_runtime", None)
             events.append(Row(self._axis.step(values, step), values, t))
         elif kind == _RUN:
             config = _json_items(message(last(f, 4, b"")).get(1, ()))
@@ -339,6 +333,23 @@ class WandbLogReader:
         if pieces[-1]:
             self._console[stream] = pieces[-1]
         return tuple(p.rpartition("\r")[2] for p in pieces[:-1])
+
+
+def history_values(body: bytes, fields: Fields | None = None) -> tuple[dict[str, float], float | None, float | None]:
+    """A history record body's numeric values, its own step (None if it has none) and `_timestamp`.
+
+    `_step` and `_timestamp` leave the values, and `_runtime` is dropped; `fields` is the body
+    already decoded, if the caller has it.
+    """
+    f = message(body) if fields is None else fields
+    items = _fast_items(body, _HISTORY_BODY)
+    values = _numbers((items if items is not None else _items(f.get(1, ()))).items())
+    step = values.pop("_step", None)
+    if step is None and 2 in f:
+        step = float(last(message(f[2][-1]), 1))
+    t = values.pop("_timestamp", None)
+    values.pop("_runtime", None)
+    return values, step, t
 
 
 def _check_header(buf: bytes) -> None:
