@@ -115,9 +115,35 @@ def measure_one(path: str, fmt: str | None) -> dict[str, float | str]:
     }
 
 
-def _sub(path: Path, fmt: str | None) -> dict[str, Any]:
+def measure_reader(path: str, repeat: int = 5) -> dict[str, float]:
+    """The `.wandb` readers alone, in this process (called in a subprocess): best of `repeat`.
+
+    `bulk` is what `check` runs in its worker (`WandbBulkReader`), `record` the record-by-record
+    reader of live tails (`WandbLogReader`), both from the file to rows.
+    """
+    from monitor.model import Row
+    from monitor.wandb_bulk import WandbBulkReader
+    from monitor.wandb_log import WandbLogReader
+
+    out: dict[str, float] = {}
+    for name in ("bulk", "record"):
+        best = math.inf
+        for _ in range(repeat if name == "bulk" else 2):
+            t0 = time.perf_counter()
+            with open(path, "rb") as f:
+                if name == "bulk":
+                    rows = sum(len(c.steps) for blocks, _ in WandbBulkReader().read(f) for c in blocks)
+                else:
+                    rows = sum(isinstance(e, Row) for e in WandbLogReader().feed(f.read()))
+            best = min(best, time.perf_counter() - t0)
+        out[name] = rows / best
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _sub(path: Path, fmt: str | None, what: str = "--one") -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--one", str(path), *(["--format", fmt] if fmt else [])],
+        [sys.executable, __file__, what, str(path), *(["--format", fmt] if fmt else [])],
         capture_output=True,
         text=True,
         check=True,
@@ -133,9 +159,13 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "runwatch-bench")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--format", help=argparse.SUPPRESS)
+    ap.add_argument("--reader", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         print(json.dumps(measure_one(a.one, a.format)))
+        return 0
+    if a.reader:
+        print(json.dumps(measure_reader(a.reader)))
         return 0
     a.cache.mkdir(parents=True, exist_ok=True)
     print(f"runwatch throughput benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
@@ -160,6 +190,11 @@ def main() -> int:
             f"\n.wandb {path.stat().st_size / 2**20:.1f} MiB: {int(r['rows'])} history rows "
             f"in {r['seconds']:.2f} s = {r['rows'] / r['seconds']:,.0f} rows/s read + judged (wall clock), "
             f"peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+        r = _sub(path, None, "--reader")
+        print(
+            f".wandb reading alone, one process, best of 5: {r['bulk']:,.0f} rows/s (bulk reader, as `check` "
+            f"reads), {r['record']:,.0f} rows/s (record-by-record reader, as live tails read)"
         )
     return 0
 

@@ -116,7 +116,7 @@ run.finish()
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_big_wandb_file_split_between_two_readers_loses_and_repeats_nothing(
+def test_big_wandb_file_read_in_a_worker_judges_like_reading_it_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
@@ -128,15 +128,13 @@ def test_big_wandb_file_split_between_two_readers_loses_and_repeats_nothing(
     subprocess.run([sys.executable, "-c", _WRITER, "6000"], env=env, check=True, timeout=200)
     (file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     now = time.time()
-    one = check_target(str(file), Config(), now=now)
-    # Split it: a "big" file is now anything over a quarter of this one.
-    monkeypatch.setattr(backfill, "PARALLEL_BYTES", file.stat().st_size // 4)
-    mid = backfill.record_start_after(file, file.stat().st_size // 2 // 32768 * 32768)
-    assert mid is not None and 0 < mid < file.stat().st_size
-    two = check_target(str(file), Config(), now=now)
-    assert one.store.rows == two.store.rows == 6000
-    for key in one.store.metrics:
-        s1, v1 = one.store.metrics[key].series()
-        s2, v2 = two.store.metrics[key].series()
+    here = check_target(str(file), Config(), now=now)  # small: read record by record in this process
+    monkeypatch.setattr(backfill, "PARALLEL_BYTES", file.stat().st_size // 4)  # now "big": bulk, in a worker
+    worker = check_target(str(file), Config(), now=now)
+    assert here.store.rows == worker.store.rows == 6000
+    for key in here.store.metrics:
+        s1, v1 = here.store.metrics[key].series()
+        s2, v2 = worker.store.metrics[key].series()
         assert np.array_equal(s1, s2) and np.array_equal(v1, v2, equal_nan=True), key
-    assert two.info.state == one.info.state == "finished"
+    assert worker.info.state == here.info.state == "finished"
+    assert worker.info.step_key == here.info.step_key and worker.info.lines == here.info.lines
