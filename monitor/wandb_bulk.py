@@ -86,6 +86,8 @@ class WandbBulkReader:
     def __init__(self) -> None:
         self._pos = 0  # file offset of the piece being read
         self._parts: list[bytes] | None = None  # a record split over chunks, being put together
+        self._parts_at = 0  # file offset of its first chunk
+        self._resume = HEADER_SIZE  # file offset just past the last whole record read
         self._last_step = -1.0
         self._axis = StepAxis("_step")
         self._records = WandbLogReader(start_offset=1)  # decodes the records the array path leaves
@@ -100,7 +102,7 @@ class WandbBulkReader:
         self.records = 0
         """Logical records read."""
         self.skipped_bytes = 0
-        """Bytes dropped for a bad checksum or chunk header, or a torn end."""
+        """Bytes dropped for a bad checksum or chunk header."""
         self.slow_rows = 0
         """History rows that went through the record-by-record decoder."""
 
@@ -117,7 +119,8 @@ class WandbBulkReader:
     def read(self, f: io.BufferedIOBase) -> Iterator[tuple[list[Columns], list[WandbEvent]]]:
         """Read the file `f` from its start: the rows and other events of each piece, in file order.
 
-        A torn last record is dropped and counted; a file that is not a `.wandb` log is a FormatError.
+        A torn last record is left unread (`resume_offset` is where it starts); a file that is not a
+        `.wandb` log is a FormatError.
         """
         _check_header(f.read(HEADER_SIZE).ljust(HEADER_SIZE, b"\0"))
         self._pos = HEADER_SIZE
@@ -137,13 +140,30 @@ class WandbBulkReader:
                 held -= n
             if final:
                 break
-        if self._parts is not None:
-            self._drop_parts()
+
+    @property
+    def resume_offset(self) -> int:
+        """File offset just past the last whole record read: a live file's tail goes on from there."""
+        return self._resume
+
+    def live_reader(self) -> WandbLogReader:
+        """A record-by-record reader that goes on at `resume_offset` as if it had read what this one did."""
+        reader = WandbLogReader(start_offset=self._resume)
+        # The state that carries from one row to the next: the step axis, the step counter, and
+        # console lines waiting for their newline.
+        reader._axis = self._axis
+        reader._last_step = self._last_step
+        reader._console = self._records._console
+        reader.records = self.records
+        reader.bad_records = self.bad_records
+        reader.skipped_bytes = self.skipped_bytes
+        return reader
 
     def _read(self, view: memoryview, b: np.ndarray, n: int) -> tuple[list[Columns], list[WandbEvent]]:
         """Rows and events of one piece, `view[:n]`, which starts at a chunk boundary and ends at a
         block's end or at the end of the file (`b`: the same bytes, with room after)."""
         p = _Piece(view, b)
+        base = self._pos
         pos, ln, ty = self._frame(b, n)
         self._pos += n
         start = pos + CHUNK_HEADER
@@ -156,7 +176,7 @@ class WandbBulkReader:
         for i in np.flatnonzero(keep & ((ty != FULL) | ((tag != _HISTORY_TAG) & (tag != _SUMMARY_TAG)))).tolist():
             rec = bytes(view[int(start[i]) : int(start[i] + ln[i])])
             if ty[i] != FULL:
-                whole = self._fragment(i, rec, int(ty[i]))
+                whole = self._fragment(i, rec, int(ty[i]), base + int(pos[i]))
                 if whole is None:
                     continue
                 rec = whole
@@ -167,6 +187,11 @@ class WandbBulkReader:
         if self._parts is not None and len(pos) and self._parts_last != len(pos) - 1:
             self._drop_parts()  # the chunks after the last part were not its continuation
         self._parts_last = -1
+        kept = np.flatnonzero(keep)
+        if self._parts is not None:
+            self._resume = self._parts_at
+        elif len(kept):
+            self._resume = base + int(pos[kept[-1]] + CHUNK_HEADER + ln[kept[-1]])
         hist = np.flatnonzero(keep & full & (tag == _HISTORY_TAG))
         hist_start, hist_end, hist_tag = start[hist], (start + ln)[hist], tag_at[hist]
         if p.joined:  # history records put back together: appended to a copy of the piece, read alike
@@ -203,7 +228,10 @@ class WandbBulkReader:
                 ok &= (ln != 0) | (b[cur + 6] != 0) | (_window(b, "<u4")[cur] != 0)
             if not ok.all():
                 over = end > ends
-                # A torn last chunk, or one running past its block (a bad header: the block's rest is lost).
+                # One running past its block: a bad header, and the block's rest is lost. Or running
+                # past the end of the file inside the last block: not all written yet (left unread).
+                if (self._pos + n) % BLOCK_SIZE:
+                    over &= ends < n
                 self.skipped_bytes += int((ends[over] - cur[over]).sum())
                 cur, end, ends = cur[ok], end[ok], ends[ok]
             found.append(cur)
@@ -245,12 +273,12 @@ class WandbBulkReader:
 
     _parts_last = -1  # chunk index of the last part of `_parts` in this piece (-1: before it)
 
-    def _fragment(self, i: int, rec: bytes, ty: int) -> bytes | None:
+    def _fragment(self, i: int, rec: bytes, ty: int, at: int) -> bytes | None:
         """Put a record split over chunks back together; the whole record once its last part is in."""
         if self._parts is not None and (ty not in (MIDDLE, LAST) or i != self._parts_last + 1):
             self._drop_parts()  # the record before never ended
         if ty == FIRST:
-            self._parts, self._parts_last = [rec], i
+            self._parts, self._parts_last, self._parts_at = [rec], i, at
         elif ty in (MIDDLE, LAST) and self._parts is not None:
             self._parts.append(rec)
             self._parts_last = i

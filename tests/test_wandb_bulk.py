@@ -110,14 +110,23 @@ def test_sdk_run_reads_the_same_rows_and_events(sdk_file: Path, piece: int) -> N
 
 
 @pytest.mark.slow
-def test_a_file_cut_anywhere_reads_its_whole_records(sdk_file: Path) -> None:
+def test_a_file_cut_anywhere_reads_its_whole_records_and_a_live_reader_goes_on(sdk_file: Path) -> None:
     data = sdk_file.read_bytes()
+    whole, whole_others, _ = reference(data)
     rnd = random.Random(5)
     for cut in [7, 100, BLOCK_SIZE - 3, BLOCK_SIZE + 11] + [rnd.randrange(len(data)) for _ in range(8)]:
         want, _, _ = reference(data[:cut])
-        rows, _, reader = read_bulk(data[:cut])
+        rows, others, reader = read_bulk(data[:cut])
         assert rows == want, cut
-        assert reader.records <= cut // 7
+        assert reader.resume_offset <= cut and reader.skipped_bytes == 0
+        # The rest, as a live tail reads it once it is written: nothing missed, nothing twice.
+        live = reader.live_reader()
+        events = live.feed(data[reader.resume_offset :])
+        assert rows + [key(e) for e in events if isinstance(e, Row)] == whole, cut
+        assert (
+            others + [e for e in events if isinstance(e, RunMeta | ConfigUpdate | ConsoleOutput | Exit)] == whole_others
+        )
+        assert live.step_key == "train/global_step" and live.records == reference(data)[2].records
 
 
 @pytest.mark.slow
