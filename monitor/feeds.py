@@ -8,11 +8,16 @@ whole-JSON documents (`trainer_state.json`) are re-read when rewritten and only 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from monitor import wandb_log
 from monitor.analysis import RunAnalysis
+from monitor.columns import Columns
 from monitor.gpu import GpuSnapshot, snapshot_from_wandb_stats
 from monitor.model import Row
 from monitor.parsers import CONFIDENT, Parser, feed_lines, golden, guess_format, hfstate, make_parser
@@ -28,6 +33,10 @@ _DOCUMENTS: dict[str, Callable[[str], list[Row]]] = {
 _DETECT_LINES = 2000
 #: Seconds to wait for the same.
 _DETECT_SECONDS = 3.0
+#: A `.wandb` file this big when a live tail starts is first read with the bulk reader.
+BULK_BYTES = 16 << 20
+#: Rows judged at a time while catching up, between which the event loop gets its turn.
+_CATCH_UP_ROWS = 8192
 
 
 class TextFeed:
@@ -127,7 +136,35 @@ class WandbFeed:
         self._last_step: float | None = None
         self._replay_until: float | None = None
         """After the file was rewritten and is re-read from 0, rows up to this step were seen already."""
+        self.resume_offset = 0
+        """Where the bytes `chunk` expects start (after `catch_up`, past what it read)."""
         analysis.info.format = "wandb"
+
+    async def catch_up(self, path: Path, clock: Callable[[], float]) -> AsyncIterator[bool]:
+        """Read what `path` holds now with the bulk reader, a piece at a time in a thread, judging it
+        here a slice at a time (yielding whether a finding changed after each); afterwards
+        `resume_offset` is where a tail goes on, and `chunk` takes its bytes from there."""
+        from monitor.wandb_bulk import WandbBulkReader
+
+        bulk = WandbBulkReader()
+        with path.open("rb") as f:
+            pieces = bulk.read(f)
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                blocks, events = piece
+                changed = self.events(events, clock())
+                for part in _row_slices(blocks, _CATCH_UP_ROWS):
+                    changed = self.analysis.add_columns(part, clock()) or changed
+                    top = max(float(np.max(c.steps)) for c in part)
+                    self._last_step = top if self._last_step is None else max(self._last_step, top)
+                    yield changed
+                    changed = False
+                    await asyncio.sleep(0)
+                if changed:
+                    yield changed
+        self.reader = bulk.live_reader()
+        self.resume_offset = bulk.resume_offset
+        self.analysis.info.step_key = self.reader.step_key
+        self.analysis.info.lines = self.reader.records
 
     def chunk(self, chunk: Chunk, now: float) -> bool:
         if chunk.reset:
@@ -175,3 +212,23 @@ class WandbFeed:
         if rows:
             changed = a.add_rows(rows, now) or changed
         return changed
+
+
+def _row_slices(blocks: list[Columns], rows: int) -> list[list[Columns]]:
+    """`blocks` cut into lists of about `rows` rows each, in order."""
+    out: list[list[Columns]] = []
+    part: list[Columns] = []
+    size = 0
+    for c in blocks:
+        a, n = 0, len(c.steps)
+        while a < n:
+            z = min(n, a + rows - size)
+            part.append(Columns(c.keys, c.steps[a:z], c.values[a:z], None if c.times is None else c.times[a:z]))
+            size += z - a
+            a = z
+            if size >= rows:
+                out.append(part)
+                part, size = [], 0
+    if part:
+        out.append(part)
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitor import feeds
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import RunwatchError
@@ -324,8 +325,17 @@ class Hub:
 
         path = path or run.target.path
         assert path is not None
-        run.feed = self._make_feed(run, path.name)
-        tail = LocalTail(path, poll=self.poll)
+        run.feed = feed = self._make_feed(run, path.name)
+        offset = 0
+        if isinstance(feed, WandbFeed) and _size(path) >= feeds.BULK_BYTES:
+            # A long run already written: read it in bulk first, then tail from where that stopped.
+            self._set_state(run, "live")
+            async for changed in feed.catch_up(path, self.clock):
+                self._after_rows(run, changed)
+            if run.analysis.info.state in ("finished", "failed"):
+                self._set_state(run, run.analysis.info.state)
+            offset = feed.resume_offset
+        tail = LocalTail(path, offset=offset, poll=self.poll)
         self._closers.append(tail.close)
         async for chunk in tail:
             self._take_chunk(run, chunk)
@@ -597,3 +607,11 @@ def _short_name(t: Target) -> str:
         p = t.path.resolve()
         return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
     return t.raw
+
+
+def _size(path: Path) -> int:
+    """The size of a file, 0 if it cannot be read (its tail then says why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -291,3 +291,46 @@ def test_idle_gpu_under_a_live_run_is_a_warning_and_clears(tmp_path: Path) -> No
             assert not any(f.kind == "gpu_idle" for f in hub.snapshot().runs[0].findings)
 
     run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor import feeds
+    from monitor.analysis import RunAnalysis, RunInfo
+    from monitor.feeds import WandbFeed
+    from monitor.sources.ssh_tail import Chunk
+    from tests.test_wandb_log import frame, history
+
+    monkeypatch.setattr(feeds, "BULK_BYTES", 0)  # every .wandb file is "long"
+    records = [
+        history(n, {("_step",): str(n), ("train/loss",): repr(3.0 / n), ("lr",): "0.001"}) for n in range(1, 6001)
+    ]
+    data = frame(records)
+    path = tmp_path / "run-x.wandb"
+    cut = len(data) * 2 // 3 + 5  # inside a record: the bulk read must leave it to the tail
+    path.write_bytes(data[:cut])
+    # What record-by-record reading of the whole file gives.
+    want = RunAnalysis(RunInfo(target="x", name="x"), None, Config().thresholds)
+    WandbFeed(want, "localhost").chunk(Chunk(0, data), time.time())
+
+    async def main() -> None:
+        async with Hub([str(path)], gpu=False, poll=0.05) as hub:
+            await until(lambda: len(hub.runs) == 1, what="the run")
+            (run_id,) = hub.runs
+            store = hub.analysis(run_id).store
+            await until(lambda: store.rows >= 3000, what="the bulk read")
+            assert store.rows < 6000
+            with path.open("ab") as f:
+                f.write(data[cut:])
+            await until(lambda: store.rows == 6000, what="the tail")
+            await asyncio.sleep(0.3)
+            assert store.rows == 6000
+            for key in want.store.metrics:
+                s1, v1 = want.store.metrics[key].series()
+                s2, v2 = store.metrics[key].series()
+                assert list(s1) == list(s2) and list(v1) == list(v2), key
+            assert hub.runs[run_id].state == "live"
+
+    run(main())
