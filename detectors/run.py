@@ -47,6 +47,32 @@ class _LossMonitor:
         lr = self.lr()
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
+    def many(self, steps: list[float], xs: list[float]) -> bool:
+        """`self(step, x)` over a column of points, with the learning rate as it stands (a column
+        block judges the LR first, so that is where it ends in the block)."""
+        s = self.stats
+        update = s.update
+        nan = self.nan
+        spike, div, plateau = self.spike.update, self.div.update, self.plateau.update
+        lr = self.lr()
+        ratio = lr.ratio if lr is not None else None
+        changed = False
+        for step, x in zip(steps, xs, strict=True):
+            if x - x != 0.0:
+                if nan.nonfinite(step, x):
+                    changed = True
+                continue
+            update(step, x)
+            if nan.current is not None and nan.finite(step):
+                changed = True
+            if spike(s, step):
+                changed = True
+            if div(s, step):
+                changed = True
+            if plateau(s, step, ratio):
+                changed = True
+        return changed
+
     def detectors(self) -> tuple[Detector, ...]:
         return (self.nan, self.spike, self.div, self.plateau)
 
@@ -76,6 +102,25 @@ class _EvalMonitor:
         t = self.train()
         return self.evals.update(step, x, t.level if t is not None and t.n else None) or changed
 
+    def many(self, steps: list[float], xs: list[float]) -> bool:
+        """`self(step, x)` over a column of points, with the training level as it stands (a column
+        block judges the training loss before evals)."""
+        nan = self.nan
+        update = self.evals.update
+        t = self.train()
+        level = t.level if t is not None and t.n else None
+        changed = False
+        for step, x in zip(steps, xs, strict=True):
+            if x - x != 0.0:
+                if nan is not None and nan.nonfinite(step, x):
+                    changed = True
+                continue
+            if nan is not None and nan.current is not None and nan.finite(step):
+                changed = True
+            if update(step, x, level):
+                changed = True
+        return changed
+
     def detectors(self) -> tuple[Detector, ...]:
         return (self.evals,) if self.nan is None else (self.nan, self.evals)
 
@@ -99,6 +144,27 @@ class _GradMonitor:
         changed = self.nonfinite.finite(step) if self.nonfinite.current is not None else False
         changed = self.explode.update(s, step) or changed
         return self.vanish.update(s, step) or changed
+
+    def many(self, steps: list[float], xs: list[float]) -> bool:
+        """`self(step, x)` over a column of points."""
+        s = self.stats
+        update = s.update
+        nonfinite = self.nonfinite
+        explode, vanish = self.explode.update, self.vanish.update
+        changed = False
+        for step, x in zip(steps, xs, strict=True):
+            if x - x != 0.0:
+                if nonfinite.nonfinite(step, x):
+                    changed = True
+                continue
+            update(step, x)
+            if nonfinite.current is not None and nonfinite.finite(step):
+                changed = True
+            if explode(s, step):
+                changed = True
+            if vanish(s, step):
+                changed = True
+        return changed
 
     def detectors(self) -> tuple[Detector, ...]:
         return (self.nonfinite, self.explode, self.vanish)
@@ -230,7 +296,13 @@ class RunDetectors:
                     h = self._route(key)
                 if h is _skip:
                     continue
-                for step, x in zip(steps, block.values[:, j].tolist(), strict=True):
+                xs = block.values[:, j].tolist()
+                many = getattr(h, "many", None)
+                if many is not None:
+                    if many(steps, xs):
+                        changed = True
+                    continue
+                for step, x in zip(steps, xs, strict=True):
                     if h(step, x):
                         changed = True
             n += len(steps)
