@@ -31,10 +31,9 @@ from monitor.columns import Columns
 from monitor.numparse import parse_numbers
 from monitor.protowire import varint
 from monitor.stepaxis import STEP_KEYS, StepAxis
+from monitor.wandb_keys import KeyColumns, byte_window
 from monitor.wandb_log import (
-    _BAD_KEY,
     _CRC_SEEDS,
-    _KEY_NAMES,
     BLOCK_SIZE,
     CHUNK_HEADER,
     FIRST,
@@ -52,20 +51,12 @@ from monitor.wandb_log import (
 
 _PIECE = 32 << 20  # bytes read and decoded at a time
 _PAD = 512  # room after a piece: fixed-offset reads past a record's end stay inside the buffer
-_MAX_KEY = 62  # key bytes the array path takes (with tag and length: 8 words); longer go one by one
 _MAX_CELLS = 1 << 22  # rows x keys of one dense value table; more rows are taken in groups
 _MIN_GROUP = 1024  # rows of a table at the least
 _NUM_TAG, _HISTORY_TAG, _SUMMARY_TAG, _ITEM_TAG, _VALUE_TAG = 0x08, 0x12, 0x1A, 0x0A, 0x82
-_MASKS = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_STEP, _TIME, _RUNTIME = 0, 1, 2  # columns of the special keys (also in each table: the first two)
-_SPECIAL = frozenset(("_step", "_timestamp", "_runtime"))
-
-
-def _window(buf: np.ndarray, dtype: str) -> np.ndarray:
-    """A view of `buf` whose element i is the little-endian `dtype` starting at byte i."""
-    size = np.dtype(dtype).itemsize
-    return np.ndarray((len(buf) - size + 1,), dtype, buffer=buf, strides=(1,))
+_SPECIAL_KEYS = ("_step", "_timestamp", "_runtime")
+_STEP, _TIME, _RUNTIME = 0, 1, 2  # their columns (also in each table: the first two)
+_SPECIAL = frozenset(_SPECIAL_KEYS)
 
 
 @dataclass
@@ -91,14 +82,8 @@ class WandbBulkReader:
         self._last_step = -1.0
         self._axis = StepAxis("_step")
         self._records = WandbLogReader(start_offset=1)  # decodes the records the array path leaves
-        self._hashes = np.empty(0, np.uint64)  # sorted hashes of the encoded key fields seen
-        self._hash_cols = np.empty(0, np.int64)  # their columns (-1: a key the array path leaves)
-        self._heads = np.empty(0, np.uint64)  # their first 8 bytes, masked
-        self._tails = np.empty(0, np.uint64)  # and last 8 (0 if 8 or fewer)
-        self._fields: dict[int, bytes] = {}  # hash -> the encoded key field
+        self._keys = KeyColumns(_SPECIAL_KEYS)
         self._chain = self._chain_end = np.empty(0, np.int64)  # chunks' chains and chains' ends, of a piece
-        self._names: list[str] = ["_step", "_timestamp", "_runtime"]
-        self._cols: dict[str, int] = {k: i for i, k in enumerate(self._names)}
         self.records = 0
         """Logical records read."""
         self.skipped_bytes = 0
@@ -215,7 +200,7 @@ class WandbBulkReader:
         starts = np.array(([0] if first else []) + list(range(first, n, BLOCK_SIZE)), dtype=np.int64)
         block_ends = (starts + self._pos) // BLOCK_SIZE * BLOCK_SIZE + BLOCK_SIZE - self._pos
         self._chain_end = np.minimum(block_ends, n)
-        u16 = _window(b, "<u2")
+        u16 = byte_window(b, "<u2")
         cur, ends = starts, self._chain_end
         live = cur + CHUNK_HEADER <= ends  # a block tail shorter than a header is padding
         cur, ends = cur[live], ends[live]
@@ -225,7 +210,7 @@ class WandbBulkReader:
             end = cur + CHUNK_HEADER + ln
             ok = end <= ends
             if not ln.all():  # zero fill: the rest of the block is padding, as in leveldb
-                ok &= (ln != 0) | (b[cur + 6] != 0) | (_window(b, "<u4")[cur] != 0)
+                ok &= (ln != 0) | (b[cur + 6] != 0) | (byte_window(b, "<u4")[cur] != 0)
             if not ok.all():
                 over = end > ends
                 # One running past its block: a bad header, and the block's rest is lost. Or running
@@ -260,7 +245,7 @@ class WandbBulkReader:
             dtype=np.uint32,
             count=len(check),
         )
-        bad = check[sums != _window(p.b, "<u4")[pos[check]]]
+        bad = check[sums != byte_window(p.b, "<u4")[pos[check]]]
         keep = np.ones(len(pos), bool)
         if bad.size:
             chain = self._chain
@@ -322,9 +307,9 @@ class WandbBulkReader:
         slow = ~(one | two | three) | (body + size != rec_end)
         item_rec, ks, kl, vs, vl, odd = _split_items(b, np.flatnonzero(~slow), body, rec_end)
         slow[odd] = True
-        col = self._key_columns(b, ks, kl)
+        col = self._keys.of_fields(b, ks, kl)
         slow[item_rec[col < 0]] = True
-        slow |= _repeated_or_no_step(item_rec, col, len(hist), len(self._names))
+        slow |= _repeated_or_no_step(item_rec, col, len(hist), len(self._keys.names))
         use = ~slow[item_rec] & (col != _RUNTIME)
         item_rec, col, vs, vl = item_rec[use], col[use], vs[use], vl[use]
         values, ok = parse_numbers(b, vs, vl)
@@ -357,9 +342,7 @@ class WandbBulkReader:
                 self._records.bad_records += 1
                 continue
             for key in values:
-                if key not in self._cols:
-                    self._cols[key] = len(self._names)
-                    self._names.append(key)
+                self._keys.column(key)
             out.append((i, values, step, t))
         self.slow_rows += len(out)
         return out
@@ -378,7 +361,7 @@ class WandbBulkReader:
         The table holds the columns used in it, and is filled a group of rows at a time so that it
         stays small even in a run that logs thousands of keys.
         """
-        ncols = len(self._names)
+        ncols = len(self._keys.names)
         group = max(_MIN_GROUP, _MAX_CELLS // max(1, int(np.count_nonzero(np.bincount(col, minlength=ncols)))))
         blocks: list[Columns] = []
         pending = sorted(zip(slow_row, slow, strict=True), key=lambda s: s[0])
@@ -388,7 +371,7 @@ class WandbBulkReader:
             mine = [(r - r0, *rest[1:]) for r, rest in pending if r0 <= r < r1]
             used = np.bincount(col[sel], minlength=ncols) > 0
             used[[_STEP, _TIME]] = True
-            used[[self._cols[k] for _, vals, _, _ in mine for k in vals]] = True
+            used[[self._keys.index[k] for _, vals, _, _ in mine for k in vals]] = True
             cols = np.flatnonzero(used)
             local = np.full(ncols, -1, np.int64)
             local[cols] = np.arange(len(cols))
@@ -401,8 +384,8 @@ class WandbBulkReader:
             own_step = []  # rows without a step of their own follow the row before them
             for r, vals, step, t in mine:
                 for key, v in vals.items():
-                    table[r, local[self._cols[key]]] = v
-                    has[r, local[self._cols[key]]] = True
+                    table[r, local[self._keys.index[key]]] = v
+                    has[r, local[self._keys.index[key]]] = True
                 has[r, _STEP] = True
                 if step is None:
                     own_step.append(r)
@@ -413,7 +396,7 @@ class WandbBulkReader:
                     has[r, _TIME] = True
             for r in own_step:
                 table[r, _STEP] = (table[r - 1, _STEP] if r else self._last_step) + 1
-            blocks += self._cut(table, has, [self._names[c] for c in cols.tolist()])
+            blocks += self._cut(table, has, [self._keys.names[c] for c in cols.tolist()])
             self._last_step = float(table[-1, _STEP])
         return blocks
 
@@ -450,73 +433,6 @@ class WandbBulkReader:
                 for row, s in zip(vals, own.tolist(), strict=True)
             ]
         )
-
-    # --- keys ---
-
-    def _key_columns(self, b: np.ndarray, ks: np.ndarray, kl: np.ndarray) -> np.ndarray:
-        """The column of each item's encoded key field (`ks`, `kl`: offsets and lengths; tag, length and
-        text); -1 where the array path does not take it.
-
-        A key field is told by its first 8 bytes (masked) and its last 8: exact up to 16 bytes, and
-        longer ones have their middle bytes compared with the known key's as well.
-        """
-        if not len(ks):
-            return np.empty(0, np.int64)
-        u64 = _window(b, "<u8")
-        head = u64[ks]
-        short = np.flatnonzero(kl < 8)
-        head[short] &= _MASKS[kl[short]]
-        tail = np.zeros(len(ks), np.uint64)
-        longer = np.flatnonzero(kl > 8)
-        tail[longer] = u64[ks[longer] + kl[longer] - 8]
-        h = head * _MIX ^ tail
-        col = self._lookup(h, head, tail)
-        sample = 1024  # new keys are learnt from the first items that have them, then looked up again
-        while (unknown := np.flatnonzero(col == -2)).size:
-            hs, first = np.unique(h[unknown[:sample]], return_index=True)
-            at = unknown[first]
-            fields = [bytes(b[s : s + n]) for s, n in zip(ks[at].tolist(), kl[at].tolist(), strict=True)]
-            self._learn(hs, head[at], tail[at], fields)
-            if unknown.size == len(col):
-                col = self._lookup(h, head, tail)
-            else:
-                col[unknown] = self._lookup(h[unknown], head[unknown], tail[unknown])
-            col[at[col[at] == -2]] = -1  # a hash collision: left to the record decoder
-            sample *= 4
-        long = np.flatnonzero((kl > 16) & (col >= 0))
-        for key in np.unique(h[long]).tolist() if long.size else ():
-            items = long[h[long] == key]
-            field = self._fields[key]
-            for j in range(8, len(field) - 8, 8):
-                want = np.frombuffer(field[j : j + 8], "<u8")[0]
-                col[items[u64[ks[items] + j] != want]] = -1
-        return np.where(col < 0, -1, col)
-
-    def _lookup(self, h: np.ndarray, head: np.ndarray, tail: np.ndarray) -> np.ndarray:
-        """Known columns by hash, checked on both words: -2 unknown (or a hash collision), -1 not taken."""
-        if not len(self._hashes):
-            return np.full(len(h), -2, np.int64)
-        at = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
-        same = (self._hashes[at] == h) & (self._heads[at] == head) & (self._tails[at] == tail)
-        return np.where(same, self._hash_cols[at], -2)
-
-    def _learn(self, hashes: np.ndarray, heads: np.ndarray, tails: np.ndarray, fields: list[bytes]) -> None:
-        """Remember new encoded key fields and their columns (a colliding hash keeps its first key)."""
-        new = ~np.isin(hashes, self._hashes)
-        cols = []
-        for h, ks, fresh in zip(hashes.tolist(), fields, new.tolist(), strict=True):
-            name = _KEY_NAMES[ks] if fresh else _BAD_KEY
-            if name != _BAD_KEY and name not in self._cols:
-                self._cols[name] = len(self._names)
-                self._names.append(name)
-            cols.append(self._cols.get(name, -1))
-            if fresh:
-                self._fields[h] = ks
-        order = np.argsort(np.concatenate([self._hashes, hashes[new]]), kind="stable")
-        self._hashes = np.concatenate([self._hashes, hashes[new]])[order]
-        self._hash_cols = np.concatenate([self._hash_cols, np.array(cols, np.int64)[new]])[order]
-        self._heads = np.concatenate([self._heads, heads[new]])[order]
-        self._tails = np.concatenate([self._tails, tails[new]])[order]
 
 
 def _tag_positions(b: np.ndarray, start: np.ndarray, ln: np.ndarray) -> np.ndarray:
@@ -568,7 +484,7 @@ def _split_items(
         nxt = cur + size
         nxt += 2
         good = (b[cur] == _ITEM_TAG) & (b[vt] == _VALUE_TAG) & (b[vt + 1] == 0x01) & ((size | val_len) < 0x80)
-        good &= (size == key_len + val_len + 5) & (key_len <= _MAX_KEY) & (nxt <= stop)
+        good &= (size == key_len + val_len + 5) & (nxt <= stop)
         if not good.all():
             # The body ends here, or with HistoryRecord.step (a small message); else it is odd.
             done = (cur == stop) | ((b[cur] == _HISTORY_TAG) & (size < 0x80) & (nxt == stop))
