@@ -62,3 +62,12 @@ def _block(run: Sequence[Row], keys: tuple[str, ...]) -> Columns:
     if run[0].time is not None or run[-1].time is not None:
         times = np.array([r.time if r.time is not None else np.nan for r in run], dtype=float)
     return Columns(keys, steps, values, times)
+
+
+def float_column(texts: list[str]) -> np.ndarray:
+    """One field's values from their texts (ValueError if one is not a number): a column that repeats
+    one string (batch size, skipped-iteration counts, a steady loss scale) is converted once."""
+    first = texts[0]
+    if texts.count(first) == len(texts):
+        return np.full(len(texts), float(first))
+    return np.array(list(map(float, texts)), dtype=float)

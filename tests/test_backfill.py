@@ -53,6 +53,53 @@ def test_megatron_column_path_declines_anything_unusual(lines: list[str]) -> Non
     assert make_parser("megatron").feed_columns(lines) is None
 
 
+def hf_line(i: int, loss: float, epoch: bool = True) -> str:
+    end = f", 'epoch': {i / 1000:.2f}}}" if epoch else "}"
+    return f"{{'loss': {loss!r}, 'grad_norm': {1.0 + 0.01 * (i % 7)!r}, 'learning_rate': {3e-4 * i / 3000!r}{end}"
+
+
+@pytest.mark.parametrize(
+    ("preamble", "epoch"),
+    [
+        (["TrainingArguments(logging_steps=10)"], True),
+        (["TrainingArguments(logging_steps=10, logging_first_step=True)"], True),
+        ([], True),  # the epoch is the step
+        ([], False),  # the train-row count is
+    ],
+    ids=["logging-steps", "first-step", "epoch", "count"],
+)
+def test_hf_column_path_matches_line_by_line(preamble: list[str], epoch: bool) -> None:
+    rnd = random.Random(2)
+    lines = [hf_line(i, 3 * math.exp(-i / 500) * (1 + rnd.gauss(0, 0.01)), epoch) for i in range(1, 3000)]
+    fast_parser, slow_parser = make_parser("hf-trainer"), make_parser("hf-trainer")
+    feed_lines(fast_parser, preamble)
+    # Two batches, so that the second goes on counting from the first.
+    fast = (fast_parser.feed_columns(lines[:1000]) or []) + (fast_parser.feed_columns(lines[1000:]) or [])
+    slow = to_columns(feed_lines(slow_parser, preamble + lines))
+    assert len(fast) == 2 and len(slow) == 1
+    assert fast[0].keys == fast[1].keys == slow[0].keys
+    assert np.array_equal(np.concatenate([b.steps for b in fast]), slow[0].steps)
+    assert np.array_equal(np.concatenate([b.values for b in fast]), slow[0].values)
+    assert fast_parser.step_key == slow_parser.step_key
+    assert fast_parser.stats.metric_lines == slow_parser.stats.metric_lines == len(lines)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["[rank0]: " + hf_line(i, 2.0) for i in range(1, 10)],  # a launcher prefix
+        [hf_line(i, 2.0, epoch=i != 5) for i in range(1, 10)],  # layout changes mid-batch
+        [hf_line(1, 2.0), "{'eval_loss': 2.1, 'epoch': 0.01}", hf_line(2, 2.0)],
+        [hf_line(1, 2.0), " 10%|█         | 100/1000 [00:10<01:30]", hf_line(2, 2.0)],
+        [hf_line(1, 2.0), hf_line(2, 2.0).replace("'loss': 2.0", "'loss': np.float64(2.0)")],
+        [hf_line(1, 2.0), "{'train_runtime': 10.0, 'train_loss': 2.0, 'epoch': 1.0}"],
+        [hf_line(1, 2.0) + "\r", hf_line(2, 2.0)],
+    ],
+)
+def test_hf_column_path_declines_anything_unusual(lines: list[str]) -> None:
+    assert make_parser("hf-trainer").feed_columns(lines) is None
+
+
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 def test_corpus_megatron_files_agree_either_way() -> None:
     for f in sorted(CORPUS.glob("*/*.log")):

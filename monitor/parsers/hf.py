@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+import numpy as np
+
+from monitor.columns import Columns, float_column
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
@@ -97,6 +100,65 @@ class HFTrainerParser(Parser):
         else:
             step = self._last_step
         return [_new_row(Row, (step, values, None))]
+
+    def feed_columns(self, lines: list[str]) -> list[Columns] | None:
+        """A batch of plain train dict lines with one layout, parsed column-wise; None if not that."""
+        if len(lines) < 2:
+            return None
+        return self.feed_text("\n".join(line.rstrip("\n") for line in lines) + "\n")
+
+    def feed_text(self, text: str) -> list[Columns] | None:
+        """Whole lines of text parsed column-wise when every one is a plain train dict with the first
+        line's keys in its order (what a long training log mostly is); else None, to go line by line.
+
+        The dicts are joined into one `'key': value` sequence and split once; the keys are checked
+        with C-level list counts and each column converted in one `map`. Eval and summary dicts,
+        launcher prefixes, progress bars, colour codes and non-numbers all go line by line.
+        """
+        n = text.count("\n")
+        if (
+            n < 2
+            or not text.startswith("{'")
+            or not text.endswith("}\n")
+            or text.count("\n{'") != n - 1
+            or text.count("}\n") != n
+            or "\r" in text
+            or "\x1b" in text
+            or "'eval_" in text
+            or "'test_" in text
+            or "'train_runtime'" in text
+        ):
+            return None
+        first = text[2 : text.index("}\n")].replace(", '", "': ").split("': ")
+        keys = tuple(first[0::2])
+        k = len(keys)
+        parts = text[2:-2].replace("}\n{'", "': ").replace(", '", "': ").split("': ")
+        if len(first) != 2 * k or len(parts) != 2 * k * n:
+            return None
+        stride = 2 * k
+        try:
+            for j, key in enumerate(keys):
+                if parts[2 * j :: stride].count(key) != n:
+                    return None
+            cols = [float_column(parts[2 * j + 1 :: stride]) for j in range(k)]
+        except ValueError:
+            return None
+        # The steps `feed` gives train rows n+1 .. n+len.
+        count = np.arange(self._n_train + 1, self._n_train + n + 1, dtype=float)
+        if self.logging_steps is not None:
+            since = count - self._first_step
+            steps = np.where(since > 0, self.logging_steps * since, 1.0)
+        elif "epoch" in keys:
+            steps = cols[keys.index("epoch")].copy()
+        else:
+            self.step_key = "train log count"
+            steps = count
+        self._n_train += n
+        self._last_step = float(steps[-1])
+        st = self.stats
+        st.lines += n
+        st.metric_lines += n
+        return [Columns(keys, steps, np.column_stack(cols), None)]
 
     def _learn(self, line: str) -> None:
         """Pick up `logging_steps`, `logging_strategy` and `logging_first_step` from printed arguments."""

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monitor.columns import Columns
+from monitor.columns import Columns, float_column
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
@@ -128,7 +128,7 @@ class MegatronParser(Parser):
             for j, key in enumerate(keys):
                 if parts[1 + 2 * j :: stride].count(key) != n:
                     return None
-            cols = [_column(parts[2 + 2 * j :: stride]) for j in range(k)]
+            cols = [float_column(parts[2 + 2 * j :: stride]) for j in range(k)]
             heads = parts[0:-1:stride]
             steps = [float(h[10 : h.index("/")]) for h in heads]
         except ValueError:
@@ -168,15 +168,6 @@ class MegatronParser(Parser):
             return []
         stats.metric_lines += 1
         return [Row(step, values)]
-
-
-def _column(texts: list[str]) -> np.ndarray:
-    """One field's values: a column that repeats one string (batch size, skipped-iteration counts,
-    a steady loss scale) is converted once; float() per value is the floor of this parser's cost."""
-    first = texts[0]
-    if texts.count(first) == len(texts):
-        return np.full(len(texts), float(first))
-    return np.array(list(map(float, texts)), dtype=float)
 
 
 def _fields(line: str, start: int) -> dict[str, float]:
