@@ -68,8 +68,11 @@ class Parser(ABC):
         return []
 
     def feed_columns(self, lines: list[str]) -> list[Columns] | None:
-        """Optional fast path for backfills: a batch of lines as column blocks, or None to go line by line."""
-        return None
+        """A batch of lines (without their newlines) as column blocks through `feed_text`, or None to
+        go line by line; parsers without that fast path do not join the batch."""
+        if len(lines) < 2 or type(self).feed_text is Parser.feed_text:
+            return None
+        return self.feed_text("\n".join(lines) + "\n")
 
     def feed_text(self, text: str) -> list[Columns] | None:
         """Optional fast path: whole lines of text (ending in a newline) as column blocks, or None."""

@@ -101,12 +101,6 @@ class HFTrainerParser(Parser):
             step = self._last_step
         return [_new_row(Row, (step, values, None))]
 
-    def feed_columns(self, lines: list[str]) -> list[Columns] | None:
-        """A batch of plain train dict lines with one layout, parsed column-wise; None if not that."""
-        if len(lines) < 2:
-            return None
-        return self.feed_text("\n".join(line.rstrip("\n") for line in lines) + "\n")
-
     def feed_text(self, text: str) -> list[Columns] | None:
         """Whole lines of text parsed column-wise when every one is a plain train dict with the first
         line's keys in its order (what a long training log mostly is); else None, to go line by line.

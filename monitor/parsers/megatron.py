@@ -92,12 +92,6 @@ class MegatronParser(Parser):
             self.finished = True
         return [_new_row(Row, (step, values, None))]
 
-    def feed_columns(self, lines: list[str]) -> list[Columns] | None:
-        """A batch of plain iteration lines with one layout, parsed column-wise; None if not that."""
-        if len(lines) < 2:
-            return None
-        return self.feed_text(("\n".join(lines)) + "\n")
-
     def feed_text(self, text: str) -> list[Columns] | None:
         """Whole lines of text (ending in a newline) parsed column-wise, or None to go line by line.
 
