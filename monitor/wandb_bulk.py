@@ -66,7 +66,6 @@ class _Piece:
     data: memoryview
     b: np.ndarray  # the same bytes as uint8, with room for fixed-offset reads past the piece's end
     joined: list[tuple[int, bytes]] = field(default_factory=list)  # (last chunk index, history record) put together
-    slow: list[tuple[int, bytes]] = field(default_factory=list)  # (chunk index, record) decoded one by one
     events: list[WandbEvent] = field(default_factory=list)
 
 
@@ -78,12 +77,12 @@ class WandbBulkReader:
         self._pos = 0  # file offset of the piece being read
         self._parts: list[bytes] | None = None  # a record split over chunks, being put together
         self._parts_at = 0  # file offset of its first chunk
+        self._parts_last = -1  # chunk index of its last part in the piece being read (-1: an earlier piece)
         self._resume = HEADER_SIZE  # file offset just past the last whole record read
         self._last_step = -1.0
         self._axis = StepAxis("_step")
         self._records = WandbLogReader(start_offset=1)  # decodes the records the array path leaves
         self._keys = KeyColumns(_SPECIAL_KEYS)
-        self._chain = self._chain_end = np.empty(0, np.int64)  # chunks' chains and chains' ends, of a piece
         self.records = 0
         """Logical records read."""
         self.skipped_bytes = 0
@@ -149,13 +148,13 @@ class WandbBulkReader:
         block's end or at the end of the file (`b`: the same bytes, with room after)."""
         p = _Piece(view, b)
         base = self._pos
-        pos, ln, ty = self._frame(b, n)
+        pos, ln, ty, chain, chain_end = self._frame(b, n)
         self._pos += n
         start = pos + CHUNK_HEADER
         tag_at = _tag_positions(b, start, ln)
         tag = np.where(tag_at < start + ln, b[tag_at], 0)
         full = ty == FULL
-        keep = self._checksums(p, pos, ln, ty, full & (tag == _SUMMARY_TAG))
+        keep = self._checksums(p, pos, ln, ty, full & (tag == _SUMMARY_TAG), chain, chain_end)
         self.records += int((keep & full).sum())
         # The few records the array path leaves, in file order: split ones, and all but history rows.
         for i in np.flatnonzero(keep & ((ty != FULL) | ((tag != _HISTORY_TAG) & (tag != _SUMMARY_TAG)))).tolist():
@@ -194,14 +193,15 @@ class WandbBulkReader:
 
     # --- framing ---
 
-    def _frame(self, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The chunks of a piece in file order: (header offsets, lengths, types)."""
+    def _frame(self, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The chunks of a piece in file order: (header offsets, lengths, types, chains), and each
+        chain's end (a chain is the chunks of one block)."""
         first = (-self._pos) % BLOCK_SIZE
         starts = np.array(([0] if first else []) + list(range(first, n, BLOCK_SIZE)), dtype=np.int64)
         block_ends = (starts + self._pos) // BLOCK_SIZE * BLOCK_SIZE + BLOCK_SIZE - self._pos
-        self._chain_end = np.minimum(block_ends, n)
+        chain_end = np.minimum(block_ends, n)
         u16 = byte_window(b, "<u2")
-        cur, ends = starts, self._chain_end
+        cur, ends = starts, chain_end
         live = cur + CHUNK_HEADER <= ends  # a block tail shorter than a header is padding
         cur, ends = cur[live], ends[live]
         found: list[np.ndarray] = []
@@ -224,20 +224,27 @@ class WandbBulkReader:
             cur, ends = (end, ends) if more.all() else (end[more], ends[more])
         if not found:
             e = np.empty(0, np.int64)
-            self._chain = e
-            return e, e, e
+            return e, e, e, e, chain_end
         # Found position by position; in file order that is by block (a stable radix sort on int16).
         pos = np.concatenate(found)
         chain = (pos + self._pos) // BLOCK_SIZE - self._pos // BLOCK_SIZE
         order = np.argsort(chain.astype(np.int16), kind="stable")
         pos = pos[order]
-        self._chain = chain[order]
-        return pos, u16[pos + 4].astype(np.int64), b[pos + 6].astype(np.int64)
+        return pos, u16[pos + 4].astype(np.int64), b[pos + 6].astype(np.int64), chain[order], chain_end
 
-    def _checksums(self, p: _Piece, pos: np.ndarray, ln: np.ndarray, ty: np.ndarray, summary: np.ndarray) -> np.ndarray:
+    def _checksums(
+        self,
+        p: _Piece,
+        pos: np.ndarray,
+        ln: np.ndarray,
+        ty: np.ndarray,
+        summary: np.ndarray,
+        chain: np.ndarray,
+        chain_end: np.ndarray,
+    ) -> np.ndarray:
         """Which chunks to keep: a bad checksum drops its chunk and the rest of its block."""
         check = np.flatnonzero(~summary)
-        view = memoryview(p.data)
+        view = p.data
         start = pos + CHUNK_HEADER
         slices = map(slice, start[check].tolist(), (start + ln)[check].tolist())
         sums = np.fromiter(
@@ -248,15 +255,12 @@ class WandbBulkReader:
         bad = check[sums != byte_window(p.b, "<u4")[pos[check]]]
         keep = np.ones(len(pos), bool)
         if bad.size:
-            chain = self._chain
-            cut = np.full(len(self._chain_end), len(pos))
+            cut = np.full(len(chain_end), len(pos))
             np.minimum.at(cut, chain[bad], bad)
             keep = np.arange(len(pos)) < cut[chain]
             first = cut[cut < len(pos)]
-            self.skipped_bytes += int((self._chain_end[chain[first]] - pos[first]).sum())
+            self.skipped_bytes += int((chain_end[chain[first]] - pos[first]).sum())
         return keep
-
-    _parts_last = -1  # chunk index of the last part of `_parts` in this piece (-1: before it)
 
     def _fragment(self, i: int, rec: bytes, ty: int, at: int) -> bytes | None:
         """Put a record split over chunks back together; the whole record once its last part is in."""
@@ -295,8 +299,8 @@ class WandbBulkReader:
     def _rows(
         self, p: _Piece, hist: np.ndarray, rec_start: np.ndarray, tag_at: np.ndarray, rec_end: np.ndarray
     ) -> list[Columns]:
-        """The history rows of a piece as blocks: records `hist` (chunk indices) by the array path,
-        those in `p.slow` one by one, in file order."""
+        """The history rows of records `hist` (chunk indices, in file order) as blocks: by the array
+        path, or one by one where that does not take them."""
         b = p.b
         # The HistoryRecord's length right after its tag (1-3 bytes); it must end the record.
         l0, l1, l2 = (b[tag_at + k].astype(np.int64) for k in (1, 2, 3))
@@ -319,9 +323,9 @@ class WandbBulkReader:
             ok[j] = v is not None
         item_rec, col, values = item_rec[ok], col[ok], values[ok]
         # The rows the array path left join the others in file order.
-        for r in np.flatnonzero(slow).tolist():
-            p.slow.append((int(hist[r]), bytes(p.data[int(rec_start[r]) : int(rec_end[r])])))
-        decoded = self._decode_slow(sorted(p.slow, key=lambda s: s[0]))
+        decoded = self._decode_slow(
+            [(int(hist[r]), bytes(p.data[int(rec_start[r]) : int(rec_end[r])])) for r in np.flatnonzero(slow).tolist()]
+        )
         # Row numbers in file order: both lists are sorted by chunk index, so merge them by counting.
         fast = np.flatnonzero(~slow)
         slow_at = np.array([d[0] for d in decoded], dtype=np.int64)
@@ -364,7 +368,7 @@ class WandbBulkReader:
         ncols = len(self._keys.names)
         group = max(_MIN_GROUP, _MAX_CELLS // max(1, int(np.count_nonzero(np.bincount(col, minlength=ncols)))))
         blocks: list[Columns] = []
-        pending = sorted(zip(slow_row, slow, strict=True), key=lambda s: s[0])
+        pending = list(zip(slow_row, slow, strict=True))  # in file order, as decoded
         for r0 in range(0, nrows, group):
             r1 = min(nrows, r0 + group)
             sel = slice(None) if nrows <= group else (item_row >= r0) & (item_row < r1)
