@@ -71,3 +71,13 @@ def float_column(texts: list[str]) -> np.ndarray:
     if texts.count(first) == len(texts):
         return np.full(len(texts), float(first))
     return np.array(list(map(float, texts)), dtype=float)
+
+
+def keyed_columns(parts: list[str], keys: Sequence[str], first: int, stride: int, n: int) -> list[np.ndarray] | None:
+    """The value columns of `n` records split into `parts`, `stride` parts a record, each holding
+    `key, value` pairs from part `first` on: None unless every record has `keys` in that order, and
+    ValueError if a value is not a number."""
+    for j, key in enumerate(keys):
+        if parts[first + 2 * j :: stride].count(key) != n:
+            return None
+    return [float_column(parts[first + 2 * j + 1 :: stride]) for j in range(len(keys))]

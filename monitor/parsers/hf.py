@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monitor.columns import Columns, float_column
+from monitor.columns import Columns, keyed_columns
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
@@ -131,11 +131,10 @@ class HFTrainerParser(Parser):
             return None
         stride = 2 * k
         try:
-            for j, key in enumerate(keys):
-                if parts[2 * j :: stride].count(key) != n:
-                    return None
-            cols = [float_column(parts[2 * j + 1 :: stride]) for j in range(k)]
+            cols = keyed_columns(parts, keys, 0, stride, n)
         except ValueError:
+            return None
+        if cols is None:
             return None
         # The steps `feed` gives train rows n+1 .. n+len.
         count = np.arange(self._n_train + 1, self._n_train + n + 1, dtype=float)

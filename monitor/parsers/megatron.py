@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monitor.columns import Columns, float_column
+from monitor.columns import Columns, keyed_columns
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
@@ -119,10 +119,9 @@ class MegatronParser(Parser):
         if k == 0 or len(parts) != n * stride + 1:
             return None
         try:
-            for j, key in enumerate(keys):
-                if parts[1 + 2 * j :: stride].count(key) != n:
-                    return None
-            cols = [float_column(parts[2 + 2 * j :: stride]) for j in range(k)]
+            cols = keyed_columns(parts, keys, 1, stride, n)
+            if cols is None:
+                return None
             heads = parts[0:-1:stride]
             steps = [float(h[10 : h.index("/")]) for h in heads]
         except ValueError:
