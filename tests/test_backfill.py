@@ -15,6 +15,7 @@ from monitor.check import check_target
 from monitor.columns import to_columns
 from monitor.config import Config
 from monitor.parsers import feed_lines, make_parser
+from tests.test_wandb_log import write_offline_run
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 
@@ -166,14 +167,7 @@ run.finish()
 def test_big_wandb_file_read_in_a_worker_judges_like_reading_it_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(tmp_path))
-    subprocess.run([sys.executable, "-c", _WRITER, "6000"], env=env, check=True, timeout=200)
-    (file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    file = write_offline_run(tmp_path, _WRITER, "6000", timeout=200)
     now = time.time()
     here = check_target(str(file), Config(), now=now)  # small: read record by record in this process
     monkeypatch.setattr(backfill, "PARALLEL_BYTES", file.stat().st_size // 4)  # now "big": bulk, in a worker

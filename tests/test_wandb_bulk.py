@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ from monitor.errors import FormatError
 from monitor.model import Row
 from monitor.wandb_bulk import WandbBulkReader
 from monitor.wandb_log import BLOCK_SIZE, ConfigUpdate, ConsoleOutput, Exit, RunMeta, WandbLogReader
-from tests.test_wandb_log import EXOTIC, LONG_VALUES, PLAIN, VALUES, frame, history
+from tests.test_wandb_log import EXOTIC, LONG_VALUES, PLAIN, VALUES, frame, history, write_offline_run
 
 STEPS = 3000
 WRITER = f"""
@@ -50,15 +47,7 @@ run.finish(exit_code=3)
 @pytest.fixture(scope="module")
 def sdk_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run written by the real SDK offline: eval rows, nested and long keys, text, NaN, histograms."""
-    pytest.importorskip("wandb")
-    root = tmp_path_factory.mktemp("wandb-bulk")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(root))
-    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-        env[var] = str(root / var.lower())
-    subprocess.run([sys.executable, "-c", WRITER], env=env, cwd=root, check=True, timeout=300, capture_output=True)
-    (f,) = (root / "wandb").glob("offline-run-*/run-*.wandb")
-    return f
+    return write_offline_run(tmp_path_factory.mktemp("wandb-bulk"), WRITER, timeout=300)
 
 
 def key(row: Row) -> tuple[Any, ...]:

@@ -54,16 +54,25 @@ run.finish(exit_code=3)
 """
 
 
-@pytest.fixture(scope="module")
-def wandb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `wandb/` folder holding one offline run written by the real SDK (slow to start: once a module)."""
+def write_offline_run(root: Path, script: str, *args: str, timeout: float = 240) -> Path:
+    """Run `script` (which logs with the real SDK) offline in `root`; the `.wandb` file it wrote."""
     pytest.importorskip("wandb")
-    root = tmp_path_factory.mktemp("wandb-sdk")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(root))
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # keep it out of $HOME
         env[var] = str(root / var.lower())
-    subprocess.run([sys.executable, "-c", WRITER], env=env, cwd=root, check=True, timeout=240, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, cwd=root, check=True, timeout=timeout, capture_output=True
+    )
+    (f,) = (root / "wandb").glob("offline-run-*/run-*.wandb")
+    return f
+
+
+@pytest.fixture(scope="module")
+def wandb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `wandb/` folder holding one offline run written by the real SDK (slow to start: once a module)."""
+    root = tmp_path_factory.mktemp("wandb-sdk")
+    write_offline_run(root, WRITER)
     return root / "wandb"
 
 
