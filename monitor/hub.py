@@ -308,10 +308,14 @@ class Hub:
             self._set_state(run, "live")
         assert run.feed is not None
         changed = run.feed.chunk(chunk, self.clock())
-        if run.analysis.info.state in ("finished", "failed") and run.state != run.analysis.info.state:
-            self._set_state(run, run.analysis.info.state)
+        self._take_end(run)
         if chunk.data or changed:
             self._after_rows(run, changed)
+
+    def _take_end(self, run: _Run) -> None:
+        """The run's state follows the end its source recorded (a `.wandb` exit record)."""
+        if run.analysis.info.state in ("finished", "failed") and run.state != run.analysis.info.state:
+            self._set_state(run, run.analysis.info.state)
 
     def _make_feed(self, run: _Run, filename: str) -> TextFeed | WandbFeed:
         if run.target.binary or filename.endswith(".wandb"):
@@ -332,8 +336,7 @@ class Hub:
             self._set_state(run, "live")
             async for changed in feed.catch_up(path, self.clock):
                 self._after_rows(run, changed)
-            if run.analysis.info.state in ("finished", "failed"):
-                self._set_state(run, run.analysis.info.state)
+            self._take_end(run)
             offset = feed.resume_offset
         tail = LocalTail(path, offset=offset, poll=self.poll)
         self._closers.append(tail.close)
