@@ -14,7 +14,7 @@ from monitor.errors import FormatError
 from monitor.model import Row
 from monitor.wandb_bulk import WandbBulkReader
 from monitor.wandb_log import BLOCK_SIZE, ConfigUpdate, ConsoleOutput, Exit, RunMeta, WandbLogReader
-from tests.test_wandb_log import EXOTIC, LONG_VALUES, PLAIN, VALUES, frame, history, write_offline_run
+from tests.test_wandb_log import EXOTIC, LONG_VALUES, PLAIN, VALUES, frame, history, random_items, write_offline_run
 
 STEPS = 3000
 WRITER = f"""
@@ -144,11 +144,7 @@ def test_unusual_history_items_read_like_the_record_reader(alphabet: list[str], 
     rnd = random.Random(3)
     records = []
     for num in range(1, 600):
-        items: dict[Any, str] = {("_step",): str(num), ("_timestamp",): "1700000000.5"}
-        for _ in range(rnd.randint(0, most)):
-            parts = tuple("".join(rnd.choices(alphabet, k=rnd.randint(1, 4))) for _ in range(rnd.choice([1, 1, 2, 3])))
-            items[parts if rnd.random() < 0.8 else parts[0]] = rnd.choice(values)
-        records.append(history(num, items))
+        records.append(history(num, random_items(rnd, num, alphabet, values, most)))
     data = frame(records)
     assert read_bulk(data)[0] == reference(data)[0]
 

@@ -273,6 +273,16 @@ def history(num: int, items: dict[Any, str], step: int | None = None) -> bytes:
     return rec.SerializeToString()
 
 
+def random_items(rnd: random.Random, num: int, alphabet: list[str], values: list[str], most: int) -> dict[Any, str]:
+    """History items `{key or nested key parts: value_json}` of row `num`: `_step`, `_timestamp` and up to
+    `most` random keys from `alphabet` (nested ones mostly, some plain `key`s) with values from `values`."""
+    items: dict[Any, str] = {("_step",): str(num), ("_timestamp",): "1700000000.5"}
+    for _ in range(rnd.randint(0, most)):
+        parts = tuple("".join(rnd.choices(alphabet, k=rnd.randint(1, 4))) for _ in range(rnd.choice([1, 1, 2, 3])))
+        items[parts if rnd.random() < 0.8 else parts[0]] = rnd.choice(values)
+    return items
+
+
 EXOTIC = ["a", "Z", "/", ".", "é", "ß", "日本", "\x82", "_", " ", "k" * 40, "\n", "\x12", "\x01"]
 PLAIN = ["a", "Z", "/", ".", "é", "ß", "日本", "_", " ", "loss", "train", "k" * 40]
 VALUES = ["1", "-2.5e-07", "NaN", "Infinity", "-Infinity", "true", "false", "null", '"x\\u0001y"', "[1,2]"]
@@ -290,10 +300,7 @@ def test_unusual_history_items_read_like_the_protobuf_parser_reads_them(
     rnd = random.Random(3)
     records, expected = [], []
     for num in range(1, 400):
-        items: dict[Any, str] = {("_step",): str(num), ("_timestamp",): "1700000000.5"}
-        for _ in range(rnd.randint(0, most)):
-            parts = tuple("".join(rnd.choices(alphabet, k=rnd.randint(1, 4))) for _ in range(rnd.choice([1, 1, 2, 3])))
-            items[parts if rnd.random() < 0.8 else parts[0]] = rnd.choice(values)
+        items = random_items(rnd, num, alphabet, values, most)
         records.append(history(num, items))
         named = {"/".join(key) if isinstance(key, tuple) else key: raw for key, raw in items.items()}
         want = {}
