@@ -354,6 +354,7 @@ class Hub:
             run.facts = SourceFacts(None, False, None, False, True)
             run.analysis.detectors.clear_external("source_error")
             self._after_rows(run, True, data=False)
+            self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
         source = open_source(ref, self._context, offset)
         self._closers.append(source.close)
         try:

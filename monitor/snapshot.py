@@ -68,7 +68,8 @@ class HubSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class HubEvent:
-    """A fact worth a line in `watch`: `verdict`, `state` or `run` (a new run appeared)."""
+    """A fact worth a line in `watch`: `verdict`, `state`, `run` (a new run appeared) or `caught_up`
+    (what a run's file held when it was opened has been read and judged; now it is followed)."""
 
     time: float
     kind: str

@@ -56,6 +56,8 @@ def event_text(ev: HubEvent) -> str:
         return f"{ts} {GLYPH[ev.verdict]} {ev.verdict!s:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
     if ev.kind == "run":
         return f"{ts} + run     {ev.name}  ({ev.detail})"
+    if ev.kind == "caught_up":
+        return f"{ts} = read    {ev.name}  {ev.shown_verdict or ev.verdict} [{ev.state}]: {ev.detail}"
     return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
 
 
