@@ -34,6 +34,7 @@ async def _check(
         seen: tuple[tuple[str, int, str], ...] = ()
         while time.monotonic() - start < timeout:
             await asyncio.sleep(0.1)
+            hub.tick()  # time-based decisions as in watch: a format waited on, a silent source
             shape = tuple((r.id, r.analysis.store.rows, r.state.word) for r in hub.runs.values())
             t = time.monotonic()
             if shape != seen:

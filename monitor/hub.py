@@ -41,6 +41,8 @@ _GPU_HISTORY = 120
 _SETTLED_SECONDS = 30.0
 #: A source reading this long without an error has its retry backoff reset.
 _HEALTHY_RESET = 30.0
+#: A source that failed is back once it has run this long without failing again (or delivered).
+_RECOVERED_AFTER = 2.0
 
 
 @dataclass
@@ -55,6 +57,10 @@ class _Run:
     verdict: Verdict | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     retries: int = 0
+    """Times its source failed and was opened again."""
+    trusted: bool = True
+    """Whether data from the source clears its error (not while a failed source is re-read)."""
+    opened_at: float = 0.0
 
     @property
     def target(self) -> Target:
@@ -81,6 +87,7 @@ class Hub:
         discover_poll: float = 1.0,
         retry_initial: float = 1.0,
         retry_cap: float = 60.0,
+        connect_timeout: float = 60.0,
         gpu: bool = True,
         ssh_pool: Any = None,
         wandb_client_factory: Callable[[str | None], Any] | None = None,
@@ -94,6 +101,7 @@ class Hub:
         self.discover_poll = discover_poll
         self.retry_initial = retry_initial
         self.retry_cap = retry_cap
+        self.connect_timeout = connect_timeout
         self.gpu = gpu
         self.raw_targets = list(targets)
         self.runs: dict[str, _Run] = {}
@@ -110,6 +118,7 @@ class Hub:
         self._poller: Any = None
         self._closers: list[Callable[[], Awaitable[Any] | Any]] = []
         self._started = False
+        self._stopping = False
         self._context = SourceContext(lambda: self.ssh_pool, poll)
 
     # ---- listeners -------------------------------------------------------------------------
@@ -176,6 +185,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop every source and task; idempotent."""
+        self._stopping = True  # connections closing now are not outages
         tasks = self._tasks + [t for r in self.runs.values() for t in r.tasks]
         for t in tasks:
             t.cancel()
@@ -272,7 +282,7 @@ class Hub:
     def _after_rows(self, run: _Run, changed: bool, data: bool = True) -> None:
         if data:
             run.last_update = self.clock()
-            if run.facts.error is not None:
+            if run.facts.error is not None and run.trusted:
                 self._source_ok(run)
         if changed or run.verdict is None:
             v = run.analysis.judgement().verdict
@@ -288,6 +298,8 @@ class Hub:
             self._source_problem(run, chunk.problem, connection=runstate.WAITING)
             return
         assert run.feed is not None
+        if chunk.data:
+            run.trusted = True
         changed = run.feed.chunk(chunk, self.clock())
         if chunk.data or chunk.reset or changed:
             self._after_rows(run, changed, data=bool(chunk.data or chunk.reset))
@@ -319,6 +331,11 @@ class Hub:
         """Catch up with what a local file holds now, then follow it (any source) until it ends."""
         ref = run.ref
         cfg = self.config.run_for(ref.origin) or self.config.run_for(ref.id)
+        run.opened_at = self.clock()
+        run.trusted = run.facts.error is None
+        if not run.trusted:
+            # Re-reading a failed source: its outage ends when it has kept working a little while.
+            asyncio.get_running_loop().call_later(_RECOVERED_AFTER, self._recovered, run, run.retries)
         if run.feed is not None:  # a retry: start again from a clean slate, keeping the run's row
             info = run.analysis.info
             fresh = RunAnalysis(RunInfo(target=info.target, name=info.name, url=info.url), cfg, self.config.thresholds)
@@ -351,10 +368,13 @@ class Hub:
                 run.analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
             run.analysis.tick(self.clock())
             offset = feed.resume_offset
-            run.facts = SourceFacts(None, False, None, False, True)
-            run.analysis.detectors.clear_external("source_error")
+            f = run.facts
+            run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
             self._after_rows(run, True, data=False)
             self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
+        if ref.target.kind == "stdin":
+            f = run.facts
+            run.facts = SourceFacts(f.error, f.unreadable, runstate.WAITING, f.ended, f.caught_up)
         source = open_source(ref, self._context, offset)
         self._closers.append(source.close)
         try:
@@ -368,6 +388,12 @@ class Hub:
         feed.end(self.clock())  # the input closed (stdin): what it held is all there is
         run.facts = SourceFacts(None, False, None, True, True)
         self._after_rows(run, True, data=False)
+
+    def _recovered(self, run: _Run, attempt: int) -> None:
+        """The re-opened source has not failed again for a while: the outage is over."""
+        if run.retries == attempt and run.facts.error is not None and not run.trusted:
+            run.trusted = True
+            self._source_ok(run)
 
     @property
     def ssh_pool(self) -> Any:
@@ -383,6 +409,8 @@ class Hub:
         return self._ssh_pool
 
     def _on_host_state(self, st: Any) -> None:
+        if self._stopping:
+            return
         line = st.describe()
         self.hosts[st.host] = line
         status = str(st.status)
@@ -501,6 +529,11 @@ class Hub:
             changed = run.analysis.tick(now)
             if isinstance(run.feed, TextFeed):
                 changed = run.feed.tick(now) or changed
+            if run.state.word == runstate.CONNECTING and not run.facts.error and run.opened_at:
+                waited = now - run.opened_at
+                if waited > self.connect_timeout:
+                    why = f"{run.ref.name}: no answer from the source for {waited:.0f} s"
+                    self._source_problem(run, why, connection=runstate.CONNECTING)
             before = run.analysis.detectors.version
             self._check_gpu_idle(run, now)
             changed = changed or run.analysis.detectors.version != before
