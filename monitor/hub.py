@@ -41,6 +41,8 @@ _GPU_HISTORY = 120
 _SETTLED_SECONDS = 30.0
 #: A source reading this long without an error has its retry backoff reset.
 _HEALTHY_RESET = 30.0
+#: States in which a local file's writer is looked for.
+ALIVE = frozenset({runstate.LIVE, runstate.IDLE, runstate.WAITING})
 #: A source that failed is back once it has run this long without failing again (or delivered).
 _RECOVERED_AFTER = 2.0
 
@@ -58,6 +60,9 @@ class _Run:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     retries: int = 0
     """Times its source failed and was opened again."""
+    writer_seen: bool = False
+    """Whether a process was seen holding the run's local file open for writing."""
+    ended_by_writer: bool = False
     trusted: bool = True
     """Whether data from the source clears its error (not while a failed source is re-read)."""
     opened_at: float = 0.0
@@ -88,6 +93,7 @@ class Hub:
         retry_initial: float = 1.0,
         retry_cap: float = 60.0,
         connect_timeout: float = 60.0,
+        writer_poll: float = 5.0,
         gpu: bool = True,
         ssh_pool: Any = None,
         wandb_client_factory: Callable[[str | None], Any] | None = None,
@@ -102,6 +108,7 @@ class Hub:
         self.retry_initial = retry_initial
         self.retry_cap = retry_cap
         self.connect_timeout = connect_timeout
+        self.writer_poll = writer_poll
         self.gpu = gpu
         self.raw_targets = list(targets)
         self.runs: dict[str, _Run] = {}
@@ -182,6 +189,8 @@ class Hub:
                 self._spawn(self._remote_gpu(host))
         self._spawn(self._publisher())
         self._spawn(self._ticker())
+        if local_gpu and self.writer_poll > 0:
+            self._spawn(self._watch_writers())
 
     async def stop(self) -> None:
         """Stop every source and task; idempotent."""
@@ -300,6 +309,10 @@ class Hub:
         assert run.feed is not None
         if chunk.data:
             run.trusted = True
+            if run.ended_by_writer:  # written again (a resumed job): running after all
+                run.ended_by_writer = False
+                run.analysis.info.state = "running"
+                run.analysis.detectors.stall.finished = False
         changed = run.feed.chunk(chunk, self.clock())
         if chunk.data or chunk.reset or changed:
             self._after_rows(run, changed, data=bool(chunk.data or chunk.reset))
@@ -388,6 +401,24 @@ class Hub:
         feed.end(self.clock())  # the input closed (stdin): what it held is all there is
         run.facts = SourceFacts(None, False, None, True, True)
         self._after_rows(run, True, data=False)
+
+    async def _watch_writers(self) -> None:
+        """Local files whose writer process was seen and has gone: their runs have finished."""
+        from monitor.sources.writers import writers_of
+
+        while True:
+            await asyncio.sleep(self.writer_poll)
+            for run in list(self.runs.values()):
+                path = run.ref.path
+                if path is None or run.analysis.info.state != "running" or run.state.word not in ALIVE:
+                    continue
+                n = await asyncio.to_thread(writers_of, path)
+                if n:
+                    run.writer_seen = True
+                elif n == 0 and run.writer_seen:
+                    run.ended_by_writer = True
+                    run.analysis.finish()
+                    self._after_rows(run, True, data=False)
 
     def _recovered(self, run: _Run, attempt: int) -> None:
         """The re-opened source has not failed again for a while: the outage is over."""

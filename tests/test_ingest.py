@@ -311,3 +311,37 @@ def test_check_reads_an_ssh_path_and_a_remote_tfevents_file(ssh_home: SSHHome, t
     assert [d["verdict"] for d in docs] == ["bad", "healthy"], docs
     assert docs[0]["last_step"] == 99 and docs[1]["last_step"] == 49 and docs[1]["format"] == "tfevents"
     assert check_mod.exit_code(results) == 2
+
+
+_WRITER = """
+import math, sys, time
+with open(sys.argv[1], "a") as f:
+    for i in range(40):
+        f.write(f"step={i} loss={3 * math.exp(-i / 40) + 1:.4f}\\n")
+        f.flush()
+        time.sleep(0.02)
+    time.sleep(1.0)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_run_whose_writer_process_has_gone_is_finished(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("")
+
+    async def main() -> None:
+        async with Hub([str(log)], gpu=False, poll=0.05, writer_poll=0.1) as hub:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _WRITER, str(log))
+            try:
+                await until(lambda: hub.snapshot().runs[0].last_step == 39, what="rows")
+                assert hub.snapshot().runs[0].state == "live"
+                await asyncio.wait_for(proc.wait(), 20)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+            await until(lambda: hub.snapshot().runs[0].state == "finished", what="finished once the writer exits")
+            with log.open("a") as f:  # a resumed job writes again: running after all
+                f.write("step=40 loss=1.5\n")
+            await until(lambda: hub.snapshot().runs[0].state == "live", what="live again")
+
+    asyncio.run(main())
