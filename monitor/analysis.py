@@ -31,6 +31,8 @@ class RunInfo:
     url: str | None = None
     state: str = "running"
     """running, finished, crashed, ... as the source reports it."""
+    exit_code: int | None = None
+    """The training process's exit code, when the source recorded it (a W&B exit record)."""
     config: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
     noise: int = 0
