@@ -1,4 +1,11 @@
-"""The fallback format: `key=value` / `key: value` pairs anywhere on a line."""
+"""The fallback format: a step-like counter and metric-like numeric fields anywhere on a line.
+
+Reads what no specific parser claims: `step=10 loss=2.3`, `epoch: 1, loss: 0.5`,
+`iter    180 | loss 7.0931 | lr 1.448e-04`, `Step 1 | loss:0.98 lr:2e-05`,
+`Epoch [3][120/500] loss: 0.41`. Fields whose names look like no metric (`pid=`, `port:`,
+`dist_world_size=`) do not make a line a metric line, so a config dump or a binary read as text
+yields "no metrics found" rather than thousands of rows.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +14,68 @@ from typing import ClassVar
 
 from monitor.model import Row
 from monitor.parsers.base import Parser
-from monitor.parsers.common import KeyedSteps
+from monitor.parsers.common import STEP_KEYS
 
-# A number may carry a short unit (`12ms`, `45%`); a following letter, digit or dot means it was part
-# of a word or a version string, not a value. `nan`/`inf` take no unit (`info`, `nano` are words).
+# A key starts where no key character precedes it (so a run of letters is scanned once, not once per
+# position: the search stays linear) and takes its characters possessively. A number may carry a
+# short unit (`12ms`, `45%`); a following letter, digit or dot means it was part of a word or a
+# version string. `nan`/`inf` take no unit (`info`, `nano` are words).
 _PAIR = re.compile(
-    r"([A-Za-z_][\w./\-]*)\s*[=:]\s*"
-    r"(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:%|[A-Za-z]{1,3})?"
+    r"(?<![\w./\-])([A-Za-z_][\w./\-]*+)\s*+[=:]\s*+"
+    r"(?:([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?)(?:%|[A-Za-z]{1,3})?"
     r"|([-+]?(?:nan|inf(?:inity)?)))(?![\w.])",
     re.IGNORECASE,
 )
+# `| loss 7.0931 |`: a name and a number alone in a `|`-separated field.
+_FIELD = re.compile(
+    r"\s*+([A-Za-z_][\w./@\-]*+(?: [A-Za-z_][\w./@\-]*+){0,3})\s++"
+    r"([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?|[-+]?(?:nan|inf))(?:%|[A-Za-z]{1,3}(?:/\w+)?)?\s*+$",
+    re.IGNORECASE,
+)
+# Counters written without `=`/`:` (`iter 180`, `Step 1 |`, `step 1/300`, `it 5`).
+_COUNTER = re.compile(
+    r"(?<![\w/])(global_step|iteration|step|iter|it)\b[ \t]*+[=:]?[ \t]*+(\d++)(?:[ \t]*+/[ \t]*+\d++)?",
+    re.I,
+)
+# `Epoch [3][120/500]`, `Epoch: [3][120/500]`, `Epoch(train) [3][120/500]`.
+_EPOCH_BATCH = re.compile(r"Epoch\W{0,12}\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.I)
+# A leading `e/n` counter (`12/100 ...`, `[ 12/100]`).
+_E_OF_N = re.compile(r"^\W{0,3}(\d+)\s*/\s*(\d+)\b")
+_METRIC = re.compile(
+    r"loss|acc|(?:^|\W|_)lr|learning.?rate|ppl|perplex|reward|(?:^|\W|_)kl(?:$|\W|_)|entropy|grad|norm|"
+    r"map|(?:^|\W|_)ap\d*(?:$|\W|_)|f1|bleu|rouge|wer|cer|auc|score|err|precision|recall|iou|dice|mse|mae|"
+    r"psnr|ssim|nll|top.?[15]|mfu|throughput|tok|return|objective|metric|(?:^|\W|_)(?:eval|val|valid|train|test)",
+    re.I,
+)
+#: Pseudo keys naming the pattern-based step rules (shown as the step key).
+_EPOCH_RULE = "Epoch [e][i/n] (e×n + i)"
+_COUNTER_RULE = "e/n counter"
 
 
 class KeyValueParser(Parser):
-    """Generic `step=10 loss=2.3 lr=1e-4` or `epoch: 1, loss: 0.5` lines; tokens that are not numbers
-    are ignored. Step: the first step-like key (`step`, `global_step`, `iteration`, `iter`, `epoch`,
-    ...) seen, kept as the axis; else a running count of metric lines.
+    """Generic lines: numeric `key=value`, `key: value` and `| name value |` fields; other tokens are
+    ignored, and a line counts only when a field's name looks like a metric (loss, acc, lr, ppl,
+    reward, grad norm, mAP, F1, ...).
+
+    Step: the first step-like field seen (`step`, `global_step`, `iteration`, `iter`, `it`, ...),
+    an `Epoch [e][i/n]` counter, a leading `e/n`, or `epoch` (then the axis is epochs); once chosen
+    it stays the axis and lines without it keep the latest step; with none, a running count of
+    metric lines. `step_key` names what was chosen.
     """
 
-    name: ClassVar[str] = "kv"
-    description: ClassVar[str] = "generic key=value / key: value lines (fallback)"
+    name: ClassVar[str] = "generic"
+    description: ClassVar[str] = (
+        "generic fallback: a step counter and metric-like key=value / key: value / | name value | fields"
+    )
+    sample: ClassVar[str] = "step=120 loss=2.31 lr=3e-4 grad_norm=0.92"
 
     def __init__(self) -> None:
         super().__init__()
         self.step_key = "line"
-        self._steps = KeyedSteps()
+        self._key: str | None = None
+        self._last = 0.0
+        self._count = 0
+        self._metric: dict[str, bool] = {}
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -44,19 +88,73 @@ class KeyValueParser(Parser):
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
         stats.lines += 1
-        pairs = _PAIR.findall(line)
-        if not pairs:
-            stats.noise += 1
-            return []
         values: dict[str, float] = {}
-        for key, number, special in pairs:
-            values.setdefault(key, float(number or special))
-        step = self._steps.take(values)
-        if self._steps.key is not None:
-            self.step_key = self._steps.key
-        if not values:
+        for key, number, special in _PAIR.findall(line):
+            if key not in values:
+                values[key] = float(number or special)
+        if "|" in line:
+            for field in line.split("|"):
+                m = _FIELD.match(field)
+                if m and m.group(1) not in values:
+                    values[m.group(1)] = float(m.group(2))
+        step = self._step(line, values)
+        metric = self._metric
+        for key in values:
+            known = metric.get(key)
+            if known is None:
+                known = metric[key] = _METRIC.search(key) is not None
+            if known:
+                break
+        else:
             stats.noise += 1
             return []
         stats.metric_lines += 1
-        self._steps.last = step
+        self._last = step
         return [Row(step, values)]
+
+    def _step(self, line: str, values: dict[str, float]) -> float:
+        """The step of one line on the chosen axis, removing a step field from `values`."""
+        key = self._key
+        if key is None:
+            key = self._choose(line, values)
+        if key is _EPOCH_RULE:
+            m = _EPOCH_BATCH.search(line)
+            return float(m.group(1)) * float(m.group(3)) + float(m.group(2)) if m else self._last
+        if key is _COUNTER_RULE:
+            m = _E_OF_N.match(line)
+            return float(m.group(1)) if m else self._last
+        if key is not None:
+            v = values.pop(key, None)
+            if v is not None:
+                return v
+            if key in _WORD_COUNTERS:
+                m = _COUNTER.search(line)
+                if m and m.group(1).lower() == key:
+                    return float(m.group(2))
+            return self._last
+        self._count += 1
+        return float(self._count)
+
+    def _choose(self, line: str, values: dict[str, float]) -> str | None:
+        """Pick the step rule from the first line that shows one; None while no line has."""
+        key: str | None = next((k for k in STEP_KEYS if k in values and k != "epoch"), None)
+        if key is None:
+            key = next((k for k in values if k.lower() in _WORD_COUNTERS), None)
+        if key is None and _EPOCH_BATCH.search(line):
+            key = _EPOCH_RULE
+        if key is None:
+            m = _COUNTER.search(line)
+            if m:
+                key = m.group(1).lower()
+        if key is None and "epoch" in values:
+            key = "epoch"
+        if key is None and _E_OF_N.match(line):
+            key = _COUNTER_RULE
+        if key is not None:
+            self._key = key
+            self.step_key = key
+            self.axis = "epoch" if key == "epoch" else "step"
+        return key
+
+
+_WORD_COUNTERS = ("global_step", "iteration", "step", "iter", "it")

@@ -26,6 +26,7 @@ class NanoGPTParser(Parser):
 
     name: ClassVar[str] = "nanogpt"
     description: ClassVar[str] = "nanoGPT console log (iter N: loss ..., step N: train loss ...)"
+    sample: ClassVar[str] = "iter 0: loss 4.2709, time 10268.08ms, mfu -100.00%"
     _LINE = re.compile(r"(?:iter|step) \d+: (?:loss|train loss) ")
 
     def __init__(self) -> None:
@@ -78,11 +79,12 @@ class LlmcParser(Parser):
 
     name: ClassVar[str] = "llmc"
     description: ClassVar[str] = "llm.c main.log (s:N trl:X lr:Y norm:Z / s:N tel:X)"
+    sample: ClassVar[str] = "s:0 trl:11.0091 lr:0.000001 norm:15.37"
     _LINE = re.compile(r"s:\d+ \w+:")
 
     def __init__(self) -> None:
         super().__init__()
-        self.step_key = "s"
+        self.step_key = "step"  # llm.c prints it as `s:`
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -126,6 +128,7 @@ class ModdedNanoGPTParser(Parser):
 
     name: ClassVar[str] = "modded-nanogpt"
     description: ClassVar[str] = "modded-nanogpt speedrun log (step:N/T train_loss:X ...)"
+    sample: ClassVar[str] = "step:1/6200 train_loss:10.9184 train_time:74701ms step_avg:nanms"
     _LINE = re.compile(r"step:\d+/\d+ \w+:")
 
     def __init__(self) -> None:
