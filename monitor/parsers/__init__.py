@@ -19,16 +19,24 @@ from dataclasses import dataclass
 from monitor.errors import FormatError
 from monitor.model import Row
 from monitor.parsers.base import Parser, ParseStats
+from monitor.parsers.blocks import ComposerParser, OLMoParser
 from monitor.parsers.common import clean_line
 from monitor.parsers.csvfmt import CSVParser
 from monitor.parsers.deepspeed import DeepSpeedParser
+from monitor.parsers.fairseq import FairseqParser
 from monitor.parsers.generic import KeyValueParser
 from monitor.parsers.golden import MegatronGoldenParser
 from monitor.parsers.hf import HFTrainerParser
 from monitor.parsers.hfstate import HFTrainerStateParser
 from monitor.parsers.jsonfmt import JSONLParser
+from monitor.parsers.jsonvariants import Detectron2Parser, LlamaFactoryParser
+from monitor.parsers.keras import KerasParser
 from monitor.parsers.megatron import MegatronParser
+from monitor.parsers.meters import MeterLogParser
+from monitor.parsers.mmlab import MMEngineLogParser, MMEngineScalarsParser
+from monitor.parsers.modelcard import ModelCardParser
 from monitor.parsers.nanogpt import LlmcParser, ModdedNanoGPTParser, NanoGPTParser
+from monitor.parsers.progress import NeMoParser, TorchtuneParser
 from monitor.parsers.sniff import sniff_binary, sniff_binary_text
 from monitor.parsers.wordlm import WordLMParser
 
@@ -69,7 +77,19 @@ PARSERS: dict[str, type[Parser]] = {
         NanoGPTParser,
         LlmcParser,
         WordLMParser,
+        FairseqParser,
+        MMEngineLogParser,
+        MeterLogParser,
+        OLMoParser,
+        ComposerParser,
+        KerasParser,
+        NeMoParser,
+        TorchtuneParser,
+        ModelCardParser,
         DeepSpeedParser,
+        LlamaFactoryParser,
+        Detectron2Parser,
+        MMEngineScalarsParser,
         CSVParser,
         JSONLParser,
         KeyValueParser,
@@ -80,7 +100,6 @@ PARSERS: dict[str, type[Parser]] = {
 ALIASES: dict[str, str] = {
     "megatron-deepspeed-log": "megatron",
     "megatron-lm": "megatron",
-    "nemo": "megatron",
     "megatron-golden-values-json": "megatron-golden",
     "nanogpt-log": "nanogpt",
     "llmc-main-log": "llmc",
@@ -93,6 +112,24 @@ ALIASES: dict[str, str] = {
     "lightning-csvlogger": "csv",
     "yolov5-results-csv": "csv",
     "json": "jsonl",
+    "llama-factory": "llamafactory",
+    "trainer-log-jsonl": "llamafactory",
+    "mmdetection": "mmengine",
+    "mmpose": "mmengine",
+    "mmcv": "mmengine",
+    "scalars-json": "mmengine-json",
+    "metrics-json": "detectron2",
+    "moco": "meters",
+    "swav": "meters",
+    "dino": "meters",
+    "timm-log": "meters",
+    "timm": "csv",
+    "ultralytics": "csv",
+    "keras-csvlogger": "csv",
+    "model-card": "hf-model-card",
+    "trl": "hf-trainer",
+    "axolotl": "hf-trainer",
+    "mosaicml": "composer",
     "kv": "generic",
     "key-value": "generic",
 }
@@ -178,8 +215,9 @@ def no_metrics(parser: Parser) -> str | None:
 
 
 def format_samples() -> list[tuple[str, str, str]]:
-    """Every format as (name, description, one sample line) for `runwatch formats`."""
-    return [(name, cls.description, cls.sample.splitlines()[0] if cls.sample else "") for name, cls in PARSERS.items()]
+    """Every format as (name, description, sample) for `runwatch formats`; a sample of several lines
+    (a header, then a metric line) is joined with ` ⏎ `."""
+    return [(name, cls.description, " ⏎ ".join(cls.sample.splitlines())) for name, cls in PARSERS.items()]
 
 
 def guess_format(head: list[str], filename: str = "") -> tuple[str, float]:

@@ -11,7 +11,12 @@ from monitor.columns import Columns, keyed_columns
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
-_SNIFF = re.compile(r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm)': [-\d.naif]")
+# TRL trainers print through the same logger: PPO/RLOO dicts may open with `eps` or `objective/kl`,
+# GRPO/online-DPO ones with `num_tokens`, `completions/...`, `reward` or `kl`.
+_SNIFF = re.compile(
+    r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm|eps|objective/\w+|num_tokens|completions?[/_]\w+|"
+    r"rewards?(?:/\w+)?|kl|episode)': [-\d.naif]"
+)
 _HINT = re.compile(
     r"TrainingArguments\(|\*{5} Running training \*{5}|^\s+Total optimization steps = |"
     r"^trainable params: [\d,]+ \|\| all params|^\w+For(?:CausalLM|SequenceClassification)\(|^PeftModel"
