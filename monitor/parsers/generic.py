@@ -75,7 +75,9 @@ class KeyValueParser(Parser):
         self._key: str | None = None
         self._last = 0.0
         self._count = 0
-        self._metric: dict[str, bool] = {}
+        self._seen: set[str] = set()
+        self._metrics: set[str] = set()
+        """Keys seen so far, and those among them whose names look like metrics."""
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -88,29 +90,32 @@ class KeyValueParser(Parser):
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
         stats.lines += 1
-        values: dict[str, float] = {}
-        for key, number, special in _PAIR.findall(line):
-            if key not in values:
-                values[key] = float(number or special)
+        # reversed, so that the first of repeated keys wins
+        values = {k: float(number or special) for k, number, special in reversed(_PAIR.findall(line))}
         if "|" in line:
             for field in line.split("|"):
                 m = _FIELD.match(field)
                 if m and m.group(1) not in values:
                     values[m.group(1)] = float(m.group(2))
-        step = self._step(line, values)
-        metric = self._metric
-        for key in values:
-            known = metric.get(key)
-            if known is None:
-                known = metric[key] = _METRIC.search(key) is not None
-            if known:
-                break
-        else:
+        key = self._key
+        # the common case first: the chosen step field is on the line
+        step = values.pop(key) if key is not None and key in values else self._step(line, values)
+        if self._metrics.isdisjoint(values) and not self._learn(values):
             stats.noise += 1
             return []
         stats.metric_lines += 1
         self._last = step
-        return [Row(step, values)]
+        return [_new_row(Row, (step, values, None))]
+
+    def _learn(self, values: dict[str, float]) -> bool:
+        """Classify the keys not seen before; whether one of them looks like a metric."""
+        found = False
+        for key in values.keys() - self._seen:
+            self._seen.add(key)
+            if _METRIC.search(key) is not None:
+                self._metrics.add(key)
+                found = True
+        return found
 
     def _step(self, line: str, values: dict[str, float]) -> float:
         """The step of one line on the chosen axis, removing a step field from `values`."""
@@ -158,3 +163,5 @@ class KeyValueParser(Parser):
 
 
 _WORD_COUNTERS = ("global_step", "iteration", "step", "iter", "it")
+# Building the NamedTuple through tuple.__new__ skips its Python-level __new__ (as hf.py does).
+_new_row = tuple.__new__
