@@ -134,6 +134,43 @@ CASES = [
         (1000.0, {"Training Loss": 0.0602, "Validation Loss": 0.7324, "eval/Wer": 43.6957}),
     ),
     ("trl-dpo.log", None, "hf-trainer", "epoch", "epoch", 1, (0.0, {"loss": 0.6931, "rewards/chosen": 0.0})),
+    ("build-nanogpt-log.txt", "log.txt", "build-nanogpt", "step", "step", 5, (0.0, {"val_loss": 10.9522})),
+    (
+        "llmc-gpt2cu-stdout.log",
+        "gpt2_train.11685414.log",
+        "llmc-stdout",
+        "step",
+        "step",
+        4,
+        (0.0, {"val_loss": 11.007921}),
+    ),
+    (
+        "detectron2-log.txt",
+        "log.txt",
+        "detectron2-log",
+        "iter",
+        "step",
+        3,
+        (19.0, {"total_loss": 0.4109, "lr": 0.00019981, "max_mem": 11810.0}),
+    ),
+    (
+        "epoch-summary.log",
+        "train.log",
+        "generic",
+        "Epoch e/n",
+        "epoch",
+        3,
+        (1.0, {"Train Loss": 4.052, "Val Loss": 3.2508}),
+    ),
+    (
+        "timm-train.log",
+        "train.log",
+        "meters",
+        "iteration (epoch × iterations_per_epoch + batch)",
+        "step",
+        4,
+        (0.0, {"Loss": 12.49, "LR": 1e-04}),
+    ),
 ]
 
 
@@ -294,3 +331,46 @@ def test_no_metrics_found_for_empty_and_metric_free_inputs() -> None:
     assert no_metrics(parser) == "no metrics found (empty input)"
     parser, _ = parse_lines(["Loading checkpoint shards: 100%", "pid=4242 port=29500 dist_world_size=8\n"])
     assert no_metrics(parser) is not None and no_metrics(parser).startswith("no metrics found in 2 lines")  # type: ignore[union-attr]
+
+
+def test_llmc_stdout_step_lines_spell_out_llmc_keys() -> None:
+    _, rows, parser = _read("llmc-gpt2cu-stdout.log")
+    assert rows[1] == Row(
+        1.0,
+        {
+            "train_loss": 11.009662,
+            "grad_norm": 15.0789,
+            "lr": 8.57e-07,
+            "step_ms": 4230.95,
+            "mfu": 31.9,
+            "tok/s": 123917.0,
+        },
+    )
+    assert parser.total_steps == 19560  # type: ignore[attr-defined]
+    assert classify("train_loss") is Role.TRAIN_LOSS and classify("grad_norm") is Role.GRAD_NORM
+
+
+def test_detectron2_copypaste_results_land_at_the_latest_iteration() -> None:
+    _, rows, _ = _read("detectron2-log.txt")
+    assert rows[-1].step == 39.0
+    assert rows[-1].values == {
+        "bbox/AP": 3.0706,
+        "bbox/AP50": 6.8876,
+        "bbox/AP75": 2.243,
+        "bbox/APs": 0.3698,
+        "bbox/APm": 1.2776,
+        "bbox/APl": 3.5768,
+    }
+    assert "eta" not in rows[0].values
+
+
+def test_timm_last_test_batch_gives_the_evaluation_averages() -> None:
+    _, rows, _ = _read("timm-train.log")
+    assert [r.step for r in rows] == [0.0, 200.0, 389.0, 389.0]
+    assert rows[-1].values == {"val/Loss": 4.5743, "val/Acc@1": 1.97, "val/Acc@5": 8.05}
+
+
+def test_generic_epoch_summary_keeps_multi_word_names() -> None:
+    _, rows, _ = _read("epoch-summary.log", "train.log")
+    assert rows[2] == Row(2.0, {"Train Loss": 3.1246, "Val Loss": 2.8442})
+    assert classify("Train Loss") is Role.TRAIN_LOSS and classify("Val Loss") is Role.EVAL_LOSS

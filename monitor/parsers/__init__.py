@@ -23,19 +23,26 @@ from monitor.parsers.blocks import ComposerParser, OLMoParser
 from monitor.parsers.common import clean_line
 from monitor.parsers.csvfmt import CSVParser
 from monitor.parsers.deepspeed import DeepSpeedParser
+from monitor.parsers.detectron2 import Detectron2LogParser, Detectron2Parser
 from monitor.parsers.fairseq import FairseqParser
 from monitor.parsers.generic import KeyValueParser
 from monitor.parsers.golden import MegatronGoldenParser
 from monitor.parsers.hf import HFTrainerParser
 from monitor.parsers.hfstate import HFTrainerStateParser
 from monitor.parsers.jsonfmt import JSONLParser
-from monitor.parsers.jsonvariants import Detectron2Parser, LlamaFactoryParser
+from monitor.parsers.jsonvariants import LlamaFactoryParser
 from monitor.parsers.keras import KerasParser
 from monitor.parsers.megatron import MegatronParser
 from monitor.parsers.meters import MeterLogParser
 from monitor.parsers.mmlab import MMEngineLogParser, MMEngineScalarsParser
 from monitor.parsers.modelcard import ModelCardParser
-from monitor.parsers.nanogpt import LlmcParser, ModdedNanoGPTParser, NanoGPTParser
+from monitor.parsers.nanogpt import (
+    BuildNanoGPTParser,
+    LlmcParser,
+    LlmcStdoutParser,
+    ModdedNanoGPTParser,
+    NanoGPTParser,
+)
 from monitor.parsers.progress import NeMoParser, TorchtuneParser
 from monitor.parsers.sniff import sniff_binary, sniff_binary_text
 from monitor.parsers.wordlm import WordLMParser
@@ -76,9 +83,12 @@ PARSERS: dict[str, type[Parser]] = {
         ModdedNanoGPTParser,
         NanoGPTParser,
         LlmcParser,
+        LlmcStdoutParser,
+        BuildNanoGPTParser,
         WordLMParser,
         FairseqParser,
         MMEngineLogParser,
+        Detectron2LogParser,
         MeterLogParser,
         OLMoParser,
         ComposerParser,
@@ -130,6 +140,16 @@ ALIASES: dict[str, str] = {
     "trl": "hf-trainer",
     "axolotl": "hf-trainer",
     "mosaicml": "composer",
+    # the format names of the real-run corpus (bench/corpus/real/*/label.toml)
+    "build-nanogpt-log-txt": "build-nanogpt",
+    "detectron2-metrics-json": "detectron2",
+    "llamafactory-trainer-log-jsonl": "llamafactory",
+    "llmc-train-gpt2cu-log": "llmc-stdout",
+    "mae-log-txt-jsonl": "jsonl",
+    "ssd-pytorch-log": "generic",
+    "timm-train-log": "meters",
+    "yolov8-results-csv": "csv",
+    "yolov8-results-csv-padded": "csv",
     "kv": "generic",
     "key-value": "generic",
 }

@@ -15,20 +15,22 @@ from typing import ClassVar
 from monitor.model import Row
 from monitor.parsers.base import Parser
 from monitor.parsers.common import STEP_KEYS
+from monitor.parsers.wordlm import parse_namespace
 
 # A key starts where no key character precedes it (so a run of letters is scanned once, not once per
 # position: the search stays linear) and takes its characters possessively. A number may carry a
 # short unit (`12ms`, `45%`); a following letter, digit or dot means it was part of a word or a
-# version string. `nan`/`inf` take no unit (`info`, `nano` are words).
+# version string, and a following colon a `file.py:123:` location. `nan`/`inf` take no unit (`info`, `nano` are words).
 _PAIR = re.compile(
     r"(?<![\w./\-])([A-Za-z_][\w./\-]*+)\s*+[=:]\s*+"
     r"(?:([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?)(?:%|[A-Za-z]{1,3})?"
-    r"|([-+]?(?:nan|inf(?:inity)?)))(?![\w.])",
+    r"|([-+]?(?:nan|inf(?:inity)?)))(?![\w.:])",
     re.IGNORECASE,
 )
-# `| loss 7.0931 |`: a name and a number alone in a `|`-separated field.
+# `| loss 7.0931 |`, `Train Loss: 4.05,`: a name of up to four words and a number alone in a field
+# separated by `|`, `,`, `;` or ` - `.
 _FIELD = re.compile(
-    r"\s*+([A-Za-z_][\w./@\-]*+(?: [A-Za-z_][\w./@\-]*+){0,3})\s++"
+    r"\s*+([A-Za-z_][\w./@\-]*+(?: [A-Za-z_][\w./@\-]*+){0,3}?)(?:\s*:\s*|\s++)"
     r"([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?|[-+]?(?:nan|inf))(?:%|[A-Za-z]{1,3}(?:/\w+)?)?\s*+$",
     re.IGNORECASE,
 )
@@ -39,6 +41,9 @@ _COUNTER = re.compile(
 )
 # `Epoch [3][120/500]`, `Epoch: [3][120/500]`, `Epoch(train) [3][120/500]`.
 _EPOCH_BATCH = re.compile(r"Epoch\W{0,12}\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.I)
+# `Epoch 3/100 - Train Loss: ...`: an epoch counter (the axis is then epochs).
+_EPOCH_OF = re.compile(r"\bEpoch\s*:?\s*(\d+)\s*/\s*(\d+)", re.I)
+_FIELD_SPLIT = re.compile(r"\||,|;|\s-\s")
 # A leading `e/n` counter (`12/100 ...`, `[ 12/100]`).
 _E_OF_N = re.compile(r"^\W{0,3}(\d+)\s*/\s*(\d+)\b")
 _METRIC = re.compile(
@@ -50,6 +55,7 @@ _METRIC = re.compile(
 #: Pseudo keys naming the pattern-based step rules (shown as the step key).
 _EPOCH_RULE = "Epoch [e][i/n] (e×n + i)"
 _COUNTER_RULE = "e/n counter"
+_EPOCH_OF_RULE = "Epoch e/n"
 
 
 class KeyValueParser(Parser):
@@ -90,13 +96,18 @@ class KeyValueParser(Parser):
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
         stats.lines += 1
+        pairs = _PAIR.findall(line)
         # reversed, so that the first of repeated keys wins
-        values = {k: float(number or special) for k, number, special in reversed(_PAIR.findall(line))}
-        if "|" in line:
-            for field in line.split("|"):
-                m = _FIELD.match(field)
-                if m and m.group(1) not in values:
-                    values[m.group(1)] = float(m.group(2))
+        values = {k: float(number or special) for k, number, special in reversed(pairs)}
+        if line[:1] == "N" and line.startswith("Namespace("):
+            self.config.update(parse_namespace(line))  # a script's arguments, not metrics
+            stats.noise += 1
+            return []
+        # multi-word names (`Train Loss: 4.05, Val Loss: 3.25`) show as a repeated or lone pair key
+        if (len(values) < 2 or len(values) != len(pairs) or "|" in line) and (
+            "|" in line or "," in line or " - " in line or ";" in line
+        ):
+            self._fields(line, values)
         key = self._key
         # the common case first: the chosen step field is on the line
         step = values.pop(key) if key is not None and key in values else self._step(line, values)
@@ -117,6 +128,21 @@ class KeyValueParser(Parser):
                 found = True
         return found
 
+    @staticmethod
+    def _fields(line: str, values: dict[str, float]) -> None:
+        """Add the `name value` / `Multi Word Name: value` fields of a separated line to `values`; a
+        one-word key the pair pattern took from such a name (`Loss` of `Train Loss: 4.05`) goes."""
+        for field in _FIELD_SPLIT.split(line):
+            m = _FIELD.match(field)
+            if m is None or m.group(1) in values:
+                continue
+            name, x = m.group(1), float(m.group(2))
+            values[name] = x
+            if " " in name:
+                last = name.rpartition(" ")[2]
+                if values.get(last) == x:
+                    del values[last]
+
     def _step(self, line: str, values: dict[str, float]) -> float:
         """The step of one line on the chosen axis, removing a step field from `values`."""
         key = self._key
@@ -127,6 +153,9 @@ class KeyValueParser(Parser):
             return float(m.group(1)) * float(m.group(3)) + float(m.group(2)) if m else self._last
         if key is _COUNTER_RULE:
             m = _E_OF_N.match(line)
+            return float(m.group(1)) if m else self._last
+        if key is _EPOCH_OF_RULE:
+            m = _EPOCH_OF.search(line)
             return float(m.group(1)) if m else self._last
         if key is not None:
             v = values.pop(key, None)
@@ -151,6 +180,8 @@ class KeyValueParser(Parser):
             m = _COUNTER.search(line)
             if m:
                 key = m.group(1).lower()
+        if key is None and _EPOCH_OF.search(line):
+            key = _EPOCH_OF_RULE
         if key is None and "epoch" in values:
             key = "epoch"
         if key is None and _E_OF_N.match(line):
@@ -158,7 +189,7 @@ class KeyValueParser(Parser):
         if key is not None:
             self._key = key
             self.step_key = key
-            self.axis = "epoch" if key == "epoch" else "step"
+            self.axis = "epoch" if key in ("epoch", _EPOCH_OF_RULE) else "step"
         return key
 
 

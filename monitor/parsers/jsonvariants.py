@@ -1,10 +1,9 @@
-"""JSON-lines files written by training frameworks whose step key or odd values a plain JSONL reader
-gets wrong: LLaMA-Factory's `trainer_log.jsonl` and Detectron2's `metrics.json`."""
+"""JSON-lines files written by training frameworks whose step key a plain JSONL reader gets wrong:
+LLaMA-Factory's `trainer_log.jsonl` (and the helper other JSON-lines sniffers share)."""
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, ClassVar
 
 from monitor.model import Row
@@ -89,71 +88,5 @@ class LlamaFactoryParser(Parser):
         self._last = step
         if self.total_steps is not None and step >= self.total_steps:
             self.finished = True
-        stats.metric_lines += 1
-        return [Row(step, values)]
-
-
-#: Keys of the per-class AP fields Detectron2's evaluators write (`bbox/AP-person`, `segm/AP-car`).
-def _per_class(key: str) -> bool:
-    head, _, tail = key.partition("/")
-    return bool(tail) and tail.startswith(("AP-", "AP50-", "AP75-")) and head in ("bbox", "segm", "keypoints")
-
-
-class Detectron2Parser(Parser):
-    """Detectron2 `metrics.json`: one JSON object per line, train lines (`iteration`, `total_loss`,
-    `loss_cls`, `lr`, `data_time`, ...) and evaluation lines (`bbox/AP`, `bbox/AP50`, `bbox/AP-<class>`).
-
-    Step: `iteration`. A literal `NaN` in a per-class AP field means the class has no instance in
-    the evaluation set, not a broken run: such keys get role `other` in `roles` so that detectors
-    leave them alone (and `NaN` in `bbox/AP`, a loss or the learning rate stays a real NaN).
-    """
-
-    name: ClassVar[str] = "detectron2"
-    description: ClassVar[str] = "Detectron2 metrics.json (JSON lines keyed by iteration)"
-    sample: ClassVar[str] = (
-        '{"data_time": 0.008433341979980469, "iteration": 19, "loss": 1.9228371381759644, '
-        '"loss_box_reg": 0.050025828182697296, "loss_classifier": 0.5316952466964722, "lr": 0.0002}'
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.step_key = "iteration"
-        self._last = 0.0
-
-    @classmethod
-    def sniff(cls, head: list[str], filename: str = "") -> float:
-        objects = json_objects(head)
-        marks = ("data_time", "total_loss", "loss_cls", "loss_box_reg", "fast_rcnn/cls_accuracy", "bbox/AP")
-        n = sum(1 for o in objects if "iteration" in o and any(m in o for m in marks))
-        if n:
-            return min(0.96, 0.88 + 0.02 * n)
-        return 0.0
-
-    def feed(self, line: str) -> list[Row]:
-        stats = self.stats
-        stats.lines += 1
-        text = line.strip()
-        if not text.startswith("{"):
-            stats.noise += 1
-            return []
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            stats.count_malformed(line)
-            return []
-        if not isinstance(obj, dict):
-            stats.noise += 1
-            return []
-        values = flatten(obj)
-        step = values.pop("iteration", None)
-        for key, value in values.items():
-            if math.isnan(value) and _per_class(key):
-                self.roles[key] = "other"
-        if not values:
-            stats.noise += 1
-            return []
-        if step is None:
-            step = self._last
-        self._last = step
         stats.metric_lines += 1
         return [Row(step, values)]

@@ -23,12 +23,15 @@ _HEAD = re.compile(
 # the running average in parentheses, which is skipped.
 _FIELD = re.compile(
     rf"(?<![\w@/.\-])([A-Za-z][\w@/.\-]*+(?: [a-z]+(?=:))?):?[ \t]++({_NUM})s?(?:,\s*[\d.]+/s)?"
-    rf"(?:\s*\(\s*{_NUM}s?(?:,\s*[\d.]+/s)?\s*\))?",
+    rf"(?:\s*\(\s*({_NUM})s?(?:,\s*[\d.]+/s)?\s*\))?",
     re.I,
 )
 # The evaluation summary: ` * Acc@1 49.164 Acc@5 73.468` (DeiT adds `loss 0.812`).
 _SUMMARY = re.compile(r"^\s*\*\s+(?:Acc@1|Acc1|Prec@1|acc1)\b", re.I)
 _SKIP = frozenset({"eta", "Epoch", "Train", "Test"})
+# timm's evaluation progress: `Test: [  78/78]  Time: ...  Loss:  4.53 (4.57)  Acc@1:  6.25 ( 1.97)`.
+_TEST = re.compile(r"Test:\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]")
+_TIMING = frozenset({"Time", "Data", "time", "data"})
 
 
 class MeterLogParser(Parser):
@@ -37,7 +40,8 @@ class MeterLogParser(Parser):
 
     Step: the global iteration, `epoch × iterations_per_epoch + iteration` (epochs counted from 0,
     as these scripts print them). `Test: [...]` progress lines are skipped; the ` * Acc@1 ...`
-    summary after an evaluation gives `val/Acc@1`, `val/Acc@5` (and `val/loss`) at the latest step.
+    summary after an evaluation gives `val/Acc@1`, `val/Acc@5` (and `val/loss`) at the latest step,
+    and so does timm's last `Test: [ N/N]` line (from its averages: the evaluation's results).
     """
 
     name: ClassVar[str] = "meters"
@@ -67,8 +71,15 @@ class MeterLogParser(Parser):
         stats.lines += 1
         m = _HEAD.search(line) if ("Epoch" in line or "Train:" in line) else None
         if m is None:
+            t = _TEST.search(line) if "Test:" in line else None
+            if t and t.group(1) == t.group(2):
+                # timm's last evaluation batch: the running averages are the evaluation's results
+                values = {"val/" + k: float(a) for k, v, a in _FIELD.findall(line, t.end()) if a and k not in _TIMING}
+                if values:
+                    stats.metric_lines += 1
+                    return [Row(self._last, values)]
             if "*" in line and _SUMMARY.match(line):
-                values = {"val/" + k: float(v) for k, v in _FIELD.findall(line)}
+                values = {"val/" + k: float(v) for k, v, _ in _FIELD.findall(line)}
                 if values:
                     stats.metric_lines += 1
                     return [Row(self._last, values)]
@@ -76,7 +87,7 @@ class MeterLogParser(Parser):
             return []
         epoch = float(m.group(1) or m.group(2))
         step = epoch * float(m.group(4)) + float(m.group(3))
-        values = {k: float(v) for k, v in _FIELD.findall(line, m.end()) if k not in _SKIP}
+        values = {k: float(v) for k, v, _ in _FIELD.findall(line, m.end()) if k not in _SKIP}
         if not values:
             stats.noise += 1
             return []
