@@ -374,3 +374,14 @@ def test_generic_epoch_summary_keeps_multi_word_names() -> None:
     _, rows, _ = _read("epoch-summary.log", "train.log")
     assert rows[2] == Row(2.0, {"Train Loss": 3.1246, "Val Loss": 2.8442})
     assert classify("Train Loss") is Role.TRAIN_LOSS and classify("Val Loss") is Role.EVAL_LOSS
+
+
+def test_runwatch_formats_prints_every_format_with_its_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from tui.cli import cmd_formats
+
+    assert cmd_formats(argparse.Namespace()) == 0
+    out = capsys.readouterr().out
+    for name, _, sample in format_samples():
+        assert f"\n{name} " in "\n" + out and sample in out
