@@ -18,6 +18,7 @@ from monitor.columns import Columns, to_columns
 from monitor.config import Config
 from monitor.errors import RunwatchError, TargetError
 from monitor.model import Finding, Severity, Verdict
+from monitor.outward import outward, outward_data
 from monitor.parsers import CONFIDENT, clean_line, detect_format, feed_lines, guess_format, make_parser
 from monitor.sources.ssh_tail import Chunk
 from monitor.targets import is_wandb_local, metrics_file_in
@@ -275,7 +276,7 @@ def to_json(results: list[CheckResult]) -> dict[str, Any]:
                 "backend": r.review.backend,
                 "attempts": r.review.attempts,
             }
-    return {"runs": runs}
+    return outward_data({"runs": runs})  # secrets out of names, paths and messages; JSON escapes the rest
 
 
 def _jnum(x: float | None) -> float | int | str | None:
@@ -312,7 +313,7 @@ def to_text(results: list[CheckResult], verbose: bool = False) -> str:
         out.append(f"    [{info.format}; step axis: {info.step_key}; {info.lines} lines{noise}{bad}] {metrics}")
         if r.review is not None:
             out.append(f"    reviewer ({r.review.backend}): {r.review.one_line()}")
-    return "\n".join(out)
+    return outward("\n".join(out), keep_newlines=True)  # names, paths and keys are outside text: no escapes, no secrets
 
 
 def _finding_line(f: Finding) -> str:

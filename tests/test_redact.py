@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.actions.redact import MASK, Redactor, redact_text
+from monitor.redact import MASK, Redactor, redact_text
 from monitor.textsafe import safe_text
 
 WANDB_V1 = "wandb_v1_" + "Q7xLp2Rk9ZtB4mWc8NvD3hYs6GfJ1aKe" * 2
