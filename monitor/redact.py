@@ -81,7 +81,7 @@ _SPACES = str.maketrans(
 
 # Credentials recognisable by their shape: the whole match is the secret.
 _TOKENS = re.compile(
-    r"(?<![A-Za-z0-9_\-])(?:"
+    r"(?<![A-Za-z0-9])(?:"
     r"sk-ant-[A-Za-z0-9_\-]{8,}"
     r"|sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"
     r"|hf_[A-Za-z0-9]{16,}|api_org_[A-Za-z0-9]{16,}"
