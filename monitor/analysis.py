@@ -80,10 +80,12 @@ class RunAnalysis:
             total_steps=total,
         )
         self.store = RunStore()
+        self._printable_keys: set[str] = set()
+        """Metric keys already seen to be printable (checking a row against it is one C call)."""
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
-        rows = _safe_keys(rows if isinstance(rows, list) else list(rows))
+        rows = _safe_keys(rows if isinstance(rows, list) else list(rows), self._printable_keys)
         self.store.add_many(rows, now)
         return self.detectors.ingest_many(rows, now)
 
@@ -130,11 +132,15 @@ class RunAnalysis:
         return out
 
 
-def _safe_keys(rows: list[Row]) -> list[Row]:
+def _safe_keys(rows: list[Row], known: set[str]) -> list[Row]:
     """Rows whose metric keys are safe to show (a key is outside text: a CSV header, a JSONL key)."""
     out = rows
     for i, row in enumerate(rows):
-        if not all(map(str.isprintable, row.values)):
+        if known.issuperset(row.values):
+            continue
+        printable = [k for k in row.values if k.isprintable()]
+        known.update(printable)
+        if len(printable) < len(row.values):
             if out is rows:
                 out = list(rows)
             out[i] = Row(row.step, {safe_text(k): v for k, v in row.values.items()}, row.time)
