@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -150,9 +151,12 @@ def test_redacting_structured_data_never_raises(obj: object) -> None:
 def test_redactor_is_linear_on_long_lines(piece: str) -> None:
     def cost(n: int) -> float:
         text = (piece * (n // len(piece) + 1))[:n]
-        t0 = time.perf_counter()
-        Redactor(["remembered-secret"]).text(text)
-        return time.perf_counter() - t0
+        best = math.inf
+        for _ in range(3):  # the best of three: a busy machine slows a run, it never speeds one up
+            t0 = time.perf_counter()
+            Redactor(["remembered-secret"]).text(text)
+            best = min(best, time.perf_counter() - t0)
+        return best
 
     small, big = cost(20_000), cost(200_000)
     assert big < 3.0
