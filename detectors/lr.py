@@ -19,8 +19,8 @@ class LrDetector(Detector):
     __slots__ = ("_decaying", "_last", "_peak", "_rising_since", "_th", "total_steps")
     kind = "lr_anomaly"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._peak = 0.0
         self._last = math.nan
@@ -42,7 +42,7 @@ class LrDetector(Detector):
                 Severity.BAD if x != x or x == math.inf else Severity.WARN,
                 step,
                 step,
-                f"learning rate {self.metric} is {fmt(x)} at step {fmt(step)}",
+                f"learning rate {self.metric} is {fmt(x)} at {self.axis} {fmt(step)}",
                 {"value": str(x)},
             )
         last = self._last
@@ -55,7 +55,7 @@ class LrDetector(Detector):
                     Severity.WARN,
                     step,
                     step,
-                    f"learning rate jumped x{x / last:.1f} ({fmt(last)} -> {fmt(x)}) at step {fmt(step)} after "
+                    f"learning rate jumped x{x / last:.1f} ({fmt(last)} -> {fmt(x)}) at {self.axis} {fmt(step)} after "
                     f"the schedule had started to decay",
                     {"before": last, "after": x},
                 )
@@ -81,7 +81,7 @@ class LrDetector(Detector):
                     Severity.WARN,
                     step,
                     self._rising_since,
-                    f"learning rate still rising at step {fmt(step)} of {fmt(total)}: the warm-up never ended",
+                    f"learning rate still rising at {self.axis} {fmt(step)} of {fmt(total)}: the warm-up never ended",
                     {"lr": x, "total_steps": total},
                 )
                 or changed

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from detectors.base import Detector
+from detectors.crash import Crash, CrashDetector
 from detectors.evals import EvalDetector
 from detectors.grad import GradExplosionDetector, GradNonFiniteDetector, GradVanishingDetector
 from detectors.judge import judge
@@ -28,12 +29,12 @@ class _LossMonitor:
 
     __slots__ = ("div", "lr", "nan", "plateau", "spike", "stats")
 
-    def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None]) -> None:
+    def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
-        self.nan = NanDetector(key, th)
-        self.spike = SpikeDetector(key, th)
-        self.div = DivergenceDetector(key, th)
-        self.plateau = PlateauDetector(key, th)
+        self.nan = NanDetector(key, th, axis)
+        self.spike = SpikeDetector(key, th, axis)
+        self.div = DivergenceDetector(key, th, axis)
+        self.plateau = PlateauDetector(key, th, axis)
         self.lr = lr
 
     def __call__(self, step: float, x: float) -> bool:
@@ -43,7 +44,7 @@ class _LossMonitor:
         s.update(step, x)
         changed = self.nan.finite(step) if self.nan.current is not None else False
         changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step) or changed
+        changed = self.div.update(s, step, self.spike) or changed
         lr = self.lr()
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
@@ -53,7 +54,8 @@ class _LossMonitor:
         s = self.stats
         update = s.update
         nan = self.nan
-        spike, div, plateau = self.spike.update, self.div.update, self.plateau.update
+        spiker = self.spike
+        spike, div, plateau = spiker.update, self.div.update, self.plateau.update
         lr = self.lr()
         ratio = lr.ratio if lr is not None else None
         changed = False
@@ -67,7 +69,7 @@ class _LossMonitor:
                 changed = True
             if spike(s, step):
                 changed = True
-            if div(s, step):
+            if div(s, step, spiker):
                 changed = True
             if plateau(s, step, ratio):
                 changed = True
@@ -78,7 +80,7 @@ class _LossMonitor:
 
 
 class _EvalMonitor:
-    """An eval loss or metric: NaN (losses only) and degradation / overfitting."""
+    """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
 
     __slots__ = ("evals", "nan", "train")
 
@@ -89,9 +91,10 @@ class _EvalMonitor:
         role: Role,
         baseline: float | None,
         train: Callable[[], SeriesStats | None],
+        axis: str = "step",
     ) -> None:
-        self.nan = NanDetector(key, th) if role is Role.EVAL_LOSS else None
-        self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline)
+        self.nan: NanDetector | None = NanDetector(key, th, axis)
+        self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
         self.train = train
 
     def __call__(self, step: float, x: float) -> bool:
@@ -130,11 +133,11 @@ class _GradMonitor:
 
     __slots__ = ("explode", "nonfinite", "stats", "vanish")
 
-    def __init__(self, key: str, th: Thresholds) -> None:
+    def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
-        self.nonfinite = GradNonFiniteDetector(key, th)
-        self.explode = GradExplosionDetector(key, th)
-        self.vanish = GradVanishingDetector(key, th)
+        self.nonfinite = GradNonFiniteDetector(key, th, axis)
+        self.explode = GradExplosionDetector(key, th, axis)
+        self.vanish = GradVanishingDetector(key, th, axis)
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
@@ -187,8 +190,12 @@ class RunDetectors:
         thresholds: Thresholds = DEFAULT,
         baselines: Mapping[str, float] | None = None,
         total_steps: float | None = None,
+        axis: str = "step",
     ) -> None:
         self._roles = roles
+        self.axis = axis
+        """The run's step axis as findings name it ("step", "epoch", "iteration")."""
+        self.crash = CrashDetector(axis)
         self._th = thresholds
         self._baselines = dict(baselines or {})
         self._handlers: dict[str, Handler] = {}
@@ -212,23 +219,23 @@ class RunDetectors:
         th = self._th
         handler: Handler
         if role is Role.TRAIN_LOSS:
-            mon = _LossMonitor(key, th, lambda: self._lr)
+            mon = _LossMonitor(key, th, lambda: self._lr, self.axis)
             if self._train is None:
                 self._train = mon
             self._monitors.append(mon)
             handler = mon
         elif role in (Role.EVAL_LOSS, Role.EVAL_DOWN, Role.EVAL_UP):
             emon = _EvalMonitor(
-                key, th, role, self._baselines.get(key), lambda: self._train.stats if self._train else None
+                key, th, role, self._baselines.get(key), lambda: self._train.stats if self._train else None, self.axis
             )
             self._monitors.append(emon)
             handler = emon
         elif role is Role.GRAD_NORM:
-            gmon = _GradMonitor(key, th)
+            gmon = _GradMonitor(key, th, self.axis)
             self._monitors.append(gmon)
             handler = gmon
         elif role is Role.LR and self._lr is None:
-            lr = self._lr = LrDetector(key, th)
+            lr = self._lr = LrDetector(key, th, self.axis)
             lr.total_steps = self.total_steps
             self._monitors.append(lr)
             handler = lr.update
@@ -343,6 +350,30 @@ class RunDetectors:
         self.stall.finished = True
         return False
 
+    def set_axis(self, axis: str) -> None:
+        """Name the step axis in findings from now on ("epoch" where a run counts epochs)."""
+        if axis == self.axis:
+            return
+        self.axis = axis
+        self.crash.rename_axis(axis)
+        for mon in self._monitors:
+            for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
+                d.rename_axis(axis)
+
+    def set_crash(self, crash: Crash | None) -> bool:
+        """What the log's text after its last metric line shows (`detectors.crash.find_crash`)."""
+        if self.crash.update(crash, self.last_step):
+            self.version += 1
+            return True
+        return False
+
+    def exited(self, code: int | None) -> bool:
+        """The process's recorded exit code (a W&B exit record); non-zero makes the run crashed."""
+        if self.crash.exited(code, self.last_step):
+            self.version += 1
+            return True
+        return False
+
     def set_external(self, finding: Finding) -> None:
         """A finding from outside the metric stream (source_error, gpu_idle), one per kind."""
         self._external[finding.kind] = finding
@@ -360,6 +391,7 @@ class RunDetectors:
             for d in dets:
                 out.extend(d.findings())
         out.extend(self.stall.findings())
+        out.extend(self.crash.findings())
         out.extend(self._external.values())
         out.sort(key=lambda f: (f.step, f.kind))
         return tuple(out)
