@@ -159,6 +159,10 @@ class SpikeDetector(Detector):
         recent = s.window()[-8:]
         return mann_kendall_z(recent) > -1.0
 
+    def climbing(self, s: SeriesStats) -> bool:
+        """The newest point is a new high of a spike two or more points old: a rise, not a spike."""
+        return self.in_spike and s.n - self.onset_n >= 2 and s.y >= self._peak
+
     @property
     def base(self) -> float:
         """The level the current spike jumped from (statistics space)."""
@@ -208,7 +212,7 @@ class DivergenceDetector(Detector):
             self._low = math.inf
         if s.n < 8 or self._already(Severity.BAD):
             return False
-        if spike is not None and spike.in_spike:
+        if spike is not None and spike.in_spike and not spike.climbing(s):
             # A spike in progress is the spike detector's episode: recovering or stuck, it decides.
             self._big_run = 0
             self._trend_hits = 0

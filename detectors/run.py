@@ -15,7 +15,7 @@ from detectors.evals import EvalDetector
 from detectors.grad import GradExplosionDetector, GradNonFiniteDetector, GradVanishingDetector
 from detectors.judge import judge
 from detectors.loss import DivergenceDetector, NanDetector, PlateauDetector, SpikeDetector
-from detectors.lr import LrDetector
+from detectors.lr import LrDetector, Schedule
 from detectors.series import SeriesStats
 from detectors.stall import StallDetector
 from detectors.thresholds import DEFAULT, Thresholds
@@ -196,6 +196,7 @@ class RunDetectors:
         self.axis = axis
         """The run's step axis as findings name it ("step", "epoch", "iteration")."""
         self.crash = CrashDetector(axis)
+        self._schedule: Schedule | None = None
         self._th = thresholds
         self._baselines = dict(baselines or {})
         self._handlers: dict[str, Handler] = {}
@@ -237,6 +238,7 @@ class RunDetectors:
         elif role is Role.LR and self._lr is None:
             lr = self._lr = LrDetector(key, th, self.axis)
             lr.total_steps = self.total_steps
+            lr.declare(self._schedule)
             self._monitors.append(lr)
             handler = lr.update
         else:
@@ -348,6 +350,20 @@ class RunDetectors:
             self.version += 1
             return True
         self.stall.finished = True
+        return False
+
+    def declare(self, config: Mapping[str, Any]) -> bool:
+        """The run's configuration (TrainingArguments, W&B config, Megatron args): its declared LR
+        schedule is what the logged LR is compared with."""
+        schedule = Schedule.from_config(config) if config else None
+        if schedule == self._schedule:
+            return False
+        self._schedule = schedule
+        if schedule is not None and schedule.total and not self.total_steps:
+            self.set_total_steps(schedule.total)
+        if self._lr is not None and self._lr.declare(schedule):
+            self.version += 1
+            return True
         return False
 
     def set_axis(self, axis: str) -> None:

@@ -137,8 +137,10 @@ class SeriesStats:
         ad = self.absdiff
         dl = 4.0 * ad if n > 4 else d
         self.absdiff = ad + (1.0 / n if n < 33 else 0.03) * ((dl if d > dl else d) - ad)
-        # The slow level follows the (already spike-robust) fast level.
-        slow = self.slow = self.slow + self._slow_alpha * (level - self.slow)
+        # The slow level follows the (already spike-robust) fast level; over its first points it is
+        # their running mean, so it does not stay anchored to the first value.
+        sa = self._slow_alpha
+        slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
         if slow < self.best:
             self.best = slow
             self.best_step = step

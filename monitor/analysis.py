@@ -73,6 +73,7 @@ class RunAnalysis:
         )
         self.store = RunStore()
         self._text_seen: tuple[int, str | None] = (0, None)
+        self._config_seen: dict[str, Any] | None = None
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
@@ -115,8 +116,12 @@ class RunAnalysis:
     # --- crash findings from the log's last lines (kept apart: the parsers own line reading) ---
 
     def _sync_text(self) -> None:
-        """Judge the log tail again when it changed: does the text after the last metric line show a crash?"""
+        """Take what the source learned besides rows (axis name, declared config), and judge the log
+        tail again when it changed: does the text after the last metric line show a crash?"""
         self.detectors.set_axis(self.info.axis)
+        if self.info.config is not self._config_seen:
+            self._config_seen = self.info.config
+            self.detectors.declare(self.info.config)
         tail = self.store.log_tail
         seen = (len(tail), tail[-1] if tail else None)
         if seen[0] == self._text_seen[0] and seen[1] is self._text_seen[1]:
