@@ -79,8 +79,15 @@ class EvalDetector(Detector):
             return kind
         return "overfit" if any(f.kind == "overfit" for f in seen) else kind
 
-    def update(self, step: float, x: float, train_level: float | None) -> bool:
-        """Fold in one evaluation; `train_level` is the training loss's current log level, if known."""
+    @property
+    def holding(self) -> bool:
+        """Evaluated at least twice and not in a worse-than-best episode: still at (or near) its best."""
+        return self._n >= 2 and self._worse == 0
+
+    def update(self, step: float, x: float, train_level: float | None, improving: str | None = None) -> bool:
+        """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
+        `improving` names a quality metric (accuracy, F1) of the run still at its best, which makes
+        a worse eval loss over-confidence to watch, not a reason to stop."""
         th = self._th
         y = self._y(x)
         self._n += 1
@@ -132,7 +139,7 @@ class EvalDetector(Detector):
             and train_level < self._train_at_best - math.log(1.01)
         )
         # Accuracy-like metrics wobble more than losses; they only ever warn.
-        can_be_bad = not self._higher_better
+        can_be_bad = not self._higher_better and improving is None
         if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
             severity = Severity.BAD
         elif excess > warn_margin and self._worse >= patience + (0 if can_be_bad else 1):
@@ -151,7 +158,8 @@ class EvalDetector(Detector):
             self._onset,
             f"{self.metric} {fmt(x)} at {self.axis} {fmt(step)} is {pct(excess)} worse than its best "
             f"{fmt(self._best_raw)} ({self.axis} {fmt(self._best_step)}) for {self._worse} evaluations"
-            + (f", {what}" if overfit else ""),
+            + (f", {what}" if overfit else "")
+            + (f" (but {improving} is still improving)" if improving is not None else ""),
             {"value": x, "best": self._best_raw, "best_step": self._best_step, "evals_worse": self._worse},
             kind=kind,
             refresh=True,

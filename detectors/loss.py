@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 
 from detectors.base import Detector, fmt, pct, safe_exp
 from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
 from monitor.model import Severity
+
+_TOTAL_LOSS_RE = re.compile(
+    r"^(?:(?:train|training|trainer)[/_ ])?"
+    r"(?:total[/_ ]?loss|loss(?:[/_ ]total)?|lm[ _]loss|train[ _]loss|trl|tot_loss)$"
+)
+
+
+def is_total_loss(key: str) -> bool:
+    """Whether a training-loss key names the whole objective ("loss", "total_loss", "lm loss"), not a
+    component of it ("loss_rpn_cls", "box_loss", "kl_loss"), whose rise the others may pay for."""
+    return bool(_TOTAL_LOSS_RE.match(key.strip().lower()))
 
 
 class NanDetector(Detector):
@@ -177,12 +189,14 @@ class DivergenceDetector(Detector):
     fraction of the noise, and the margins are several times that.
     """
 
-    __slots__ = ("_big_run", "_low", "_low_step", "_onset", "_th", "_trend_hits")
+    __slots__ = ("_big_run", "_low", "_low_step", "_onset", "_th", "_trend_hits", "component")
     kind = "divergence"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
         super().__init__(metric, axis)
         self._th = th
+        self.component = False
+        """A component of a run that also logs its total loss: rising alone, it only warns."""
         self._low = math.inf
         self._low_step = 0.0
         self._onset: float | None = None
@@ -210,7 +224,8 @@ class DivergenceDetector(Detector):
         if self._onset is None:
             self._onset = self._low_step if self._low < math.inf else step
             self._low = math.inf
-        if s.n < 8 or self._already(Severity.BAD):
+        severity = Severity.WARN if self.component else Severity.BAD
+        if s.n < 8 or self._already(severity):
             return False
         if spike is not None and spike.in_spike and not spike.climbing(s):
             # A spike in progress is the spike detector's episode: recovering or stuck, it decides.
@@ -236,18 +251,20 @@ class DivergenceDetector(Detector):
         best = s.inverse(s.best)
         how = f"for {self._big_run} points" if sustained else f"and still rising over the last {th.trend_window} points"
         rel = f"{pct(excess)} above" if not s.linear else "above"
+        part = " (one component of the loss)" if self.component else ""
         return self._fire(
-            Severity.BAD,
+            severity,
             step,
             self._onset,
-            f"{self.metric} is diverging: level {rel} its best ({fmt(best)} at {self.axis} {fmt(s.best_step)}) {how}",
+            f"{self.metric} is diverging: level {rel} its best ({fmt(best)} at {self.axis} {fmt(s.best_step)}) "
+            f"{how}{part}",
             {"excess": pct(excess), "best": best, "best_step": s.best_step, "value": s.last_value},
         )
 
     def _stuck(self, s: SeriesStats, step: float, spike: SpikeDetector) -> bool:
         before = s.inverse(spike.base)
         return self._fire(
-            Severity.BAD,
+            Severity.WARN if self.component else Severity.BAD,
             step,
             spike.onset_step,
             f"{self.metric} jumped at {self.axis} {fmt(spike.onset_step)} and has not come back "
@@ -271,10 +288,8 @@ class PlateauDetector(Detector):
 
     def update(self, s: SeriesStats, step: float, lr_ratio: float | None) -> bool:
         th = self._th
-        # Progress is judged on the slow level, against its own noise (0.18 sigma for a span of 32).
-        improve = max(th.plateau_improve, 0.35 * s.sigma)
-        if s.slow < self._ref - improve or self._ref == math.inf:
-            self._ref = s.slow
+        if s.level < self._ref - th.plateau_improve or self._ref == math.inf:
+            self._ref = s.level
             self._ref_n = s.n
             self._ref_step = step
             cur = self.current

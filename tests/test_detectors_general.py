@@ -287,3 +287,34 @@ def test_declared_schedule_learned_after_the_rows_still_counts() -> None:
     assert not rd.findings()
     assert rd.declare(_HF)
     assert "not decaying" in rd.judgement().reason
+
+
+# --- judged as a whole run: components of a loss, quality metrics beside an eval loss ---
+
+
+def test_a_rising_loss_component_beside_a_falling_total_only_warns() -> None:
+    rows = [
+        Row(float(s), {"total_loss": 0.4 * math.exp(-s / 300), "loss_rpn_cls": 0.01 * (1 + min(s, 100) / 200)})
+        for s in range(400)
+    ]
+    rd, bad = _feed(rows)
+    assert not bad
+    assert any(f.kind == "divergence" and f.metric == "loss_rpn_cls" for f in rd.findings())
+    _, bad = _feed([Row(r.step, {"loss_rpn_cls": r.values["loss_rpn_cls"]}) for r in rows])
+    assert bad and bad[0].kind == "divergence"
+
+
+def test_a_worse_eval_loss_while_accuracy_still_improves_is_a_warning_not_a_stop() -> None:
+    # DNABERT-2: eval_loss 0.23 -> 0.29 (over-confidence) while accuracy keeps rising.
+    evals = [0.314, 0.255, 0.266, 0.232, 0.303, 0.272, 0.254, 0.283, 0.294, 0.294, 0.288]
+    rows = []
+    for i, ev in enumerate(evals):
+        step = float(200 * (i + 1))
+        rows.append(Row(step, {"loss": 0.46 * math.exp(-i / 4)}))
+        rows.append(Row(step, {"eval_loss": ev, "eval_accuracy": 0.89 + 0.005 * i}))
+    rd, bad = _feed(rows)
+    assert not bad
+    assert any(f.kind == "overfit" and "eval_accuracy is still improving" in f.message for f in rd.findings())
+    rows = [Row(r.step, {k: v for k, v in r.values.items() if k != "eval_accuracy"}) for r in rows]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind == "overfit"

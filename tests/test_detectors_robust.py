@@ -84,3 +84,34 @@ def test_state_per_metric_stays_bounded() -> None:
     for i in range(2000, 40000):
         rd.ingest(Row(float(i), {"loss": 2.0 * math.exp(rnd.gauss(0, 0.5)) * (5 if i % 50 == 0 else 1)}), 0.0)
     assert size() <= max(early, 40)
+
+
+def test_a_relaunch_appended_to_the_same_log_starts_the_statistics_again() -> None:
+    # Detectron2 appends every launch to metrics.json: 19..299, then 19..299 again from a higher loss.
+    def launch(start: float) -> list[Row]:
+        return [
+            Row(float(s), {"total_loss": start * math.exp(-s / 200), "lr": 5e-6 * (s + 1) / 20})
+            for s in range(19, 300, 20)
+        ]
+
+    rows = launch(2.1) + launch(2.9) + launch(2.7)
+    rd = RunDetectors(RoleMap())
+    for r in rows:
+        rd.ingest(r, 0.0)
+    assert rd.restarts == 2 and not rd.findings(), rd.findings()
+    rd2 = RunDetectors(RoleMap())
+    from monitor.columns import to_columns
+
+    rd2.ingest_columns(to_columns(rows), 0.0)
+    assert rd2.restarts == 2 and not rd2.findings()
+
+
+def test_problems_before_a_relaunch_are_kept_but_cleared() -> None:
+    rows = [Row(float(s), {"loss": 2.0}) for s in range(100)] + [Row(100.0, {"loss": math.nan})]
+    rows += [Row(float(s), {"loss": 2.0 - s / 1000}) for s in range(100)]
+    rd = RunDetectors(RoleMap())
+    for r in rows:
+        rd.ingest(r, 0.0)
+    nan = [f for f in rd.findings() if f.kind == "nan"]
+    assert nan and not nan[0].active and "restarted" in nan[0].message
+    assert rd.judgement().verdict is Verdict.HEALTHY
