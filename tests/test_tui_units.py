@@ -92,8 +92,11 @@ def test_window_wall_time_and_downsample_keep_spikes() -> None:
 
 def test_plot_options_cycle_and_describe() -> None:
     o = PlotOptions()
-    assert o.next_ema().ema == 0.6 and o.next_ema().next_ema().next_ema().next_ema().ema == 0.0
-    assert o.next_window().window == 1000 and o.toggled_x().x_axis == "time"
+    assert o.next_ema().ema == 0.9 and o.next_ema().next_ema().ema == 0.0
+    assert o.ema_step(1).ema == 0.95 and o.ema_step(-1).ema_step(-1).ema == 0.7 and o.ema_step(-9).ema == 0.5
+    assert (
+        o.next_window().window == 1000 and o.toggled_x().x_axis == "wall" and o.toggled_x().toggled_x().x_axis == "time"
+    )
     assert o.toggled_log().describe() == "x: step · y: log · EMA off · all steps"
 
 
