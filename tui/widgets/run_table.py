@@ -214,7 +214,7 @@ class RunTable(DataTable[Text | str]):
             elif c.key == "name":
                 out[c.key] = name
             elif c.key == "source":
-                out[c.key] = _clip(run.source, c.width)
+                out[c.key] = Text(_clip(run.source, c.width))
             elif c.key == "state":
                 style = var_style(app, "verdict-stale") if run.stale else ""
                 out[c.key] = Text(_clip(state, c.width), style=style)
@@ -230,7 +230,7 @@ class RunTable(DataTable[Text | str]):
                 spark = fmt.sparkline(run.loss_trend, self._width(c))
                 out[c.key] = Text(spark, style=var_style(app, "plot-series-1"))
             elif c.key == "age":
-                out[c.key] = fmt.age_text(None if run.last_update is None else self._now - run.last_update)
+                out[c.key] = Text(fmt.age_text(None if run.last_update is None else self._now - run.last_update))
             elif c.key == "gpu":
-                out[c.key] = fmt.pct_text(run.gpu_util)
+                out[c.key] = Text(fmt.pct_text(run.gpu_util))
         return out
