@@ -77,6 +77,22 @@ def stem(key: str) -> str:
     return (s or k).lower()
 
 
+_LR_GROUP = re.compile(r"(?:^|[/_])lr\d*$|learning[_ ]rate", re.I)
+_EVAL_PREFIXES = ("metrics/", "eval", "val", "valid", "test", "dev")
+
+
+def display_role(key: str, role: Role) -> Role:
+    """The role for grouping and order: every param group's LR (`x/lr1`) is an LR, `metrics/…` an eval metric.
+
+    The detectors watch one LR and leave the others be; the plots show them all in one pane.
+    """
+    if role is Role.OTHER and _LR_GROUP.search(key):
+        return Role.LR
+    if role is Role.OTHER and key.lower().startswith(_EVAL_PREFIXES):
+        return Role.EVAL_UP
+    return role
+
+
 def is_axis(key: str, step_key: str = "") -> bool:
     """Whether a key is a step/time axis or bookkeeping rather than a metric to plot."""
     k = key.strip().lower()
@@ -107,13 +123,15 @@ def panes(
     shown = [k for k in keys if not is_axis(k, step_key) and matches(k, pattern)]
     groups: dict[tuple[str, str], list[str]] = {}
     roles: dict[tuple[str, str], Role] = {}
+    head_stem = stem(primary_loss) if primary_loss else None
+    losses = (Role.TRAIN_LOSS, Role.EVAL_LOSS)
     for k in shown:
-        role = role_of(k)
+        role = display_role(k, role_of(k))
         if role is Role.LR:
             gid = ("lr", "")
         elif role is Role.GRAD_NORM:
             gid = ("grad", "")
-        elif role in (Role.TRAIN_LOSS, Role.EVAL_LOSS) and k in (primary_loss, primary_eval):
+        elif role in losses and (k in (primary_loss, primary_eval) or stem(k) == head_stem):
             gid = ("loss", "")
         else:
             gid = ("metric", stem(k))
@@ -123,6 +141,8 @@ def panes(
     out = []
     for gid, members in groups.items():
         members.sort(key=lambda k: (k != primary_loss, role_of(k) is not Role.TRAIN_LOSS, len(k), k))
+        if gid == ("lr", ""):
+            members.sort()
         head = gid == ("loss", "")
         out.append(Pane(_title(gid, members), tuple(members), roles[gid], head))
     out.sort(key=lambda p: (not p.headline, _ORDER[p.role], p.title))

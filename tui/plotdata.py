@@ -139,7 +139,8 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np
             continue
         a, b = s + int(np.argmin(seg)), s + int(np.argmax(seg))
         keep.extend(sorted({a, b}))
-    idx = np.asarray(keep, dtype=int)
+    # The first and last points always stay: a flat stretch must still reach the run's last step.
+    idx = np.unique(np.asarray([0, *keep, n - 1], dtype=int))
     return x[idx], y[idx]
 
 

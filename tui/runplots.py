@@ -82,6 +82,8 @@ def _markers(
     for f in findings:
         if f.kind in _NO_MARKER or (keys is not None and f.metric not in keys):
             continue
+        if not f.active and f.kind != "nan":
+            continue  # a cleared plateau or spike would only clutter the curve; the findings list keeps it
         at.setdefault(float(f.onset_step), [])
         if f.kind not in at[float(f.onset_step)]:
             at[float(f.onset_step)].append(f.kind)

@@ -60,6 +60,7 @@ class PlotGrid(Widget):
         """The shape last laid out (tests and the header read it)."""
         self.first = 0
         """Index of the first pane shown (the page)."""
+        self._told: tuple[GridShape, int] | None = None
         self._views: list[PlotView] = []
 
     def compose(self) -> ComposeResult:
@@ -103,6 +104,10 @@ class PlotGrid(Widget):
         if len(visible) < per and not self.full:
             # The last page holds fewer panes: the first of them spans what is left over.
             shape = grid_shape(len(visible), w or 80, h or 20) if visible else shape
+        if (shape, self.first) != self._told:
+            # The screen's header names the panes shown ("panes 1–6 of 10"): tell it they changed.
+            self._told = (shape, self.first)
+            self.post_message(self.Selected(self.selected))
         self.shape = shape
         self.styles.grid_size_columns = shape.columns
         self.styles.grid_size_rows = shape.rows
