@@ -21,9 +21,11 @@ from textual.notifications import SeverityLevel
 
 from monitor.actions import Actions, ReviewerAnswer
 from monitor.actions.escalation import answer_stops_run
+from monitor.actions.screenshot import redact_screenshot
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
+from monitor.outward import outward
 from themes import THEMES, next_name, short_name, textual_name
 from tui import action_workers, actions
 from tui.hubapi import HubLike
@@ -174,7 +176,7 @@ class RunwatchApp(App[int]):
 
     # ---- run actions: the one place `s`, `e` and `b` land, and what came of them ---------------
     def on_evidence_requested(self, message: EvidenceRequested) -> None:
-        svg = self.export_screenshot()
+        svg = redact_screenshot(self.export_screenshot())  # hostile wall: no secrets in the bundle's screen
         self.run_worker(
             action_workers.save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
             group="evidence",
@@ -192,7 +194,7 @@ class RunwatchApp(App[int]):
             return
         self._stopping.add(message.run_id)
         # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
-        svg = self.export_screenshot()
+        svg = redact_screenshot(self.export_screenshot())  # hostile wall: no secrets in the bundle's screen
         self.run_worker(
             action_workers.plan_stop(
                 self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
@@ -286,6 +288,7 @@ class RunwatchApp(App[int]):
         markup: bool = False,
     ) -> None:
         """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        message, title = outward(message, keep_newlines=True), outward(title)  # hostile wall: no secrets, no escapes
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- app-wide actions ----------------------------------------------------------------
