@@ -14,19 +14,18 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 
-from monitor.actions import Actions, ReviewerAnswer
-from monitor.actions.escalation import answer_stops_run
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
 from themes import THEMES, next_name, short_name, textual_name
-from tui import action_workers, actions
+from tui import actions
 from tui.hubapi import HubLike
 from tui.messages import (
     EscalationRequested,
@@ -49,6 +48,9 @@ from tui.screens.confirm_stop import ConfirmStopScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 
+if TYPE_CHECKING:
+    from monitor.actions import Actions, ReviewerAnswer
+
 _STOP_TIMEOUT = 5.0
 #: Verdict changes arriving within this many seconds share one toast ("3 runs turned bad").
 COALESCE_SECONDS = 0.3
@@ -63,6 +65,13 @@ class Notice:
     severity: str
     title: str
     message: str
+
+
+def _workers() -> ModuleType:
+    """The action workers, imported when a run action is first asked for (they pull in the actions' stack)."""
+    from tui import action_workers
+
+    return action_workers
 
 
 class RunwatchApp(App[int]):
@@ -104,10 +113,7 @@ class RunwatchApp(App[int]):
         self.keymap = dict(self.config.keys)
         self.snapshot: HubSnapshot | None = None
         """The latest snapshot the hub published."""
-        # One Actions for the session, sharing the hub's SSH connections (one per host); a scripted
-        # hub in tests has none, and then stops over SSH open their own.
-        self.actions = Actions(self.config, hub=hub, ssh_pool=getattr(hub, "ssh_pool", None), clock=clock)
-        """Stop, escalate and evidence for the hub's runs."""
+        self._actions: Actions | None = None
         self.reviews: dict[str, ReviewerAnswer] = {}
         """The reviewer's latest answer (or failed exchange) per run, for the detail view."""
         self._stopping: set[str] = set()
@@ -119,6 +125,21 @@ class RunwatchApp(App[int]):
         for t in THEMES:
             self.register_theme(t)
         self.theme = textual_name(theme or self.config.theme)
+
+    @property
+    def actions(self) -> Actions:
+        """Stop, escalate and evidence for the hub's runs (built on first use: the first frame needs none of it).
+
+        One for the session, sharing the hub's SSH connections (one per host); a scripted hub in
+        tests has none, and then stops over SSH open their own.
+        """
+        if self._actions is None:
+            from monitor.actions import Actions
+
+            self._actions = Actions(
+                self.config, hub=self.hub, ssh_pool=getattr(self.hub, "ssh_pool", None), clock=self.clock
+            )
+        return self._actions
 
     async def on_mount(self) -> None:
         self.set_keymap(self.keymap)
@@ -144,7 +165,8 @@ class RunwatchApp(App[int]):
         if self._hub_stopped:
             return
         self._hub_stopped = True
-        for what, closing in (("hub", self.hub.stop), ("actions", self.actions.aclose)):
+        closers = [("hub", self.hub.stop)] + ([("actions", self._actions.aclose)] if self._actions is not None else [])
+        for what, closing in closers:
             try:
                 await asyncio.wait_for(closing(), _STOP_TIMEOUT)
             except TimeoutError:
@@ -176,7 +198,7 @@ class RunwatchApp(App[int]):
         elif ev.kind == "verdict" and ev.verdict is Verdict.UNSURE and self.config.reviewer.auto:
             # Actions rate-limits per run and re-checks the verdict; an answer comes back as a message.
             self.run_worker(
-                action_workers.escalate(self.actions, self.post_message, ev.run_id, ev.name, auto=True),
+                _workers().escalate(self.actions, self.post_message, ev.run_id, ev.name, auto=True),
                 group="reviewer",
             )
 
@@ -213,7 +235,7 @@ class RunwatchApp(App[int]):
     def on_evidence_requested(self, message: EvidenceRequested) -> None:
         svg = self.export_screenshot()
         self.run_worker(
-            action_workers.save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
+            _workers().save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
             group="evidence",
         )
 
@@ -231,7 +253,7 @@ class RunwatchApp(App[int]):
         # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
         svg = self.export_screenshot()
         self.run_worker(
-            action_workers.plan_stop(
+            _workers().plan_stop(
                 self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
             ),
             group="stop",
@@ -255,7 +277,7 @@ class RunwatchApp(App[int]):
     def on_stop_confirmed(self, message: StopConfirmed) -> None:
         self.notify(f"{message.run_name}: saving evidence, then: {message.plan.summary}", title="Stopping")
         self.run_worker(
-            action_workers.execute_stop(self.actions, self.post_message, message.plan, message.screenshot_svg),
+            _workers().execute_stop(self.actions, self.post_message, message.plan, message.screenshot_svg),
             group="stop",
         )
 
@@ -276,7 +298,7 @@ class RunwatchApp(App[int]):
     def on_escalation_requested(self, message: EscalationRequested) -> None:
         self.notify(f"{message.run_name}: asking the reviewer…", title="Reviewer", timeout=3)
         self.run_worker(
-            action_workers.escalate(self.actions, self.post_message, message.run_id, message.run_name),
+            _workers().escalate(self.actions, self.post_message, message.run_id, message.run_name),
             group="reviewer",
         )
 
@@ -292,6 +314,8 @@ class RunwatchApp(App[int]):
         )
         if answer.decision == "STOP":
             # A STOP answer asks the person in the stop dialog, unless the config lets it stop the run.
+            from monitor.actions.escalation import answer_stops_run
+
             confirm = not answer_stops_run(self.config.reviewer, answer)
             self.post_message(StopRequested(message.run_id, message.run_name, confirm=confirm))
 
