@@ -17,6 +17,7 @@ from monitor.config import Config
 from monitor.errors import FormatError, RunwatchError, TargetError
 from monitor.feeds import make_feed
 from monitor.model import Finding, Severity, Verdict
+from monitor.outward import outward, outward_data
 from monitor.runstate import RunState, SourceFacts
 from monitor.sources.base import Chunk, RunRef, open_sources
 
@@ -189,7 +190,7 @@ def to_json(results: list[CheckResult]) -> dict[str, Any]:
                 "backend": r.review.backend,
                 "attempts": r.review.attempts,
             }
-    return {"runs": runs}
+    return outward_data({"runs": runs})  # secrets out of names, paths and messages; JSON escapes the rest
 
 
 def _jnum(x: float | None) -> float | int | str | None:
@@ -228,7 +229,7 @@ def to_text(results: list[CheckResult], verbose: bool = False) -> str:
         out.append(f"    [{info.format}; step axis: {info.step_key}; {info.lines} lines{noise}{bad}] {metrics}")
         if r.review is not None:
             out.append(f"    reviewer ({r.review.backend}): {r.review.one_line()}")
-    return "\n".join(out)
+    return outward("\n".join(out), keep_newlines=True)  # names, paths and keys are outside text: no escapes, no secrets
 
 
 def _finding_line(f: Finding) -> str:

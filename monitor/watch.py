@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from monitor.config import Config
 from monitor.hub import Hub, HubEvent
 from monitor.model import Verdict
+from monitor.outward import outward, outward_data
 
 GLYPH = {Verdict.HEALTHY: "✓", Verdict.UNSURE: "?", Verdict.BAD: "✗"}
 
@@ -107,13 +108,15 @@ async def watch(
             loop.add_signal_handler(sig, stop.set)
 
     def on_event(ev: HubEvent) -> None:
-        line = json.dumps(event_json(ev), allow_nan=False) if jsonl else event_text(ev)
+        # Names, paths and details are outside text: secrets redacted, escapes shown (JSON escapes its own).
+        line = json.dumps(outward_data(event_json(ev)), allow_nan=False) if jsonl else outward(event_text(ev))
         out.write(line + "\n")
         out.flush()
 
     def on_action(record: dict[str, Any]) -> None:
         now = time.time()
-        line = json.dumps(action_json(record, now), allow_nan=False) if jsonl else action_text(record, now)
+        record = outward_data(record)  # stop plans carry command lines: redacted (second wall)
+        line = json.dumps(action_json(record, now), allow_nan=False) if jsonl else outward(action_text(record, now))
         out.write(line + "\n")
         out.flush()
 
