@@ -115,7 +115,7 @@ class WandbFeed:
                     self.on_gpu(snap)
             elif isinstance(ev, wandb_log.Exit):
                 info.exit_code = ev.exit_code
-                a.finish("finished" if ev.exit_code == 0 else "crashed")
+                a.finish("finished" if ev.exit_code == 0 else "crashed", ev.exit_code)
                 changed = True
         self._last_step = last
         info.step_key = self.reader.step_key
