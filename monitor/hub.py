@@ -540,7 +540,8 @@ class Hub:
     def _check_gpu_idle(self, run: _Run, now: float) -> None:
         live = run.state.word == runstate.LIVE
         history = self.gpu_history.get(run.target.host)
-        f = gpu_idle_finding(history, run.target.host, live, run.last_update, run.analysis.detectors.last_step, now)
+        step = run.analysis.detectors.last_step
+        f = gpu_idle_finding(history, run.target.host, live, run.last_update, step, now, self.config.thresholds)
         if f is None:
             run.analysis.detectors.clear_external("gpu_idle")
         else:

@@ -5,7 +5,7 @@
   `max_steps`, "End of training", the last step equal to the declared total, golden values), the
   input closed (stdin) or, for a local file, its writer process seen to go; `crashed` when the exit
   code was not 0, the backend says so, or the log's last lines show the process dying.
-- `idle`: no end marker and no update for a long time (`detectors.stall.IDLE_AFTER_SECONDS`):
+- `idle`: no end marker and no update for a long time (`[thresholds] idle_after_seconds`, 2 h):
   an info "not updated since DATE", so a finished healthy run is not a problem.
 - `stale`: the source cannot be read now (unreachable host, API down, unreadable file); the last
   verdict is kept, a `source_error` finding says why, the source is retried.
