@@ -166,3 +166,12 @@ def test_idle_after_is_a_threshold(tmp_path: Path) -> None:
     cfg.write_text("[thresholds]\nidle_after_seconds = 36000\n")
     out = runwatch("--config", str(cfg), "check", "--json", str(log))
     assert out.returncode == 1 and json.loads(out.stdout)["runs"][0]["state"] == "live"
+
+
+def test_a_bad_config_is_the_same_line_and_exit_code_everywhere(tmp_path: Path) -> None:
+    cfg = tmp_path / "runwatch.toml"
+    cfg.write_text('[[run]]\ntarget = "a.log"\n\n[[run]]\ntarget = "b.log"\nformt = "kv"\n')
+    outs = [runwatch("--config", str(cfg), *cmd) for cmd in (["check", "x.log"], ["watch", "x.log"], ["x.log"])]
+    assert [o.returncode for o in outs] == [3, 3, 3]
+    assert len({o.stderr for o in outs}) == 1
+    assert f"{cfg}:6: run[1].formt: unknown key (did you mean 'format'?)" in outs[0].stderr
