@@ -134,6 +134,7 @@ CASES = [
         (1000.0, {"Training Loss": 0.0602, "Validation Loss": 0.7324, "eval/Wer": 43.6957}),
     ),
     ("trl-dpo.log", None, "hf-trainer", "epoch", "epoch", 1, (0.0, {"loss": 0.6931, "rewards/chosen": 0.0})),
+    ("axolotl.log", "train.log", "hf-trainer", "epoch", "epoch", 3, (0.1111, {"loss": 1.325, "grad_norm": 99.88})),
     ("build-nanogpt-log.txt", "log.txt", "build-nanogpt", "step", "step", 5, (0.0, {"val_loss": 10.9522})),
     (
         "llmc-gpt2cu-stdout.log",
