@@ -72,8 +72,9 @@ class MeterLogParser(Parser):
         m = _HEAD.search(line) if ("Epoch" in line or "Train:" in line) else None
         if m is None:
             t = _TEST.search(line) if "Test:" in line else None
-            if t and t.group(1) == t.group(2):
-                # timm's last evaluation batch: the running averages are the evaluation's results
+            if t and int(t.group(2)) - int(t.group(1)) in (0, 1) and int(t.group(2)) > 1:
+                # the last evaluation batch (timm counts to N, MetricLogger to N-1): the running
+                # averages are the evaluation's results
                 values = {"val/" + k: float(a) for k, v, a in _FIELD.findall(line, t.end()) if a and k not in _TIMING}
                 if values:
                     stats.metric_lines += 1
