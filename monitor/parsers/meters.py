@@ -13,7 +13,7 @@ from typing import ClassVar
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
-_NUM = r"[-+]?(?:nan|inf|\d+\.?\d*(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
+_NUM = r"[-+]?(?:nan|inf|\d++\.?\d*+(?:e[-+]?\d++)?|\.\d++(?:e[-+]?\d++)?)"
 # `Epoch: [12][150/196]` (ImageNet example, MoCo, SwAV), `Epoch: [0/100]  [  10/1251]` and
 # `Epoch: [0]  [  10/5004]` (DINO, DeiT, MAE), `Train: 0 [  10/1251 (  1%)]` (timm).
 _HEAD = re.compile(
