@@ -235,9 +235,10 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
                 rows = feed_lines(fresh, [line])
             pending.extend(rows)
         except _Interrupted:
-            rep.hangs.append({"kind": kind, "seconds": f"> {kill_s:g} (interrupted)", "line": line})
+            rep.hangs.append({"kind": kind, "seconds": f"> {kill_s:g} s (interrupted)", "line": line})
             hung_kinds[kind] = hung_kinds.get(kind, 0) + 1
             fresh = make_parser(name)
+            rep.lines += 1
             continue
         except Exception as e:
             record("parser", e, line, kind)
@@ -246,7 +247,7 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
             signal.setitimer(signal.ITIMER_REAL, 0)
         dt = time.perf_counter() - t0
         if dt > hang_s:
-            rep.hangs.append({"kind": kind, "seconds": f"{dt:.2f}", "line": line})
+            rep.hangs.append({"kind": kind, "seconds": f"{dt:.2f} s", "line": line})
             hung_kinds[kind] = hung_kinds.get(kind, 0) + 1
         if dt > rep.slowest[0]:
             rep.slowest = (dt, f"{kind}: {_describe(line)}")
@@ -295,7 +296,7 @@ def print_report(rep: Report, out: Any = sys.stdout) -> None:
         print(f"   CRASH {key} x{c['count']}: {c['message']}", file=out)
         print(f"         reproducer ({c['kind']}): {c['line']}", file=out)
     for h in rep.hangs[:10]:
-        print(f"   HANG  {h['seconds']} s ({h['kind']}): {h['line']}", file=out)
+        print(f"   HANG  {h['seconds']} ({h['kind']}): {h['line']}", file=out)
     if len(rep.hangs) > 10:
         print(f"   … {len(rep.hangs) - 10} more hangs", file=out)
     print(f"   slowest line {rep.slowest[0] * 1000:.1f} ms ({rep.slowest[1][:200]})", file=out)
