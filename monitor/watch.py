@@ -31,13 +31,23 @@ def event_json(ev: HubEvent) -> dict[str, Any]:
         "event": ev.kind,
         "run": ev.run_id,
         "name": ev.name,
-        "verdict": str(ev.verdict),
+        "verdict": ev.shown_verdict or str(ev.verdict),
+        "judge_verdict": str(ev.verdict),
         "decision": str(ev.decision),
+        "last_step": _num(ev.last_step),
         "reason": ev.reason,
         "state": ev.state,
         "detail": ev.detail,
         "findings": [f.to_json() for f in ev.findings],
     }
+
+
+def _num(x: float | None) -> float | int | str | None:
+    if x is None:
+        return None
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    return int(x) if float(x).is_integer() else x
 
 
 def event_text(ev: HubEvent) -> str:
@@ -47,6 +57,8 @@ def event_text(ev: HubEvent) -> str:
         return f"{ts} {GLYPH[ev.verdict]} {ev.verdict!s:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
     if ev.kind == "run":
         return f"{ts} + run     {ev.name}  ({ev.detail})"
+    if ev.kind == "caught_up":
+        return f"{ts} = read    {ev.name}  {ev.shown_verdict or ev.verdict} [{ev.state}]: {ev.detail}"
     return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
 
 

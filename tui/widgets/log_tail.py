@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from textual.content import Content
 from textual.widgets import Log
 
 from monitor.outward import outward_lines
@@ -39,7 +40,7 @@ class LogTail(Log):
         title = "log"
         if needle:
             title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"
-        self.border_title = title
+        self.border_title = Content(title)  # the filter text is typed by a person: literal, never markup
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
