@@ -38,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Verbatim lines of each format (as in tests/test_parsers.py, from the frameworks' own output).
+# Verbatim lines of each format (as in tests/test_parsers.py, from the frameworks' own output); a
+# format not listed here is seeded from its parser's own `sample`.
 SEEDS: dict[str, list[str]] = {
     "megatron": [
         " iteration    29020/  311541 | consumed samples:     10698064 | elapsed time per iteration (ms): 22306.6 |"
@@ -72,7 +73,7 @@ SEEDS: dict[str, list[str]] = {
     ],
     "csv": ["epoch,step,train_loss,val_loss,lr", "0,49,7.628580570220947,,0.001", "1,98,5.25,4.9,0.0009"],
     "jsonl": ['{"step": 12, "loss": 2.345, "lr": 0.0003, "grad_norm": 1.25}', '{"_step": 3, "val/loss": 2.9}'],
-    "kv": ["step=100 loss=2.345 lr=3e-4 grad_norm=1.2", "iter 200: loss: 2.10 | lr: 0.0003 | tokens/s: 12345"],
+    "generic": ["step=100 loss=2.345 lr=3e-4 grad_norm=1.2", "iter 200: loss: 2.10 | lr: 0.0003 | tokens/s: 12345"],
     "hf-trainer-state": [
         "{",
         '  "global_step": 1000,',
@@ -98,6 +99,11 @@ _ESCAPES = ["\x1b]52;c;cHduZWQ=\x07", "\x1b]0;title\x1b\\", "\x1b[2J", "\u202e",
 MUTATIONS = ("bitflip", "truncate", "number", "deep_json", "mega_line", "nul", "bad_utf8", "crlf", "quotes",
              "escape", "splice", "repeat_token", "empty")  # fmt: skip
 _WEIGHTS = (20, 12, 16, 2, 0.05, 6, 8, 6, 6, 4, 8, 6, 2)
+
+
+def seeds_for(name: str, cls: Any) -> list[str]:
+    """The lines a format's campaign mutates: the curated ones, else the lines of the parser's sample."""
+    return SEEDS.get(name) or [x for x in str(getattr(cls, "sample", "")).splitlines() if x.strip()] or ["step=1"]
 
 
 def mutate(line: str, kind: str, rnd: random.Random) -> str:
@@ -200,7 +206,8 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
     rep = Report(name, base_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     rnd = random.Random(seed)
     document = getattr(PARSERS[name], "document", False)
-    seeds, others = SEEDS[name], [x for k, v in SEEDS.items() if k != name for x in v]
+    every = {fmt: seeds_for(fmt, cls) for fmt, cls in PARSERS.items()}
+    seeds, others = every[name], [x for k, v in every.items() if k != name for x in v]
     hung_kinds: dict[str, int] = {}
     signal.signal(signal.SIGALRM, _on_alarm)
 
@@ -239,7 +246,7 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
         if i % 500 == 0:
             fresh, analysis = make(name), RunAnalysis(RunInfo(target="fuzz", name=name))
             if name == "csv":
-                feed_lines(fresh, [SEEDS["csv"][0]])
+                feed_lines(fresh, [seeds[0]])
         base = rnd.choice(others if rnd.random() < 0.1 else seeds)
         kind = rnd.choices(MUTATIONS, _WEIGHTS)[0]
         if hung_kinds.get(kind, 0) >= 3:
