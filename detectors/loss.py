@@ -17,6 +17,10 @@ _TOTAL_LOSS_RE = re.compile(
 )
 
 
+#: Standard deviation per mean absolute first difference of Gaussian noise (1 / 1.128).
+_SIGMA = 1.0 / 1.128
+
+
 def is_total_loss(key: str) -> bool:
     """Whether a training-loss key names the whole objective ("loss", "total_loss", "lm loss"), not a
     component of it ("loss_rpn_cls", "box_loss", "kl_loss"), whose rise the others may pay for."""
@@ -206,8 +210,10 @@ class DivergenceDetector(Detector):
     def update(self, s: SeriesStats, step: float, spike: SpikeDetector | None = None) -> bool:
         th = self._th
         excess = s.level - s.best
-        sigma = s.sigma
-        small = max(th.divergence_small, th.trend_noise_k * sigma)
+        sigma = s.absdiff * _SIGMA
+        small = th.trend_noise_k * sigma
+        if small < th.divergence_small:
+            small = th.divergence_small
         if excess <= small:
             if s.level <= self._low or excess <= 0.0:
                 # Where the level last bottomed out: a divergence that follows began there.

@@ -32,6 +32,7 @@ class SeriesStats:
         "best_step",
         "constant",
         "first",
+        "full",
         "last_step",
         "last_value",
         "level",
@@ -44,7 +45,9 @@ class SeriesStats:
         "z",
     )
 
-    def __init__(self, span: float = 8.0, window: int = 16, slow_span: float = 32.0) -> None:
+    def __init__(self, span: float = 8.0, window: int = 16, slow_span: float = 32.0, full: bool = True) -> None:
+        self.full = full
+        """Also keep `absdiff`/`sigma`, `slow` and `best` (the level and scale alone are cheaper)."""
         self._alpha = 2.0 / (span + 1.0)
         self._slow_alpha = 2.0 / (slow_span + 1.0)
         self._eps = 0.0
@@ -111,7 +114,8 @@ class SeriesStats:
         self.y = y
         self.last_step = step
         self.last_value = x
-        self.ring.append(y)
+        if self.full:
+            self.ring.append(y)
         if self.n == 0:  # transform() may have restarted the statistics on a switch to linear
             self.level = self.slow = self.best = y
             self.residual = self.z = self.absdiff = 0.0
@@ -130,17 +134,25 @@ class SeriesStats:
         lim = 4.0 * s
         # Early on the scale must learn quickly from a handful of points.
         self.scale = s + (0.3 if n < 8 else 0.1) * ((lim if a > lim else a) - s)
+        if not self.full:
+            return
         # Noise from first differences: slow (a divergence must not teach it that jumps are normal),
         # winsorised, and quick to learn over the first points.
         d = y - prev
-        d = d if d >= 0.0 else -d
+        if d < 0.0:
+            d = -d
         ad = self.absdiff
-        dl = 4.0 * ad if n > 4 else d
-        self.absdiff = ad + (1.0 / n if n < 33 else 0.03) * ((dl if d > dl else d) - ad)
-        # The slow level follows the (already spike-robust) fast level; over its first points it is
-        # their running mean, so it does not stay anchored to the first value.
-        sa = self._slow_alpha
-        slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
+        if n > 32:
+            dl = 4.0 * ad
+            self.absdiff = ad + 0.03 * ((dl if d > dl else d) - ad)
+            # The slow level follows the (already spike-robust) fast level...
+            slow = self.slow = self.slow + self._slow_alpha * (level - self.slow)
+        else:
+            dl = 4.0 * ad if n > 4 else d
+            self.absdiff = ad + ((dl if d > dl else d) - ad) / n
+            # ...and over its first points it is their running mean, not anchored to the first value.
+            sa = self._slow_alpha
+            slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
         if slow < self.best:
             self.best = slow
             self.best_step = step

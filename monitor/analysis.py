@@ -45,7 +45,9 @@ class RunInfo:
         """Take what a log parser learned so far: format, step axis, line counts, run config."""
         self.format = parser.name
         self.step_key = parser.step_key
-        self.axis = getattr(parser, "axis", None) or self.axis
+        # What the steps count, as findings name it; parsers that say nothing count steps, unless
+        # their step axis is the epoch itself.
+        self.axis = getattr(parser, "axis", None) or ("epoch" if parser.step_key == "epoch" else "step")
         st = parser.stats
         self.lines, self.noise, self.malformed = st.lines, st.noise, st.malformed
         if parser.config:
