@@ -16,10 +16,17 @@ from monitor.columns import Columns
 from monitor.config import RunConfig
 from monitor.errors import RunwatchError
 from monitor.model import Finding, Judgement, Role, Row
+from monitor.outward import outward
 from monitor.parsers import clean_line, make_parser
 from monitor.parsers.base import DocumentParser, Parser
 from monitor.roles import RoleMap, primary
 from monitor.store import RunStore
+from monitor.textsafe import safe_text
+
+# Outside text that names or describes a run, made safe for a terminal as it enters the model; a
+# name or URL is shown everywhere (table, header, prompts, bundles), so its secrets go here too.
+_SHOWN_FIELDS = frozenset({"state", "format", "step_key"})
+_NAMING_FIELDS = frozenset({"name", "url"})
 
 
 @dataclass(slots=True)
@@ -36,10 +43,20 @@ class RunInfo:
     url: str | None = None
     state: str = "running"
     """running, finished, crashed, ... as the source reports it."""
+    exit_code: int | None = None
+    """The training process's exit code, when the source recorded it (a W&B exit record)."""
     config: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
     noise: int = 0
     malformed: int = 0
+
+    def __setattr__(self, field_name: str, value: object) -> None:
+        if isinstance(value, str):
+            if field_name in _NAMING_FIELDS:
+                value = outward(value)
+            elif field_name in _SHOWN_FIELDS:
+                value = safe_text(value)
+        object.__setattr__(self, field_name, value)
 
     def read_parser(self, parser: Parser) -> None:
         """Take what a log parser learned so far: format, step axis, line counts, run config."""
@@ -74,18 +91,21 @@ class RunAnalysis:
             axis=info.axis,
         )
         self.store = RunStore()
+        self._printable_keys: set[str] = set()
+        """Metric keys already seen to be printable (checking a row against it is one C call)."""
         self._text_seen: tuple[int, str | None] = (0, None)
         self._config_seen: dict[str, Any] | None = None
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
-        rows = rows if isinstance(rows, list) else list(rows)
+        rows = _safe_keys(rows if isinstance(rows, list) else list(rows), self._printable_keys)
         self.store.add_many(rows, now)
         self.detectors.set_axis(self.info.axis)
         return self.detectors.ingest_many(rows, now)
 
     def add_columns(self, blocks: list[Columns], now: float) -> bool:
         """Store and judge column blocks (the backfill path); True when a finding changed."""
+        blocks = [b if all(map(str.isprintable, b.keys)) else b._replace(keys=_shown_keys(b.keys)) for b in blocks]
         self.store.add_columns(blocks, now)
         self.detectors.set_axis(self.info.axis)
         return self.detectors.ingest_columns(blocks, now)
@@ -175,3 +195,22 @@ class RunAnalysis:
                 if value is not None:
                     out[key] = value
         return out
+
+
+def _safe_keys(rows: list[Row], known: set[str]) -> list[Row]:
+    """Rows whose metric keys are safe to show (a key is outside text: a CSV header, a JSONL key)."""
+    out = rows
+    for i, row in enumerate(rows):
+        if known.issuperset(row.values):
+            continue
+        printable = [k for k in row.values if k.isprintable()]
+        known.update(printable)
+        if len(printable) < len(row.values):
+            if out is rows:
+                out = list(rows)
+            out[i] = Row(row.step, {safe_text(k): v for k, v in row.values.items()}, row.time)
+    return out
+
+
+def _shown_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(safe_text(k) for k in keys)

@@ -93,6 +93,7 @@ KINDS = (
     "overfit",
     "eval_degradation",
     "stalled",
+    "idle",
     "gpu_idle",
     "source_error",
     "converged",

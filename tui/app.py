@@ -13,6 +13,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual.app import App
@@ -21,9 +22,11 @@ from textual.notifications import SeverityLevel
 
 from monitor.actions import Actions, ReviewerAnswer
 from monitor.actions.escalation import answer_stops_run
+from monitor.actions.screenshot import redact_screenshot
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
+from monitor.outward import outward
 from themes import THEMES, next_name, short_name, textual_name
 from tui import action_workers, actions
 from tui.hubapi import HubLike
@@ -49,6 +52,19 @@ from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 
 _STOP_TIMEOUT = 5.0
+#: Verdict changes arriving within this many seconds share one toast ("3 runs turned bad").
+COALESCE_SECONDS = 0.3
+NOTICES_KEPT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A toast as shown, kept for the notification log (`n`)."""
+
+    time: float
+    severity: str
+    title: str
+    message: str
 
 
 class RunwatchApp(App[int]):
@@ -57,6 +73,13 @@ class RunwatchApp(App[int]):
     TITLE = "runwatch"
     # Every command is a key in the action registry (footer and `?`); the palette would be a second list.
     ENABLE_COMMAND_PALETTE = False
+    # Toasts are compact, narrow and few (verdict changes coalesce), so they cover as little as possible.
+    CSS = """
+    Toast {
+        padding: 0 1;
+        max-width: 56;
+    }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         *actions.bindings(actions.APP),
         # Ctrl-C quits like q (the demo must clean up on it), rather than Textual's hint to press Ctrl-Q.
@@ -92,6 +115,9 @@ class RunwatchApp(App[int]):
         self._stopping: set[str] = set()
         self._stale_notified: set[str] = set()
         self._hub_stopped = False
+        self.notices: list[Notice] = []
+        """Every toast shown this session, oldest first (bounded)."""
+        self._turned_bad: list[tuple[str, str]] = []
         for t in THEMES:
             self.register_theme(t)
         self.theme = textual_name(theme or self.config.theme)
@@ -145,13 +171,26 @@ class RunwatchApp(App[int]):
                 self._stale_notified.discard(ev.run_id)
                 self.notify(f"{ev.name}: {ev.state}", title="Source back")
         elif ev.kind == "verdict" and ev.verdict is Verdict.BAD:
-            self.notify(f"{ev.name}: {ev.reason}", title="✗ Bad run: stop advised", severity="error", timeout=8)
+            if not self._turned_bad:
+                self.set_timer(COALESCE_SECONDS, self._flush_bad)
+            if all(name != ev.name for name, _ in self._turned_bad):
+                self._turned_bad.append((ev.name, ev.reason))
         elif ev.kind == "verdict" and ev.verdict is Verdict.UNSURE and self.config.reviewer.auto:
             # Actions rate-limits per run and re-checks the verdict; an answer comes back as a message.
             self.run_worker(
                 action_workers.escalate(self.actions, self.post_message, ev.run_id, ev.name, auto=True),
                 group="reviewer",
             )
+
+    def _flush_bad(self) -> None:
+        """One toast for the runs that turned bad since the first of them."""
+        bad, self._turned_bad = self._turned_bad, []
+        if len(bad) == 1:
+            name, reason = bad[0]
+            self.notify(f"{name}: {reason}", title="✗ Bad run: stop advised", severity="error", timeout=8)
+        elif bad:
+            names = ", ".join(name for name, _ in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            self.notify(names, title=f"✗ {len(bad)} runs turned bad: stop advised", severity="error", timeout=8)
 
     def _drawing_screen(self) -> RunwatchScreen | None:
         """The visible runwatch screen if it can draw now.
@@ -174,7 +213,7 @@ class RunwatchApp(App[int]):
 
     # ---- run actions: the one place `s`, `e` and `b` land, and what came of them ---------------
     def on_evidence_requested(self, message: EvidenceRequested) -> None:
-        svg = self.export_screenshot()
+        svg = redact_screenshot(self.export_screenshot())  # hostile wall: no secrets in the bundle's screen
         self.run_worker(
             action_workers.save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
             group="evidence",
@@ -192,7 +231,7 @@ class RunwatchApp(App[int]):
             return
         self._stopping.add(message.run_id)
         # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
-        svg = self.export_screenshot()
+        svg = redact_screenshot(self.export_screenshot())  # hostile wall: no secrets in the bundle's screen
         self.run_worker(
             action_workers.plan_stop(
                 self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
@@ -286,6 +325,9 @@ class RunwatchApp(App[int]):
         markup: bool = False,
     ) -> None:
         """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        message, title = outward(message, keep_newlines=True), outward(title)  # hostile wall: no secrets, no escapes
+        self.notices.append(Notice(self.clock(), severity, title, message))
+        del self.notices[:-NOTICES_KEPT]
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- app-wide actions ----------------------------------------------------------------
