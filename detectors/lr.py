@@ -145,6 +145,11 @@ class LrDetector(Detector):
             return None
         return self._last / self._peak
 
+    @property
+    def warming(self) -> bool:
+        """Still in the LR's initial warm-up: rising to new peaks, never decayed."""
+        return not self._decaying and self._rising_since is not None
+
     def declare(self, schedule: Schedule | None) -> bool:
         """The schedule the run declared; the LR seen so far is compared with it at once."""
         if schedule == self._schedule:

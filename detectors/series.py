@@ -42,6 +42,7 @@ class SeriesStats:
         "scale",
         "slow",
         "y",
+        "y0",
         "z",
     )
 
@@ -55,6 +56,8 @@ class SeriesStats:
         self._ref = 1.0
         self.n = 0
         self.y = 0.0
+        self.y0 = 0.0
+        """The first value, in the statistics' space."""
         self.level = 0.0
         self.slow = 0.0
         self.scale = 0.02
@@ -117,7 +120,7 @@ class SeriesStats:
         if self.full:
             self.ring.append(y)
         if self.n == 0:  # transform() may have restarted the statistics on a switch to linear
-            self.level = self.slow = self.best = y
+            self.level = self.slow = self.best = self.y0 = y
             self.residual = self.z = self.absdiff = 0.0
             self.n = 1
             self.best_step = step
