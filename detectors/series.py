@@ -10,11 +10,16 @@ import math
 from collections import deque
 
 
+#: Points before a best level is taken: a best is never one or two lucky first values.
+_BURN_IN = 8
+
+
 class SeriesStats:
     """Robust running statistics of one metric, in log space for positive series.
 
-    `level` is a Huber-clipped EWMA (a single spike barely moves it; a real level shift is
-    tracked within a few points) and `scale` a winsorised EWMA of absolute residuals.
+    `level` is an EWMA of the median of the last three points (a single spike does not move it; a
+    real level shift is tracked within a few points) and `scale` a winsorised EWMA of absolute
+    residuals.
     `residual` is the newest point's distance from the level *before* it was folded in.
     `sigma` is the point-to-point noise, from a slow winsorised mean of absolute first differences
     (a trend barely enters it), and `slow` a slower robust level whose minimum is `best`: the best
@@ -23,6 +28,7 @@ class SeriesStats:
 
     __slots__ = (
         "_alpha",
+        "_y2",
         "_eps",
         "_linear",
         "_ref",
@@ -50,6 +56,7 @@ class SeriesStats:
         self.full = full
         """Also keep `absdiff`/`sigma`, `slow` and `best` (the level and scale alone are cheaper)."""
         self._alpha = 2.0 / (span + 1.0)
+        self._y2 = 0.0
         self._slow_alpha = 2.0 / (slow_span + 1.0)
         self._eps = 0.0
         self._linear = False
@@ -120,7 +127,8 @@ class SeriesStats:
         if self.full:
             self.ring.append(y)
         if self.n == 0:  # transform() may have restarted the statistics on a switch to linear
-            self.level = self.slow = self.best = self.y0 = y
+            self.level = self.slow = self.y0 = self._y2 = y
+            self.best = math.inf
             self.residual = self.z = self.absdiff = 0.0
             self.n = 1
             self.best_step = step
@@ -130,8 +138,12 @@ class SeriesStats:
         self.residual = r
         s = self.scale
         self.z = r / (s if s > 1e-3 else 1e-3)
-        c = 3.0 * s
-        level = self.level + self._alpha * (c if r > c else (-c if r < -c else r))
+        # The level follows the median of the last three points: one outlier never moves it, a real
+        # shift (a fast early descent, a jump that stays) is followed at the EWMA's own pace.
+        lo, hi = (self._y2, prev) if self._y2 <= prev else (prev, self._y2)
+        self._y2 = prev
+        m = hi if y > hi else (y if y > lo else lo)
+        level = self.level + self._alpha * (m - self.level)
         self.level = level
         a = r if r >= 0.0 else -r
         lim = 4.0 * s
@@ -156,7 +168,7 @@ class SeriesStats:
             # ...and over its first points it is their running mean, not anchored to the first value.
             sa = self._slow_alpha
             slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
-        if slow < self.best:
+        if slow < self.best and n >= _BURN_IN:
             self.best = slow
             self.best_step = step
 
