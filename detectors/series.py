@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections import deque
 
-
 #: Points before a best level is taken: a best is never one or two lucky first values.
 _BURN_IN = 8
 
@@ -28,11 +27,11 @@ class SeriesStats:
 
     __slots__ = (
         "_alpha",
-        "_y2",
         "_eps",
         "_linear",
         "_ref",
         "_slow_alpha",
+        "_y2",
         "absdiff",
         "best",
         "best_step",
