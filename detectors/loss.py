@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from detectors.base import Detector, fmt, pct, safe_exp
+from detectors.series import SIGMA_PER_ABSDIFF as _SIGMA
 from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
 from monitor.model import Severity
@@ -16,10 +17,6 @@ _TOTAL_LOSS_RE = re.compile(
     r"^(?:(?:train|training|trainer)[/_ ])?"
     r"(?:total[/_ ]?loss|loss(?:[/_ ]total)?|lm[ _]loss|train[ _]loss|trl|tot_loss)$"
 )
-
-
-#: Standard deviation per mean absolute first difference of Gaussian noise (1 / 1.128).
-_SIGMA = 1.0 / 1.128
 
 
 def is_total_loss(key: str) -> bool:

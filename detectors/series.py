@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
+#: Standard deviation of white noise per mean absolute second difference (1 / (sqrt(6) sqrt(2/pi))).
+SIGMA_PER_ABSDIFF = 1.0 / 1.954
+
 #: Points before a best level is taken: a best is never one or two lucky first values.
 _BURN_IN = 8
 
@@ -20,7 +23,7 @@ class SeriesStats:
     real level shift is tracked within a few points) and `scale` a winsorised EWMA of absolute
     residuals.
     `residual` is the newest point's distance from the level *before* it was folded in.
-    `sigma` is the point-to-point noise, from a slow winsorised mean of absolute first differences
+    `sigma` is the point-to-point noise, from a slow winsorised mean of absolute second differences
     (a trend barely enters it), and `slow` a slower robust level whose minimum is `best`: the best
     level the run reached, which a lucky noisy point cannot set.
     """
@@ -139,7 +142,8 @@ class SeriesStats:
         self.z = r / (s if s > 1e-3 else 1e-3)
         # The level follows the median of the last three points: one outlier never moves it, a real
         # shift (a fast early descent, a jump that stays) is followed at the EWMA's own pace.
-        lo, hi = (self._y2, prev) if self._y2 <= prev else (prev, self._y2)
+        pp = self._y2
+        lo, hi = (pp, prev) if pp <= prev else (prev, pp)
         self._y2 = prev
         m = hi if y > hi else (y if y > lo else lo)
         level = self.level + self._alpha * (m - self.level)
@@ -150,9 +154,10 @@ class SeriesStats:
         self.scale = s + (0.3 if n < 8 else 0.1) * ((lim if a > lim else a) - s)
         if not self.full:
             return
-        # Noise from first differences: slow (a divergence must not teach it that jumps are normal),
-        # winsorised, and quick to learn over the first points.
-        d = y - prev
+        # Noise from second differences (a trend, even the steep descent of a run's first points,
+        # cancels out): slow (a divergence must not teach it that jumps are normal), winsorised, and
+        # quick to learn over the first points.
+        d = y - 2.0 * prev + pp
         if d < 0.0:
             d = -d
         ad = self.absdiff
@@ -167,6 +172,10 @@ class SeriesStats:
             # ...and over its first points it is their running mean, not anchored to the first value.
             sa = self._slow_alpha
             slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
+        # Nor does it lag far behind a real descent: it stays within one noise unit of the level.
+        top = level + self.absdiff * SIGMA_PER_ABSDIFF
+        if slow > top:
+            slow = self.slow = top
         if slow < self.best and n >= _BURN_IN:
             self.best = slow
             self.best_step = step
@@ -179,7 +188,7 @@ class SeriesStats:
     @property
     def sigma(self) -> float:
         """Point-to-point noise of the series (a standard deviation, from mean absolute differences)."""
-        return self.absdiff / 1.128
+        return self.absdiff * SIGMA_PER_ABSDIFF
 
     def window(self) -> list[float]:
         """The last `trend_window` transformed values, oldest first (fewer while filling)."""
