@@ -169,7 +169,6 @@ class TextFeed:
         """Take complete lines; True when a finding changed."""
         if not lines and not (self._is_document() and self.splitter.pending):
             return False
-        self.analysis.store.add_log_lines(lines[-_TAIL:])
         if self.parser is None:
             self._pending += lines
             if self._pending_since is None:
@@ -220,6 +219,9 @@ class TextFeed:
     def _parse(self, lines: list[str], now: float) -> bool:
         parser = self.parser
         assert parser is not None
+        # The log tail grows as lines are read, not before: what the crash check sees after the
+        # last metric line is the same however the bytes were cut.
+        self.analysis.store.add_log_lines(lines[-_TAIL:])
         if isinstance(parser, DocumentParser):
             return self._document(lines, now)
         a = self.analysis

@@ -100,10 +100,11 @@ def decide(analysis: RunAnalysis, source: SourceFacts) -> RunState:
             word = STALE
         return RunState(word, None, source.error)
     ended = _ENDED.get(info.state)
+    analysis.judgement()  # brings the crash finding up to date with the log's last lines
     crash = analysis.detectors.crash.current
     if info.exit_code not in (None, 0) or (crash is not None and crash.active):
         ended = CRASHED  # an exit code, or the log's last lines show the process dying
-    if analysis.store.rows == 0:
+    if analysis.store.rows == 0 and ended != CRASHED:  # a job that died before its first metric crashed
         if source.caught_up and (info.lines or ended or source.ended):
             what = f"{info.lines} lines" if info.format != "wandb" else f"{info.lines} records"
             return RunState(UNREADABLE, None, f"no metrics found in {what} (format: {info.format})")
