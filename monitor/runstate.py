@@ -95,9 +95,8 @@ def decide(analysis: RunAnalysis, source: SourceFacts) -> RunState:
     """The run's state from its analysis and what its source knows; see the module docstring."""
     info = analysis.info
     if source.error:
-        word = UNREADABLE if source.unreadable else (source.connection or STALE)
-        if word not in (UNREADABLE, WAITING, CONNECTING):
-            word = STALE
+        # One outage is one state, however often the source is retried (connecting, retrying ...).
+        word = UNREADABLE if source.unreadable else WAITING if source.connection == WAITING else STALE
         return RunState(word, None, source.error)
     ended = _ENDED.get(info.state)
     analysis.judgement()  # brings the crash finding up to date with the log's last lines

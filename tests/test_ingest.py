@@ -357,3 +357,19 @@ def test_check_expands_a_wandb_project_into_its_running_runs(server: FakeWandbSe
     assert set(docs) == {"wandb://ent/proj/good", "wandb://ent/proj/bad"}, docs
     assert docs["wandb://ent/proj/bad"]["verdict"] == "bad" and docs["wandb://ent/proj/good"]["verdict"] == "healthy"
     assert check_mod.exit_code(results) == 2
+
+
+@pytest.mark.timeout(60)
+def test_an_unresolvable_ssh_host_is_one_outage_not_a_flip_per_retry() -> None:
+    async def main() -> None:
+        async with Hub(["no-such-host.invalid:/var/log/train.log"], gpu=False) as hub:
+            events: list[HubEvent] = []
+            hub.add_event_listener(events.append)
+            await until(lambda: hub.snapshot().runs[0].stale, what="stale")
+            await asyncio.sleep(4.0)  # a few retries (1 s, 2 s, ...)
+            r = hub.snapshot().runs[0]
+            assert r.state == "stale" and r.shown_verdict == "stale" and "retrying" in r.state_detail
+            states = [e for e in events if e.kind == "state"]
+            assert [(e.state, e.shown_verdict) for e in states] == [("stale", "stale")]
+
+    asyncio.run(main())
