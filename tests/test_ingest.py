@@ -373,3 +373,16 @@ def test_an_unresolvable_ssh_host_is_one_outage_not_a_flip_per_retry() -> None:
             assert [(e.state, e.shown_verdict) for e in states] == [("stale", "stale")]
 
     asyncio.run(main())
+
+
+def test_junk_event_file_and_a_broken_document_are_unreadable_not_healthy(tmp_path: Path) -> None:
+    tb = tmp_path / "events.out.tfevents.1.host"
+    tb.write_bytes(b"\x00garbage, not TFRecords" * 100)
+    state = tmp_path / "out" / "trainer_state.json"
+    state.parent.mkdir()
+    state.write_text('{\n  "log_history": [\n    {"loss": 2.0, "step": 1},\n')  # cut off mid-document
+    results = check_mod.check([str(tb), str(state)], Config())
+    docs = check_mod.to_json(results)["runs"]
+    assert [d["verdict"] for d in docs] == ["unreadable", "unreadable"], docs
+    assert all(any(f["kind"] == "source_error" for f in d["findings"]) for d in docs)
+    assert check_mod.exit_code(results) == 3
