@@ -25,6 +25,7 @@ from monitor.gpu import GpuSnapshot
 from monitor.model import Row
 from monitor.parsers import CONFIDENT, Parser, detect_format, guess_format, make_parser
 from monitor.parsers.base import DocumentParser
+from monitor.runstate import marks_end
 from monitor.sources.base import TEXT, TFEVENTS, WANDB, Chunk
 from monitor.sources.local import LineSplitter
 
@@ -232,7 +233,8 @@ class TextFeed:
             if blocks:
                 changed = a.add_columns(blocks, now) or changed
         a.info.read_parser(parser)
-        if parser.finished and a.info.state == "running":
+        ended = parser.finished or (a.info.state == "running" and marks_end("\n".join(lines)))
+        if ended and a.info.state == "running":
             a.finish()
             changed = True
         return changed

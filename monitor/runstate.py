@@ -19,6 +19,7 @@ or arrived.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -74,6 +75,18 @@ class SourceFacts:
     ended: bool = False
     caught_up: bool = True
     """Whether what existed when the source opened has been read (so 'no metrics' is a fact)."""
+
+
+#: Lines frameworks print when training ends normally, whatever the log's format.
+END_MARKER = re.compile(
+    r"Training completed\. Do not forget to share your model"  # HF Trainer
+    r"|`Trainer\.fit` stopped: `max_(?:epochs|steps)=\d+` reached"  # PyTorch Lightning
+)
+
+
+def marks_end(text: str) -> bool:
+    """Whether `text` (lines of a log) holds a framework's end-of-training line."""
+    return ("reached" in text or "Training completed" in text) and END_MARKER.search(text) is not None
 
 
 def stamp(t: float) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -386,3 +387,19 @@ def test_junk_event_file_and_a_broken_document_are_unreadable_not_healthy(tmp_pa
     assert [d["verdict"] for d in docs] == ["unreadable", "unreadable"], docs
     assert all(any(f["kind"] == "source_error" for f in d["findings"]) for d in docs)
     assert check_mod.exit_code(results) == 3
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        "Training completed. Do not forget to share your model on huggingface.co/models =)",
+        "`Trainer.fit` stopped: `max_epochs=3` reached.",
+    ],
+)
+def test_a_frameworks_end_line_finishes_the_run(tmp_path: Path, last: str) -> None:
+    log = tmp_path / "train.log"
+    log.write_text(log_lines(50) + last + "\n")
+    old = time.time() - 1800  # would be stalled without an end marker
+    os.utime(log, (old, old))
+    (r,) = check_mod.check([str(log)], Config())
+    assert r.state is not None and r.state.word == "finished" and check_mod.exit_code([r]) == 0
