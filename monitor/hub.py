@@ -280,6 +280,8 @@ class Hub:
         old, run.state = run.state, new
         if new.word == runstate.UNREADABLE and run.facts.error is None:
             self._note_unreadable(run, new.detail)
+        elif old.word == runstate.UNREADABLE and run.facts.error is None:
+            run.analysis.detectors.clear_external("source_error")  # metrics came after all
         if new.word != old.word:
             self._emit(run, "state", run.facts.error or new.label)
         self._dirty.set()

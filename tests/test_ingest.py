@@ -403,3 +403,22 @@ def test_a_frameworks_end_line_finishes_the_run(tmp_path: Path, last: str) -> No
     os.utime(log, (old, old))
     (r,) = check_mod.check([str(log)], Config())
     assert r.state is not None and r.state.word == "finished" and check_mod.exit_code([r]) == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_log_without_metrics_is_unreadable_until_they_come(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    log.write_text("loading model...\nbuilding dataloaders...\n")
+
+    async def main() -> None:
+        async with Hub([str(log)], gpu=False, poll=0.05, tick_interval=0.1) as hub:
+            await until(lambda: hub.snapshot().runs[0].state == "unreadable", what="unreadable")
+            r = hub.snapshot().runs[0]
+            assert r.shown_verdict == "unreadable" and any(f.kind == "source_error" for f in r.findings)
+            with log.open("a") as f:
+                f.write(log_lines(30))
+            await until(lambda: hub.snapshot().runs[0].state == "live", what="live")
+            r = hub.snapshot().runs[0]
+            assert r.shown_verdict == "healthy" and not any(f.kind == "source_error" for f in r.findings)
+
+    asyncio.run(main())
