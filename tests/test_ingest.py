@@ -93,6 +93,7 @@ def test_a_folder_is_every_run_inside_it_once(tmp_path: Path) -> None:
     (run_dir / "run-abc.wandb").write_bytes(wandb_bytes(3))
     (run_dir / "files" / "output.log").write_text("console\n")
     (tmp_path / "c" / "wandb" / "latest-run").symlink_to(run_dir)
+    (tmp_path / "c" / "wandb" / "debug.log").write_text("wandb's own log\n")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "events.out.tfevents.1.host").write_bytes(tf_file(range(3)))
     (tmp_path / "README.md").write_text("step=1 loss=2\n" * 300)
