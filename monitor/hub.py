@@ -208,12 +208,13 @@ class Hub(RemoteSources):
         self._spawn(self._supervise(run), run)
 
     def _failed_target(self, raw: str, error: str) -> None:
-        """A target that names nothing readable: a row that says why (never a crash)."""
+        """A target that cannot be opened (no W&B credentials, a missing W&B folder): a row that says
+        why, stale rather than a crash."""
         from monitor.targets import FILE
 
         target = Target(raw, FILE)
         run = self._add_run(RunRef(raw, target, raw, "text", raw))
-        self._source_problem(run, error, unreadable=True)
+        self._source_problem(run, error)
 
     async def _discover(self, opened: Opened) -> None:
         assert opened.discover is not None
