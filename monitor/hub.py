@@ -267,6 +267,7 @@ class Hub(RemoteSources):
             run.last_update = self.clock()
             if run.facts.error is not None and run.trusted:
                 self._source_ok(run)
+        self._refresh(run)  # first: a verdict line carries the state it is shown with
         if changed or run.verdict is None:
             v = run.analysis.judgement().verdict
             if v != run.verdict:
@@ -274,7 +275,6 @@ class Hub(RemoteSources):
                 run.verdict = v
                 if not first or v is not Verdict.HEALTHY:
                     self._emit(run, "verdict")
-        self._refresh(run)
 
     def _take_chunk(self, run: HubRun, chunk: Chunk) -> None:
         if chunk.problem:
