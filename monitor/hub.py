@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +40,8 @@ __all__ = ["Hub", "HubEvent", "HubSnapshot", "RunSnapshot"]
 _GPU_HISTORY = 120
 #: A file not modified for this long when opened is complete as it stands (its last line too).
 _SETTLED_SECONDS = 30.0
+#: Seconds to wait for a remote file's modification time before following it without.
+_STAT_TIMEOUT = 10.0
 #: A source reading this long without an error has its retry backoff reset.
 _HEALTHY_RESET = 30.0
 #: States in which a local file's writer is looked for.
@@ -276,7 +279,35 @@ class Hub(RemoteSources):
                 if not first or v is not Verdict.HEALTHY:
                     self._emit(run, "verdict")
 
-    def _take_chunk(self, run: HubRun, chunk: Chunk) -> None:
+    def _caught_up(self, run: HubRun, mtime: float) -> None:
+        """What the file held when opened has been read: judge it as of now, then follow."""
+        assert run.feed is not None
+        if self.clock() - mtime > _SETTLED_SECONDS:
+            run.feed.end(mtime)  # untouched for a while: complete as it stands, its last line too
+        if run.analysis.store.rows == 0:
+            run.analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
+        run.analysis.tick(self.clock())
+        f = run.facts
+        run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
+        self._after_rows(run, True, data=False)
+        self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
+
+    async def _remote_stat(self, ref: RunRef) -> tuple[float, int] | None:
+        """A remote file's modification time and size, or None when they cannot be had quickly."""
+        ssh = ref.target.ssh
+        assert ssh is not None
+        path = ssh.path
+        quoted = '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
+        try:
+            res = await asyncio.wait_for(
+                self.ssh_pool.run(ssh, f"stat -L -c '%Y %s' -- {quoted}", timeout=_STAT_TIMEOUT), _STAT_TIMEOUT + 1
+            )
+            mtime, size = res.stdout.split()[:2]
+            return float(mtime), int(size)
+        except (RunwatchError, TimeoutError, OSError, ValueError):
+            return None  # the tail says why, if the file cannot be read at all
+
+    def _take_chunk(self, run: HubRun, chunk: Chunk, written: float | None = None) -> None:
         if chunk.problem:
             self._source_problem(run, chunk.problem, connection=runstate.WAITING)
             return
@@ -287,7 +318,7 @@ class Hub(RemoteSources):
                 run.ended_by_writer = False
                 run.analysis.info.state = "running"
                 run.analysis.detectors.stall.finished = False
-        changed = run.feed.chunk(chunk, self.clock())
+        changed = run.feed.chunk(chunk, self.clock() if written is None else written)
         if chunk.data or chunk.reset or changed:
             self._after_rows(run, changed, data=bool(chunk.data or chunk.reset))
 
@@ -343,22 +374,21 @@ class Hub(RemoteSources):
         )
         offset = 0
         path = ref.path
+        remote: tuple[float, int] | None = None
+        """A remote file's modification time and size when opened: bytes up to there are caught up."""
         if path is not None and path.is_file():
             mtime = path.stat().st_mtime
             run.facts = SourceFacts(run.facts.error, run.facts.unreadable, run.facts.connection, False, False)
             for changed in feed.catch_up(path, mtime, final=False):
                 self._after_rows(run, changed)
                 await asyncio.sleep(0)
-            if self.clock() - mtime > _SETTLED_SECONDS:
-                feed.end(mtime)
-            if run.analysis.store.rows == 0:
-                run.analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
-            run.analysis.tick(self.clock())
             offset = feed.resume_offset
-            f = run.facts
-            run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
-            self._after_rows(run, True, data=False)
-            self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
+            self._caught_up(run, mtime)
+        elif ref.target.ssh is not None:
+            remote = await self._remote_stat(ref)
+            if remote is not None and remote[1] == 0:
+                self._caught_up(run, remote[0])
+                remote = None
         if ref.target.kind == "stdin":
             f = run.facts
             run.facts = SourceFacts(f.error, f.unreadable, runstate.WAITING, f.ended, f.caught_up)
@@ -366,7 +396,14 @@ class Hub(RemoteSources):
         self._closers.append(source.close)
         try:
             async for chunk in source:
-                self._take_chunk(run, chunk)
+                if remote is None:
+                    self._take_chunk(run, chunk)
+                    continue
+                # What the remote file held when opened was written by its modification time.
+                self._take_chunk(run, chunk, remote[0] if chunk.end <= remote[1] else None)
+                if chunk.end >= remote[1] and (chunk.data or chunk.reset):
+                    self._caught_up(run, remote[0])
+                    remote = None
         finally:
             with contextlib.suppress(Exception):
                 res = source.close()

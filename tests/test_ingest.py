@@ -310,10 +310,22 @@ def test_check_reads_an_ssh_path_and_a_remote_tfevents_file(ssh_home: SSHHome, t
     log.write_text(log_lines(100, nan_at=80))
     tb = tmp_path / "events.out.tfevents.1.host"
     tb.write_bytes(tf_file(range(50), wall=time.time()))
-    results = check_mod.check([f"testhost:{log}", f"ssh://testhost{tb}"], Config())
+    old = tmp_path / "old.log"
+    old.write_text(log_lines(100))
+    written = time.time() - 3 * 3600
+    os.utime(old, (written, written))
+    targets = [f"testhost:{log}", f"ssh://testhost{tb}", f"testhost:{old}"]
+    results = check_mod.check(targets, Config())
     docs = check_mod.to_json(results)["runs"]
-    assert [d["verdict"] for d in docs] == ["bad", "healthy"], docs
+    assert [d["verdict"] for d in docs] == ["bad", "healthy", "healthy"], docs
     assert docs[0]["last_step"] == 99 and docs[1]["last_step"] == 49 and docs[1]["format"] == "tfevents"
+    # The remote file's own modification time dates its rows, as a local file's does.
+    assert docs[2]["state"] == "idle" and docs[2]["last_update"] == pytest.approx(written, abs=2)
+    local = check_mod.to_json(check_mod.check([str(old)], Config()))["runs"][0]
+    assert local["state"] == "idle"
+    assert [(f["kind"], f["step"], f["message"]) for f in local["findings"]] == [
+        (f["kind"], f["step"], f["message"]) for f in docs[2]["findings"]
+    ]
     assert check_mod.exit_code(results) == 2
 
 
