@@ -97,8 +97,10 @@ class KeyValueParser(Parser):
         stats = self.stats
         stats.lines += 1
         pairs = _PAIR.findall(line)
-        # reversed, so that the first of repeated keys wins
-        values = {k: float(number or special) for k, number, special in reversed(pairs)}
+        values: dict[str, float] = {}
+        for key, number, special in pairs:
+            if key not in values:  # the first of repeated keys wins
+                values[key] = float(number or special)
         if line[:1] == "N" and line.startswith("Namespace("):
             self.config.update(parse_namespace(line))  # a script's arguments, not metrics
             stats.noise += 1
@@ -108,9 +110,9 @@ class KeyValueParser(Parser):
             "|" in line or "," in line or " - " in line or ";" in line
         ):
             self._fields(line, values)
-        key = self._key
+        chosen = self._key
         # the common case first: the chosen step field is on the line
-        step = values.pop(key) if key is not None and key in values else self._step(line, values)
+        step = values.pop(chosen) if chosen is not None and chosen in values else self._step(line, values)
         if self._metrics.isdisjoint(values) and not self._learn(values):
             stats.noise += 1
             return []
