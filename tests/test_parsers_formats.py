@@ -57,6 +57,17 @@ CASES = [
     ),
     ("fairseq-json-2.log", None, "fairseq", "num_updates", "step", 1, (104.0, {"train_loss": 1.603})),
     (
+        "fairseq-text.log",
+        "train.log",
+        "fairseq",
+        "num_updates",
+        "step",
+        2,
+        (40200.0, {"loss": 3.153, "ppl": 8.89, "lr": 0.00015772, "gnorm": 0.483, "epoch": 143.0}),
+    ),
+    ("fairseq-old.log", None, "fairseq", "num_updates", "step", 2, (27301.0, {"train_loss": 0.158, "train_lr": 1e-05})),
+    ("fairseq-tqdm.log", None, "fairseq", "num_updates", "step", 2, (2.0, {"train_loss": 2.313, "train_F1-score": 0})),
+    (
         "mmengine.log",
         "20250415_164957.log",
         "mmengine",
@@ -399,3 +410,12 @@ def test_metric_logger_lines_dino_deit_torchvision() -> None:
     last = test.replace("[0/7]", "[6/7]")  # the same line shape at the last batch
     more = parser.feed(last)  # type: ignore[attr-defined]
     assert more == [Row(83.0, {"val/loss": 0.3814, "val/acc1": 90.2344, "val/acc5": 99.4792})]
+
+
+def test_fairseq_valid_lines_are_prefixed_and_training_ends() -> None:
+    _, rows, _ = _read("fairseq-text.log")
+    assert rows[1].step == 40297.0
+    assert rows[1].values["valid_loss"] == 12.677 and rows[1].values["valid_bleu"] == 29.52
+    assert classify("valid_loss") is Role.EVAL_LOSS and classify("valid_bleu") is Role.EVAL_UP
+    _, rows, parser = _read("fairseq-old.log")
+    assert rows[1].values["valid_accuracy"] == 0.833231 and parser.finished  # type: ignore[attr-defined]
