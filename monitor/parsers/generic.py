@@ -100,6 +100,8 @@ class KeyValueParser(Parser):
         self._metrics: set[str] = set()
         self._upper: set[str] = set()
         self._plain: set[str] = set()
+        self._previous: set[str] = set()
+        """The keys of the latest metric line (before its step field was taken out)."""
         """Keys seen so far; those whose names look like metrics; the capitalised ones and the others."""
 
     @classmethod
@@ -118,23 +120,29 @@ class KeyValueParser(Parser):
         for key, number, special in pairs:
             if key not in values:  # the first of repeated keys wins
                 values[key] = float(number or special)
-        # The common line (`step=10 loss=2.3 lr=1e-4`: known lower-case keys, the first at the start,
-        # none repeated) needs none of the slower readings below.
+        # The common line (`step=10 loss=2.3 lr=1e-4`: the keys of the previous metric line, the first
+        # at the start, none repeated) needs none of the slower readings below.
         if not (
-            len(values) > 1
+            values.keys() == self._previous
             and len(values) == len(pairs)
-            and self._plain.issuperset(values)
             and line.startswith(pairs[0][0])
             and "|" not in line
         ):
-            read = self._slow(line, pairs, values)
-            if read is None:
-                stats.noise += 1
+            if not (
+                1 < len(values) == len(pairs)
+                and self._plain.issuperset(values)
+                and line.startswith(pairs[0][0])
+                and "|" not in line
+            ):
+                read = self._slow(line, pairs, values)
+                if read is None:
+                    stats.noise += 1
+                    return []
+                values = read
+            if self._metrics.isdisjoint(values) and not self._learn(values):
+                stats.noise += 1  # (before the step: a line without metrics must not choose the axis)
                 return []
-            values = read
-        if self._metrics.isdisjoint(values) and not self._learn(values):
-            stats.noise += 1  # (before the step: a line without metrics must not choose the axis)
-            return []
+            self._previous = set(values)
         chosen = self._key
         # the chosen step field is usually on the line
         step = values.pop(chosen) if chosen is not None and chosen in values else self._step(line, values)
