@@ -123,7 +123,8 @@ class KeyValueParser(Parser):
         # The common line (`step=10 loss=2.3 lr=1e-4`: the keys of the previous metric line, the first
         # at the start, none repeated) needs none of the slower readings below.
         if not (
-            values.keys() == self._previous
+            pairs
+            and values.keys() == self._previous
             and len(values) == len(pairs)
             and line.startswith(pairs[0][0])
             and "|" not in line
