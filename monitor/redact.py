@@ -242,8 +242,8 @@ class Redactor:
             if masked == result:
                 break
             result = masked
-        if len(text) <= 4096:
-            if len(self._cache) >= 8192:
+        if len(text) <= 1024:  # log lines and names; bounded: at most ~8 MB held
+            if len(self._cache) >= 4096:
                 self._cache.clear()
             self._cache[text] = result
         return result
