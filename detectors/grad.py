@@ -62,9 +62,13 @@ class GradNonFiniteDetector(Detector):
 
 
 class GradExplosionDetector(Detector):
-    """Grad norm an order of magnitude above its usual level for several points in a row."""
+    """Grad norm an order of magnitude above its usual level for several points in a row.
 
-    __slots__ = ("_onset", "_run", "_th")
+    The usual level is the one before the run of high values began, so a norm that stays high
+    does not become "usual" as the running level follows it.
+    """
+
+    __slots__ = ("_base", "_onset", "_run", "_th")
     kind = "grad_explosion"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
@@ -72,24 +76,32 @@ class GradExplosionDetector(Detector):
         self._th = th
         self._run = 0
         self._onset = 0.0
+        self._base = 0.0
 
     def update(self, s: SeriesStats, step: float) -> bool:
         th = self._th
         if s.n < 10 or s.constant:
             return False
-        above = s.y - s.level
-        if above > th.grad_explosion_ratio or (self._run and above > 0.5 * th.grad_explosion_ratio):
+        if self._run:
+            above = s.y - self._base
+            high = above > 0.5 * th.grad_explosion_ratio
+        else:
+            above = s.residual
+            high = above > th.grad_explosion_ratio and above > 4.0 * s.noise
+        if high:
             if self._run == 0:
                 self._onset = step
+                self._base = s.y - s.residual
             self._run += 1
             if self._run >= th.grad_sustain and not self._already(Severity.WARN):
+                usual = s.inverse(self._base)
                 return self._fire(
                     Severity.WARN,
                     step,
                     self._onset,
                     f"{self.metric} {fmt(s.last_value)} at {self.axis} {fmt(step)}, {pct(above)} over its usual "
-                    f"level {fmt(s.inverse(s.level))} for {self._run} points",
-                    {"value": s.last_value, "level": s.inverse(s.level), "points": self._run},
+                    f"level {fmt(usual)} for {self._run} points",
+                    {"value": s.last_value, "level": usual, "points": self._run},
                 )
             return False
         self._run = 0

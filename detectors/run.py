@@ -7,6 +7,7 @@ object (cached per key), which updates shared statistics once and asks its detec
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,14 @@ from monitor.model import Finding, Judgement, Role, Row
 
 Handler = Callable[[float, float], bool]
 
+#: Keys that show a run whose losses are not objectives that fall: reinforcement learning
+#: (policy/value losses follow the returns) and GANs (each loss follows the opponent).
+_NOT_OBJECTIVE = re.compile(
+    r"ep_rew|episode_reward|policy_gradient_loss|value_loss|approx_kl|clip_fraction|explained_variance|"
+    r"entropy_loss|vf_loss|pg_loss|critic_loss|actor_loss|q_loss|(?:^|[/_ ])(?:loss_[gd]|[gd]_loss)(?:$|[/_ ])|"
+    r"discriminator|generator"
+)
+
 #: Findings of earlier segments (before the steps went back) kept for the record.
 _RETIRED_KEPT = 64
 
@@ -33,7 +42,7 @@ _RETIRED_KEPT = 64
 class _LossMonitor:
     """Training loss: NaN, spike, divergence, plateau/converged."""
 
-    __slots__ = ("div", "lr", "nan", "plateau", "spike", "stats")
+    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats")
 
     def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
@@ -42,16 +51,20 @@ class _LossMonitor:
         self.div = DivergenceDetector(key, th, axis)
         self.plateau = PlateauDetector(key, th, axis)
         self.lr = lr
+        self.nan_only = False
+        """Only NaN/Inf is judged (reinforcement learning and GAN losses are not objectives that fall)."""
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
             return self.nan.nonfinite(step, x)
+        changed = self.nan.finite(step) if self.nan.current is not None else False
+        if self.nan_only:
+            return changed
         s = self.stats
         s.update(step, x)
-        changed = self.nan.finite(step) if self.nan.current is not None else False
-        changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step, self.spike) or changed
         lr = self.lr()
+        changed = self.spike.update(s, step) or changed
+        changed = self.div.update(s, step, self.spike, lr is not None and lr.warming) or changed
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -64,7 +77,13 @@ class _LossMonitor:
         spike, div, plateau = spiker.update, self.div.update, self.plateau.update
         lr = self.lr()
         ratio = lr.ratio if lr is not None else None
+        warming = lr is not None and lr.warming
         changed = False
+        if self.nan_only:
+            for step, x in zip(steps, xs, strict=True):
+                if nan.nonfinite(step, x) if x - x != 0.0 else nan.current is not None and nan.finite(step):
+                    changed = True
+            return changed
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
                 if nan.nonfinite(step, x):
@@ -75,7 +94,7 @@ class _LossMonitor:
                 changed = True
             if spike(s, step):
                 changed = True
-            if div(s, step, spiker):
+            if div(s, step, spiker, warming):
                 changed = True
             if plateau(s, step, ratio):
                 changed = True
@@ -144,7 +163,7 @@ class _GradMonitor:
     __slots__ = ("explode", "nonfinite", "stats", "vanish")
 
     def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
-        self.stats = SeriesStats(th.level_span, th.trend_window)
+        self.stats = SeriesStats(th.level_span, th.trend_window, full=False)
         self.nonfinite = GradNonFiniteDetector(key, th, axis)
         self.explode = GradExplosionDetector(key, th, axis)
         self.vanish = GradVanishingDetector(key, th, axis)
@@ -216,6 +235,7 @@ class RunDetectors:
         self._monitors: list[_LossMonitor | _EvalMonitor | _GradMonitor | LrDetector] = []
         self._train: _LossMonitor | None = None
         self._total: str | None = None
+        self._not_objective = False
         self._lr: LrDetector | None = None
         self._external: dict[str, Finding] = {}
         self.stall = StallDetector(thresholds)
@@ -229,8 +249,21 @@ class RunDetectors:
         """The metric treated as the training loss (the first one seen)."""
         return self._train.nan.metric if self._train is not None else None
 
+    def _another_loss_holding(self, mon: _LossMonitor) -> bool:
+        """Whether another training loss of the run holds at its best (a trade-off between components)."""
+        return any(
+            isinstance(m, _LossMonitor) and m is not mon and not m.nan_only and m.div.holding(m.stats)
+            for m in self._monitors
+        )
+
     def _route(self, key: str) -> Handler:
         role = self._roles(key)
+        if not self._not_objective and _NOT_OBJECTIVE.search(key.lower()):
+            # Reinforcement learning or a GAN: its losses move with the policy or the opponent.
+            self._not_objective = True
+            for m in self._monitors:
+                if isinstance(m, _LossMonitor):
+                    m.nan_only = True
         th = self._th
         handler: Handler
         if role is Role.TRAIN_LOSS:
@@ -241,6 +274,8 @@ class RunDetectors:
                     if isinstance(other, _LossMonitor):
                         other.div.component = True
             mon.div.component = self._total is not None and self._total != key
+            mon.div.siblings = lambda mon=mon: self._another_loss_holding(mon)
+            mon.nan_only = self._not_objective
             if self._train is None or self._total == key:
                 self._train = mon
             self._monitors.append(mon)

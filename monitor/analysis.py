@@ -29,6 +29,12 @@ _SHOWN_FIELDS = frozenset({"state", "format", "step_key"})
 _NAMING_FIELDS = frozenset({"name", "url"})
 
 
+#: Fields of launcher error reports that a generic key-value reader may take for metrics.
+_ERROR_FIELDS = frozenset(
+    {"exitcode", "rank", "local_rank", "pid", "time", "host", "error_file", "code", "port", "useIpv6", "world_size"}
+)
+
+
 @dataclass(slots=True)
 class RunInfo:
     """What a source knows about a run besides its metrics."""
@@ -62,7 +68,9 @@ class RunInfo:
         """Take what a log parser learned so far: format, step axis, line counts, run config."""
         self.format = parser.name
         self.step_key = parser.step_key
-        self.axis = getattr(parser, "axis", None) or self.axis
+        # What the steps count, as findings name it; parsers that say nothing count steps, unless
+        # their step axis is the epoch itself.
+        self.axis = getattr(parser, "axis", None) or ("epoch" if parser.step_key == "epoch" else "step")
         st = parser.stats
         self.lines, self.noise, self.malformed = st.lines, st.noise, st.malformed
         if parser.config:
@@ -175,7 +183,12 @@ class RunAnalysis:
         except Exception:  # an odd line is not a metric line, whatever a parser makes of it
             return False
         roles = self.roles
-        return any(roles(k) is not Role.OTHER for r in rows for k in r.values)
+        keys = {k for r in rows for k in r.values}
+        if any(roles(k) is not Role.OTHER for k in keys):
+            return True
+        # Unrecognised metric names still make a training line, unless they are an error report's
+        # fields (torchrun's `exitcode  : -9 (pid: 4242)`, `rank      : 0 (local_rank: 0)`).
+        return bool(keys - _ERROR_FIELDS)
 
     def key_for(self, role: Role) -> str | None:
         """The metric shown for a role (the training loss is the one the detectors watch)."""
