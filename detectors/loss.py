@@ -345,8 +345,12 @@ class PlateauDetector(Detector):
         idle = s.n - self._ref_n
         if s.constant or idle < th.plateau_min_points or idle < th.plateau_fraction * s.n:
             return False
-        near_best = s.level - s.best <= max(th.divergence_small, th.trend_noise_k * s.sigma)
-        converged = near_best and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        small = max(th.divergence_small, th.trend_noise_k * s.sigma)
+        # Converged means it learned, then settled: flat where it started is a plateau at any LR.
+        learned = s.best < s.y0 - small
+        converged = (
+            learned and s.level - s.best <= small and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        )
         if self._already(Severity.INFO, "converged") if converged else self._already(Severity.WARN):
             return False
         ev = {"points_without_progress": idle, "since_step": self._ref_step}

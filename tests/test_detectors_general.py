@@ -266,6 +266,7 @@ _HF = {"lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000}
         ),
         ("sudden jump above the peak", lambda s: _cosine(s) * (20 if s >= 1500 else 1), _HF, True),
         ("schedule reset after a resume", lambda s: _cosine(s if s < 1200 else s - 1200), _HF, True),
+        ("warm-up still running under step decays", lambda s: 1e-5 * (s + 1) * (0.1 if s >= 1600 else 1.0), {}, True),
     ],
 )
 def test_lr_against_the_declared_schedule(
@@ -318,3 +319,16 @@ def test_a_worse_eval_loss_while_accuracy_still_improves_is_a_warning_not_a_stop
     rows = [Row(r.step, {k: v for k, v in r.values.items() if k != "eval_accuracy"}) for r in rows]
     _, bad = _feed(rows)
     assert bad and bad[0].kind == "overfit"
+
+
+def test_flat_at_the_lr_floor_is_converged_only_if_the_loss_learned_first() -> None:
+    rnd = random.Random(8)
+    lr = [1e-3 * (1 - i / 300) if i < 280 else 1e-5 for i in range(400)]
+    learned = [2.0 + 3.0 * math.exp(-i / 40) + rnd.gauss(0, 0.005) for i in range(400)]
+    rd = RunDetectors(RoleMap())
+    rd.ingest_many([Row(float(i), {"loss": v, "lr": lr[i]}) for i, v in enumerate(learned)], 0.0)
+    assert "converged" in {f.kind for f in rd.findings()} and rd.judgement().verdict is Verdict.HEALTHY
+    stuck = [5.0 + rnd.gauss(0, 0.005) for _ in range(400)]
+    rd = RunDetectors(RoleMap())
+    rd.ingest_many([Row(float(i), {"loss": v, "lr": lr[i]}) for i, v in enumerate(stuck)], 0.0)
+    assert "plateau" in {f.kind for f in rd.findings() if f.active}
