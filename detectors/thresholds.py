@@ -72,6 +72,12 @@ class Thresholds:
     """No new step for this many times the usual interval..."""
     stall_min_seconds: float = 120.0
     """...and at least this long is a stall."""
+    idle_after_seconds: float = 2 * 3600.0
+    """With no end marker and no update for this long, a run is idle (information), not stalled."""
+    gpu_idle_seconds: float = 120.0
+    """GPU history judged for idleness, and how recently the run must have logged for it to count."""
+    gpu_idle_util_pct: float = 5.0
+    """Mean GPU utilisation (percent) below which the GPUs under a logging run are idle."""
     nan_recover_points: int = 1
     """Finite values after a NaN that make the NaN finding inactive (a transient value)."""
 

@@ -503,10 +503,23 @@ class Hub:
         run_id = f"wandb://{wt.entity}/{wt.project}/{wt.run_id}"
         run = self.runs.get(run_id)
         if run is None:
-            raw = next((t for t in self.raw_targets if t == run_id), run_id)
+            raw = self._wandb_origin(wt, run_id)
             run = self._add_run(RunRef(run_id, Target(raw, WANDB_API, wandb=wt), wt.run_id, API, raw))
             run.analysis.info.url = run_id
         return run
+
+    def _wandb_origin(self, wt: Any, run_id: str) -> str:
+        """The target string that named a W&B run: the run itself, else its project."""
+        from monitor.sources.wandb_api import parse_wandb_target
+
+        named = {raw: parse_wandb_target(raw) for raw in self.raw_targets}
+        for raw, t in named.items():
+            if t is not None and (t.entity, t.project, t.run_id) == (wt.entity, wt.project, wt.run_id):
+                return raw
+        for raw, t in named.items():
+            if t is not None and t.run_id is None and (t.entity, t.project) == (wt.entity, wt.project):
+                return raw
+        return run_id
 
     def note_anomaly(self) -> None:
         """Ask remote pollers for their shortest interval (an anomaly was seen)."""
@@ -540,7 +553,8 @@ class Hub:
     def _check_gpu_idle(self, run: _Run, now: float) -> None:
         live = run.state.word == runstate.LIVE
         history = self.gpu_history.get(run.target.host)
-        f = gpu_idle_finding(history, run.target.host, live, run.last_update, run.analysis.detectors.last_step, now)
+        step = run.analysis.detectors.last_step
+        f = gpu_idle_finding(history, run.target.host, live, run.last_update, step, now, self.config.thresholds)
         if f is None:
             run.analysis.detectors.clear_external("gpu_idle")
         else:

@@ -176,6 +176,11 @@ class Redactor:
             self._known.add(value)
             self._cache.clear()
 
+    @property
+    def known(self) -> tuple[str, ...]:
+        """The secret values remembered so far (to hand on to another redactor)."""
+        return tuple(sorted(self._known))
+
     def remember_env(self, env: Mapping[str, str]) -> None:
         """Remember the values of environment variables whose names say they are secret."""
         for name, value in env.items():

@@ -2,9 +2,10 @@
 
 - `live`: reading, no end marker, updated recently.
 - `finished` / `crashed`: an end marker (a W&B exit record, HF's final summary, trainer_state at
-  `max_steps`, "End of training", the last step equal to the declared total, golden values) or the
-  input closed (stdin); `crashed` when the exit code was not 0 or the backend says so.
-- `idle`: no end marker and no update for a long time (`detectors.stall.IDLE_AFTER_SECONDS`):
+  `max_steps`, "End of training", the last step equal to the declared total, golden values), the
+  input closed (stdin) or, for a local file, its writer process seen to go; `crashed` when the exit
+  code was not 0, the backend says so, or the log's last lines show the process dying.
+- `idle`: no end marker and no update for a long time (`[thresholds] idle_after_seconds`, 2 h):
   an info "not updated since DATE", so a finished healthy run is not a problem.
 - `stale`: the source cannot be read now (unreachable host, API down, unreadable file); the last
   verdict is kept, a `source_error` finding says why, the source is retried.
@@ -99,8 +100,9 @@ def decide(analysis: RunAnalysis, source: SourceFacts) -> RunState:
             word = STALE
         return RunState(word, None, source.error)
     ended = _ENDED.get(info.state)
-    if info.exit_code not in (None, 0):
-        ended = CRASHED
+    crash = analysis.detectors.crash.current
+    if info.exit_code not in (None, 0) or (crash is not None and crash.active):
+        ended = CRASHED  # an exit code, or the log's last lines show the process dying
     if analysis.store.rows == 0:
         if source.caught_up and (info.lines or ended or source.ended):
             what = f"{info.lines} lines" if info.format != "wandb" else f"{info.lines} records"

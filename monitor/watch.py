@@ -15,12 +15,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from monitor import verdicts
 from monitor.config import Config
 from monitor.hub import Hub, HubEvent
-from monitor.model import Verdict
 from monitor.outward import outward, outward_data
-
-GLYPH = {Verdict.HEALTHY: "✓", Verdict.UNSURE: "?", Verdict.BAD: "✗"}
 
 
 def event_json(ev: HubEvent) -> dict[str, Any]:
@@ -54,11 +52,12 @@ def event_text(ev: HubEvent) -> str:
     """An event as one line for a person."""
     ts = datetime.fromtimestamp(ev.time).strftime("%Y-%m-%d %H:%M:%S")
     if ev.kind == "verdict":
-        return f"{ts} {GLYPH[ev.verdict]} {ev.verdict!s:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
+        shown = ev.shown_verdict or str(ev.verdict)
+        return f"{ts} {verdicts.glyph(shown)} {shown:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
     if ev.kind == "run":
         return f"{ts} + run     {ev.name}  ({ev.detail})"
     if ev.kind == "caught_up":
-        return f"{ts} = read    {ev.name}  {ev.shown_verdict or ev.verdict} [{ev.state}]: {ev.detail}"
+        return f"{ts} = read    {ev.name}  {verdicts.badge(ev.shown_verdict or ev.verdict)} [{ev.state}]: {ev.detail}"
     return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
 
 

@@ -345,3 +345,15 @@ def test_a_run_whose_writer_process_has_gone_is_finished(tmp_path: Path) -> None
             await until(lambda: hub.snapshot().runs[0].state == "live", what="live again")
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(90)
+def test_check_expands_a_wandb_project_into_its_running_runs(server: FakeWandbServer) -> None:  # noqa: F811
+    server.add_run("ent", "proj", "good", rows=[{"loss": 3.0 * math.exp(-i / 20) + 1} for i in range(40)])
+    bad = server.add_run("ent", "proj", "bad", rows=[{"loss": 3.0 - i * 0.01} for i in range(30)])
+    server.append(bad, {"loss": float("nan")})
+    results = check_mod.check(["wandb://ent/proj"], Config())
+    docs = {d["target"]: d for d in check_mod.to_json(results)["runs"]}
+    assert set(docs) == {"wandb://ent/proj/good", "wandb://ent/proj/bad"}, docs
+    assert docs["wandb://ent/proj/bad"]["verdict"] == "bad" and docs["wandb://ent/proj/good"]["verdict"] == "healthy"
+    assert check_mod.exit_code(results) == 2

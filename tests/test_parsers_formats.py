@@ -134,6 +134,7 @@ CASES = [
         (1000.0, {"Training Loss": 0.0602, "Validation Loss": 0.7324, "eval/Wer": 43.6957}),
     ),
     ("trl-dpo.log", None, "hf-trainer", "epoch", "epoch", 1, (0.0, {"loss": 0.6931, "rewards/chosen": 0.0})),
+    ("axolotl.log", "train.log", "hf-trainer", "epoch", "epoch", 3, (0.1111, {"loss": 1.325, "grad_norm": 99.88})),
     ("build-nanogpt-log.txt", "log.txt", "build-nanogpt", "step", "step", 5, (0.0, {"val_loss": 10.9522})),
     (
         "llmc-gpt2cu-stdout.log",
@@ -385,3 +386,16 @@ def test_runwatch_formats_prints_every_format_with_its_sample(capsys: pytest.Cap
     out = capsys.readouterr().out
     for name, _, sample in format_samples():
         assert f"\n{name} " in "\n" + out and sample in out
+
+
+def test_metric_logger_lines_dino_deit_torchvision() -> None:
+    _, rows, parser = _read("metriclogger.log")
+    assert parser.name == "meters"  # type: ignore[attr-defined]
+    assert [r.step for r in rows] == [0.0, 83.0]
+    assert rows[1].values["loss"] == 1.654 and rows[1].values["lr"] == 0.001 and rows[1].values["max mem"] == 1548
+    assert "eta" not in rows[1].values
+    # DeiT's evaluation: the last `Test:  [N-1/N]` line's averages are its results
+    test = (DATA / "metriclogger-test.log").read_text().splitlines()[2]
+    last = test.replace("[0/7]", "[6/7]")  # the same line shape at the last batch
+    more = parser.feed(last)  # type: ignore[attr-defined]
+    assert more == [Row(83.0, {"val/loss": 0.3814, "val/acc1": 90.2344, "val/acc5": 99.4792})]

@@ -168,8 +168,11 @@ def label_toml(
     check_time: float,
 ) -> str:
     cfg = base.cfg
+    # the case's verdict: the first required event of the format file, else of any file, else any event
     primary = per_file[0][1] if per_file else []
+    everywhere = [e for _, evs in per_file for e in evs]
     required = sorted((e for e in primary if not e["acceptable_to_miss"]), key=lambda e: e["onset_step"])
+    required = required or [e for e in everywhere if not e["acceptable_to_miss"]] or everywhere
     head: dict[str, Any] = {
         "generator": "make_faults",
         "family": cfg.family,

@@ -18,7 +18,7 @@ from monitor.parsers.common import to_float
 # The tag fairseq's progress bar prints (`| INFO | train_inner |`), or an old log's leading `| epoch 001`.
 _TAG = re.compile(r"\| (train_inner|train|valid|test|dev)\s*\| |^\| (?=epoch \d{3}\b)")
 _EPOCH = re.compile(r"epoch (\d+)")
-_INNER_PAIR = re.compile(r"(?<![\w.])([A-Za-z_]\w*)=([-+]?(?:nan|inf|\d[\d.]*(?:[eE][-+]?\d+)?))(?![\w.])", re.I)
+_INNER_PAIR = re.compile(r"(?<![\w.])([A-Za-z_]\w*+)=([-+]?(?:nan|inf|\d[\d.]*+(?:[eE][-+]?\d++)?))(?![\w.])", re.I)
 _SNIFF = re.compile(r"\| epoch \d{3}\b|\| (?:train_inner|train|valid) \| (?:\{\"epoch\"|epoch \d)")
 _PHASE_OF_OLD = re.compile(r"valid on '([^']+)' subset")
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
-_NUM = r"[-+]?(?:nan|inf|\d+\.?\d*(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
+_NUM = r"[-+]?(?:nan|inf|\d++\.?\d*+(?:e[-+]?\d++)?|\.\d++(?:e[-+]?\d++)?)"
 # `Epoch: [12][150/196]` (ImageNet example, MoCo, SwAV), `Epoch: [0/100]  [  10/1251]` and
 # `Epoch: [0]  [  10/5004]` (DINO, DeiT, MAE), `Train: 0 [  10/1251 (  1%)]` (timm).
 _HEAD = re.compile(
@@ -72,8 +72,9 @@ class MeterLogParser(Parser):
         m = _HEAD.search(line) if ("Epoch" in line or "Train:" in line) else None
         if m is None:
             t = _TEST.search(line) if "Test:" in line else None
-            if t and t.group(1) == t.group(2):
-                # timm's last evaluation batch: the running averages are the evaluation's results
+            if t and int(t.group(2)) - int(t.group(1)) in (0, 1) and int(t.group(2)) > 1:
+                # the last evaluation batch (timm counts to N, MetricLogger to N-1): the running
+                # averages are the evaluation's results
                 values = {"val/" + k: float(a) for k, v, a in _FIELD.findall(line, t.end()) if a and k not in _TIMING}
                 if values:
                     stats.metric_lines += 1

@@ -11,7 +11,7 @@ from monitor.model import Row
 from monitor.parsers.base import Parser
 from monitor.parsers.common import to_float
 
-_NUM = r"[-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?)"
+_NUM = r"[-+]?(?:nan|inf|\d++\.?\d*+(?:[eE][-+]?\d++)?)"
 # The tqdm postfix holding the metrics: `[00:31<00:00,  1.27it/s, loss=10.9, ..., global_step=39.00, ...]`.
 _POSTFIX = re.compile(r"\[[^\[\]]*global_step=[^\[\]]*\]")
 _NEMO2 = re.compile(r"Training epoch (\d+), iteration (\d+)/(\d+)\s*\|(.*)")

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
 
-from monitor.actions import ReviewerAnswer
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
 from tui.plotdata import X_AXES, PlotOptions
 
 if TYPE_CHECKING:
+    from monitor.actions import ReviewerAnswer
     from tui.app import RunwatchApp
 
 

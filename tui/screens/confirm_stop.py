@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,8 +12,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from monitor.actions import StopPlan
 from tui import actions
+
+if TYPE_CHECKING:
+    from monitor.actions import StopPlan
 
 
 class ConfirmStopScreen(ModalScreen[bool]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,7 +12,6 @@ from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
-from monitor.actions import ReviewerAnswer
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Finding
@@ -30,6 +29,9 @@ from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
 from tui.widgets.plot import PlotSpec
 from tui.widgets.plot_grid import PaneItem, PlotGrid
+
+if TYPE_CHECKING:
+    from monitor.actions import ReviewerAnswer
 
 
 def _pane_builder(

@@ -109,9 +109,9 @@ class RunTable(DataTable[Text | str]):
         order = [r.id for r in runs]
         # The step column fits its widest value: `1,000,000` is never cut.
         self._step_width = max([6] + [len(fmt.step_text(r.last_step)) for r in runs])
-        self._ensure_columns()
-        if order != self._order:
-            self._rebuild(order)
+        selected = self.selected_id
+        if self._ensure_columns() or order != self._order:
+            self._rebuild(order, selected=selected)
             return
         for r in runs:
             self._update_row(r)
@@ -151,8 +151,10 @@ class RunTable(DataTable[Text | str]):
         return any(c.key == key for c in self._columns())
 
     def on_resize(self) -> None:
+        selected = self.selected_id
+        order = list(self._order)
         if self._ensure_columns():
-            self._rebuild(list(self._order), force=True)
+            self._rebuild(order, force=True, selected=selected)
 
     def _ensure_columns(self) -> bool:
         width = self.size.width or 80
@@ -182,8 +184,9 @@ class RunTable(DataTable[Text | str]):
         self._order = []
         return True
 
-    def _rebuild(self, order: list[str], force: bool = False) -> None:
-        selected = self.selected_id
+    def _rebuild(self, order: list[str], force: bool = False, selected: str | None = None) -> None:
+        """Rows in this order; the cursor stays on the run it was on (`selected`, else the current one)."""
+        selected = selected or self.selected_id
         self.clear()
         self._cells.clear()
         self._order = order
