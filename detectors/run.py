@@ -107,7 +107,7 @@ class _LossMonitor:
 class _EvalMonitor:
     """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
 
-    __slots__ = ("evals", "improving", "nan", "train")
+    __slots__ = ("evals", "nan", "quality", "train")
 
     def __init__(
         self,
@@ -117,12 +117,12 @@ class _EvalMonitor:
         baseline: float | None,
         train: Callable[[], SeriesStats | None],
         axis: str = "step",
-        improving: Callable[[], str | None] | None = None,
+        quality: Callable[[], tuple[str, float, float] | None] | None = None,
     ) -> None:
         self.nan: NanDetector | None = NanDetector(key, th, axis)
         self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
         self.train = train
-        self.improving = improving if role is Role.EVAL_LOSS else None
+        self.quality = quality if role is Role.EVAL_LOSS else None
 
     def __call__(self, step: float, x: float) -> bool:
         nan = self.nan
@@ -130,7 +130,7 @@ class _EvalMonitor:
             return nan.nonfinite(step, x) if nan is not None else False
         changed = nan.finite(step) if nan is not None and nan.current is not None else False
         t = self.train()
-        better = self.improving() if self.improving is not None else None
+        better = self.quality() if self.quality is not None else None
         return self.evals.update(step, x, t.level if t is not None and t.n else None, better) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -140,7 +140,7 @@ class _EvalMonitor:
         update = self.evals.update
         t = self.train()
         level = t.level if t is not None and t.n else None
-        better = self.improving() if self.improving is not None else None
+        better = self.quality() if self.quality is not None else None
         changed = False
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
@@ -288,7 +288,7 @@ class RunDetectors:
                 self._baselines.get(key),
                 lambda: self._train.stats if self._train else None,
                 self.axis,
-                self._quality_improving,
+                self._quality,
             )
             self._monitors.append(emon)
             handler = emon
@@ -307,12 +307,19 @@ class RunDetectors:
         self._handlers[key] = handler
         return handler
 
-    def _quality_improving(self) -> str | None:
-        """An eval quality metric (accuracy, F1, perplexity) still at its best, if the run has one."""
+    def _quality(self) -> tuple[str, float, float] | None:
+        """The run's eval quality metric (accuracy, mAP, F1; else WER-like) as it stands: its name, latest
+        and best value (lower is better in both)."""
+        fallback = None
         for mon in self._monitors:
-            if isinstance(mon, _EvalMonitor) and mon.improving is None and mon.evals.holding:
-                return mon.evals.metric
-        return None
+            if isinstance(mon, _EvalMonitor) and mon.quality is None:
+                last, best = mon.evals.last_y, mon.evals.best_y
+                if last is None or best is None:
+                    continue
+                if mon.evals.higher_better:
+                    return (mon.evals.metric, last, best)
+                fallback = fallback or (mon.evals.metric, last, best)
+        return fallback
 
     def ingest(self, row: Row, now: float) -> bool:
         """Judge one row; True when any finding changed."""
@@ -386,6 +393,7 @@ class RunDetectors:
             handlers = self._handlers
             steps = block.steps.tolist()
             order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
+            evals: list[tuple[Handler, list[float]]] = []
             for j in order:
                 key = block.keys[j]
                 h = handlers.get(key)
@@ -394,6 +402,9 @@ class RunDetectors:
                 if h is _skip:
                     continue
                 xs = block.values[:, j].tolist()
+                if isinstance(h, _EvalMonitor):
+                    evals.append((h, xs))
+                    continue
                 many = getattr(h, "many", None)
                 if many is not None:
                     if many(steps, xs):
@@ -402,6 +413,13 @@ class RunDetectors:
                 for step, x in zip(steps, xs, strict=True):
                     if h(step, x):
                         changed = True
+            if evals:
+                # Evaluations (sparse) are judged row by row together: an eval loss is read beside the
+                # accuracy of the same evaluation.
+                for i, step in enumerate(steps):
+                    for h, xs in evals:
+                        if h(step, xs[i]):
+                            changed = True
             n += len(steps)
             top = max(steps)
             self.last_step = top if self.last_step is None else max(self.last_step, top)

@@ -315,7 +315,7 @@ def test_a_worse_eval_loss_while_accuracy_still_improves_is_a_warning_not_a_stop
         rows.append(Row(step, {"eval_loss": ev, "eval_accuracy": 0.89 + 0.005 * i}))
     rd, bad = _feed(rows)
     assert not bad
-    assert any(f.kind == "overfit" and "eval_accuracy is still improving" in f.message for f in rd.findings())
+    assert any(f.kind == "overfit" and "eval_accuracy has improved since" in f.message for f in rd.findings())
     rows = [Row(r.step, {k: v for k, v in r.values.items() if k != "eval_accuracy"}) for r in rows]
     _, bad = _feed(rows)
     assert bad and bad[0].kind == "overfit"
