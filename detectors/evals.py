@@ -160,7 +160,9 @@ class EvalDetector(Detector):
         qb = self._quality_at_best
         same = quality is not None and qb is not None and quality[0] == qb[0]
         improving = quality[0] if same and quality is not None and qb is not None and quality[2] < qb[2] else None
-        quality_worse = quality is None or (same and quality is not None and qb is not None and quality[1] > qb[1])
+        quality_worse = quality is None or (
+            same and quality is not None and qb is not None and quality[1] > qb[1] + th.eval_quality_worse
+        )
         can_be_bad = not self._higher_better and improving is None and quality_worse
         if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
             severity = Severity.BAD
