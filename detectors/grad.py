@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from detectors.base import Detector, fmt, pct
 from detectors.series import SeriesStats
 from detectors.thresholds import Thresholds
@@ -11,7 +13,7 @@ from monitor.model import Severity
 class GradNonFiniteDetector(Detector):
     """A lone non-finite grad norm is an fp16 overflow skip (information); several in a row is NaN training."""
 
-    __slots__ = ("_run", "_run_start", "_skips", "_th")
+    __slots__ = ("_run", "_run_start", "_skips", "_th", "trouble")
     kind = "overflow_skip"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
@@ -20,21 +22,29 @@ class GradNonFiniteDetector(Detector):
         self._run = 0
         self._run_start = 0.0
         self._skips = 0
+        self.trouble: Callable[[], str | None] | None = None
+        """What is already wrong with the run's loss (a divergence, a spike), if anything: a
+        non-finite gradient then is part of the blow-up, not a routine overflow skip."""
 
     def nonfinite(self, step: float, x: float) -> bool:
         if self._run == 0:
             self._run_start = step
         self._run += 1
         self._skips += 1
-        if self._run >= self._th.grad_nonfinite_bad:
+        trouble = self.trouble() if self.trouble is not None else None
+        if self._run >= self._th.grad_nonfinite_bad or trouble is not None:
             if self._already(Severity.BAD, "nan"):
                 return False
+            why = (
+                f"while {trouble}"
+                if trouble is not None
+                else f"for {self._run} logged points in a row: training is producing NaN/Inf gradients"
+            )
             return self._fire(
                 Severity.BAD,
                 step,
                 self._run_start,
-                f"{self.metric} non-finite for {self._run} logged points in a row (last {fmt(x)} at step "
-                f"{fmt(step)}): training is producing NaN/Inf gradients",
+                f"{self.metric} is {fmt(x)} at {self.axis} {fmt(step)} {why}",
                 {"consecutive": self._run},
                 kind="nan",
             )

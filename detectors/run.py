@@ -249,6 +249,16 @@ class RunDetectors:
         """The metric treated as the training loss (the first one seen)."""
         return self._train.nan.metric if self._train is not None else None
 
+    def _loss_trouble(self) -> str | None:
+        """What is live and wrong with a training loss (its diverging or spiking), if anything."""
+        for m in self._monitors:
+            if isinstance(m, _LossMonitor) and not m.nan_only:
+                if m.div.active:
+                    return f"{m.div.metric} is diverging"
+                if m.spike.in_spike:
+                    return f"{m.spike.metric} is spiking"
+        return None
+
     def _another_loss_holding(self, mon: _LossMonitor) -> bool:
         """Whether another training loss of the run holds at its best (a trade-off between components)."""
         return any(
@@ -294,6 +304,7 @@ class RunDetectors:
             handler = emon
         elif role is Role.GRAD_NORM:
             gmon = _GradMonitor(key, th, self.axis)
+            gmon.nonfinite.trouble = self._loss_trouble
             self._monitors.append(gmon)
             handler = gmon
         elif role is Role.LR and self._lr is None:
