@@ -8,14 +8,19 @@ single steps; `heavy` noise is Student-t with 3 degrees of freedom (real small-b
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from detectors.run import RunDetectors
+from monitor.analysis import config_beside
+from monitor.check import check_target
 from monitor.columns import to_columns
+from monitor.config import Config
 from monitor.model import Finding, Row, Severity, Verdict
 from monitor.roles import RoleMap
 
@@ -332,3 +337,15 @@ def test_flat_at_the_lr_floor_is_converged_only_if_the_loss_learned_first() -> N
     rd = RunDetectors(RoleMap())
     rd.ingest_many([Row(float(i), {"loss": v, "lr": lr[i]}) for i, v in enumerate(stuck)], 0.0)
     assert "plateau" in {f.kind for f in rd.findings() if f.active}
+
+
+def test_the_schedule_saved_beside_a_metrics_file_is_the_declared_one(tmp_path: Path) -> None:
+    # A run folder: metrics.jsonl and the config.json the training script saved next to it.
+    (tmp_path / "config.json").write_text(
+        json.dumps({"lr_scheduler": "linear", "warmup_steps": 30, "max_steps": 600, "learning_rate": 0.2})
+    )
+    rows = [{"step": s, "train/loss": 2.0 - s / 1000, "train/lr": 0.2 * min(1.0, (s + 1) / 30)} for s in range(600)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a = check_target(str(tmp_path / "metrics.jsonl"), Config())
+    assert "lr_anomaly" in {f.kind for f in a.findings()}
+    assert config_beside(str(tmp_path / "metrics.jsonl"))["lr_scheduler"] == "linear"
