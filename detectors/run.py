@@ -163,7 +163,7 @@ class _GradMonitor:
     __slots__ = ("explode", "nonfinite", "stats", "vanish")
 
     def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
-        self.stats = SeriesStats(th.level_span, th.trend_window, full=False)
+        self.stats = SeriesStats(th.level_span, th.trend_window, full=False, floor=1e-9)
         self.nonfinite = GradNonFiniteDetector(key, th, axis)
         self.explode = GradExplosionDetector(key, th, axis)
         self.vanish = GradVanishingDetector(key, th, axis)
