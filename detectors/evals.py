@@ -155,13 +155,13 @@ class EvalDetector(Detector):
             and train_level < self._train_at_best - math.log(1.01)
         )
         # Accuracy-like metrics wobble more than losses; they only ever warn.
-        # With a quality metric beside it, an eval loss is clearly worse only when quality is worse
-        # too than when the loss was at its best; if quality has improved since, it only warns.
+        # With a quality metric beside it, an eval loss is clearly worse only when quality is clearly
+        # worse too than when the loss was at its best; if quality has improved since, it only warns.
         qb = self._quality_at_best
-        same = quality is not None and qb is not None and quality[0] == qb[0]
-        improving = quality[0] if same and quality is not None and qb is not None and quality[2] < qb[2] else None
-        quality_worse = quality is None or (
-            same and quality is not None and qb is not None and quality[1] > qb[1] + th.eval_quality_worse
+        q = quality if quality is not None and qb is not None and quality[0] == qb[0] else None
+        quality_worse = quality is None or (q is not None and qb is not None and q[1] > qb[1] + th.eval_quality_worse)
+        improving = (
+            q[0] if q is not None and qb is not None and q[2] < qb[2] - th.eval_warn and not quality_worse else None
         )
         can_be_bad = not self._higher_better and improving is None and quality_worse
         if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
