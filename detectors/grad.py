@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from detectors.base import Detector, fmt, pct
@@ -78,7 +79,7 @@ class GradExplosionDetector(Detector):
     does not become "usual" as the running level follows it.
     """
 
-    __slots__ = ("_base", "_onset", "_run", "_th")
+    __slots__ = ("_base", "_onset", "_run", "_th", "_usual")
     kind = "grad_explosion"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
@@ -87,21 +88,32 @@ class GradExplosionDetector(Detector):
         self._run = 0
         self._onset = 0.0
         self._base = 0.0
+        self._usual = math.nan
 
     def update(self, s: SeriesStats, step: float) -> bool:
         th = self._th
         if s.n < 10 or s.constant:
             return False
+        usual = self._usual
+        if usual != usual:
+            usual = self._usual = s.level
         if self._run:
             above = s.y - self._base
             high = above > 0.5 * th.grad_explosion_ratio
         else:
+            # A jump far above the running level, or a climb (even a steady one, which the running
+            # level follows) far above the slow usual level.
             above = s.residual
             high = above > th.grad_explosion_ratio and above > 4.0 * s.noise
+            if not high and s.level - usual > th.grad_explosion_ratio:
+                above = s.y - usual
+                high = True
+            # The usual level: a slow EWMA of the running level, frozen during an episode.
+            self._usual = usual + 0.03 * (s.level - usual)
         if high:
             if self._run == 0:
                 self._onset = step
-                self._base = s.y - s.residual
+                self._base = s.y - s.residual if above == s.residual else usual
             self._run += 1
             if self._run >= th.grad_sustain and not self._already(Severity.WARN):
                 usual = s.inverse(self._base)

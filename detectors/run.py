@@ -250,8 +250,10 @@ class RunDetectors:
         return self._train.nan.metric if self._train is not None else None
 
     def _loss_trouble(self) -> str | None:
-        """What is live and wrong with a training loss (its diverging or spiking), if anything."""
+        """What is live and wrong with the training (a loss diverging or spiking, gradients exploding)."""
         for m in self._monitors:
+            if isinstance(m, _GradMonitor) and m.explode.active:
+                return f"{m.explode.metric} is exploding"
             if isinstance(m, _LossMonitor) and not m.nan_only:
                 if m.div.active:
                     return f"{m.div.metric} is diverging"
