@@ -289,7 +289,7 @@ class DivergenceDetector(Detector):
         trending = False
         # The trend test is weaker evidence than the big margin: the slow level (half the fast
         # level's noise) must have left its best by the small margin too.
-        if not sustained and s.n >= th.trend_window and s.slow - s.best > small:
+        if not sustained and s.n >= th.trend_window and s.slow - s.best > small and excess > th.trend_min_rise:
             if mann_kendall_z(s.window()) >= th.trend_z:
                 self._trend_hits += 1
                 trending = self._trend_hits >= 2

@@ -34,6 +34,9 @@ class Thresholds:
     divergence_noise_k: float = 2.5
     """Both divergence margins grow to this many times the series' point-to-point noise, so a
     batch-size-4 loss that jumps 10x between single steps never diverges by noise alone."""
+    trend_min_rise: float = math.log(1.10)
+    """...and by 10 % at least: a window-averaged loss is so smooth that a few percent of drift over an
+    epoch is statistically clear and practically nothing."""
     trend_noise_k: float = 1.5
     """A rising trend must also have lifted the level this many noise units above its best."""
     spike_recover_points: int = 10
