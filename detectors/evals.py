@@ -55,7 +55,7 @@ class EvalDetector(Detector):
         self._best_raw = math.nan
         self._best_step = 0.0
         self._train_at_best: float | None = None
-        self._quality_at_best: tuple[str, float, float] | None = None
+        self._quality_at_best: tuple[str, float, float, float] | None = None
         self._worse = 0
         self._onset = 0.0
         self._n = 0
@@ -92,15 +92,20 @@ class EvalDetector(Detector):
         return self._prev if self._n else None
 
     @property
+    def noise(self) -> float:
+        """The evaluations' own noise (from second differences), in the detector's space."""
+        return self._noise
+
+    @property
     def best_y(self) -> float | None:
         """The best evaluation so far in the detector's own space (lower is better), once there is one."""
         return self._best if self._n else None
 
     def update(
-        self, step: float, x: float, train_level: float | None, quality: tuple[str, float, float] | None = None
+        self, step: float, x: float, train_level: float | None, quality: tuple[str, float, float, float] | None = None
     ) -> bool:
         """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
-        `quality` is the run's quality metric (accuracy, mAP, F1: name, `last_y`, `best_y`). A
+        `quality` is the run's quality metric (accuracy, mAP, F1: name, `last_y`, `best_y`, `noise`). A
         worse eval loss while that metric has reached better values since the loss was at its best
         is over-confidence to watch, not a reason to stop."""
         th = self._th
@@ -159,7 +164,9 @@ class EvalDetector(Detector):
         # worse too than when the loss was at its best; if quality has improved since, it only warns.
         qb = self._quality_at_best
         q = quality if quality is not None and qb is not None and quality[0] == qb[0] else None
-        quality_worse = quality is None or (q is not None and qb is not None and q[1] > qb[1] + th.eval_quality_worse)
+        quality_worse = quality is None or (
+            q is not None and qb is not None and q[1] > qb[1] + max(th.eval_quality_worse, th.eval_noise_k * q[3])
+        )
         improving = (
             q[0] if q is not None and qb is not None and q[2] < qb[2] - th.eval_warn and not quality_worse else None
         )

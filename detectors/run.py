@@ -35,6 +35,9 @@ _NOT_OBJECTIVE = re.compile(
     r"discriminator|generator"
 )
 
+#: Quality metrics that measure one side of a trade-off, weaker evidence than mAP/accuracy/F1.
+_PARTIAL_QUALITY = re.compile(r"precision|recall")
+
 #: Findings of earlier segments (before the steps went back) kept for the record.
 _RETIRED_KEPT = 64
 
@@ -117,7 +120,7 @@ class _EvalMonitor:
         baseline: float | None,
         train: Callable[[], SeriesStats | None],
         axis: str = "step",
-        quality: Callable[[], tuple[str, float, float] | None] | None = None,
+        quality: Callable[[], tuple[str, float, float, float] | None] | None = None,
     ) -> None:
         self.nan: NanDetector | None = NanDetector(key, th, axis)
         self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
@@ -320,19 +323,23 @@ class RunDetectors:
         self._handlers[key] = handler
         return handler
 
-    def _quality(self) -> tuple[str, float, float] | None:
-        """The run's eval quality metric (accuracy, mAP, F1; else WER-like) as it stands: its name, latest
-        and best value (lower is better in both)."""
-        fallback = None
+    def _quality(self) -> tuple[str, float, float, float] | None:
+        """The run's eval quality metric as it stands: name, latest and best value (lower is better in both)
+        and evaluation noise. mAP, accuracy, F1 and the like first; precision or recall alone (which
+        trade against each other) and WER-like metrics only when there is nothing else."""
+        best: tuple[int, tuple[str, float, float, float]] | None = None
         for mon in self._monitors:
             if isinstance(mon, _EvalMonitor) and mon.quality is None:
-                last, best = mon.evals.last_y, mon.evals.best_y
-                if last is None or best is None:
+                last, top = mon.evals.last_y, mon.evals.best_y
+                if last is None or top is None:
                     continue
-                if mon.evals.higher_better:
-                    return (mon.evals.metric, last, best)
-                fallback = fallback or (mon.evals.metric, last, best)
-        return fallback
+                name = mon.evals.metric
+                rank = 2 if not mon.evals.higher_better else (1 if _PARTIAL_QUALITY.search(name.lower()) else 0)
+                if best is None or rank < best[0]:
+                    best = (rank, (name, last, top, mon.evals.noise))
+                    if rank == 0:
+                        break
+        return best[1] if best is not None else None
 
     def ingest(self, row: Row, now: float) -> bool:
         """Judge one row; True when any finding changed."""
