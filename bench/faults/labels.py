@@ -2,7 +2,8 @@
 
 The injected fault says where to look; what the run actually did decides the label. Per file, from
 the rows that file shows (axis, metrics):
-- nan: first row at/after the fault with a non-finite loss, component loss, eval value or grad norm.
+- nan: first row at/after the fault with a non-finite loss, component loss, eval value or grad norm
+  (not a grad norm that is an fp16 overflow skip with a finite loss: that is the trap).
 - spike: the first of the 5 rows after the fault above the pre-fault level + 6 robust sigmas, 1.5×
   the level, the last 30 rows' maximum and 1.2× the twin's maximum over those rows; recovered
   when a 5-row median later comes back within 2 sigmas, else it is a divergence.
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.faults.writers import Row, Written
+from bench.faults.writers import OVERFLOW, Row, Written
 
 _SKIP = ("lr",)
 
@@ -54,7 +55,7 @@ def first_nonfinite(rows: list[Row], b: float, keys: tuple[str, ...] | None = No
         if a < b:
             continue
         for k, v in m.items():
-            if k in _SKIP or (keys and k not in keys):
+            if k in _SKIP or (keys and k not in keys) or (k == "gnorm" and OVERFLOW in m):
                 continue
             if not math.isfinite(v):
                 return a
