@@ -134,7 +134,8 @@ def hf_state(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], spe: int)
         "trial_name": None,
         "trial_params": None,
     }
-    return Written("trainer_state.json", json.dumps(doc, indent=2) + "\n", rows, stream=False)
+    saved = traj.train[upto - 1]["t"] if 0 < upto <= len(traj.train) else cfg.t0
+    return Written("trainer_state.json", json.dumps(doc, indent=2) + "\n", rows, stream=False, mtime=saved)
 
 
 def lightning(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], spe: int) -> Written:

@@ -256,3 +256,23 @@ def _plateau(rows: list[Row], trows: list[Row], b: float) -> list[dict[str, Any]
     if not (t_end < 0.8 * f_end and abs(math.log(f_end / f_start)) < math.log(1.15)):
         return None
     return [ev("plateau", b, note="only the output bias still learns; the LR is unchanged")]
+
+
+def natural_overfit(rows: list[Row]) -> float | str | None:
+    """Whether a healthy run overfits on its own: "drop" when its final eval loss is over 15 % above
+    its best, the onset of the mild rise (5 %, kept) for an optional event, or None."""
+    evs = [(a, v) for a, v in _train(rows, "eval_loss") if math.isfinite(v)]
+    if len(evs) < 4:
+        return None
+    best_i = min(range(len(evs)), key=lambda i: evs[i][1])
+    best = evs[best_i][1]
+    final = float(np.median([v for _, v in evs[-3:]]))
+    if final > 1.15 * best:
+        return "drop"
+    if final <= 1.05 * best:
+        return None
+    after = evs[best_i + 1 :]
+    for i, (a, v) in enumerate(after):
+        if v > 1.05 * best and all(x > 1.025 * best for _, x in after[i:]):
+            return a
+    return None

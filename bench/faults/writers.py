@@ -30,6 +30,8 @@ class Written:
     """Maps a training step to this file's step axis."""
     stream: bool = True
     """Appended line by line while training (a document rewritten whole is not)."""
+    mtime: float | None = None
+    """When the file was last written, where that is not the run's last record (a checkpoint)."""
 
 
 def when(t: float) -> str:
