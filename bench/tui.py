@@ -7,6 +7,11 @@ Measured: the app process's CPU (% of one core) and RSS over a steady window, fr
 probe log until a ✗ first reaches the terminal (the badge and the header count turn together).
 
     .venv/bin/python bench/tui.py [--runs 32] [--rate 10] [--warmup 15] [--seconds 30]
+
+`--first-view 10000,1000000` measures instead, for one finished run of each length, the time from
+starting the process to the frame showing its whole run: the table row at its last step (`1,000,000`)
+and the preview plot's x axis reaching it, and the process's peak RSS (goals: 10k steps <= 0.8 s,
+1M steps <= 3 s at <= 200 MB).
 """
 
 from __future__ import annotations
@@ -91,8 +96,105 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
 
+class Watcher:
+    """Drains a pty and timestamps the first arrival of each of some byte strings."""
+
+    def __init__(self, master: int, wanted: dict[str, bytes]) -> None:
+        self.master = master
+        self.wanted = dict(wanted)
+        self.seen: dict[str, float] = {}
+        self._tail = b""
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            now = time.monotonic()
+            buf = self._tail + data
+            if SYNC_QUERY in buf:
+                os.write(self.master, SYNC_REPLY)
+            for name, pattern in self.wanted.items():
+                if name not in self.seen and pattern in buf:
+                    self.seen[name] = now
+            self._tail = buf[-64:]
+
+
+def _final_tick(n: int) -> str:
+    """The preview's last x tick label for a run ending at a round step n (`10k`, `1M`), as tui.format.si."""
+    for scale, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= scale:
+            return f"{n / scale:g}{suffix}"
+    return str(n)
+
+
+def first_view(steps: int, cols: int, rows: int, timeout: float = 60.0) -> tuple[float | None, float | None, float]:
+    """(seconds to the table row at the last step, seconds to the plot reaching it, peak RSS MB)."""
+    tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-view-"))
+    log = tmp / f"run{steps}.log"
+    with log.open("w") as f:
+        f.writelines(f"step={i} loss={2.0 + 8.0 * 0.9999**i:.5f} lr=0.0003\n" for i in range(steps + 1))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    wanted = {"table": f"{steps:,}".encode(), "plot": f" {_final_tick(steps)} ".encode()}
+    t0 = time.monotonic()
+    app = subprocess.Popen(
+        [str(RUNWATCH), str(log)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    watcher = Watcher(master, wanted)
+    peak = 0.0
+    try:
+        deadline = t0 + timeout
+        while len(watcher.seen) < len(wanted) and time.monotonic() < deadline and app.poll() is None:
+            with contextlib.suppress(OSError):
+                peak = max(peak, rss_mb(app.pid)[1])
+            time.sleep(0.01)
+        time.sleep(0.3)
+        with contextlib.suppress(OSError):
+            peak = max(peak, rss_mb(app.pid)[1])
+    finally:
+        if app.poll() is None:
+            app.send_signal(signal.SIGTERM)
+            try:
+                app.wait(10)
+            except subprocess.TimeoutExpired:
+                app.kill()
+        for fd in (master, slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        shutil.rmtree(tmp, ignore_errors=True)
+    table, plot = watcher.seen.get("table"), watcher.seen.get("plot")
+    # The plot's axis label can only count once the table shows the whole run (an earlier partial
+    # view may pass through the same tick).
+    if plot is not None and table is not None:
+        plot = max(plot, table)
+    return (None if table is None else table - t0), (None if plot is None else plot - t0), peak
+
+
+def first_view_report(lengths: list[int], cols: int, rows: int) -> None:
+    goals = {10_000: 0.8, 1_000_000: 3.0}
+    print(f"runwatch TUI first view: process start -> frame showing the whole run, terminal {cols}x{rows}")
+    for n in lengths:
+        table, plot, peak = first_view(n, cols, rows)
+        goal = goals.get(n)
+        shown = "not seen" if plot is None else f"{plot:5.2f} s"
+        print(
+            f"{n:>9,} steps: table row {'not seen' if table is None else f'{table:5.2f} s'}, "
+            f"whole view {shown}{f' (goal <= {goal:g} s)' if goal else ''}, peak RSS {peak:6.1f} MB"
+            f"{' (goal <= 200 MB)' if n >= 1_000_000 else ''}"
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--first-view", default="", help="comma-separated run lengths: time to the first full view")
     ap.add_argument("--runs", type=int, default=32)
     ap.add_argument("--rate", type=float, default=10.0, help="lines per second per simulated run")
     ap.add_argument("--warmup", type=float, default=15.0)
@@ -100,6 +202,9 @@ def main() -> int:
     ap.add_argument("--size", default="160x50", help="terminal COLSxROWS")
     a = ap.parse_args()
     cols, rows = (int(v) for v in a.size.split("x"))
+    if a.first_view:
+        first_view_report([int(v) for v in a.first_view.split(",")], cols, rows)
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-"))
     sims: list[subprocess.Popen[bytes]] = []
     app: subprocess.Popen[bytes] | None = None

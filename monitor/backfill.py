@@ -114,8 +114,8 @@ def _worker(path: str, fmt: str, conn: Connection) -> None:
 
 def _wandb_worker(path: str, out: Connection) -> None:
     """Read a `.wandb` file and send its rows as blocks through `out`."""
-    from monitor import wandb_log
-    from monitor.wandb_bulk import WandbBulkReader
+    from monitor.wandb import reader as wandb_log
+    from monitor.wandb.bulk import WandbBulkReader
 
     try:
         reader = WandbBulkReader()

@@ -83,7 +83,7 @@ def test_window_wall_time_and_downsample_keep_spikes() -> None:
     wx, _ = last_window(x, y, 200)
     assert wx[0] == 9_799 and len(wx) == 201
     dx, dy = downsample(x, y, 100)
-    assert len(dx) <= 200 and dy.max() == 50.0
+    assert len(dx) <= 202 and dy.max() == 50.0 and dx[-1] == 9_999  # a flat end still reaches the last step
     t, unit = wall_time(np.array([0.0, 50.0, 100.0]), [(0.0, 1000.0), (100.0, 1100.0)])
     assert unit == "s" and t.tolist() == [0.0, 50.0, 100.0]
     px, py, _ = prepare(np.array([1.0, 2.0, 3.0]), np.array([1.0, -1.0, math.nan]), PlotOptions(log_y=True), 80)
@@ -92,8 +92,11 @@ def test_window_wall_time_and_downsample_keep_spikes() -> None:
 
 def test_plot_options_cycle_and_describe() -> None:
     o = PlotOptions()
-    assert o.next_ema().ema == 0.6 and o.next_ema().next_ema().next_ema().next_ema().ema == 0.0
-    assert o.next_window().window == 1000 and o.toggled_x().x_axis == "time"
+    assert o.next_ema().ema == 0.9 and o.next_ema().next_ema().ema == 0.0
+    assert o.ema_step(1).ema == 0.95 and o.ema_step(-1).ema_step(-1).ema == 0.7 and o.ema_step(-9).ema == 0.5
+    assert (
+        o.next_window().window == 1000 and o.toggled_x().x_axis == "wall" and o.toggled_x().toggled_x().x_axis == "time"
+    )
     assert o.toggled_log().describe() == "x: step · y: log · EMA off · all steps"
 
 

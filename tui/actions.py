@@ -60,16 +60,46 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open_detail", "enter", "Detail", "open the selected run's detail", (MAIN,), display="⏎"),
     ActionSpec("compare", "c", "Compare", "compare the marked runs (or the top six)", (MAIN,)),
     ActionSpec("mark", "space", "Mark", "mark or unmark a run for comparison", (MAIN,), footer=()),
-    ActionSpec("sort", "o", "Sort", "toggle sorting: worst first / as listed", (MAIN,), footer=()),
+    ActionSpec("sort", "o", "Sort", "sort by the next column (verdict, run, state, step, speed, loss, age)", (MAIN,)),
+    ActionSpec("sort_reverse", "O", "Reverse", "reverse the sort order", (MAIN,), footer=(), display="O"),
+    ActionSpec("clear_filter", "escape", "Clear filter", "clear the run filter", (MAIN,), footer=(), display="esc"),
+    ActionSpec("notifications", "n", "Notices", "show the notification log", (MAIN, COMPARE), footer=()),
     ActionSpec("metric", "k", "Metric", "cycle the compared metric: loss / eval / LR / grad norm", (COMPARE,)),
     ActionSpec("log_scale", "l", "Log y", "toggle a logarithmic y axis", (DETAIL, COMPARE)),
-    ActionSpec("smoothing", "m", "Smooth", "cycle EMA smoothing: off / 0.6 / 0.9 / 0.97", (DETAIL, COMPARE)),
-    ActionSpec("x_axis", "x", "X axis", "toggle the x axis: step / wall time", (DETAIL, COMPARE)),
+    ActionSpec(
+        "smoothing", "m", "Smooth", "EMA smoothing on/off (the weight is shown; + and - change it)", (DETAIL, COMPARE)
+    ),
+    ActionSpec(
+        "ema_up", "plus", "EMA+", "heavier smoothing (EMA weight up)", (DETAIL, COMPARE), footer=(), display="+"
+    ),
+    ActionSpec(
+        "ema_down", "minus", "EMA-", "lighter smoothing (EMA weight down)", (DETAIL, COMPARE), footer=(), display="-"
+    ),
+    ActionSpec(
+        "x_axis",
+        "x",
+        "X axis",
+        "cycle the x axis: step / wall time / relative time (compare: step / % of each run / time)",
+        (DETAIL, COMPARE),
+    ),
     ActionSpec("window", "w", "Window", "cycle the window: all / last 1000 / last 200 steps", (DETAIL, COMPARE)),
-    ActionSpec("filter", "slash", "Filter", "filter runs (table) or log lines (detail)", (MAIN, DETAIL), display="/"),
+    ActionSpec(
+        "filter", "slash", "Filter", "filter runs: words in name, source, state or verdict", (MAIN,), display="/"
+    ),
+    ActionSpec(
+        "pick_metrics",
+        "slash",
+        "Metrics",
+        "choose the metrics plotted: substring or glob (esc: all)",
+        (DETAIL,),
+        display="/",
+    ),
+    ActionSpec("log_filter", "L", "Log filter", "filter the log lines", (DETAIL,), footer=(), display="L"),
+    ActionSpec("full_pane", "f", "Full", "show the selected plot pane full-screen (again: the grid)", (DETAIL,)),
+    ActionSpec("next_plot", "g", "Pane", "select the next plot pane (pages through panes that do not fit)", (DETAIL,)),
+    ActionSpec("info", "i", "Config", "show the run's config and summary instead of the log", (DETAIL,)),
     ActionSpec("next_run", "n", "Next", "next run", (DETAIL,), footer=()),
     ActionSpec("prev_run", "p", "Prev", "previous run", (DETAIL,), footer=()),
-    ActionSpec("next_plot", "g", "Plot", "show the next plot (a small pane shows one at a time)", (DETAIL,), footer=()),
     ActionSpec("stop", "s", "Stop", "stop the selected run (saves evidence first)", (MAIN, DETAIL), footer=(MAIN,)),
     ActionSpec("escalate", "e", "Escalate", "ask the reviewer about the selected run", (MAIN, DETAIL), footer=(MAIN,)),
     ActionSpec(

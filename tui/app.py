@@ -13,19 +13,20 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 
-from monitor.actions import Actions, ReviewerAnswer
-from monitor.actions.escalation import answer_stops_run
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
+from monitor.outward import outward
 from themes import THEMES, next_name, short_name, textual_name
-from tui import action_workers, actions
+from tui import actions
 from tui.hubapi import HubLike
 from tui.messages import (
     EscalationRequested,
@@ -48,7 +49,30 @@ from tui.screens.confirm_stop import ConfirmStopScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 
+if TYPE_CHECKING:
+    from monitor.actions import Actions, ReviewerAnswer
+
 _STOP_TIMEOUT = 5.0
+#: Verdict changes arriving within this many seconds share one toast ("3 runs turned bad").
+COALESCE_SECONDS = 0.3
+NOTICES_KEPT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A toast as shown, kept for the notification log (`n`)."""
+
+    time: float
+    severity: str
+    title: str
+    message: str
+
+
+def _workers() -> ModuleType:
+    """The action workers, imported when a run action is first asked for (they pull in the actions' stack)."""
+    from tui import action_workers
+
+    return action_workers
 
 
 class RunwatchApp(App[int]):
@@ -57,6 +81,13 @@ class RunwatchApp(App[int]):
     TITLE = "runwatch"
     # Every command is a key in the action registry (footer and `?`); the palette would be a second list.
     ENABLE_COMMAND_PALETTE = False
+    # Toasts are compact, narrow and few (verdict changes coalesce), so they cover as little as possible.
+    CSS = """
+    Toast {
+        padding: 0 1;
+        max-width: 56;
+    }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         *actions.bindings(actions.APP),
         # Ctrl-C quits like q (the demo must clean up on it), rather than Textual's hint to press Ctrl-Q.
@@ -83,18 +114,33 @@ class RunwatchApp(App[int]):
         self.keymap = dict(self.config.keys)
         self.snapshot: HubSnapshot | None = None
         """The latest snapshot the hub published."""
-        # One Actions for the session, sharing the hub's SSH connections (one per host); a scripted
-        # hub in tests has none, and then stops over SSH open their own.
-        self.actions = Actions(self.config, hub=hub, ssh_pool=getattr(hub, "ssh_pool", None), clock=clock)
-        """Stop, escalate and evidence for the hub's runs."""
+        self._actions: Actions | None = None
         self.reviews: dict[str, ReviewerAnswer] = {}
         """The reviewer's latest answer (or failed exchange) per run, for the detail view."""
         self._stopping: set[str] = set()
         self._stale_notified: set[str] = set()
         self._hub_stopped = False
+        self.notices: list[Notice] = []
+        """Every toast shown this session, oldest first (bounded)."""
+        self._turned_bad: list[tuple[str, str]] = []
         for t in THEMES:
             self.register_theme(t)
         self.theme = textual_name(theme or self.config.theme)
+
+    @property
+    def actions(self) -> Actions:
+        """Stop, escalate and evidence for the hub's runs (built on first use: the first frame needs none of it).
+
+        One for the session, sharing the hub's SSH connections (one per host); a scripted hub in
+        tests has none, and then stops over SSH open their own.
+        """
+        if self._actions is None:
+            from monitor.actions import Actions
+
+            self._actions = Actions(
+                self.config, hub=self.hub, ssh_pool=getattr(self.hub, "ssh_pool", None), clock=self.clock
+            )
+        return self._actions
 
     async def on_mount(self) -> None:
         self.set_keymap(self.keymap)
@@ -120,7 +166,8 @@ class RunwatchApp(App[int]):
         if self._hub_stopped:
             return
         self._hub_stopped = True
-        for what, closing in (("hub", self.hub.stop), ("actions", self.actions.aclose)):
+        closers = [("hub", self.hub.stop)] + ([("actions", self._actions.aclose)] if self._actions is not None else [])
+        for what, closing in closers:
             try:
                 await asyncio.wait_for(closing(), _STOP_TIMEOUT)
             except TimeoutError:
@@ -145,13 +192,26 @@ class RunwatchApp(App[int]):
                 self._stale_notified.discard(ev.run_id)
                 self.notify(f"{ev.name}: {ev.state}", title="Source back")
         elif ev.kind == "verdict" and ev.verdict is Verdict.BAD:
-            self.notify(f"{ev.name}: {ev.reason}", title="✗ Bad run: stop advised", severity="error", timeout=8)
+            if not self._turned_bad:
+                self.set_timer(COALESCE_SECONDS, self._flush_bad)
+            if all(name != ev.name for name, _ in self._turned_bad):
+                self._turned_bad.append((ev.name, ev.reason))
         elif ev.kind == "verdict" and ev.verdict is Verdict.UNSURE and self.config.reviewer.auto:
             # Actions rate-limits per run and re-checks the verdict; an answer comes back as a message.
             self.run_worker(
-                action_workers.escalate(self.actions, self.post_message, ev.run_id, ev.name, auto=True),
+                _workers().escalate(self.actions, self.post_message, ev.run_id, ev.name, auto=True),
                 group="reviewer",
             )
+
+    def _flush_bad(self) -> None:
+        """One toast for the runs that turned bad since the first of them."""
+        bad, self._turned_bad = self._turned_bad, []
+        if len(bad) == 1:
+            name, reason = bad[0]
+            self.notify(f"{name}: {reason}", title="✗ Bad run: stop advised", severity="error", timeout=8)
+        elif bad:
+            names = ", ".join(name for name, _ in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            self.notify(names, title=f"✗ {len(bad)} runs turned bad: stop advised", severity="error", timeout=8)
 
     def _drawing_screen(self) -> RunwatchScreen | None:
         """The visible runwatch screen if it can draw now.
@@ -174,9 +234,9 @@ class RunwatchApp(App[int]):
 
     # ---- run actions: the one place `s`, `e` and `b` land, and what came of them ---------------
     def on_evidence_requested(self, message: EvidenceRequested) -> None:
-        svg = self.export_screenshot()
+        svg = _redacted_screenshot(self)  # hostile wall: no secrets in the bundle's screen
         self.run_worker(
-            action_workers.save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
+            _workers().save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
             group="evidence",
         )
 
@@ -192,9 +252,9 @@ class RunwatchApp(App[int]):
             return
         self._stopping.add(message.run_id)
         # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
-        svg = self.export_screenshot()
+        svg = _redacted_screenshot(self)  # hostile wall: no secrets in the bundle's screen
         self.run_worker(
-            action_workers.plan_stop(
+            _workers().plan_stop(
                 self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
             ),
             group="stop",
@@ -218,7 +278,7 @@ class RunwatchApp(App[int]):
     def on_stop_confirmed(self, message: StopConfirmed) -> None:
         self.notify(f"{message.run_name}: saving evidence, then: {message.plan.summary}", title="Stopping")
         self.run_worker(
-            action_workers.execute_stop(self.actions, self.post_message, message.plan, message.screenshot_svg),
+            _workers().execute_stop(self.actions, self.post_message, message.plan, message.screenshot_svg),
             group="stop",
         )
 
@@ -239,7 +299,7 @@ class RunwatchApp(App[int]):
     def on_escalation_requested(self, message: EscalationRequested) -> None:
         self.notify(f"{message.run_name}: asking the reviewer…", title="Reviewer", timeout=3)
         self.run_worker(
-            action_workers.escalate(self.actions, self.post_message, message.run_id, message.run_name),
+            _workers().escalate(self.actions, self.post_message, message.run_id, message.run_name),
             group="reviewer",
         )
 
@@ -255,6 +315,8 @@ class RunwatchApp(App[int]):
         )
         if answer.decision == "STOP":
             # A STOP answer asks the person in the stop dialog, unless the config lets it stop the run.
+            from monitor.actions.escalation import answer_stops_run
+
             confirm = not answer_stops_run(self.config.reviewer, answer)
             self.post_message(StopRequested(message.run_id, message.run_name, confirm=confirm))
 
@@ -286,6 +348,9 @@ class RunwatchApp(App[int]):
         markup: bool = False,
     ) -> None:
         """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        message, title = outward(message, keep_newlines=True), outward(title)  # hostile wall: no secrets, no escapes
+        self.notices.append(Notice(self.clock(), severity, title, message))
+        del self.notices[:-NOTICES_KEPT]
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- app-wide actions ----------------------------------------------------------------
@@ -320,3 +385,10 @@ def make_app(
     if hub is None:
         hub = Hub(list(targets), config, fmt=fmt, clock=clock)
     return RunwatchApp(hub, config, theme=theme, clock=clock, banner=banner, redraw_interval=redraw_interval)
+
+
+def _redacted_screenshot(app: App[int]) -> str:
+    """The screen as an SVG with secrets redacted in place (hostile wall: no secrets in a bundle's screen)."""
+    from monitor.actions.screenshot import redact_screenshot  # the actions stack loads on first use
+
+    return redact_screenshot(app.export_screenshot())

@@ -12,13 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitor.errors import RunwatchError
+from monitor.errors import ConfigError, RunwatchError
 
 if TYPE_CHECKING:
     from monitor.config import Config
 
 USAGE_EXIT = 2
 UNREADABLE_EXIT = 3
+CONFIG_EXIT = 3
+"""A config that cannot be used: the same code from check, watch, demo and the UI (check's 2 means bad)."""
 
 
 def _parse_now(text: str) -> float:
@@ -42,11 +44,7 @@ def _load_config(path: Path | None) -> Config:
 def cmd_check(a: argparse.Namespace) -> int:
     from monitor import check
 
-    try:
-        cfg = _load_config(a.config)
-    except RunwatchError as e:
-        print(f"runwatch: {e.one_line()}", file=sys.stderr)
-        return UNREADABLE_EXIT
+    cfg = _load_config(a.config)
     targets = a.targets or [r.target for r in cfg.runs]
     if not targets:
         print("runwatch: no targets: name files or runs, or list [[run]] tables in the config", file=sys.stderr)
@@ -122,10 +120,12 @@ def cmd_watch(a: argparse.Namespace) -> int:
 
 
 def cmd_formats(_a: argparse.Namespace) -> int:
-    from monitor.parsers import PARSERS
+    from monitor.parsers import format_samples
 
-    for name, cls in PARSERS.items():
-        print(f"{name:18} {cls.description}")
+    for name, description, sample in format_samples():
+        print(f"{name:18} {description}")
+        if sample:
+            print(f"{'':18}   e.g. {sample}")
     return 0
 
 
@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command")
     c = sub.add_parser("check", help="judge targets once and exit 0 healthy / 1 unsure / 2 bad / 3 unreadable")
     c.add_argument(
-        "targets", nargs="*", help="log, CSV, JSONL, trainer_state.json, .wandb file or run dir, - for stdin"
+        "targets",
+        nargs="*",
+        help="files, folders (every run inside), W&B runs and projects (wandb://E/P[/ID], URLs), "
+        "host:/path, ssh://..., - for stdin",
     )
     c.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
     c.add_argument("--compact", action="store_true", help="one-line JSON")
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_EXIT
     try:
         return int(a.func(a))
+    except ConfigError as e:
+        print(f"runwatch: {e.one_line()}", file=sys.stderr)
+        return CONFIG_EXIT
     except RunwatchError as e:
         print(f"runwatch: {e.one_line()}", file=sys.stderr)
         return USAGE_EXIT

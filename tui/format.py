@@ -6,6 +6,7 @@ No Textual here, so the words and glyphs a person reads are unit-testable on the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from monitor.hub import HubSnapshot, RunSnapshot
@@ -58,6 +59,42 @@ def num(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def si(x: float, digits: int = 2) -> str:
+    """A tick label: `0`, `0.25`, `150`, `1.2k`, `3.5M`, `3e-4`, `5.1e12`, `NaN`."""
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Inf" if x > 0 else "-Inf")
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if ax >= 1e12 or ax < 1e-2:
+        mant, exp = f"{x:.{max(0, digits - 1)}e}".split("e")
+        mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+        return f"{mant}e{int(exp)}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if ax >= scale:
+            return _short(x / scale, digits) + suffix
+    return _short(x, digits)
+
+
+def _short(x: float, digits: int) -> str:
+    """`x` with about `digits` significant digits (at least its integer part), no trailing zeros."""
+    ax = abs(x)
+    whole = len(str(int(ax))) if ax >= 1 else 0
+    decimals = max(0, digits - whole) if ax >= 1 else digits + max(0, -math.floor(math.log10(ax)) - 1)
+    text = f"{x:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """SI labels for axis ticks, with just enough digits that neighbours read differently."""
+    labels = [si(t) for t in ticks]
+    for digits in (2, 3, 4, 5):
+        labels = [si(t, digits) for t in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
+
+
 def step_text(step: float | None, total: float | None = None) -> str:
     """`1,234` or `1,234/10,000`."""
     if step is None:
@@ -72,6 +109,8 @@ def rate_text(steps_per_s: float | None) -> str:
     """Steps per second, short."""
     if steps_per_s is None:
         return "—"
+    if steps_per_s == 0:
+        return "0/s"
     if steps_per_s >= 100:
         return f"{steps_per_s:,.0f}/s"
     if steps_per_s >= 1:
@@ -98,15 +137,23 @@ def pct_text(pct: float | None) -> str:
     return "N/A" if pct is None else f"{pct:.0f}%"
 
 
+def trend_values(values: Sequence[float], width: int = 12) -> list[float]:
+    """A whole series in `width` buckets (each its mean; NaN when it held a NaN/Inf), oldest first."""
+    vals = list(values)
+    if len(vals) <= width:
+        return vals
+    out = []
+    for i in range(width):
+        bucket = vals[i * len(vals) // width : (i + 1) * len(vals) // width] or [vals[-1]]
+        out.append(math.nan if not all(map(math.isfinite, bucket)) else sum(bucket) / len(bucket))
+    return out
+
+
 def sparkline(values: Sequence[float], width: int = 12) -> str:
-    """Block-character trend of the last values; a non-finite value shows as `!`."""
+    """Block-character trend of a series over its whole length; a non-finite value shows as `!`."""
     if not values:
         return ""
-    vals = list(values)[-width * 2 :]
-    # Pair up points so the line covers twice its width of history.
-    if len(vals) > width:
-        step = len(vals) / width
-        vals = [vals[min(len(vals) - 1, int(i * step))] for i in range(width)]
+    vals = trend_values(values, width)
     finite = [v for v in vals if math.isfinite(v)]
     if not finite:
         return "!" * len(vals)
@@ -116,14 +163,37 @@ def sparkline(values: Sequence[float], width: int = 12) -> str:
     for v in vals:
         if not math.isfinite(v):
             out.append("!")
-        elif span <= 0:
+        elif span <= 1e-12 * max(1.0, abs(hi)):
             out.append(_SPARK[3])
         else:
             out.append(_SPARK[min(7, int((v - lo) / span * 7.999))])
     return "".join(out)
 
 
-def finding_line(f: Finding) -> str:
+def live_rate(steps_per_s: float | None, age: float | None) -> float | None:
+    """Steps/s as it is now: a run that logged nothing for a while decays towards 0.
+
+    Nothing in `age` seconds means fewer than one step in that time, so the rate is at most 1/age
+    once the gap is clearly longer than the run's usual interval, and 0 after a minute.
+    """
+    if steps_per_s is None or age is None or age <= 5 or age * steps_per_s <= 3:
+        return steps_per_s
+    if age > 60:
+        return 0.0
+    return min(steps_per_s, 1.0 / age)
+
+
+_STALL_AGE = re.compile(r"no new step for \S+")
+
+
+def live_message(f: Finding, last_update: float | None, now: float | None) -> str:
+    """A finding's message with a stall's age counted up to now (the detector wrote it once)."""
+    if f.kind != "stalled" or not f.active or last_update is None or now is None:
+        return f.message
+    return _STALL_AGE.sub(f"no new step for {age_text(now - last_update)}", f.message, count=1)
+
+
+def finding_line(f: Finding, last_update: float | None = None, now: float | None = None) -> str:
     """One line per finding: severity glyph, kind, where it began and the explanation."""
     glyph = {"bad": "✗", "warn": "?", "info": "i"}.get(str(f.severity), "·")
     if not f.active:
@@ -132,7 +202,7 @@ def finding_line(f: Finding) -> str:
     if f.step != f.onset_step:
         where += f"→{step_text(f.step)}"
     state = "" if f.active else " (cleared)"
-    return f"{glyph} {f.kind} from {where}{state}: {f.message}"
+    return f"{glyph} {f.kind} from {where}{state}: {live_message(f, last_update, now)}"
 
 
 def counts_line(snap: HubSnapshot) -> str:
@@ -165,3 +235,21 @@ def sort_key(run: RunSnapshot, index: int) -> tuple[int, int, int]:
     kind = badge_kind(run)
     rank = {"bad": 0, "unsure": 1, "error": 2, "stale": 2, "healthy": 3}[kind]
     return (rank, 0, index)
+
+
+def column_sort_key(run: RunSnapshot, column: str, index: int) -> tuple[float | str, ...]:
+    """Sort key for a table column; `badge` is worst first, and a NaN loss sorts as the worst loss."""
+    if column == "name":
+        return (run.name.lower(), index)
+    if column == "state":
+        return (run.state, index)
+    if column == "step":
+        return (-(run.last_step if run.last_step is not None else -math.inf), index)
+    if column == "speed":
+        return (-(run.steps_per_s or 0.0), index)
+    if column == "loss":
+        loss = run.loss if run.loss is not None and math.isfinite(run.loss) else math.inf
+        return (loss, index)
+    if column == "age":
+        return (-(run.last_update if run.last_update is not None else -math.inf), index)
+    return sort_key(run, index)

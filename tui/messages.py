@@ -11,10 +11,14 @@ state. The run actions read as flows::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from monitor.actions import ReviewerAnswer, SavedBundle, StopOutcome, StopPlan
 from monitor.hub import HubEvent, HubSnapshot
+
+if TYPE_CHECKING:
+    from monitor.actions import ReviewerAnswer, SavedBundle, StopOutcome, StopPlan
 
 
 class SnapshotArrived(Message):

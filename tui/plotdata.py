@@ -12,39 +12,61 @@ from typing import TypeVar
 
 import numpy as np
 
-EMA_WEIGHTS: tuple[float, ...] = (0.0, 0.6, 0.9, 0.97)
-"""Smoothing weights the `m` key cycles through (0 = off), as TensorBoard's slider means them."""
+EMA_WEIGHTS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+"""Smoothing weights `+`/`-` step through, as W&B's and TensorBoard's slider mean them."""
+DEFAULT_EMA = 0.9
 WINDOWS: tuple[int | None, ...] = (None, 1000, 200)
 """Windows the `w` key cycles through: all, or the last N steps."""
 STEP = "step"
 T = TypeVar("T")
 TIME = "time"
+"""x: time since the run's first row (relative time)."""
+WALL = "wall"
+"""x: clock time."""
+PCT = "pct"
+"""x: percent of each run's own last step (lines up runs that count steps differently)."""
+X_AXES = (STEP, WALL, TIME)
+"""What `x` cycles through in the detail view."""
+COMPARE_X_AXES = (STEP, PCT, TIME, WALL)
+"""What `x` cycles through in the compare view."""
+X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %"}
 
 
 @dataclass(frozen=True, slots=True)
 class PlotOptions:
-    """How a person asked to see the plots (the `l`, `m`, `w`, `x` toggles)."""
+    """How a person asked to see the plots (`l`, `m`, `+`/`-`, `w`, `x`)."""
 
     log_y: bool = False
     ema: float = 0.0
+    """The smoothing weight in use (0: off)."""
     window: int | None = None
     x_axis: str = STEP
+    ema_weight: float = DEFAULT_EMA
+    """The weight `m` turns smoothing on with (kept while it is off)."""
 
     def toggled_log(self) -> PlotOptions:
         return replace(self, log_y=not self.log_y)
 
     def next_ema(self) -> PlotOptions:
-        return replace(self, ema=_next(EMA_WEIGHTS, self.ema))
+        """`m`: smoothing on (at the remembered weight) or off."""
+        return replace(self, ema=0.0 if self.ema else self.ema_weight)
+
+    def ema_step(self, delta: int) -> PlotOptions:
+        """`+`/`-`: the next heavier/lighter weight; smoothing turns on."""
+        cur = self.ema or self.ema_weight
+        i = min(range(len(EMA_WEIGHTS)), key=lambda j: abs(EMA_WEIGHTS[j] - cur))
+        w = EMA_WEIGHTS[max(0, min(len(EMA_WEIGHTS) - 1, i + delta))]
+        return replace(self, ema=w, ema_weight=w)
 
     def next_window(self) -> PlotOptions:
         return replace(self, window=_next(WINDOWS, self.window))
 
-    def toggled_x(self) -> PlotOptions:
-        return replace(self, x_axis=TIME if self.x_axis == STEP else STEP)
+    def toggled_x(self, axes: tuple[str, ...] = X_AXES) -> PlotOptions:
+        return replace(self, x_axis=_next(axes, self.x_axis))
 
     def describe(self) -> str:
         """One line for the plots' header: what the toggles are set to."""
-        parts = [f"x: {'wall time' if self.x_axis == TIME else 'step'}"]
+        parts = [f"x: {X_NAMES.get(self.x_axis, self.x_axis)}"]
         parts.append(f"y: {'log' if self.log_y else 'linear'}")
         parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
         parts.append(f"last {self.window:,} steps" if self.window else "all steps")
@@ -117,8 +139,69 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np
             continue
         a, b = s + int(np.argmin(seg)), s + int(np.argmax(seg))
         keep.extend(sorted({a, b}))
-    idx = np.asarray(keep, dtype=int)
+    # The first and last points always stay: a flat stretch must still reach the run's last step.
+    idx = np.unique(np.asarray([0, *keep, n - 1], dtype=int))
     return x[idx], y[idx]
+
+
+def map_x(
+    x: np.ndarray, axis: str, times: Iterable[tuple[float, float]] = (), last_step: float | None = None
+) -> tuple[np.ndarray, str]:
+    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock` or `%`."""
+    if axis == TIME:
+        return wall_time(x, times)
+    if axis == WALL:
+        pairs = np.asarray(list(times), dtype=float)
+        if len(pairs) == 0 or len(x) == 0:
+            return x, "step"
+        order = np.argsort(pairs[:, 0], kind="stable")
+        return np.interp(x, pairs[order, 0], pairs[order, 1]), "clock"
+    if axis == PCT:
+        top = last_step if last_step else (float(x[-1]) if len(x) else 0.0)
+        if not top:
+            return x, "step"
+        return x / top * 100.0, "%"
+    return x, "step"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A series ready to draw: finite points on the chosen axis, and where non-finite values were."""
+
+    x: np.ndarray
+    y: np.ndarray
+    unit: str
+    bad_x: np.ndarray
+    """x of NaN/Inf values (a line cannot show them: the plot marks them)."""
+    bad_y: np.ndarray
+    """Where on the curve to put those marks: the last finite value before each."""
+
+
+def prepare_series(
+    x: np.ndarray,
+    y: np.ndarray,
+    opts: PlotOptions,
+    width: int,
+    times: Iterable[tuple[float, float]] = (),
+    last_step: float | None = None,
+) -> Prepared:
+    """Window, smooth, map the x axis, set non-finite values apart, drop what the axis cannot show, downsample."""
+    x, y = last_window(np.asarray(x, dtype=float), np.asarray(y, dtype=float), opts.window)
+    y = ema(y, opts.ema)
+    x, unit = map_x(x, opts.x_axis, times, last_step)
+    finite = np.isfinite(y)
+    bad = ~finite & np.isfinite(x)
+    bad_x, bad_y = x[bad], np.full(int(bad.sum()), np.nan)
+    if bad.any() and finite.any():
+        # The last finite value before each bad point (the first finite one for a leading NaN).
+        idx = np.maximum.accumulate(np.where(finite, np.arange(len(y)), -1))
+        first = int(np.argmax(finite))
+        bad_y = y[np.where(idx[bad] >= 0, idx[bad], first)]
+    ok = finite & np.isfinite(x)
+    if opts.log_y:
+        ok &= y > 0
+    dx, dy = downsample(x[ok], y[ok], width)
+    return Prepared(dx, dy, unit, bad_x, bad_y)
 
 
 def prepare(
@@ -129,16 +212,36 @@ def prepare(
     times: Iterable[tuple[float, float]] = (),
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Window, smooth, map the x axis, drop what the axis cannot show, downsample: (x, y, x unit)."""
-    x, y = last_window(np.asarray(x, dtype=float), np.asarray(y, dtype=float), opts.window)
-    y = ema(y, opts.ema)
-    unit = "step"
-    if opts.x_axis == TIME:
-        x, unit = wall_time(x, times)
-    ok = np.isfinite(y) & np.isfinite(x)
-    if opts.log_y:
-        ok &= y > 0
-    x, y = downsample(x[ok], y[ok], width)
-    return x, y, unit
+    p = prepare_series(x, y, opts, width, times)
+    return p.x, p.y, p.unit
+
+
+def bucket_means(values: np.ndarray, width: int) -> tuple[float, ...]:
+    """A whole series as `width` bucket means, oldest first (a bucket holding NaN/Inf stays non-finite)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) <= width:
+        return tuple(v.tolist())
+    edges = np.linspace(0, len(v), width + 1).astype(int)
+    sums = np.add.reduceat(v, edges[:-1])
+    return tuple((sums / np.diff(edges)).tolist())
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About `count` round tick positions (1, 2, 2.5, 5 × 10^k apart) covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, count - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks: list[float] = []
+    t = first
+    while t <= hi + step * 1e-9 and len(ticks) < 4 * count:
+        ticks.append(round(t, 12) + 0.0)
+        t += step
+    return ticks
 
 
 def nonfinite_steps(x: np.ndarray, y: np.ndarray) -> list[float]:

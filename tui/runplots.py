@@ -1,4 +1,4 @@
-"""Plot specs from a run's live analysis: loss/eval, LR, grad norm, GPU history, and multi-run overlays.
+"""Plot specs from a run's live analysis: one per metric pane, GPU history, and multi-run overlays.
 
 Reads the store's numpy copies on the UI loop (the hub runs on the same loop, so nothing moves
 underneath) and returns immutable `PlotSpec`s; the plot widgets fit them to their size.
@@ -13,7 +13,8 @@ import numpy as np
 from monitor.analysis import RunAnalysis
 from monitor.gpu import GpuSnapshot
 from monitor.model import Finding, Role
-from tui.plotdata import TIME, PlotOptions, last_window, prepare, wall_time
+from tui.metricgrid import Pane, panes
+from tui.plotdata import PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
 from tui.widgets.plot import PlotSpec, Series
 
 ROLE_TITLES = {
@@ -22,7 +23,8 @@ ROLE_TITLES = {
     Role.LR: "learning rate",
     Role.GRAD_NORM: "grad norm",
 }
-_WIDE = 4096  # downsampling happens in the widget; this only bounds the arrays kept in a spec
+_WIDE = 4096  # downsampling to the pane's width happens in the widget; this bounds a spec's arrays
+_NO_MARKER = ("converged", "source_error", "gpu_idle")
 
 
 def data_version(a: RunAnalysis | None) -> int:
@@ -30,52 +32,102 @@ def data_version(a: RunAnalysis | None) -> int:
     return -1 if a is None else a.store.rows
 
 
-def _series(a: RunAnalysis, key: str, opts: PlotOptions, label: str, colour: str) -> tuple[Series, str]:
+def axis_name(a: RunAnalysis) -> str:
+    """The run's own x unit: what its parser says the axis is (`epoch`, `tokens`), else its step key."""
+    return str(getattr(a.info, "axis", None) or a.info.step_key or "step")
+
+
+def run_panes(a: RunAnalysis | None, pattern: str = "") -> list[Pane]:
+    """The metric panes of a run (see `tui.metricgrid`), narrowed by the picker's pattern."""
+    if a is None:
+        return []
+    return panes(
+        list(a.store.metrics.keys()),
+        a.roles,
+        step_key=a.info.step_key,
+        primary_loss=a.key_for(Role.TRAIN_LOSS),
+        primary_eval=a.key_for(Role.EVAL_LOSS),
+        pattern=pattern,
+    )
+
+
+def _series(a: RunAnalysis, key: str, opts: PlotOptions, label: str, colour: str) -> tuple[list[Series], str]:
     steps, values = a.store.metrics[key].series()
-    x, y, unit = prepare(steps, values, opts, _WIDE, a.store.times)
-    return Series(label, x, y, colour), unit
-
-
-def _xlabel(opts: PlotOptions, unit: str, step_key: str) -> str:
-    if opts.x_axis == TIME:
-        return f"wall time ({unit} since start)"
-    return step_key
-
-
-def _markers(a: RunAnalysis, findings: Sequence[Finding], opts: PlotOptions) -> tuple[float, ...]:
-    steps = sorted({f.onset_step for f in findings if f.kind not in ("converged", "source_error", "gpu_idle")})
-    if not steps:
-        return ()
-    arr = np.asarray(steps, dtype=float)
-    if opts.window is not None and a.store.last_step is not None:
-        arr = arr[arr >= a.store.last_step - opts.window]
-    if opts.x_axis == TIME:
-        arr, _ = wall_time(arr, a.store.times)
-    return tuple(arr.tolist())
-
-
-def loss_spec(a: RunAnalysis | None, findings: Sequence[Finding], opts: PlotOptions) -> PlotSpec:
-    """Train and eval loss of one run, with findings as vertical markers."""
-    title = "loss"
+    p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
+    out = [Series(label, p.x, p.y, colour, p.bad_x, p.bad_y)]
     if opts.ema:
-        title += f" (EMA {opts.ema:g})"
+        # The raw curve stays visible (dim) under the smoothed one, as in W&B.
+        raw = prepare_series(
+            steps, values, PlotOptions(opts.log_y, 0.0, opts.window, opts.x_axis), _WIDE, a.store.times
+        )
+        out.insert(0, Series(label, raw.x, raw.y, colour, faint=True))
+    return out, p.unit
+
+
+def _xlabel(opts: PlotOptions, unit: str, name: str) -> str:
+    if opts.x_axis == TIME:
+        return f"relative time ({unit})"
+    if opts.x_axis == WALL:
+        return "wall time"
+    if opts.x_axis == PCT:
+        return "% of each run's steps"
+    return name
+
+
+def _markers(
+    a: RunAnalysis, findings: Sequence[Finding], opts: PlotOptions, keys: Sequence[str] | None = None
+) -> tuple[tuple[float, str], ...]:
+    """Findings (of these metrics; all when None) as labelled x positions where they began."""
+    at: dict[float, list[str]] = {}
+    for f in findings:
+        if f.kind in _NO_MARKER or (keys is not None and f.metric not in keys):
+            continue
+        if not f.active and f.kind != "nan":
+            continue  # a cleared plateau or spike would only clutter the curve; the findings list keeps it
+        at.setdefault(float(f.onset_step), [])
+        if f.kind not in at[float(f.onset_step)]:
+            at[float(f.onset_step)].append(f.kind)
+    if not at:
+        return ()
+    steps = np.asarray(sorted(at), dtype=float)
+    labels = [",".join(at[s]) for s in steps.tolist()]
+    keep = np.ones(len(steps), bool)
+    if opts.window is not None and a.store.last_step is not None:
+        keep = steps >= a.store.last_step - opts.window
+    xs, _ = map_x(steps, opts.x_axis, a.store.times, a.store.last_step)
+    return tuple((float(x), lab) for x, lab, k in zip(xs.tolist(), labels, keep.tolist(), strict=True) if k)
+
+
+def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], opts: PlotOptions) -> PlotSpec:
+    """One pane of the detail grid: its metrics, NaN marks and the findings about them."""
+    title = pane.title
     if a is None:
         return PlotSpec(title, ())
     series: list[Series] = []
     unit = "step"
-    for role, colour in ((Role.TRAIN_LOSS, "plot-series-1"), (Role.EVAL_LOSS, "plot-series-2")):
-        key = a.key_for(role)
-        if key is not None and key in a.store.metrics:
-            s, unit = _series(a, key, opts, key, colour)
-            series.append(s)
+    for i, key in enumerate(pane.keys):
+        if key in a.store.metrics:
+            s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}")
+            series.extend(s)
+    # The headline loss pane carries every finding; other panes the ones about their metrics.
+    keys = None if pane.headline else pane.keys
     return PlotSpec(
         title,
         tuple(series),
-        _markers(a, findings, opts),
+        _markers(a, findings, opts, keys),
         log_y=opts.log_y,
-        xlabel=_xlabel(opts, unit, a.info.step_key),
-        empty="no loss logged yet",
+        xlabel=_xlabel(opts, unit, axis_name(a)),
+        empty=f"no {title} logged yet",
+        x_unit=unit,
     )
+
+
+def loss_spec(a: RunAnalysis | None, findings: Sequence[Finding], opts: PlotOptions) -> PlotSpec:
+    """The run's first pane (its loss, or whatever it logs first), with findings as markers."""
+    ps = run_panes(a)
+    if a is None or not ps:
+        return PlotSpec("loss", (), empty="no metrics logged yet")
+    return pane_spec(a, ps[0], findings, opts)
 
 
 def role_spec(a: RunAnalysis | None, role: Role, opts: PlotOptions, colour: str) -> PlotSpec:
@@ -87,12 +139,12 @@ def role_spec(a: RunAnalysis | None, role: Role, opts: PlotOptions, colour: str)
     if key is None or key not in a.store.metrics:
         return PlotSpec(title, (), empty=f"no {title} logged")
     s, unit = _series(a, key, opts, key, colour)
-    return PlotSpec(
-        f"{title} · {key}",
-        (s,),
-        log_y=opts.log_y,
-        xlabel=_xlabel(opts, unit, a.info.step_key),
-    )
+    return PlotSpec(title, tuple(s), log_y=opts.log_y, xlabel=_xlabel(opts, unit, axis_name(a)), x_unit=unit)
+
+
+def has_gpu(history: Sequence[GpuSnapshot]) -> bool:
+    """Whether a host's GPU history holds any GPU (a host without one gets no GPU pane)."""
+    return any(s.gpus for s in history)
 
 
 def gpu_spec(host: str, history: Sequence[GpuSnapshot], now: float) -> PlotSpec:
@@ -117,11 +169,13 @@ def gpu_spec(host: str, history: Sequence[GpuSnapshot], now: float) -> PlotSpec:
         ok = np.isfinite(y)
         series.append(Series(label, x[ok], y[ok], colour))
     n = len(last.gpus)
+    if not last.gpus:
+        title += f" · last known ({last.status})"
     return PlotSpec(f"{title} · {n} GPU{'s' if n != 1 else ''}", tuple(series), xlabel="minutes ago")
 
 
 def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opts: PlotOptions) -> PlotSpec:
-    """One metric of several runs overlaid on a common x axis (step, or wall time since each start)."""
+    """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time)."""
     title = ROLE_TITLES[role]
     if opts.ema:
         title += f" (EMA {opts.ema:g})"
@@ -134,11 +188,19 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         key = a.key_for(role)
         if key is None or key not in a.store.metrics:
             continue
-        s, unit = _series(a, key, opts, name, f"plot-series-{i % 6 + 1}")
-        series.append(s)
-        step_keys.add(a.info.step_key)
-    xlabel = _xlabel(opts, unit, " / ".join(sorted(step_keys)) or "step")
-    return PlotSpec(title, tuple(series), log_y=opts.log_y, xlabel=xlabel, empty=f"no {title} in these runs")
+        steps, values = a.store.metrics[key].series()
+        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
+        unit = p.unit
+        series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y))
+        step_keys.add(axis_name(a))
+    if opts.x_axis == STEP and len(step_keys) > 1:
+        name = f"step ({len(step_keys)} step keys: x for % of each run)"
+    else:
+        name = " / ".join(sorted(step_keys)) or "step"
+    xlabel = _xlabel(opts, unit, name)
+    return PlotSpec(
+        title, tuple(series), log_y=opts.log_y, xlabel=xlabel, empty=f"no {title} in these runs", x_unit=unit
+    )
 
 
 def role_values(a: RunAnalysis | None, role: Role, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:

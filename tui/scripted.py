@@ -205,3 +205,75 @@ def sample_scene(now: float = 1000.0) -> tuple[ScriptedHub, HubSnapshot]:
         ]
     }
     return ScriptedHub(analyses, gpu, initial=snap), snap
+
+
+def _metric_rows(steps: Iterable[int], fn: Callable[[int], dict[str, float]]) -> list[Row]:
+    return [Row(float(s), fn(s)) for s in steps]
+
+
+def yolo_scene(now: float = 1000.0) -> tuple[ScriptedHub, HubSnapshot]:
+    """One YOLOv5-like run (`results.csv`: 3 train and 3 val losses, 4 eval metrics, 3 LRs) and a loss-only run."""
+
+    def yolo(e: int) -> dict[str, float]:
+        d = math.exp(-e / 30.0)
+        row = {}
+        for i, part in enumerate(("box", "obj", "cls")):
+            row[f"train/{part}_loss"] = 0.02 + (0.08 - 0.02 * i) * d + 0.001 * math.sin(e + i)
+            row[f"val/{part}_loss"] = 0.025 + (0.07 - 0.02 * i) * d
+        row["metrics/precision"] = 0.9 - 0.6 * d
+        row["metrics/recall"] = 0.85 - 0.6 * d
+        row["metrics/mAP_0.5"] = 0.88 - 0.7 * d
+        row["metrics/mAP_0.5:0.95"] = 0.6 - 0.5 * d
+        for i in range(3):
+            row[f"x/lr{i}"] = 0.01 * (1 - e / 160) + (0.07 * math.exp(-e / 3) if i == 2 else 0.0)
+        return row
+
+    a = analysis(
+        "yolo",
+        _metric_rows(range(150), yolo),
+        now - 2,
+        [f"{e:>10}, {yolo(e)['train/box_loss']:.6f}" for e in range(140, 150)],
+    )
+    a.info.step_key = "epoch"
+    a.info.format = "csv"
+    a.info.config = {"epochs": 150, "batch_size": 16, "optimizer": "SGD", "wandb_api_key": "abcd1234secretvalue"}
+    loss_only = analysis("loss-only", _metric_rows(range(0, 5000, 10), lambda s: {"loss": _curve(s // 10)}), now - 1)
+    runs = (
+        run_snapshot("yolo", name="yolov5-lid/results.csv", last_step=149.0, loss=0.02, format="csv", step_key="epoch"),
+        run_snapshot("loss-only", name="loss-only.log", last_step=4990.0, loss=2.2, steps_per_s=25.0),
+    )
+    snap = HubSnapshot(now, runs, (), ())
+    return ScriptedHub({"yolo": a, "loss-only": loss_only}, {}, initial=snap), snap
+
+
+def mixed_scene(now: float = 1000.0) -> tuple[ScriptedHub, HubSnapshot]:
+    """Runs that count steps differently: an HF run to step 6,000, three 600-step runs (one goes NaN), a 1M-step run."""
+    hf = analysis("hf", _metric_rows(range(0, 6001, 50), lambda s: {"loss": _curve(s // 20, 1.9)}), now - 2)
+    hf.info.step_key = "train/global_step"
+    analyses = {"hf": hf}
+    runs = [
+        run_snapshot("hf", name="hf-bert-base", last_step=6000.0, loss=1.9, step_key="train/global_step", format="hf")
+    ]
+    for i, base in enumerate((2.1, 2.3, 2.0)):
+
+        def fn(s: int, base: float = base, i: int = i) -> dict[str, float]:
+            return {"loss": math.nan if i == 2 and s > 500 else _curve(s // 3, base)}
+
+        rid = f"short-{i}"
+        analyses[rid] = analysis(rid, _metric_rows(range(0, 601, 5), fn), now - 3)
+        analyses[rid].info.step_key = "iter"
+        runs.append(
+            run_snapshot(
+                rid,
+                name=f"nanogpt-lr{i}",
+                last_step=600.0,
+                loss=math.nan if i == 2 else base,
+                step_key="iter",
+                verdict=Verdict.BAD if i == 2 else Verdict.HEALTHY,
+            )
+        )
+    big = analysis("big", _metric_rows(range(0, 1_000_001, 1000), lambda s: {"loss": _curve(s // 5000, 2.05)}), now - 1)
+    analyses["big"] = big
+    runs.append(run_snapshot("big", name="llm-1m-steps", last_step=1_000_000.0, loss=2.05, steps_per_s=1234.0))
+    snap = HubSnapshot(now, tuple(runs), (), ())
+    return ScriptedHub(analyses, {}, initial=snap), snap

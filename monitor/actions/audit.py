@@ -12,13 +12,13 @@ import json
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.actions.redact import Redactor
 from monitor.errors import RunwatchError
+from monitor.redact import Redactor
 
 AUDIT_FILE = "audit.jsonl"
 
@@ -39,8 +39,13 @@ class AuditLog:
         self.path = path
         self.who = who or whoami()
 
-    def record(self, action: str, run: str, *, now: float, result: str, **details: Any) -> dict[str, Any]:
-        """Append one entry and return it. Raises `RunwatchError` when the log cannot be written."""
+    def record(
+        self, action: str, run: str, *, now: float, result: str, known: Iterable[str] = (), **details: Any
+    ) -> dict[str, Any]:
+        """Append one entry and return it. Raises `RunwatchError` when the log cannot be written.
+
+        `known`: secret values (from the run's config) to scrub besides what the redactor recognises.
+        """
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds"),
             "ts": round(now, 3),
@@ -50,12 +55,13 @@ class AuditLog:
             "result": result,
             **details,
         }
-        redactor = Redactor()
+        redactor = Redactor(known)
         redactor.remember_env(os.environ)
         entry = redactor.data(_plain(entry))
-        line = json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n"
+        # ASCII-only: a name's escape sequence or bidi override stays `\u001b` text for `cat` and `tail`.
+        line = json.dumps(entry, ensure_ascii=True, allow_nan=False) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line.encode())

@@ -33,6 +33,7 @@ from monitor.actions.evidence import SavedBundle
 from monitor.actions.runref import RunRef
 from monitor.actions.shell import Shell
 from monitor.errors import RunwatchError
+from monitor.outward import known_redactor, outward, ref_redactor
 from monitor.sources.ssh import SSHEndpoint, parse_ssh_endpoint
 from monitor.sources.wandb_api import WandbTarget
 from monitor.targets import SSH, STDIN, WANDB_API, WANDB_LOCAL
@@ -72,6 +73,8 @@ class StopPlan:
     problem: str | None = None
     evidence_dir: str = ""
     made_at: float = 0.0
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """Secret values from the run's config: scrubbed from what is shown and audited, never from `command`."""
 
     @property
     def ok(self) -> bool:
@@ -93,7 +96,8 @@ class StopPlan:
         lines += [f"  {n}" for n in self.notes]
         if self.evidence_dir:
             lines.append(f"  Evidence is saved first, under {self.evidence_dir}; the outcome goes to the audit log.")
-        return "\n".join(lines)
+        # Shown and printed, never run: command lines carry tokens and passwords (`curl -u`, Bearer).
+        return outward("\n".join(lines), keep_newlines=True, redactor=known_redactor(self.secrets))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,7 +139,7 @@ class StopOutcome:
         return self.status == "sent"
 
     def one_line(self) -> str:
-        return f"{self.plan.run_name}: {self.status}: {self.detail}"
+        return outward(f"{self.plan.run_name}: {self.status}: {self.detail}")
 
 
 WandbStop = Callable[[WandbTarget], Awaitable[str]]
@@ -173,6 +177,7 @@ class Stopper:
             "target": ref.analysis.info.target,
             "evidence_dir": self.evidence_dir,
             "made_at": self.clock(),
+            "secrets": ref_redactor(ref).known,
         }
         method = table.get("method") or (COMMAND if table.get("command") else None)
         t = ref.target.kind
@@ -424,6 +429,7 @@ class Stopper:
                     "stop",
                     plan.run_id,
                     now=now,
+                    known=plan.secrets,
                     result=status,
                     dry_run=dry_run,
                     name=plan.run_name,

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
 
-from monitor.actions import ReviewerAnswer
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
-from tui.plotdata import PlotOptions
+from tui.plotdata import X_AXES, PlotOptions
 
 if TYPE_CHECKING:
+    from monitor.actions import ReviewerAnswer
     from tui.app import RunwatchApp
 
 
@@ -63,6 +63,8 @@ class PlottingScreen(RunwatchScreen):
     """A screen with plots: the log-scale, smoothing, x-axis and window toggles, then a redraw."""
 
     options: PlotOptions
+    X_AXES: tuple[str, ...] = X_AXES
+    """What `x` cycles through here."""
 
     def _redraw(self) -> None:
         """Redraw the plots with the current options."""
@@ -75,8 +77,16 @@ class PlottingScreen(RunwatchScreen):
         self.options = self.options.next_ema()
         self._redraw()
 
+    def action_ema_up(self) -> None:
+        self.options = self.options.ema_step(1)
+        self._redraw()
+
+    def action_ema_down(self) -> None:
+        self.options = self.options.ema_step(-1)
+        self._redraw()
+
     def action_x_axis(self) -> None:
-        self.options = self.options.toggled_x()
+        self.options = self.options.toggled_x(self.X_AXES)
         self._redraw()
 
     def action_window(self) -> None:

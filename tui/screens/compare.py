@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -12,10 +13,10 @@ from textual.widgets import DataTable, Footer, Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
-from monitor.model import Role
+from monitor.model import Role, Verdict
 from tui import actions
 from tui import format as fmt
-from tui.plotdata import PlotOptions, RankStats, rank_stats
+from tui.plotdata import COMPARE_X_AXES, PlotOptions, RankStats, rank_stats
 from tui.runplots import ROLE_TITLES, compare_spec, data_version, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
@@ -24,6 +25,8 @@ from tui.widgets.plot import PlotView
 METRICS = (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
 RANK_WINDOW = 100
 """Points in the window the slope and noise are measured over."""
+OVERLAY_MAX = 6
+"""Runs drawn on the plot: the best-ranked ones (rank first, plot the shortlist); the table ranks all."""
 
 
 def _pct(x: float | None) -> str:
@@ -34,6 +37,7 @@ class CompareScreen(PlottingScreen):
     """The quick comparison researchers do before killing the weaker configs."""
 
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings(actions.COMPARE)
+    X_AXES = COMPARE_X_AXES
     DEFAULT_CSS = """
     CompareScreen #compare-head {
         height: 1;
@@ -48,7 +52,7 @@ class CompareScreen(PlottingScreen):
     }
     CompareScreen #ranking {
         height: auto;
-        max-height: 10;
+        max-height: 40%;
     }
     """
 
@@ -60,13 +64,15 @@ class CompareScreen(PlottingScreen):
         """The metric overlaid (`k` cycles)."""
         self.options = PlotOptions()
         self._ranked: object = None
+        self.ranked_ids: tuple[str, ...] = tuple(run_ids)
+        """The runs best first (the plot overlays the first OVERLAY_MAX)."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-head")
         yield PlotView(id="compare-plot")
         table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
         yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -87,20 +93,22 @@ class CompareScreen(PlottingScreen):
         runs = {r.id: r for r in snap.runs}
         chosen = [(rid, runs.get(rid)) for rid in self.run_ids]
         analyses = [(rid, self.analysis(rid)) for rid in self.run_ids]
-        names = [(r.name if r else rid) for rid, r in chosen]
-        head = Text(f"compare {len(self.run_ids)} runs · ", style="bold")
-        head.append(f"metric: {ROLE_TITLES[self.metric]} (k) · ")
-        head.append(self.options.describe(), style=var_style(self.app, "muted"))
-        self.query_one("#compare-head", Static).update(head)
         versions = tuple(data_version(a) for _, a in analyses)
-        key = (versions, self.metric, self.options)
-        pairs = [(n, a) for n, (_, a) in zip(names, analyses, strict=True)]
-        metric, opts = self.metric, self.options
-        self.query_one("#compare-plot", PlotView).show(key, lambda: compare_spec(pairs, metric, opts))
         ranked_key = (versions, self.metric, self.options.window, tuple(r.verdict if r else None for _, r in chosen))
         if force or ranked_key != self._ranked:
             self._ranked = ranked_key
             self._rank(chosen, analyses)
+        shown = self.ranked_ids[:OVERLAY_MAX]
+        head = Text(f"compare {len(self.run_ids)} runs", style="bold")
+        if len(self.run_ids) > OVERLAY_MAX:
+            head.append(f" (plot: best {OVERLAY_MAX})", style="bold")
+        head.append(f" · metric: {ROLE_TITLES[self.metric]} (k) · ")
+        head.append(self.options.describe(), style=var_style(self.app, "muted"))
+        self.query_one("#compare-head", Static).update(head)
+        pairs = [((runs[rid].name if rid in runs else rid), self.analysis(rid)) for rid in shown]
+        key = (versions, self.metric, self.options, shown)
+        metric, opts = self.metric, self.options
+        self.query_one("#compare-plot", PlotView).show(key, lambda: compare_spec(pairs, metric, opts))
 
     def _rank(
         self, chosen: list[tuple[str, RunSnapshot | None]], analyses: list[tuple[str, RunAnalysis | None]]
@@ -115,24 +123,31 @@ class CompareScreen(PlottingScreen):
         lower_better = self.metric in (Role.TRAIN_LOSS, Role.EVAL_LOSS)
 
         def order(item: tuple[str, RunSnapshot | None, RankStats, RankStats]) -> tuple[int, float]:
-            st = item[2]
+            # A run that went NaN/Inf or was judged bad ranks below every finite, unjudged-bad one.
+            _, run, st, _ = item
             last = st.last
-            if last is None or last != last:
-                return (1, 0.0)
+            if last is None:
+                return (3, 0.0)
+            if not math.isfinite(last):
+                return (2, 0.0)
+            if run is not None and run.verdict is Verdict.BAD:
+                return (1, last if lower_better else -last)
             return (0, last if lower_better else -last)
 
         rows.sort(key=order)
+        self.ranked_ids = tuple(rid for rid, *_ in rows)
         table = self.query_one("#ranking", DataTable)
         table.clear()
         for i, (rid, run, st, ev) in enumerate(rows, 1):
+            diverged = st.last is not None and not math.isfinite(st.last)
             table.add_row(
-                str(i),
-                run.name if run else rid,
+                Text(str(i) + ("" if i <= OVERLAY_MAX else " ·")),
+                Text(run.name if run else rid),
                 badge(self.app, run) if run else "—",
                 fmt.num(st.last),
                 fmt.num(st.best),
-                _pct(st.slope_pct),
-                "—" if st.noise_pct is None else f"{st.noise_pct:.1f}%",
+                Text("diverged", style=var_style(self.app, "verdict-bad")) if diverged else _pct(st.slope_pct),
+                "—" if st.noise_pct is None or diverged else f"{st.noise_pct:.1f}%",
                 fmt.num(ev.best),
                 key=rid,
             )

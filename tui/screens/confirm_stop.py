@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from monitor.actions import StopPlan
 from tui import actions
+
+if TYPE_CHECKING:
+    from monitor.actions import StopPlan
 
 
 class ConfirmStopScreen(ModalScreen[bool]):
@@ -63,7 +66,9 @@ class ConfirmStopScreen(ModalScreen[bool]):
         confirm_key = actions.BY_ID["confirm"].display_for(keymap)
         cancel_key = actions.BY_ID["cancel"].display_for(keymap)
         with Vertical(id="dialog") as box:
-            box.border_title = f"Stop {self.plan.run_name}?" if self.plan.ok else f"Cannot stop {self.plan.run_name}"
+            # The run's name is literal text: `[/]` or `[@click=…]` in a name is never markup.
+            name = self.plan.run_name
+            box.border_title = Content(f"Stop {name}?" if self.plan.ok else f"Cannot stop {name}")
             # The plan's text verbatim: command lines hold brackets that markup would eat.
             with VerticalScroll(id="plan-box"):
                 yield Static(Text(self.plan.describe()), id="plan")

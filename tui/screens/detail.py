@@ -1,41 +1,50 @@
-"""One run in detail: loss / LR / grad-norm / GPU plots with finding markers, the findings, the live log tail."""
+"""One run in detail: a grid of the metrics it logs (findings and NaNs marked), its findings, log and config."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
-from monitor.actions import ReviewerAnswer
+from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
-from monitor.model import Role
+from monitor.model import Finding
 from tui import actions
 from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
+from tui.metricgrid import Pane
 from tui.plotdata import PlotOptions
-from tui.runplots import data_version, gpu_spec, loss_spec, role_spec
+from tui.runinfo import info_sections
+from tui.runplots import data_version, gpu_spec, has_gpu, pane_spec, run_panes
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
-from tui.widgets.plot import PlotView
+from tui.widgets.plot import PlotSpec
+from tui.widgets.plot_grid import PaneItem, PlotGrid
 
-PLOTS = ("plot-loss", "plot-lr", "plot-grad", "plot-gpu")
+if TYPE_CHECKING:
+    from monitor.actions import ReviewerAnswer
+
+
+def _pane_builder(
+    a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], opts: PlotOptions
+) -> Callable[[], PlotSpec]:
+    return lambda: pane_spec(a, pane, findings, opts)
 
 
 class DetailScreen(PlottingScreen):
     """Everything about one run; `n`/`p` move to the next/previous run without leaving."""
 
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings(actions.DETAIL)
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]  # noqa: RUF012
     DEFAULT_CSS = """
     DetailScreen #detail-head {
         height: 2;
@@ -44,26 +53,14 @@ class DetailScreen(PlottingScreen):
         text-wrap: nowrap;
         text-overflow: ellipsis;
     }
-    DetailScreen #plots {
-        layout: grid;
-        grid-size: 2 2;
-        height: 3fr;
-    }
-    DetailScreen.-narrow #plots {
-        grid-size: 1;
-    }
-    DetailScreen.-short #plots {
-        grid-size: 1 1;
-        height: 2fr;
-    }
-    DetailScreen.-short #plots PlotView {
-        display: none;
-    }
-    DetailScreen.-short #plots PlotView.-solo {
-        display: block;
-    }
     DetailScreen #lower {
-        height: 2fr;
+        height: 12;
+    }
+    DetailScreen.-short #lower {
+        height: 7;
+    }
+    DetailScreen.-full #lower {
+        display: none;
     }
     DetailScreen #findings-box {
         width: 1fr;
@@ -82,8 +79,20 @@ class DetailScreen(PlottingScreen):
     DetailScreen #log-box {
         width: 1fr;
     }
-    DetailScreen.-short #lower {
-        height: 1fr;
+    DetailScreen #info-box {
+        width: 1fr;
+        display: none;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+    }
+    DetailScreen.-info #info-box {
+        display: block;
+    }
+    DetailScreen.-info #log-box {
+        display: none;
+    }
+    DetailScreen #info {
+        padding: 0 1;
     }
     """
 
@@ -94,16 +103,15 @@ class DetailScreen(PlottingScreen):
         self.order = tuple(order) or (run_id,)
         """Runs `n` and `p` step through (the table's order when the screen opened)."""
         self.options = PlotOptions()
-        """The `l`, `m`, `w`, `x` toggles."""
-        self.solo = 0
-        """Which plot a short terminal shows (`g` cycles)."""
+        """The `l`, `m`, `+`/`-`, `w`, `x` toggles."""
+        self.pattern = ""
+        """The metric picker's pattern (glob or substring; empty: every metric)."""
         self._review_shown: tuple[ReviewerAnswer, str] | None = None
+        self._info_key: object = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
-        with Grid(id="plots"):
-            for i, pid in enumerate(PLOTS):
-                yield PlotView(id=pid, classes="-solo" if i == 0 else None)
+        yield PlotGrid(id="plots")
         with Horizontal(id="lower"):
             with VerticalScroll(id="findings-box"):
                 yield FindingsList(id="findings")
@@ -111,11 +119,15 @@ class DetailScreen(PlottingScreen):
             with Vertical(id="log-box"):
                 yield LogTail(id="log")
                 yield FilterInput(placeholder="filter log lines", id="log-filter")
-        yield Footer()
+            with VerticalScroll(id="info-box"):
+                yield Static(id="info")
+        yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#findings-box").border_title = "findings"
+        self.query_one("#info-box").border_title = "run · config · summary"
         self.query_one(LogTail).border_title = "log"
 
     # ---- drawing -------------------------------------------------------------------------
@@ -125,36 +137,65 @@ class DetailScreen(PlottingScreen):
         if run is None:
             head.update(Text(f"{self.run_id}: not in the latest snapshot", style="italic"))
             return
-        head.update(self._head(run))
         a = self.analysis(run.id)
         version = data_version(a)
         opts = self.options
         key = (run.id, version, opts, run.findings)
-        self.query_one("#plot-loss", PlotView).show(key, lambda: loss_spec(a, run.findings, opts))
-        self.query_one("#plot-lr", PlotView).show(key, lambda: role_spec(a, Role.LR, opts, "plot-series-3"))
-        self.query_one("#plot-grad", PlotView).show(key, lambda: role_spec(a, Role.GRAD_NORM, opts, "plot-series-4"))
+        items = [PaneItem(p.title, key, _pane_builder(a, p, run.findings, opts)) for p in run_panes(a, self.pattern)]
         history = self.rw.hub.gpu_history.get(run.host, ())
-        gpu_key = (run.host, len(history), history[-1].time if history else None)
-        self.query_one("#plot-gpu", PlotView).show(gpu_key, lambda: gpu_spec(run.host, history, snap.time))
+        if has_gpu(history):
+            gpu_key = (run.host, len(history), history[-1].time if history else None)
+            items.append(PaneItem("gpu", gpu_key, lambda: gpu_spec(run.host, history, snap.time)))
+        grid = self.query_one(PlotGrid)
+        grid.show(items)
+        head.update(self._head(run, grid))
         self.query_one(FindingsList).show(run.findings, force=force)
         self._show_reviewer_line()
         if a is not None:
             tail = a.store.log_tail
             self.query_one(LogTail).show(list(tail), (len(tail), id(tail[-1]) if tail else None, a.info.lines))
+        if self.has_class("-info"):
+            self._show_info(run, version)
 
-    def _head(self, run: RunSnapshot) -> Text:
+    def _head(self, run: RunSnapshot, grid: PlotGrid) -> Text:
         t = badge(self.app, run)
         t.append(f"  {run.name}", style="bold")
-        t.append(f"  · {run.state} · {run.source} · {run.format} · step axis: {run.step_key}")
-        t.append(f" · step {fmt.step_text(run.last_step, run.total_steps)} · {fmt.rate_text(run.steps_per_s)}")
-        t.append(f" · GPU {fmt.pct_text(run.gpu_util)}")
+        t.append(f"  · step {fmt.step_text(run.last_step, run.total_steps)} · {fmt.rate_text(run.steps_per_s)}")
+        t.append(f" · {run.state}")
+        if run.gpu_util is not None:
+            t.append(f" · GPU {fmt.pct_text(run.gpu_util)}")
+        t.append(f" · {run.format} · x: {run.step_key} · {run.source}")
         t.append("\n")
         sev = {"stop": "verdict-bad", "wait": "verdict-unsure"}.get(str(run.decision), "verdict-healthy")
         t.append(f"{str(run.decision).upper()}: {run.reason}", style=var_style(self.app, sev, bold=True))
-        t.append(f"   │ {self.options.describe()}", style=var_style(self.app, "muted"))
+        muted = var_style(self.app, "muted")
+        n, shown = len(grid.items), grid.shape.shown
+        if n > shown and not grid.full:
+            t.append(f"   │ panes {grid.first + 1}–{grid.first + shown} of {n} (g/wheel)", style=muted)
+        if self.pattern:
+            t.append("   │ metrics matching ", style=muted)
+            t.append(repr(self.pattern), style="italic")
+        t.append(f"   │ {self.options.describe()}", style=muted)
         if run.source_error:
             t.append(f"   │ source: {run.source_error}", style=var_style(self.app, "verdict-stale"))
         return t
+
+    def _show_info(self, run: RunSnapshot, version: int) -> None:
+        a = self.analysis(run.id)
+        key = (run.id, version, self.app.theme)
+        if key == self._info_key:
+            return
+        self._info_key = key
+        t = Text()
+        for title, rows in info_sections(run, a):
+            if t:
+                t.append("\n")
+            t.append(title + "\n", style="bold")
+            width = max((len(k) for k, _ in rows), default=0)
+            for k, v in rows:
+                t.append(f"  {k.ljust(width)}  ", style=var_style(self.app, "muted"))
+                t.append(v + "\n")
+        self.query_one("#info", Static).update(t)
 
     def show_review(self, answer: ReviewerAnswer) -> None:
         if answer.run_id == self.run_id:
@@ -179,6 +220,7 @@ class DetailScreen(PlottingScreen):
         line.update(t)
 
     def restyle(self) -> None:
+        self._info_key = None
         if self.rw.snapshot is not None:
             self.show_snapshot(self.rw.snapshot, force=True)
 
@@ -194,6 +236,7 @@ class DetailScreen(PlottingScreen):
         if self.run_id in self.order:
             i = (self.order.index(self.run_id) + delta) % len(self.order)
             self.run_id = self.order[i]
+        self._info_key = None
         self._redraw()
 
     def action_next_run(self) -> None:
@@ -203,19 +246,45 @@ class DetailScreen(PlottingScreen):
         self._move(-1)
 
     def action_next_plot(self) -> None:
-        self.solo = (self.solo + 1) % len(PLOTS)
-        for i, pid in enumerate(PLOTS):
-            self.query_one(f"#{pid}").set_class(i == self.solo, "-solo")
-
-    def action_filter(self) -> None:
-        self.query_one(FilterInput).open()
-
-    def on_input_changed(self, event: FilterInput.Changed) -> None:
-        self.query_one(LogTail).set_filter(event.value.strip())
+        grid = self.query_one(PlotGrid)
+        grid.select(grid.selected + 1)
         self._redraw()
 
-    def on_filter_input_closed(self, _event: FilterInput.Closed) -> None:
-        self.query_one(LogTail).focus()
+    def action_full_pane(self) -> None:
+        grid = self.query_one(PlotGrid)
+        grid.toggle_full()
+        self.set_class(grid.full, "-full")
+        self._redraw()
+
+    def action_info(self) -> None:
+        self.toggle_class("-info")
+        self._info_key = None
+        self._redraw()
+
+    def on_plot_grid_selected(self, _event: PlotGrid.Selected) -> None:
+        self._redraw()
+
+    def action_pick_metrics(self) -> None:
+        picker = self.query_one("#picker", FilterInput)
+        picker.value = self.pattern
+        picker.open()
+
+    def action_log_filter(self) -> None:
+        self.query_one("#log-filter", FilterInput).open()
+
+    def on_input_changed(self, event: FilterInput.Changed) -> None:
+        if event.input.id == "picker":
+            self.pattern = event.value.strip()
+            self.query_one(PlotGrid).selected = 0
+        else:
+            self.query_one(LogTail).set_filter(event.value.strip())
+        self._redraw()
+
+    def on_filter_input_closed(self, event: FilterInput.Closed) -> None:
+        if event.input.id == "picker":
+            self.query_one(PlotGrid).focus()
+        else:
+            self.query_one(LogTail).focus()
 
     def _request(self, cls: type[RunActionRequested]) -> None:
         run = self.run(self.run_id)

@@ -9,22 +9,26 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.widgets import DataTable, Footer
 
+from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
 from tui import actions
 from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
-from tui.plotdata import PlotOptions
+from tui.plotdata import PlotOptions, bucket_means
 from tui.runplots import data_version, loss_spec
 from tui.screens.base import RunwatchScreen
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.plot import PlotView
-from tui.widgets.run_table import RunTable
+from tui.widgets.run_table import COLUMNS, RunTable
 from tui.widgets.summary import SummaryBar
 
-COMPARE_MAX = 6
+#: The columns `o` sorts by, in the order it cycles through them.
+SORTS = ("badge", "name", "state", "step", "speed", "loss", "age")
+_TREND_POINTS = 24
 
 
 def matches(run: RunSnapshot, needle: str) -> bool:
@@ -39,10 +43,19 @@ class MainScreen(RunwatchScreen):
     """All runs at a glance."""
 
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings(actions.MAIN)
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (16, "-tall")]  # noqa: RUF012
     DEFAULT_CSS = """
+    MainScreen RunTable {
+        height: auto;
+        max-height: 60%;
+    }
+    MainScreen.-short RunTable {
+        height: 1fr;
+        max-height: 100%;
+    }
     MainScreen #preview {
-        height: 45%;
+        height: 1fr;
+        min-height: 8;
         display: none;
     }
     MainScreen.-tall #preview {
@@ -62,8 +75,11 @@ class MainScreen(RunwatchScreen):
         super().__init__()
         self.filter_text = ""
         """Words every shown run must match."""
-        self.sort_worst = True
-        """Bad runs first (else in the order the hub lists them)."""
+        self.sort_by = "badge"
+        """The column the table is sorted on (`badge`: worst first)."""
+        self.sort_reverse = False
+        """Reverse that order (`O`)."""
+        self._trends: dict[str, tuple[int, tuple[float, ...]]] = {}
         self.marked: set[str] = set()
         """Runs marked for the compare view."""
         self._drawn_at = -1e9
@@ -79,22 +95,34 @@ class MainScreen(RunwatchScreen):
             with VerticalScroll(id="preview-findings-box"):
                 yield FindingsList(id="preview-findings")
         yield FilterInput(placeholder="filter runs: words in name, source, state or verdict", id="filter")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#preview-findings-box").border_title = "findings"
         self.query_one(RunTable).focus()
-        self.query_one(SummaryBar).show(self.rw.snapshot, self.filter_text, self.sort_worst)
+        self.query_one(SummaryBar).show(self.rw.snapshot, self.filter_text, self.sort_text)
 
     # ---- drawing -------------------------------------------------------------------------
     def visible_runs(self, snap: HubSnapshot) -> list[RunSnapshot]:
         """The runs shown, filtered and in display order, each dated by its last data."""
         runs = [self._dated(r) for r in snap.runs if matches(r, self.filter_text)]
-        if self.sort_worst:
-            indexed = {r.id: i for i, r in enumerate(snap.runs)}
-            runs.sort(key=lambda r: fmt.sort_key(r, indexed[r.id]))
+        indexed = {r.id: i for i, r in enumerate(snap.runs)}
+        runs.sort(key=lambda r: fmt.column_sort_key(r, self.sort_by, indexed[r.id]), reverse=self.sort_reverse)
         return runs
+
+    @property
+    def sort_worst(self) -> bool:
+        """Sorted worst first (the default)."""
+        return self.sort_by == "badge" and not self.sort_reverse
+
+    @property
+    def sort_text(self) -> str:
+        """How the table is sorted, for the summary line (empty for the default, worst first)."""
+        if self.sort_worst:
+            return ""
+        label = {c.key: c.label for c in COLUMNS}[self.sort_by]
+        return f"sorted by {label}{' reversed' if self.sort_reverse else ''}"
 
     def _dated(self, run: RunSnapshot) -> RunSnapshot:
         # The hub's `last_update` also moves when a tick changes a finding; the age column means
@@ -102,7 +130,20 @@ class MainScreen(RunwatchScreen):
         a = self.analysis(run.id)
         if a is None or not a.store.times:
             return run
-        return dataclasses.replace(run, last_update=a.store.times[-1][1])
+        return dataclasses.replace(run, last_update=a.store.times[-1][1], loss_trend=self._trend(run, a))
+
+    def _trend(self, run: RunSnapshot, a: RunAnalysis) -> tuple[float, ...]:
+        """The loss over the whole run in a few bucket means (not the last dozen points, which read as noise)."""
+        key = run.loss_key
+        if key is None or key not in a.store.metrics:
+            return run.loss_trend
+        cached = self._trends.get(run.id)
+        if cached is not None and cached[0] == a.store.rows:
+            return cached[1]
+        _, values = a.store.metrics[key].series()
+        trend = bucket_means(values, _TREND_POINTS)
+        self._trends[run.id] = (a.store.rows, trend)
+        return trend
 
     def show_snapshot(self, snap: HubSnapshot, *, now: bool = False) -> None:
         # Live numbers redraw at most every `redraw_interval`; a verdict or state change draws at once.
@@ -117,8 +158,9 @@ class MainScreen(RunwatchScreen):
         self._drawn_at = time.monotonic()
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
+        table.sort_column = (self.sort_by, self.sort_reverse)
         table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked))
-        self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_worst)
+        self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         self._show_preview(force=False)
 
     def _redraw(self) -> None:
@@ -149,8 +191,8 @@ class MainScreen(RunwatchScreen):
         a = self.analysis(run.id)
         opts = PlotOptions()
         plot.show((run.id, data_version(a), run.findings), lambda: loss_spec(a, run.findings, opts))
-        plot.border_subtitle = run.name
-        findings.show(run.findings, force=force)
+        plot.border_subtitle = Content(run.name)
+        findings.show(run.findings, force=force, last_update=self._dated(run).last_update, now=self.rw.clock())
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._show_preview(force=False)
@@ -180,9 +222,7 @@ class MainScreen(RunwatchScreen):
         if not chosen:
             self.notify("No runs to compare", severity="warning")
             return
-        if len(chosen) > COMPARE_MAX:
-            self.notify(f"Comparing the first {COMPARE_MAX} of {len(chosen)} runs (mark runs with space to choose)")
-        self.app.push_screen(CompareScreen(chosen[:COMPARE_MAX]))
+        self.app.push_screen(CompareScreen(chosen))
 
     def action_mark(self) -> None:
         run = self._selected()
@@ -192,9 +232,23 @@ class MainScreen(RunwatchScreen):
         self._redraw()
 
     def action_sort(self) -> None:
-        self.sort_worst = not self.sort_worst
+        self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]
         self._redraw()
-        self.notify("Sorted worst first" if self.sort_worst else "Sorted as listed", timeout=2)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._redraw()
+
+    def action_clear_filter(self) -> None:
+        if self.filter_text:
+            self.query_one(FilterInput).close(cleared=True)
+            self.filter_text = ""
+            self._redraw()
+
+    def action_notifications(self) -> None:
+        from tui.screens.notices import NoticesScreen
+
+        self.app.push_screen(NoticesScreen())
 
     def action_filter(self) -> None:
         self.query_one(FilterInput).open()

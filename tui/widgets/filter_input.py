@@ -28,9 +28,10 @@ class FilterInput(Input):
     class Closed(Message):
         """The filter box closed; `cleared` when Escape threw the text away."""
 
-        def __init__(self, cleared: bool) -> None:
+        def __init__(self, cleared: bool, input: Input) -> None:
             super().__init__()
             self.cleared = cleared
+            self.input = input
 
     def open(self) -> None:
         self.add_class("-open")
@@ -40,7 +41,7 @@ class FilterInput(Input):
         if cleared:
             self.value = ""
         self.remove_class("-open")
-        self.post_message(self.Closed(cleared))
+        self.post_message(self.Closed(cleared, self))
 
     def action_cancel(self) -> None:
         self.close(cleared=True)

@@ -31,11 +31,20 @@ class FindingsList(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
-        self._shown: tuple[Finding, ...] | None = None
+        self._shown: object = None
         self._theme = ""
 
-    def show(self, findings: Sequence[Finding], *, force: bool = False) -> None:
-        key = tuple(findings)
+    def show(
+        self,
+        findings: Sequence[Finding],
+        *,
+        force: bool = False,
+        last_update: float | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Show these findings; a stall's age counts up from `last_update` to `now`."""
+        lines = [fmt.finding_line(f, last_update, now) for f in ordered(findings)]
+        key = (tuple(findings), tuple(lines))
         if not force and key == self._shown and self._theme == self.app.theme:
             return
         self._shown = key
@@ -44,10 +53,10 @@ class FindingsList(Static):
             self.update(Text("✓ no findings: nothing unusual so far", style=var_style(self.app, "verdict-healthy")))
             return
         t = Text()
-        for i, f in enumerate(ordered(findings)):
+        for i, (f, line) in enumerate(zip(ordered(findings), lines, strict=True)):
             if i:
                 t.append("\n")
             variable = SEVERITY_VARIABLE.get(str(f.severity), "muted") if f.active else "muted"
             bold = f.active and str(f.severity) == "bad"
-            t.append(fmt.finding_line(f), style=var_style(self.app, variable, bold=bold))
+            t.append(line, style=var_style(self.app, variable, bold=bold))
         self.update(t)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from textual.content import Content
 from textual.widgets import Log
+
+from monitor.outward import outward_lines
 
 
 class LogTail(Log):
@@ -33,11 +36,11 @@ class LogTail(Log):
         needle = self.filter_text.lower()
         shown = [ln for ln in lines if needle in ln.lower()] if needle else list(lines)
         self.clear()
-        self.write_lines(shown)
+        self.write_lines(outward_lines(shown))  # hostile wall: no secrets, no escapes on screen
         title = "log"
         if needle:
             title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"
-        self.border_title = title
+        self.border_title = Content(title)  # the filter text is typed by a person: literal, never markup
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text

@@ -9,32 +9,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from plotext._figure import _figure_class
 from rich.text import Text
 from textual.color import Color
+from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Static
 
-from tui.plotdata import downsample
+from tui import format as fmt
+from tui.plotdata import downsample, nice_ticks
 
 #: Plots redraw live data at most every this many of the app's redraw intervals (tables: every one).
 PLOT_EVERY = 2
 _SLACK = 0.1
 #: Markers used when colour is off (NO_COLOR): each series stays tellable by shape.
-_MONO_MARKERS = ("braille", "dot", "+", "x", "*", "o")
+_MONO_MARKERS = ("braille", "dot", "+", "*", "o", "@")
+_EMPTY = np.empty(0)
+_BAD_MARK = "x"
 
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One line: label, x and y (already windowed/smoothed) and the theme variable of its colour."""
+    """One line: label, x and y (already windowed/smoothed), its colour variable, and its NaN/Inf points."""
 
     label: str
     x: np.ndarray
     y: np.ndarray
     colour: str = "plot-series-1"
+    bad_x: np.ndarray = field(default_factory=lambda: _EMPTY)
+    """x of non-finite values, drawn as red marks on the curve."""
+    bad_y: np.ndarray = field(default_factory=lambda: _EMPTY)
+    faint: bool = False
+    """The raw line under a smoothed one: drawn dim, left out of the legend."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +53,13 @@ class PlotSpec:
 
     title: str
     series: tuple[Series, ...]
-    markers: tuple[float, ...] = ()
-    """x positions of vertical lines (where findings fired)."""
+    markers: tuple[float | tuple[float, str], ...] = ()
+    """x positions of vertical lines (where findings fired), each optionally with a label."""
     log_y: bool = False
     xlabel: str = ""
     empty: str = "no data yet"
+    x_unit: str = "step"
+    """`clock` labels the x ticks as times of day; anything else with SI numbers."""
 
 
 Builder = Callable[[], PlotSpec]
@@ -113,7 +125,7 @@ class PlotView(Static):
         self._drawn = state
         self._drawn_at = time.monotonic()
         spec = self._builder()
-        self.border_title = spec.title
+        self.border_title = self.title_for(spec)
         self.update(self._draw(spec, w, h))
         self.renders += 1
 
@@ -130,8 +142,29 @@ class PlotView(Static):
         c = Color.parse(value)
         return (c.r, c.g, c.b)
 
+    def title_for(self, spec: PlotSpec) -> Content:
+        """The pane's title with the legend (colour swatch and key per line), as literal text."""
+        lines = [s for s in spec.series if not s.faint and len(s.x) + len(s.bad_x)]
+        parts: list[tuple[str, str] | str] = [spec.title]
+        if len(lines) == 1 and lines[0].label != spec.title:
+            parts.append(f" · {lines[0].label}")
+        elif len(lines) > 1:
+            for s in lines:
+                parts.append(" ")
+                parts.append(("━", self._style(s.colour)))
+                parts.append(f" {s.label}")
+        bad = sum(len(s.bad_x) for s in spec.series if not s.faint)
+        if bad:
+            parts.append("  ")
+            parts.append((f"{_BAD_MARK} {bad} NaN/Inf", self._style("verdict-bad")))
+        return Content.assemble(*parts)
+
+    def _style(self, variable: str) -> str:
+        c = self._colour(variable)
+        return "" if isinstance(c, str) else "#{:02x}{:02x}{:02x}".format(*c)
+
     def _draw(self, spec: PlotSpec, w: int, h: int) -> Text:
-        series = [s for s in spec.series if len(s.x)]
+        series = [s for s in spec.series if len(s.x) or len(s.bad_x)]
         if not series:
             return Text(spec.empty, style="italic")
         fig = self._fig
@@ -139,19 +172,59 @@ class PlotView(Static):
         fig.plot_size(w, h)
         fig.theme("clear")
         fig.xlabel(spec.xlabel)
-        # The axes' own width is unknown before drawing; the plot area is a few columns narrower.
-        cols = max(10, w - 10)
+        ys = [s.y for s in series if len(s.y)] + [s.bad_y[np.isfinite(s.bad_y)] for s in series]
+        yall = np.concatenate(ys) if ys else _EMPTY
+        if spec.log_y:
+            yall = yall[yall > 0]
+        if len(yall) == 0:
+            return Text(spec.empty if not any(len(s.bad_x) for s in series) else "only NaN/Inf so far", style="italic")
+
+        def ty(v: np.ndarray) -> np.ndarray:
+            return np.log10(np.where(v > 0, v, np.nan)) if spec.log_y else v
+
+        ylo, yhi = float(np.nanmin(ty(yall))), float(np.nanmax(ty(yall)))
+        xs = [s.x for s in series] + [s.bad_x for s in series]
+        marks = [(m, "") if isinstance(m, (int, float)) else m for m in spec.markers]
+        xall = np.concatenate(xs)
+        lo, hi = float(xall.min()), float(xall.max())
+        marks = [(x, label) for x, label in marks if x >= lo]
+        if marks:
+            hi = max(hi, max(x for x, _ in marks))
+        ny = max(3, min(6, h // 2))
+        ylab = fmt.tick_labels(nice_ticks(ylo, yhi, ny))
+        cols = max(10, w - max((len(t) for t in ylab), default=4) - 3)
         for i, s in enumerate(series):
+            if not len(s.x):
+                continue
             x, y = downsample(s.x, s.y, cols)
             marker = _MONO_MARKERS[i % len(_MONO_MARKERS)] if self.app.no_color else "braille"
-            fig.plot(x.tolist(), y.tolist(), marker=marker, color=self._colour(s.colour), label=s.label)
-        fig.yscale("log" if spec.log_y else "linear")
-        lo = min(float(s.x.min()) for s in series)
-        hi = max(float(s.x.max()) for s in series)
-        marks = [m for m in spec.markers if m >= lo]
-        if marks and max(marks) > hi:
-            # A finding after the last plottable point (a NaN) still gets its marker.
-            fig.xlim(lo, max(marks))
-        for m in marks:
+            colour = self._colour("muted" if s.faint else s.colour)
+            fig.plot(x.tolist(), ty(y).tolist(), marker=marker, color=colour)
+        for s in series:
+            ok = np.isfinite(ty(s.bad_y)) if len(s.bad_y) else np.zeros(0, bool)
+            if ok.any() and not s.faint:
+                bx, by = downsample(s.bad_x[ok], ty(s.bad_y)[ok], cols)
+                fig.scatter(bx.tolist(), by.tolist(), marker=_BAD_MARK, color=self._colour("verdict-bad"))
+        if hi > lo:
+            fig.xlim(lo, hi)
+        if yhi > ylo:
+            fig.ylim(ylo, yhi)
+        free = -1.0
+        for m, label in sorted(marks):
             fig.vertical_line(m, color=self._colour("plot-marker"))
+            col = (m - lo) / (hi - lo) * cols if hi > lo else 0.0
+            if label and col > free:
+                # A label that would run into the previous one is left out (the line stays).
+                fig.text(label, m, yhi, color=self._colour("plot-marker"), alignment="left")
+                free = col + len(label) + 1
+        xt = nice_ticks(lo, hi, max(3, min(8, w // 12)))
+        if spec.x_unit == "clock":
+            fig.xticks(xt, [datetime.fromtimestamp(t).strftime("%H:%M" if hi - lo > 120 else "%H:%M:%S") for t in xt])
+        else:
+            fig.xticks(xt, fmt.tick_labels(xt))
+        yt = nice_ticks(ylo, yhi, ny)
+        if spec.log_y:
+            fig.yticks(yt, [fmt.si(10**t) for t in yt])
+        else:
+            fig.yticks(yt, fmt.tick_labels(yt))
         return Text.from_ansi(fig.build(), no_wrap=True, end="")

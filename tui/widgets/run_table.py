@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from monitor.hub import RunSnapshot
@@ -35,6 +37,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("age", "age", 5, True),
     Column("gpu", "GPU", 4, False),
 )
+COLUMNS_BY_KEY = {c.key: c for c in COLUMNS}
 #: Below this width the table drops the source, speed and GPU columns...
 COMPACT_BELOW = 130
 #: ...and below this one the trend sparkline is shorter.
@@ -60,11 +63,20 @@ class RunTable(DataTable[Text | str]):
     }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "first_row", "First run", show=False),
+        Binding("end", "last_row", "Last run", show=False),
+    ]
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.sort_column: tuple[str, bool] = ("badge", False)
+        """The column sorted on and whether reversed (shown in its header with ▼ or ▲)."""
         self._compact: bool | None = None
         self._narrow: bool | None = None
+        self._shape: tuple[object, ...] = ()
         self._name_width = 20
+        self._step_width = 8
         self._order: list[str] = []
         self._cells: dict[str, dict[str, Text | str]] = {}
         self._runs: dict[str, RunSnapshot] = {}
@@ -95,27 +107,32 @@ class RunTable(DataTable[Text | str]):
         self._marked = marked
         self._runs = {r.id: r for r in runs}
         order = [r.id for r in runs]
-        self._ensure_columns()
-        if order != self._order:
-            self._rebuild(order)
+        # The step column fits its widest value: `1,000,000` is never cut.
+        self._step_width = max([6] + [len(fmt.step_text(r.last_step)) for r in runs])
+        selected = self.selected_id
+        if self._ensure_columns() or order != self._order:
+            self._rebuild(order, selected=selected)
             return
         for r in runs:
             self._update_row(r)
 
     def tick(self, now: float) -> None:
-        """Redraw only the `updated` column (called once a second)."""
+        """Redraw the clock-driven cells, age and steps/s (called once a second)."""
         self._now = now
-        for run_id, run in self._runs.items():
-            new = fmt.age_text(None if run.last_update is None else now - run.last_update)
-            if self._cells.get(run_id, {}).get("age") != new and self._has("age"):
-                self._cells[run_id]["age"] = new
-                self.update_cell(run_id, "age", new)
+        for run_id in self._order:
+            self._update_row(self._runs[run_id])
 
     def restyle(self) -> None:
         """Redraw every cell (the theme changed: colours are baked into the cells' text)."""
         for run_id in self._order:
             self._cells[run_id] = {}
             self._update_row(self._runs[run_id])
+
+    def action_first_row(self) -> None:
+        self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        self.move_cursor(row=max(0, len(self._order) - 1), animate=False)
 
     # ---- internals -----------------------------------------------------------------------
     def _columns(self) -> tuple[Column, ...]:
@@ -124,6 +141,8 @@ class RunTable(DataTable[Text | str]):
     def _width(self, c: Column) -> int:
         if c.key == "name":
             return self._name_width
+        if c.key == "step":
+            return self._step_width
         if c.key == "trend" and self._narrow:
             return _NARROW_TREND
         return c.width
@@ -132,29 +151,42 @@ class RunTable(DataTable[Text | str]):
         return any(c.key == key for c in self._columns())
 
     def on_resize(self) -> None:
+        selected = self.selected_id
+        order = list(self._order)
         if self._ensure_columns():
-            self._rebuild(list(self._order), force=True)
+            self._rebuild(order, force=True, selected=selected)
 
     def _ensure_columns(self) -> bool:
         width = self.size.width or 80
         compact = width < COMPACT_BELOW
         narrow = width < NARROW_BELOW
         fixed = sum(c.width + 2 for c in COLUMNS if c.width and (c.compact or not compact))
+        fixed += self._step_width - COLUMNS_BY_KEY["step"].width
         if narrow:
             fixed -= 12 - _NARROW_TREND
         # Two columns for the cell padding of the name, one for a scrollbar's worth of slack.
         name_width = max(10, min(40, width - fixed - 3))
-        if (compact, narrow, name_width) == (self._compact, self._narrow, self._name_width) and self.columns:
+        shape = (compact, narrow, name_width, self._step_width, self.sort_column)
+        if shape == self._shape and self.columns:
             return False
+        self._shape = shape
         self._compact, self._narrow, self._name_width = compact, narrow, name_width
         self.clear(columns=True)
         for c in self._columns():
-            self.add_column(c.label, key=c.key, width=self._width(c))
+            label = c.label
+            if c.key == self.sort_column[0]:
+                label += " ▲" if self.sort_column[1] else " ▼"
+            self.add_column(
+                label,
+                key=c.key,
+                width=self._width(c) if c.key != self.sort_column[0] else max(len(label), self._width(c)),
+            )
         self._order = []
         return True
 
-    def _rebuild(self, order: list[str], force: bool = False) -> None:
-        selected = self.selected_id
+    def _rebuild(self, order: list[str], force: bool = False, selected: str | None = None) -> None:
+        """Rows in this order; the cursor stays on the run it was on (`selected`, else the current one)."""
+        selected = selected or self.selected_id
         self.clear()
         self._cells.clear()
         self._order = order
@@ -185,14 +217,15 @@ class RunTable(DataTable[Text | str]):
             elif c.key == "name":
                 out[c.key] = name
             elif c.key == "source":
-                out[c.key] = _clip(run.source, c.width)
+                out[c.key] = Text(_clip(run.source, c.width))
             elif c.key == "state":
                 style = var_style(app, "verdict-stale") if run.stale else ""
                 out[c.key] = Text(_clip(state, c.width), style=style)
             elif c.key == "step":
                 out[c.key] = Text(fmt.step_text(run.last_step), justify="right")
             elif c.key == "speed":
-                out[c.key] = Text(fmt.rate_text(run.steps_per_s), justify="right")
+                age = None if run.last_update is None else self._now - run.last_update
+                out[c.key] = Text(fmt.rate_text(fmt.live_rate(run.steps_per_s, age)), justify="right")
             elif c.key == "loss":
                 style = var_style(app, "verdict-bad") if fmt.num(run.loss) in ("NaN", "Inf") else ""
                 out[c.key] = Text(fmt.num(run.loss), justify="right", style=style)
@@ -200,7 +233,7 @@ class RunTable(DataTable[Text | str]):
                 spark = fmt.sparkline(run.loss_trend, self._width(c))
                 out[c.key] = Text(spark, style=var_style(app, "plot-series-1"))
             elif c.key == "age":
-                out[c.key] = fmt.age_text(None if run.last_update is None else self._now - run.last_update)
+                out[c.key] = Text(fmt.age_text(None if run.last_update is None else self._now - run.last_update))
             elif c.key == "gpu":
-                out[c.key] = fmt.pct_text(run.gpu_util)
+                out[c.key] = Text(fmt.pct_text(run.gpu_util))
         return out

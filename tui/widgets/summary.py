@@ -24,15 +24,15 @@ class SummaryBar(Static):
     }
     """
 
-    def show(self, snap: HubSnapshot | None, filter_text: str = "", sorted_worst: bool = True) -> None:
+    def show(self, snap: HubSnapshot | None, filter_text: str = "", sort_text: str = "") -> None:
         """Redraw from a snapshot (None: nothing has arrived yet); only when the text changed."""
-        text = self.compose_text(snap, filter_text, sorted_worst)
+        text = self.compose_text(snap, filter_text, sort_text)
         key = (text.plain, self.app.theme)
         if key != getattr(self, "_shown", None):
             self._shown = key
             self.update(text, layout=False)
 
-    def compose_text(self, snap: HubSnapshot | None, filter_text: str, sorted_worst: bool) -> Text:
+    def compose_text(self, snap: HubSnapshot | None, filter_text: str, sort_text: str = "") -> Text:
         app = self.app
         t = Text("runwatch", style="bold")
         if snap is None:
@@ -47,13 +47,16 @@ class SummaryBar(Static):
         t.append(f"~ {stale} stale", style=var_style(app, "verdict-stale"))
         if filter_text:
             t.append(f" · filter: {filter_text!r}", style="italic")
-        if not sorted_worst:
-            t.append(" · unsorted", style="italic")
+        if sort_text:
+            t.append(f" · {sort_text}", style="italic")
         worst = fmt.worst_finding(snap)
         if worst is not None:
             run, f = worst
             t.append("  │  worst: ", style=var_style(app, "muted"))
             t.append(f"{run.name}: ", style="bold")
             sev = {"bad": "verdict-bad", "warn": "verdict-unsure"}.get(str(f.severity), "muted")
-            t.append(f"{f.kind} at step {fmt.step_text(f.onset_step)} — {f.message}", style=var_style(app, sev))
+            t.append(
+                f"{f.kind} at step {fmt.step_text(f.onset_step)} — {fmt.live_message(f, run.last_update, snap.time)}",
+                style=var_style(app, sev),
+            )
         return t

@@ -1,0 +1,177 @@
+"""Pilot tests for the issue-14 keys: table navigation and sorting, the detail grid, compare, notices."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from monitor.config import Config
+from monitor.hub import HubEvent
+from monitor.model import Decision, Verdict
+from tests.test_tui_app import NOW, run_async
+from tui.app import RunwatchApp, make_app
+from tui.screens.compare import CompareScreen
+from tui.screens.detail import DetailScreen
+from tui.screens.main import MainScreen
+from tui.screens.notices import NoticesScreen
+from tui.scripted import ScriptedHub, mixed_scene, sample_scene, yolo_scene
+from tui.widgets.log_tail import LogTail
+from tui.widgets.plot_grid import PlotGrid
+from tui.widgets.run_table import RunTable
+from tui.widgets.summary import SummaryBar
+
+
+def _app(hub: ScriptedHub) -> RunwatchApp:
+    return make_app(Config(), hub=hub, clock=lambda: NOW + 5, redraw_interval=0.0)
+
+
+async def _settle(pilot: Any, n: int = 3) -> None:
+    for _ in range(n):
+        await pilot.pause()
+
+
+@run_async
+async def test_table_home_end_pages_and_the_cursor_follows_its_run_through_a_resort() -> None:
+    hub, _ = mixed_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(RunTable)
+        await pilot.press("end")
+        assert table.cursor_row == len(table.order) - 1
+        await pilot.press("home")
+        assert table.cursor_row == 0
+        await pilot.press("pagedown")
+        assert table.cursor_row == len(table.order) - 1
+        await pilot.press("pageup")
+        assert table.cursor_row == 0
+        table.select("big")
+        await pilot.press("o", "o", "o")  # by step: the 1M-step run moves to the top, the cursor with it
+        await _settle(pilot)
+        assert table.order[0] == "big" and table.selected_id == "big"
+        assert "step ▼" in str(table.columns["step"].label)
+        await pilot.press("O")
+        await _settle(pilot)
+        assert table.order[-1] == "big" and table.selected_id == "big"
+        assert "1,000,000" in str(table.get_cell("big", "step"))
+
+
+@run_async
+async def test_escape_on_the_table_clears_a_kept_filter() -> None:
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(RunTable)
+        await pilot.press("slash", *"gpt", "enter")
+        await _settle(pilot)
+        assert set(table.order) == {"nan", "healthy"} and table.has_focus
+        await pilot.press("escape")
+        await _settle(pilot)
+        assert len(table.order) == 4
+        assert "filter" not in str(app.screen.query_one(SummaryBar).render())
+
+
+@run_async
+async def test_detail_picker_full_screen_pane_paging_config_and_log_filter() -> None:
+    hub, _ = yolo_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        await pilot.press("enter")
+        await _settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        grid = screen.query_one(PlotGrid)
+        assert len(grid.items) == 8 and grid.shape.shown == 6 and len(grid.views) == 6
+        assert [i.name for i in grid.items][:3] == ["box_loss", "cls_loss", "obj_loss"]
+        await pilot.press(*["g"] * 6)  # the seventh pane: the second page
+        await _settle(pilot)
+        assert grid.selected == 6 and grid.first == 6 and len(grid.views) == 2
+        assert "panes 7–8 of 8" in str(screen.query_one("#detail-head").render())
+        await pilot.press("f")
+        await _settle(pilot)
+        assert grid.full and len(grid.views) == 1 and not screen.query_one("#lower").display
+        assert str(grid.views[0].border_title).startswith("metrics/recall")
+        await pilot.press("f")
+        await _settle(pilot)
+        assert not grid.full and screen.query_one("#lower").display
+        await pilot.press("slash", *"val/*", "enter")
+        await _settle(pilot)
+        assert screen.pattern == "val/*"
+        assert [i.name for i in grid.items] == ["box_loss", "val/cls_loss", "val/obj_loss"]
+        assert all(len(v.border_title or "") for v in grid.views)
+        await pilot.press("slash", "escape")  # escape clears the picker: every metric again
+        await _settle(pilot)
+        assert screen.pattern == "" and len(grid.items) == 8
+        await pilot.press("i")
+        await _settle(pilot)
+        info = str(screen.query_one("#info").render())
+        assert "batch_size" in info and "abcd1234secretvalue" not in info and "[REDACTED]" in info
+        assert not screen.query_one("#log-box").display
+        await pilot.press("i", "L", *"0.02", "enter")
+        await _settle(pilot)
+        log = screen.query_one(LogTail)
+        assert log.filter_text == "0.02" and "filter '0.02'" in str(log.border_title)
+
+
+@run_async
+async def test_compare_cycles_its_x_axes_and_ranks_a_nan_run_last_never_improving() -> None:
+    hub, _ = mixed_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await _settle(pilot)
+        await pilot.press("c")
+        await _settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and len(screen.run_ids) == 5
+        assert screen.ranked_ids[-1] == "short-2"  # NaN: worst
+        ranking = screen.query_one("#ranking")
+        row = [str(c) for c in ranking.get_row("short-2")]  # type: ignore[attr-defined]
+        assert "diverged" in row and not any(c.startswith("-") for c in row[5:6])
+        axes = []
+        for _ in range(4):
+            await pilot.press("x")
+            axes.append(screen.options.x_axis)
+        assert axes == ["pct", "time", "wall", "step"]
+        await pilot.press("x")
+        await _settle(pilot)
+        head = str(screen.query_one("#compare-head").render())
+        assert "relative %" in head
+
+
+@run_async
+async def test_many_runs_turning_bad_share_one_toast_and_the_log_keeps_it() -> None:
+    hub, snap = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        for r in snap.runs:
+            hub.emit(HubEvent(NOW, "verdict", r.id, r.name, Verdict.BAD, Decision.STOP, "diverging", "live"))
+        await pilot.pause(0.6)
+        toasts = [n for n in app._notifications if "bad" in n.title]
+        assert len(toasts) == 1 and toasts[0].title.startswith("✗ 4 runs turned bad")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("n")
+        await _settle(pilot)
+        assert isinstance(app.screen, NoticesScreen)
+        assert "4 runs turned bad" in str(app.screen.query_one("#notices").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+@run_async
+async def test_steps_per_second_decay_and_the_age_counts_on_a_quiet_run() -> None:
+    hub, snap = sample_scene(NOW)
+    clock = [NOW]
+    app = make_app(Config(), hub=hub, clock=lambda: clock[0], redraw_interval=0.0)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(RunTable)
+        hub.publish(dataclasses.replace(snap, runs=tuple(dataclasses.replace(r, steps_per_s=2.7) for r in snap.runs)))
+        await _settle(pilot)
+        assert str(table.get_cell("healthy", "speed")) == "2.7/s"
+        clock[0] = NOW + 300
+        table.tick(clock[0])
+        assert str(table.get_cell("healthy", "speed")) == "0/s"
+        assert str(table.get_cell("healthy", "age")) == "5m"
