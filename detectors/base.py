@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -14,11 +15,13 @@ _PAST_KEPT = 8
 class Detector:
     """Holds the detector's current finding; `_fire`/`_resolve` return True when it changed."""
 
-    __slots__ = ("current", "metric", "past")
+    __slots__ = ("axis", "current", "metric", "past")
     kind = "?"
 
-    def __init__(self, metric: str) -> None:
+    def __init__(self, metric: str, axis: str = "step") -> None:
         self.metric = metric
+        self.axis = axis
+        """The run's step axis as messages name it ("step", "epoch", "iteration")."""
         self.current: Finding | None = None
         self.past: list[Finding] = []
 
@@ -76,6 +79,20 @@ class Detector:
         self.current = replace(cur, active=False, severity=Severity.INFO, message=message, evidence=ev)
         return True
 
+    def rename_axis(self, axis: str) -> None:
+        """Name the step axis `axis` from now on, in the findings already made too."""
+        old, self.axis = self.axis, axis
+        if old == axis:
+            return
+        pattern = re.compile(rf"(\b(?:at|from|by|since) |\(){re.escape(old)}\b")
+
+        def fix(f: Finding) -> Finding:
+            return replace(f, message=pattern.sub(rf"\1{axis}", f.message))
+
+        self.past = [fix(f) for f in self.past]
+        if self.current is not None:
+            self.current = fix(self.current)
+
     def findings(self) -> list[Finding]:
         """Past findings then the current one."""
         return [*self.past, self.current] if self.current is not None else list(self.past)
@@ -95,6 +112,15 @@ def fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def safe_exp(x: float) -> float:
+    """`math.exp` that saturates to inf instead of raising on any float (NaN stays NaN)."""
+    return math.exp(x) if x < 709.0 else math.inf
+
+
 def pct(log_ratio: float) -> str:
-    """A log ratio as a signed percentage ('+35%')."""
+    """A log ratio as a signed percentage ('+35%'), or a factor ('x3.2e+04') beyond 1000x."""
+    if log_ratio != log_ratio:
+        return "?"
+    if log_ratio > 6.9:
+        return f"x{safe_exp(log_ratio):.3g}"
     return f"{(math.exp(log_ratio) - 1) * 100:+.0f}%"

@@ -7,10 +7,13 @@ points, and compare with the metric's own best (and a configured baseline when t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from detectors.base import Detector, fmt, pct
 from detectors.thresholds import Thresholds
 from monitor.model import Severity
+
+_KINDS = ("overfit", "eval_degradation")
 
 
 class EvalDetector(Detector):
@@ -35,8 +38,15 @@ class EvalDetector(Detector):
     )
     kind = "eval_degradation"
 
-    def __init__(self, metric: str, th: Thresholds, higher_better: bool = False, baseline: float | None = None) -> None:
-        super().__init__(metric)
+    def __init__(
+        self,
+        metric: str,
+        th: Thresholds,
+        higher_better: bool = False,
+        baseline: float | None = None,
+        axis: str = "step",
+    ) -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._higher_better = higher_better
         self._baseline = baseline
@@ -57,8 +67,27 @@ class EvalDetector(Detector):
         v = abs(x) + 1e-12
         return -math.log(v) if self._higher_better else math.log(v)
 
-    def update(self, step: float, x: float, train_level: float | None) -> bool:
-        """Fold in one evaluation; `train_level` is the training loss's current log level, if known."""
+    def _one_story(self, kind: str) -> str:
+        """One metric is never reported as both overfit and eval degradation: once it has overfit,
+        that is what its earlier and later episodes are called too."""
+        seen = [f for f in (*self.past, self.current) if f is not None and f.kind in _KINDS]
+        if kind == "overfit":
+            if any(f.kind != kind for f in seen):
+                self.past = [replace(f, kind=kind) if f.kind in _KINDS else f for f in self.past]
+                if self.current is not None and self.current.kind in _KINDS:
+                    self.current = replace(self.current, kind=kind)
+            return kind
+        return "overfit" if any(f.kind == "overfit" for f in seen) else kind
+
+    @property
+    def holding(self) -> bool:
+        """Evaluated at least twice and not in a worse-than-best episode: still at (or near) its best."""
+        return self._n >= 2 and self._worse == 0
+
+    def update(self, step: float, x: float, train_level: float | None, improving: str | None = None) -> bool:
+        """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
+        `improving` names a quality metric (accuracy, F1) of the run still at its best, which makes
+        a worse eval loss over-confidence to watch, not a reason to stop."""
         th = self._th
         y = self._y(x)
         self._n += 1
@@ -74,7 +103,7 @@ class EvalDetector(Detector):
                     Severity.BAD,
                     step,
                     step,
-                    f"{self.metric} {fmt(x)} at step {fmt(step)} is {pct(y - by)} worse than the baseline "
+                    f"{self.metric} {fmt(x)} at {self.axis} {fmt(step)} is {pct(y - by)} worse than the baseline "
                     f"{fmt(self._baseline)}",
                     {"value": x, "baseline": self._baseline},
                 )
@@ -87,7 +116,9 @@ class EvalDetector(Detector):
             # A wobble above the best that came back down shows how much this series wobbles normally.
             self._tolerance = max(self._tolerance, self._episode_max)
             self._episode_max = 0.0
-            return self.active and self._resolve(step, f"{self.metric} at a new best {fmt(x)} at step {fmt(step)}")
+            return self.active and self._resolve(
+                step, f"{self.metric} at a new best {fmt(x)} at {self.axis} {fmt(step)}"
+            )
         excess = y - self._best
         self._episode_max = max(self._episode_max, excess)
         noisy = max(th.eval_noise_k * self._noise, 1.5 * self._tolerance)
@@ -107,9 +138,8 @@ class EvalDetector(Detector):
             and self._train_at_best is not None
             and train_level < self._train_at_best - math.log(1.01)
         )
-        kind = "overfit" if overfit else "eval_degradation"
         # Accuracy-like metrics wobble more than losses; they only ever warn.
-        can_be_bad = not self._higher_better
+        can_be_bad = not self._higher_better and improving is None
         if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
             severity = Severity.BAD
         elif excess > warn_margin and self._worse >= patience + (0 if can_be_bad else 1):
@@ -120,14 +150,16 @@ class EvalDetector(Detector):
         if cur is not None and cur.active and cur.severity > severity:
             # Within one episode (until a new best) the verdict does not flap back with every wobble.
             severity = cur.severity
+        kind = self._one_story("overfit" if overfit else "eval_degradation")
         what = "while the training loss keeps falling" if overfit else "its best"
         return self._fire(
             severity,
             step,
             self._onset,
-            f"{self.metric} {fmt(x)} at step {fmt(step)} is {pct(excess)} worse than its best "
-            f"{fmt(self._best_raw)} (step {fmt(self._best_step)}) for {self._worse} evaluations"
-            + (f", {what}" if overfit else ""),
+            f"{self.metric} {fmt(x)} at {self.axis} {fmt(step)} is {pct(excess)} worse than its best "
+            f"{fmt(self._best_raw)} ({self.axis} {fmt(self._best_step)}) for {self._worse} evaluations"
+            + (f", {what}" if overfit else "")
+            + (f" (but {improving} is still improving)" if improving is not None else ""),
             {"value": x, "best": self._best_raw, "best_step": self._best_step, "evals_worse": self._worse},
             kind=kind,
             refresh=True,

@@ -11,23 +11,28 @@ from monitor.model import Severity
 class GradNonFiniteDetector(Detector):
     """A lone non-finite grad norm is an fp16 overflow skip (information); several in a row is NaN training."""
 
-    __slots__ = ("_run", "_skips", "_th")
+    __slots__ = ("_run", "_run_start", "_skips", "_th")
     kind = "overflow_skip"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._run = 0
+        self._run_start = 0.0
         self._skips = 0
 
     def nonfinite(self, step: float, x: float) -> bool:
+        if self._run == 0:
+            self._run_start = step
         self._run += 1
         self._skips += 1
         if self._run >= self._th.grad_nonfinite_bad:
+            if self._already(Severity.BAD, "nan"):
+                return False
             return self._fire(
                 Severity.BAD,
                 step,
-                step,
+                self._run_start,
                 f"{self.metric} non-finite for {self._run} logged points in a row (last {fmt(x)} at step "
                 f"{fmt(step)}): training is producing NaN/Inf gradients",
                 {"consecutive": self._run},
@@ -40,7 +45,7 @@ class GradNonFiniteDetector(Detector):
             Severity.INFO,
             step,
             step,
-            f"{self.metric} {fmt(x)} at step {fmt(step)} with a finite loss: an fp16 overflow skip "
+            f"{self.metric} {fmt(x)} at {self.axis} {fmt(step)} with a finite loss: an fp16 overflow skip "
             f"({self._skips} so far), harmless alone",
             {"skips": self._skips},
         )
@@ -50,7 +55,7 @@ class GradNonFiniteDetector(Detector):
         cur = self.current
         if cur is not None and cur.active:
             if cur.kind == "nan":
-                return self._resolve(step, f"{self.metric} finite again from step {fmt(step)}")
+                return self._resolve(step, f"{self.metric} finite again from {self.axis} {fmt(step)}")
             # Overflow skips stay informational; close the note quietly.
             return self._resolve(step, cur.message)
         return False
@@ -62,8 +67,8 @@ class GradExplosionDetector(Detector):
     __slots__ = ("_onset", "_run", "_th")
     kind = "grad_explosion"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._run = 0
         self._onset = 0.0
@@ -82,13 +87,13 @@ class GradExplosionDetector(Detector):
                     Severity.WARN,
                     step,
                     self._onset,
-                    f"{self.metric} {fmt(s.last_value)} at step {fmt(step)}, {pct(above)} over its usual "
+                    f"{self.metric} {fmt(s.last_value)} at {self.axis} {fmt(step)}, {pct(above)} over its usual "
                     f"level {fmt(s.inverse(s.level))} for {self._run} points",
                     {"value": s.last_value, "level": s.inverse(s.level), "points": self._run},
                 )
             return False
         self._run = 0
-        return self.active and self._resolve(step, f"{self.metric} back to its usual level by step {fmt(step)}")
+        return self.active and self._resolve(step, f"{self.metric} back to its usual level by {self.axis} {fmt(step)}")
 
 
 class GradVanishingDetector(Detector):
@@ -97,8 +102,8 @@ class GradVanishingDetector(Detector):
     __slots__ = ("_onset", "_peak", "_run", "_th")
     kind = "grad_vanishing"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._peak = -float("inf")
         self._run = 0
@@ -123,10 +128,10 @@ class GradVanishingDetector(Detector):
                     Severity.WARN,
                     step,
                     self._onset,
-                    f"{self.metric} {fmt(s.last_value)} at step {fmt(step)} is below 1/1000 of its peak "
+                    f"{self.metric} {fmt(s.last_value)} at {self.axis} {fmt(step)} is below 1/1000 of its peak "
                     f"level {fmt(s.inverse(self._peak))}: gradients vanishing",
                     {"value": s.last_value, "peak_level": s.inverse(self._peak)},
                 )
             return False
         self._run = 0
-        return self.active and self._resolve(step, f"{self.metric} recovered by step {fmt(step)}")
+        return self.active and self._resolve(step, f"{self.metric} recovered by {self.axis} {fmt(step)}")

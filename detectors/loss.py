@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 
-from detectors.base import Detector, fmt, pct
+from detectors.base import Detector, fmt, pct, safe_exp
 from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
 from monitor.model import Severity
 
+_TOTAL_LOSS_RE = re.compile(
+    r"^(?:(?:train|training|trainer)[/_ ])?"
+    r"(?:total[/_ ]?loss|loss(?:[/_ ]total)?|lm[ _]loss|train[ _]loss|trl|tot_loss)$"
+)
+
+
+def is_total_loss(key: str) -> bool:
+    """Whether a training-loss key names the whole objective ("loss", "total_loss", "lm loss"), not a
+    component of it ("loss_rpn_cls", "box_loss", "kl_loss"), whose rise the others may pay for."""
+    return bool(_TOTAL_LOSS_RE.match(key.strip().lower()))
+
 
 class NanDetector(Detector):
-    """A NaN/Inf loss is bad at once; finite values afterwards make it a transient, kept for the record."""
+    """A NaN/Inf value is bad at once; finite values afterwards make it a transient, kept for the record."""
 
     __slots__ = ("_finite_after", "_th")
     kind = "nan"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._finite_after = 0
 
@@ -31,7 +43,7 @@ class NanDetector(Detector):
             Severity.BAD,
             step,
             step,
-            f"{self.metric} is {fmt(x)} at step {fmt(step)}",
+            f"{self.metric} is {fmt(x)} at {self.axis} {fmt(step)}",
             {"value": str(x)},
         )
 
@@ -44,47 +56,75 @@ class NanDetector(Detector):
             return False
         return self._resolve(
             step,
-            f"{self.metric} was non-finite at step {fmt(cur.onset_step)}, finite again from step {fmt(step)}",
+            f"{self.metric} was non-finite at {self.axis} {fmt(cur.onset_step)}, finite again from "
+            f"{self.axis} {fmt(step)}",
         )
 
 
 class SpikeDetector(Detector):
-    """A sudden jump far above the robust level; recovered spikes become history, repeated ones are bad."""
+    """A sudden jump far above the robust level; recovered spikes become history, repeated ones are bad.
 
-    __slots__ = ("_base", "_in_spike", "_onsets", "_peak", "_scale", "_th")
+    While a spike is in progress (`in_spike`), the divergence detector leaves the episode to it;
+    one whose level has not started coming down after `spike_recover_points` is a divergence.
+    """
+
+    __slots__ = (
+        "_base",
+        "_count",
+        "_onsets",
+        "_peak",
+        "_peak_level",
+        "_scale",
+        "_th",
+        "_zs",
+        "in_spike",
+        "onset_n",
+        "onset_step",
+    )
     kind = "spike"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
-        self._in_spike = False
+        self.in_spike = False
+        self.onset_n = 0
+        self.onset_step = 0.0
         self._base = 0.0
         self._peak = 0.0
+        self._peak_level = 0.0
         self._scale = 0.0
+        self._count = 0
         self._onsets: deque[int] = deque(maxlen=max(1, th.spike_repeat))
+        self._zs: deque[float] = deque(maxlen=max(1, th.spike_repeat))
 
     def update(self, s: SeriesStats, step: float) -> bool:
         th = self._th
-        if self._in_spike:
+        if self.in_spike:
             y = s.y
             if y > self._peak:
                 self._peak = y
+            if s.level > self._peak_level:
+                self._peak_level = s.level
             if y <= self._base + max(3.0 * self._scale, 0.5 * th.spike_min_jump):
-                self._in_spike = False
+                self.in_spike = False
                 return self._resolve(
                     step,
-                    f"{self.metric} spike at step {fmt(self.current.onset_step if self.current else step)} "
-                    f"(peak {pct(self._peak - self._base)}) recovered by step {fmt(step)}",
-                    peak_ratio=math.exp(self._peak - self._base),
+                    f"{self.metric} spike at {self.axis} {fmt(self.onset_step)} "
+                    f"(peak {pct(self._peak - self._base)}) recovered by {self.axis} {fmt(step)}",
+                    peak_ratio=safe_exp(self._peak - self._base),
                 )
             return False
-        if s.n < 3 or s.z <= th.spike_z or s.residual <= th.spike_min_jump:
+        if s.n < 3 or s.z <= th.spike_z or s.residual <= th.spike_min_jump or s.residual <= 4.0 * s.sigma:
             return False
-        self._in_spike = True
+        self.in_spike = True
+        self.onset_n = s.n
+        self.onset_step = step
         self._base = s.y - s.residual
         self._peak = s.y
-        self._scale = s.noise
+        self._peak_level = s.level
+        self._scale = max(s.noise, s.sigma)
         self._onsets.append(s.n)
+        self._zs.append(s.z)
         before = s.inverse(self._base)
         evidence = {
             "value": s.last_value,
@@ -92,74 +132,144 @@ class SpikeDetector(Detector):
             "z": round(s.z, 1),
             "jump": pct(s.residual),
         }
+        self._count += 1
         repeated = len(self._onsets) == self._onsets.maxlen and s.n - self._onsets[0] <= th.spike_repeat_window
+        if repeated:
+            # Repeated relative to this series' own habit: heavy-tailed batch noise throws a
+            # "spike" every few hundred points, so a cluster must be far denser than the run's past.
+            first = self._onsets[0]
+            before = self._count - len(self._onsets)
+            past_rate = (before + 0.5) / (first + 200.0)
+            cluster_rate = len(self._onsets) / (s.n - first + 1.0)
+            repeated = cluster_rate >= 20.0 * past_rate and min(self._zs) >= 2.0 * th.spike_z
         if repeated:
             return self._fire(
                 Severity.BAD,
                 step,
                 step,
                 f"{self.metric}: {len(self._onsets)} spikes within {s.n - self._onsets[0]} points, latest "
-                f"{fmt(s.last_value)} at step {fmt(step)} ({pct(s.residual)} over its level)",
+                f"{fmt(s.last_value)} at {self.axis} {fmt(step)} ({pct(s.residual)} over its level)",
                 evidence,
             )
         return self._fire(
             Severity.WARN,
             step,
             step,
-            f"{self.metric} spiked to {fmt(s.last_value)} at step {fmt(step)} ({pct(s.residual)} over its "
-            f"level {fmt(before)}); watching for recovery",
+            f"{self.metric} spiked to {fmt(s.last_value)} at {self.axis} {fmt(step)} ({pct(s.residual)} over "
+            f"its level {fmt(before)}); watching for recovery",
             evidence,
         )
 
+    def stuck(self, s: SeriesStats) -> bool:
+        """In a spike for `spike_recover_points` points, its level still at least half way up the jump
+        and its last points not trending down: it is not coming back."""
+        if not self.in_spike or s.n - self.onset_n < self._th.spike_recover_points:
+            return False
+        jump = self._peak_level - self._base
+        if jump <= 0.0 or s.level < self._base + 0.5 * jump:
+            return False
+        recent = s.window()[-8:]
+        return mann_kendall_z(recent) > -1.0
+
+    def climbing(self, s: SeriesStats) -> bool:
+        """The newest point is a new high of a spike two or more points old: a rise, not a spike."""
+        return self.in_spike and s.n - self.onset_n >= 2 and s.y >= self._peak
+
+    @property
+    def base(self) -> float:
+        """The level the current spike jumped from (statistics space)."""
+        return self._base
+
 
 class DivergenceDetector(Detector):
-    """The loss's level stays well above its best, or keeps rising by a rank trend test."""
+    """The loss's level stays well above its best, keeps rising by a rank trend test, or jumped and stays up.
 
-    __slots__ = ("_big_run", "_onset", "_th", "_trend_hits")
+    Margins are the larger of a relative one (20 %, 3 %) and a multiple of the series' own noise:
+    the best level is the minimum of a slow robust level, so its bias below the typical level is a
+    fraction of the noise, and the margins are several times that.
+    """
+
+    __slots__ = ("_big_run", "_low", "_low_step", "_onset", "_th", "_trend_hits", "component")
     kind = "divergence"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
+        self.component = False
+        """A component of a run that also logs its total loss: rising alone, it only warns."""
+        self._low = math.inf
+        self._low_step = 0.0
         self._onset: float | None = None
         self._big_run = 0
         self._trend_hits = 0
 
-    def update(self, s: SeriesStats, step: float) -> bool:
+    def update(self, s: SeriesStats, step: float, spike: SpikeDetector | None = None) -> bool:
         th = self._th
         excess = s.level - s.best
-        if excess <= th.divergence_small:
+        sigma = s.sigma
+        small = max(th.divergence_small, th.trend_noise_k * sigma)
+        if excess <= small:
+            if s.level <= self._low or excess <= 0.0:
+                # Where the level last bottomed out: a divergence that follows began there.
+                self._low = s.level
+                self._low_step = step
             self._onset = None
             self._big_run = 0
             self._trend_hits = 0
-            if excess <= 0.5 * th.divergence_small:
+            if excess <= 0.5 * small:
                 cur = self.current
                 if cur is not None and cur.active:
-                    return self._resolve(step, f"{self.metric} came back to its best level by step {fmt(step)}")
+                    return self._resolve(step, f"{self.metric} came back to its best level by {self.axis} {fmt(step)}")
             return False
         if self._onset is None:
-            self._onset = step
-        if s.n < 8 or self._already(Severity.BAD):
+            self._onset = self._low_step if self._low < math.inf else step
+            self._low = math.inf
+        severity = Severity.WARN if self.component else Severity.BAD
+        if s.n < 8 or self._already(severity):
             return False
-        self._big_run = self._big_run + 1 if excess > th.divergence_big else 0
+        if spike is not None and spike.in_spike and not spike.climbing(s):
+            # A spike in progress is the spike detector's episode: recovering or stuck, it decides.
+            self._big_run = 0
+            self._trend_hits = 0
+            if not spike.stuck(s):
+                return False
+            return self._stuck(s, step, spike)
+        big = max(th.divergence_big, th.divergence_noise_k * sigma)
+        self._big_run = self._big_run + 1 if excess > big else 0
         sustained = self._big_run >= th.divergence_sustain
         trending = False
-        if not sustained and s.n >= th.trend_window:
-            window = s.window()
-            if mann_kendall_z(window) >= th.trend_z:
+        # The trend test is weaker evidence than the big margin: the slow level (half the fast
+        # level's noise) must have left its best by the small margin too.
+        if not sustained and s.n >= th.trend_window and s.slow - s.best > small:
+            if mann_kendall_z(s.window()) >= th.trend_z:
                 self._trend_hits += 1
                 trending = self._trend_hits >= 2
+            else:
+                self._trend_hits = 0
         if not (sustained or trending):
             return False
         best = s.inverse(s.best)
         how = f"for {self._big_run} points" if sustained else f"and still rising over the last {th.trend_window} points"
+        rel = f"{pct(excess)} above" if not s.linear else "above"
+        part = " (one component of the loss)" if self.component else ""
         return self._fire(
-            Severity.BAD,
+            severity,
             step,
             self._onset,
-            f"{self.metric} is diverging: level {pct(excess)} above its best ({fmt(best)} at step "
-            f"{fmt(s.best_step)}) {how}",
+            f"{self.metric} is diverging: level {rel} its best ({fmt(best)} at {self.axis} {fmt(s.best_step)}) "
+            f"{how}{part}",
             {"excess": pct(excess), "best": best, "best_step": s.best_step, "value": s.last_value},
+        )
+
+    def _stuck(self, s: SeriesStats, step: float, spike: SpikeDetector) -> bool:
+        before = s.inverse(spike.base)
+        return self._fire(
+            Severity.WARN if self.component else Severity.BAD,
+            step,
+            spike.onset_step,
+            f"{self.metric} jumped at {self.axis} {fmt(spike.onset_step)} and has not come back "
+            f"({fmt(s.inverse(s.level))} now, {fmt(before)} before): diverged",
+            {"level_before": before, "level": s.inverse(s.level), "value": s.last_value},
         )
 
 
@@ -169,8 +279,8 @@ class PlateauDetector(Detector):
     __slots__ = ("_ref", "_ref_n", "_ref_step", "_th")
     kind = "plateau"
 
-    def __init__(self, metric: str, th: Thresholds) -> None:
-        super().__init__(metric)
+    def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
+        super().__init__(metric, axis)
         self._th = th
         self._ref = math.inf
         self._ref_n = 0
@@ -184,12 +294,12 @@ class PlateauDetector(Detector):
             self._ref_step = step
             cur = self.current
             if cur is not None and cur.active:
-                return self._resolve(step, f"{self.metric} improving again at step {fmt(step)}")
+                return self._resolve(step, f"{self.metric} improving again at {self.axis} {fmt(step)}")
             return False
         idle = s.n - self._ref_n
         if s.constant or idle < th.plateau_min_points or idle < th.plateau_fraction * s.n:
             return False
-        near_best = s.level - s.best <= th.divergence_small
+        near_best = s.level - s.best <= max(th.divergence_small, th.trend_noise_k * s.sigma)
         converged = near_best and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
         if self._already(Severity.INFO, "converged") if converged else self._already(Severity.WARN):
             return False
@@ -201,7 +311,7 @@ class PlateauDetector(Detector):
                 Severity.INFO,
                 step,
                 self._ref_step,
-                f"{self.metric} flat since step {fmt(self._ref_step)} with the LR at "
+                f"{self.metric} flat since {self.axis} {fmt(self._ref_step)} with the LR at "
                 f"{lr_ratio * 100:.0f}% of its peak: converged",
                 ev,
                 kind="converged",
@@ -210,6 +320,6 @@ class PlateauDetector(Detector):
             Severity.WARN,
             step,
             self._ref_step,
-            f"{self.metric} has not improved by 1% since step {fmt(self._ref_step)} ({idle} points)",
+            f"{self.metric} has not improved since {self.axis} {fmt(self._ref_step)} ({idle} points)",
             ev,
         )

@@ -6,15 +6,19 @@ object (cached per key), which updates shared statistics once and asks its detec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from detectors.base import Detector
+import numpy as np
+
+from detectors.base import Detector, fmt
+from detectors.crash import Crash, CrashDetector
 from detectors.evals import EvalDetector
 from detectors.grad import GradExplosionDetector, GradNonFiniteDetector, GradVanishingDetector
 from detectors.judge import judge
-from detectors.loss import DivergenceDetector, NanDetector, PlateauDetector, SpikeDetector
-from detectors.lr import LrDetector
+from detectors.loss import DivergenceDetector, NanDetector, PlateauDetector, SpikeDetector, is_total_loss
+from detectors.lr import LrDetector, Schedule
 from detectors.series import SeriesStats
 from detectors.stall import StallDetector
 from detectors.thresholds import DEFAULT, Thresholds
@@ -22,18 +26,21 @@ from monitor.model import Finding, Judgement, Role, Row
 
 Handler = Callable[[float, float], bool]
 
+#: Findings of earlier segments (before the steps went back) kept for the record.
+_RETIRED_KEPT = 64
+
 
 class _LossMonitor:
     """Training loss: NaN, spike, divergence, plateau/converged."""
 
     __slots__ = ("div", "lr", "nan", "plateau", "spike", "stats")
 
-    def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None]) -> None:
+    def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
-        self.nan = NanDetector(key, th)
-        self.spike = SpikeDetector(key, th)
-        self.div = DivergenceDetector(key, th)
-        self.plateau = PlateauDetector(key, th)
+        self.nan = NanDetector(key, th, axis)
+        self.spike = SpikeDetector(key, th, axis)
+        self.div = DivergenceDetector(key, th, axis)
+        self.plateau = PlateauDetector(key, th, axis)
         self.lr = lr
 
     def __call__(self, step: float, x: float) -> bool:
@@ -43,7 +50,7 @@ class _LossMonitor:
         s.update(step, x)
         changed = self.nan.finite(step) if self.nan.current is not None else False
         changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step) or changed
+        changed = self.div.update(s, step, self.spike) or changed
         lr = self.lr()
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
@@ -53,7 +60,8 @@ class _LossMonitor:
         s = self.stats
         update = s.update
         nan = self.nan
-        spike, div, plateau = self.spike.update, self.div.update, self.plateau.update
+        spiker = self.spike
+        spike, div, plateau = spiker.update, self.div.update, self.plateau.update
         lr = self.lr()
         ratio = lr.ratio if lr is not None else None
         changed = False
@@ -67,7 +75,7 @@ class _LossMonitor:
                 changed = True
             if spike(s, step):
                 changed = True
-            if div(s, step):
+            if div(s, step, spiker):
                 changed = True
             if plateau(s, step, ratio):
                 changed = True
@@ -78,9 +86,9 @@ class _LossMonitor:
 
 
 class _EvalMonitor:
-    """An eval loss or metric: NaN (losses only) and degradation / overfitting."""
+    """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
 
-    __slots__ = ("evals", "nan", "train")
+    __slots__ = ("evals", "improving", "nan", "train")
 
     def __init__(
         self,
@@ -89,10 +97,13 @@ class _EvalMonitor:
         role: Role,
         baseline: float | None,
         train: Callable[[], SeriesStats | None],
+        axis: str = "step",
+        improving: Callable[[], str | None] | None = None,
     ) -> None:
-        self.nan = NanDetector(key, th) if role is Role.EVAL_LOSS else None
-        self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline)
+        self.nan: NanDetector | None = NanDetector(key, th, axis)
+        self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
         self.train = train
+        self.improving = improving if role is Role.EVAL_LOSS else None
 
     def __call__(self, step: float, x: float) -> bool:
         nan = self.nan
@@ -100,7 +111,8 @@ class _EvalMonitor:
             return nan.nonfinite(step, x) if nan is not None else False
         changed = nan.finite(step) if nan is not None and nan.current is not None else False
         t = self.train()
-        return self.evals.update(step, x, t.level if t is not None and t.n else None) or changed
+        better = self.improving() if self.improving is not None else None
+        return self.evals.update(step, x, t.level if t is not None and t.n else None, better) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
         """`self(step, x)` over a column of points, with the training level as it stands (a column
@@ -109,6 +121,7 @@ class _EvalMonitor:
         update = self.evals.update
         t = self.train()
         level = t.level if t is not None and t.n else None
+        better = self.improving() if self.improving is not None else None
         changed = False
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
@@ -117,7 +130,7 @@ class _EvalMonitor:
                 continue
             if nan is not None and nan.current is not None and nan.finite(step):
                 changed = True
-            if update(step, x, level):
+            if update(step, x, level, better):
                 changed = True
         return changed
 
@@ -130,11 +143,11 @@ class _GradMonitor:
 
     __slots__ = ("explode", "nonfinite", "stats", "vanish")
 
-    def __init__(self, key: str, th: Thresholds) -> None:
+    def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
-        self.nonfinite = GradNonFiniteDetector(key, th)
-        self.explode = GradExplosionDetector(key, th)
-        self.vanish = GradVanishingDetector(key, th)
+        self.nonfinite = GradNonFiniteDetector(key, th, axis)
+        self.explode = GradExplosionDetector(key, th, axis)
+        self.vanish = GradVanishingDetector(key, th, axis)
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
@@ -187,13 +200,22 @@ class RunDetectors:
         thresholds: Thresholds = DEFAULT,
         baselines: Mapping[str, float] | None = None,
         total_steps: float | None = None,
+        axis: str = "step",
     ) -> None:
         self._roles = roles
+        self.axis = axis
+        """The run's step axis as findings name it ("step", "epoch", "iteration")."""
+        self.crash = CrashDetector(axis)
+        self._retired: list[Finding] = []
+        self.restarts = 0
+        """How many times the steps went back (relaunches appended to one log, resumes)."""
+        self._schedule: Schedule | None = None
         self._th = thresholds
         self._baselines = dict(baselines or {})
         self._handlers: dict[str, Handler] = {}
         self._monitors: list[_LossMonitor | _EvalMonitor | _GradMonitor | LrDetector] = []
         self._train: _LossMonitor | None = None
+        self._total: str | None = None
         self._lr: LrDetector | None = None
         self._external: dict[str, Finding] = {}
         self.stall = StallDetector(thresholds)
@@ -212,30 +234,50 @@ class RunDetectors:
         th = self._th
         handler: Handler
         if role is Role.TRAIN_LOSS:
-            mon = _LossMonitor(key, th, lambda: self._lr)
-            if self._train is None:
+            mon = _LossMonitor(key, th, lambda: self._lr, self.axis)
+            if is_total_loss(key) and self._total is None:
+                self._total = key
+                for other in self._monitors:
+                    if isinstance(other, _LossMonitor):
+                        other.div.component = True
+            mon.div.component = self._total is not None and self._total != key
+            if self._train is None or self._total == key:
                 self._train = mon
             self._monitors.append(mon)
             handler = mon
         elif role in (Role.EVAL_LOSS, Role.EVAL_DOWN, Role.EVAL_UP):
             emon = _EvalMonitor(
-                key, th, role, self._baselines.get(key), lambda: self._train.stats if self._train else None
+                key,
+                th,
+                role,
+                self._baselines.get(key),
+                lambda: self._train.stats if self._train else None,
+                self.axis,
+                self._quality_improving,
             )
             self._monitors.append(emon)
             handler = emon
         elif role is Role.GRAD_NORM:
-            gmon = _GradMonitor(key, th)
+            gmon = _GradMonitor(key, th, self.axis)
             self._monitors.append(gmon)
             handler = gmon
         elif role is Role.LR and self._lr is None:
-            lr = self._lr = LrDetector(key, th)
+            lr = self._lr = LrDetector(key, th, self.axis)
             lr.total_steps = self.total_steps
+            lr.declare(self._schedule)
             self._monitors.append(lr)
             handler = lr.update
         else:
             handler = _skip
         self._handlers[key] = handler
         return handler
+
+    def _quality_improving(self) -> str | None:
+        """An eval quality metric (accuracy, F1, perplexity) still at its best, if the run has one."""
+        for mon in self._monitors:
+            if isinstance(mon, _EvalMonitor) and mon.improving is None and mon.evals.holding:
+                return mon.evals.metric
+        return None
 
     def ingest(self, row: Row, now: float) -> bool:
         """Judge one row; True when any finding changed."""
@@ -252,8 +294,24 @@ class RunDetectors:
         changed = False
         n = 0
         last: Row | None = None
+        top = self.last_step if self.last_step is not None else -math.inf
         for row in rows:
             step = row.step
+            if step > top:
+                top = step
+            elif (
+                top - step > 0.01 * abs(top) + 1e-9
+                and self._monitors
+                and any((handlers.get(k) or route(k)) is not _skip for k in row.values)
+            ):
+                # The step went back: a relaunch appended to the same log, or a resume from an earlier
+                # checkpoint. What came before is history; statistics start again (unless nothing
+                # judged was seen yet, or this row has nothing judged: a log's preamble or an eval
+                # summary may be counted on another axis).
+                if self._restart(step, top):
+                    changed = True
+                handlers = self._handlers
+                top = step
             for key, x in row.values.items():
                 h = handlers.get(key)
                 if h is None:
@@ -264,7 +322,6 @@ class RunDetectors:
             last = row
         if last is None:
             return False
-        top = max(self.last_step, last.step) if self.last_step is not None else last.step
         self.last_step = top
         if self.stall.activity(top, last.time if last.time is not None else now, n):
             changed = True
@@ -280,13 +337,18 @@ class RunDetectors:
         metric as of the end of the block rather than of the same row: a block is one batch of a
         backfill (a few thousand rows), and this is what makes backfilling long runs fast.
         """
-        handlers = self._handlers
         changed = False
         n = 0
         last_step = last_time = None
         for block in blocks:
             if not len(block.steps):
                 continue
+            if self._goes_back(block.steps):
+                # Rare (a relaunch in the same log): judge this block row by row, which restarts.
+                if self.ingest_many(block.rows(), now):
+                    changed = True
+                continue
+            handlers = self._handlers
             steps = block.steps.tolist()
             order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
             for j in order:
@@ -306,16 +368,52 @@ class RunDetectors:
                     if h(step, x):
                         changed = True
             n += len(steps)
-            last_step = max(steps) if last_step is None else max(last_step, max(steps))
+            top = max(steps)
+            self.last_step = top if self.last_step is None else max(self.last_step, top)
+            last_step = self.last_step
             if block.times is not None and block.times[-1] == block.times[-1]:
                 last_time = float(block.times[-1])
         if last_step is None:
-            return False
-        self.last_step = last_step if self.last_step is None else max(self.last_step, last_step)
-        if self.stall.activity(self.last_step, last_time if last_time is not None else now, n):
+            return changed
+        if self.stall.activity(last_step, last_time if last_time is not None else now, n):
             changed = True
         if changed:
             self.version += 1
+        return changed
+
+    def _goes_back(self, steps: np.ndarray) -> bool:
+        """Whether a block's steps go back (by more than 1 %) from the run's or the block's own top."""
+        top = self.last_step if self.last_step is not None else -math.inf
+        peak = np.maximum.accumulate(steps)
+        if top > peak[0]:
+            peak = np.maximum(peak, top)
+        return bool(np.any(peak - steps > 0.01 * np.abs(peak) + 1e-9))
+
+    def _restart(self, step: float, top: float) -> bool:
+        """Start the statistics again at `step` after the run went back from `top`; active findings
+        are kept for the record, cleared."""
+        changed = False
+        retired = self._retired
+        for mon in self._monitors:
+            for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
+                if d._resolve(
+                    step,
+                    f"{d.current.message if d.current else ''} (the run restarted at "
+                    f"{self.axis} {fmt(step)} after {fmt(top)})",
+                ):
+                    changed = True
+                retired.extend(d.findings())
+        del retired[:-_RETIRED_KEPT]
+        self._handlers = {}
+        self._monitors = []
+        self._train = None
+        self._total = None
+        self._lr = None
+        self.last_step = None
+        # The stall detector (owned with the ingest code) counts new steps by its highest one so far;
+        # after a relaunch lower steps are new activity too.
+        self.stall._last_step = -math.inf
+        self.restarts += 1
         return changed
 
     def set_total_steps(self, total: float | None) -> None:
@@ -343,6 +441,44 @@ class RunDetectors:
         self.stall.finished = True
         return False
 
+    def declare(self, config: Mapping[str, Any]) -> bool:
+        """The run's configuration (TrainingArguments, W&B config, Megatron args): its declared LR
+        schedule is what the logged LR is compared with."""
+        schedule = Schedule.from_config(config) if config else None
+        if schedule == self._schedule:
+            return False
+        self._schedule = schedule
+        if schedule is not None and schedule.total and not self.total_steps:
+            self.set_total_steps(schedule.total)
+        if self._lr is not None and self._lr.declare(schedule):
+            self.version += 1
+            return True
+        return False
+
+    def set_axis(self, axis: str) -> None:
+        """Name the step axis in findings from now on ("epoch" where a run counts epochs)."""
+        if axis == self.axis:
+            return
+        self.axis = axis
+        self.crash.rename_axis(axis)
+        for mon in self._monitors:
+            for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
+                d.rename_axis(axis)
+
+    def set_crash(self, crash: Crash | None) -> bool:
+        """What the log's text after its last metric line shows (`detectors.crash.find_crash`)."""
+        if self.crash.update(crash, self.last_step):
+            self.version += 1
+            return True
+        return False
+
+    def exited(self, code: int | None) -> bool:
+        """The process's recorded exit code (a W&B exit record); non-zero makes the run crashed."""
+        if self.crash.exited(code, self.last_step):
+            self.version += 1
+            return True
+        return False
+
     def set_external(self, finding: Finding) -> None:
         """A finding from outside the metric stream (source_error, gpu_idle), one per kind."""
         self._external[finding.kind] = finding
@@ -354,12 +490,13 @@ class RunDetectors:
 
     def findings(self) -> tuple[Finding, ...]:
         """Every finding, current and past, in step order."""
-        out: list[Finding] = []
+        out: list[Finding] = list(self._retired)
         for mon in self._monitors:
             dets = (mon,) if isinstance(mon, LrDetector) else mon.detectors()
             for d in dets:
                 out.extend(d.findings())
         out.extend(self.stall.findings())
+        out.extend(self.crash.findings())
         out.extend(self._external.values())
         out.sort(key=lambda f: (f.step, f.kind))
         return tuple(out)

@@ -16,6 +16,9 @@ class SeriesStats:
     `level` is a Huber-clipped EWMA (a single spike barely moves it; a real level shift is
     tracked within a few points) and `scale` a winsorised EWMA of absolute residuals.
     `residual` is the newest point's distance from the level *before* it was folded in.
+    `sigma` is the point-to-point noise, from a slow winsorised mean of absolute first differences
+    (a trend barely enters it), and `slow` a slower robust level whose minimum is `best`: the best
+    level the run reached, which a lucky noisy point cannot set.
     """
 
     __slots__ = (
@@ -23,6 +26,8 @@ class SeriesStats:
         "_eps",
         "_linear",
         "_ref",
+        "_slow_alpha",
+        "absdiff",
         "best",
         "best_step",
         "constant",
@@ -34,19 +39,23 @@ class SeriesStats:
         "residual",
         "ring",
         "scale",
+        "slow",
         "y",
         "z",
     )
 
-    def __init__(self, span: float = 8.0, window: int = 16) -> None:
+    def __init__(self, span: float = 8.0, window: int = 16, slow_span: float = 32.0) -> None:
         self._alpha = 2.0 / (span + 1.0)
+        self._slow_alpha = 2.0 / (slow_span + 1.0)
         self._eps = 0.0
         self._linear = False
         self._ref = 1.0
         self.n = 0
         self.y = 0.0
         self.level = 0.0
+        self.slow = 0.0
         self.scale = 0.02
+        self.absdiff = 0.0
         self.residual = 0.0
         self.z = 0.0
         self.best = math.inf
@@ -58,22 +67,33 @@ class SeriesStats:
         self.ring: deque[float] = deque(maxlen=window)
 
     def transform(self, x: float) -> float:
-        """Map a raw value into the space the statistics live in (log for positive series)."""
-        if self._linear:
-            return x / self._ref
-        v = x + self._eps
-        if v > 0.0:
-            return math.log(v)
-        # A non-positive value in a log series: switch to a linear scale relative to the first value.
-        self._linear = True
-        self._ref = abs(self.first) or 1.0
-        self.n = 0
-        self.best = math.inf
-        return x / self._ref
+        """Map a raw value into the space the statistics live in (log for positive series).
+
+        Always finite for a finite `x`, whatever its size (1e308, subnormals, -0.0).
+        """
+        if not self._linear:
+            v = x + self._eps
+            if v > 0.0:
+                return math.log(v) if v < math.inf else math.log(x)
+            # A non-positive value in a log series: switch to a linear scale relative to the first value.
+            self._linear = True
+            self._ref = max(abs(self.first), 1e-6) if self.first == self.first else 1.0
+            self.n = 0
+            self.best = math.inf
+            self.ring.clear()
+        y = x / self._ref
+        return y if -1e300 < y < 1e300 else math.copysign(1e300, y)
 
     def inverse(self, y: float) -> float:
         """Map a value of the statistics' space back to the metric's units."""
-        return y * self._ref if self._linear else math.exp(y) - self._eps
+        if self._linear:
+            return y * self._ref
+        return (math.exp(y) if y < 709.0 else math.inf) - self._eps
+
+    @property
+    def linear(self) -> bool:
+        """Whether the statistics are in linear units (the series went non-positive), not log ratios."""
+        return self._linear
 
     def update(self, step: float, x: float) -> None:
         """Fold a finite value in. Callers check finiteness first."""
@@ -86,14 +106,15 @@ class SeriesStats:
             self.constant = False
         # transform(), inlined for the common case: this runs once per point of every judged metric.
         v = x + self._eps
-        y = math.log(v) if v > 0.0 and not self._linear else self.transform(x)
+        y = math.log(v) if 0.0 < v < math.inf and not self._linear else self.transform(x)
+        prev = self.y
         self.y = y
         self.last_step = step
         self.last_value = x
         self.ring.append(y)
         if self.n == 0:  # transform() may have restarted the statistics on a switch to linear
-            self.level = self.best = y
-            self.residual = self.z = 0.0
+            self.level = self.slow = self.best = y
+            self.residual = self.z = self.absdiff = 0.0
             self.n = 1
             self.best_step = step
             return
@@ -109,14 +130,30 @@ class SeriesStats:
         lim = 4.0 * s
         # Early on the scale must learn quickly from a handful of points.
         self.scale = s + (0.3 if n < 8 else 0.1) * ((lim if a > lim else a) - s)
-        if level < self.best:
-            self.best = level
+        # Noise from first differences: slow (a divergence must not teach it that jumps are normal),
+        # winsorised, and quick to learn over the first points.
+        d = y - prev
+        d = d if d >= 0.0 else -d
+        ad = self.absdiff
+        dl = 4.0 * ad if n > 4 else d
+        self.absdiff = ad + (1.0 / n if n < 33 else 0.03) * ((dl if d > dl else d) - ad)
+        # The slow level follows the (already spike-robust) fast level; over its first points it is
+        # their running mean, so it does not stay anchored to the first value.
+        sa = self._slow_alpha
+        slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
+        if slow < self.best:
+            self.best = slow
             self.best_step = step
 
     @property
     def noise(self) -> float:
         """The robust noise scale, floored so perfectly smooth series do not give infinite z."""
         return self.scale if self.scale > 1e-3 else 1e-3
+
+    @property
+    def sigma(self) -> float:
+        """Point-to-point noise of the series (a standard deviation, from mean absolute differences)."""
+        return self.absdiff / 1.128
 
     def window(self) -> list[float]:
         """The last `trend_window` transformed values, oldest first (fewer while filling)."""

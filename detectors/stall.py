@@ -1,6 +1,10 @@
-"""A run that stopped logging: no new step for many times its usual interval."""
+"""A run that stopped logging: no new step for many times its usual interval (`stalled`, a
+warning), and, with no end marker, none for hours (`idle`, information: most likely it ended
+without saying so, and a finished run is not a problem)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from detectors.base import Detector, fmt
 from detectors.thresholds import Thresholds
@@ -8,6 +12,8 @@ from monitor.model import Severity
 
 # When a run's own interval is unknown (a log without timestamps), wait this long before calling it stalled.
 _UNKNOWN_INTERVAL_WAIT = 15 * 60.0
+#: A run not updated for this long, with no end marker, is idle rather than stalled.
+IDLE_AFTER_SECONDS = 2 * 3600.0
 
 
 class StallDetector(Detector):
@@ -46,6 +52,11 @@ class StallDetector(Detector):
             self._last_t = t
 
     @property
+    def last_time(self) -> float | None:
+        """When the run last showed life: its last recorded row time, else when its rows arrived."""
+        return self._last_t
+
+    @property
     def interval(self) -> float | None:
         """Usual seconds between new steps, when known."""
         return self._interval
@@ -59,6 +70,18 @@ class StallDetector(Detector):
         gap = now - self._last_t
         if gap <= limit:
             return False
+        if gap > max(limit, IDLE_AFTER_SECONDS):
+            when = datetime.fromtimestamp(self._last_t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if self._already(Severity.INFO, "idle"):
+                return False
+            return self._fire(
+                Severity.INFO,
+                self._last_step,
+                self._last_step,
+                f"not updated since {when} (step {fmt(self._last_step)}, no end marker)",
+                {"seconds_since_update": round(gap, 1), "last_update": self._last_t},
+                kind="idle",
+            )
         usual = f"usual interval {iv:.0f}s" if iv else "interval unknown"
         return self._fire(
             Severity.WARN,

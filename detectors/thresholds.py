@@ -31,12 +31,19 @@ class Thresholds:
     """...and 20 % above it counts as diverging on its own once sustained."""
     divergence_sustain: int = 5
     """Points the level must stay above the big margin (one spike is not a trend)."""
+    divergence_noise_k: float = 2.5
+    """Both divergence margins grow to this many times the series' point-to-point noise, so a
+    batch-size-4 loss that jumps 10x between single steps never diverges by noise alone."""
+    trend_noise_k: float = 1.5
+    """A rising trend must also have lifted the level this many noise units above its best."""
+    spike_recover_points: int = 10
+    """A spike still half way up after this many points, and not trending down, is a divergence."""
     trend_window: int = 16
     """Points in the rank (Mann-Kendall) trend test."""
     trend_z: float = 2.33
     """One-sided z of the trend test (p < 0.01)."""
     plateau_improve: float = math.log(1.01)
-    """An improvement smaller than 1 % does not count as progress..."""
+    """An improvement smaller than 1 % (or than the slow level's own noise) does not count as progress..."""
     plateau_min_points: int = 30
     """...and no progress for this many points..."""
     plateau_fraction: float = 0.3

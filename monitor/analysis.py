@@ -9,14 +9,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from detectors.crash import Crash, find_crash, might_crash
 from detectors.run import RunDetectors
 from detectors.thresholds import DEFAULT, Thresholds
 from monitor.columns import Columns
 from monitor.config import RunConfig
+from monitor.errors import RunwatchError
 from monitor.model import Finding, Judgement, Role, Row
-from monitor.parsers.base import Parser
+from monitor.outward import outward
+from monitor.parsers import clean_line, make_parser
+from monitor.parsers.base import DocumentParser, Parser
 from monitor.roles import RoleMap, primary
 from monitor.store import RunStore
+from monitor.textsafe import safe_text
+
+# Outside text that names or describes a run, made safe for a terminal as it enters the model; a
+# name or URL is shown everywhere (table, header, prompts, bundles), so its secrets go here too.
+_SHOWN_FIELDS = frozenset({"state", "format", "step_key"})
+_NAMING_FIELDS = frozenset({"name", "url"})
 
 
 @dataclass(slots=True)
@@ -27,19 +37,32 @@ class RunInfo:
     name: str
     format: str = "?"
     step_key: str = "step"
+    axis: str = "step"
+    """What the step axis counts, as findings say it ("step", "epoch"), when the parser tells."""
     total_steps: float | None = None
     url: str | None = None
     state: str = "running"
     """running, finished, crashed, ... as the source reports it."""
+    exit_code: int | None = None
+    """The training process's exit code, when the source recorded it (a W&B exit record)."""
     config: dict[str, Any] = field(default_factory=dict)
     lines: int = 0
     noise: int = 0
     malformed: int = 0
 
+    def __setattr__(self, field_name: str, value: object) -> None:
+        if isinstance(value, str):
+            if field_name in _NAMING_FIELDS:
+                value = outward(value)
+            elif field_name in _SHOWN_FIELDS:
+                value = safe_text(value)
+        object.__setattr__(self, field_name, value)
+
     def read_parser(self, parser: Parser) -> None:
         """Take what a log parser learned so far: format, step axis, line counts, run config."""
         self.format = parser.name
         self.step_key = parser.step_key
+        self.axis = getattr(parser, "axis", None) or self.axis
         st = parser.stats
         self.lines, self.noise, self.malformed = st.lines, st.noise, st.malformed
         if parser.config:
@@ -63,18 +86,26 @@ class RunAnalysis:
             thresholds,
             baselines=run_config.baseline if run_config else None,
             total_steps=total,
+            axis=info.axis,
         )
         self.store = RunStore()
+        self._printable_keys: set[str] = set()
+        """Metric keys already seen to be printable (checking a row against it is one C call)."""
+        self._text_seen: tuple[int, str | None] = (0, None)
+        self._config_seen: dict[str, Any] | None = None
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
-        rows = rows if isinstance(rows, list) else list(rows)
+        rows = _safe_keys(rows if isinstance(rows, list) else list(rows), self._printable_keys)
         self.store.add_many(rows, now)
+        self.detectors.set_axis(self.info.axis)
         return self.detectors.ingest_many(rows, now)
 
     def add_columns(self, blocks: list[Columns], now: float) -> bool:
         """Store and judge column blocks (the backfill path); True when a finding changed."""
+        blocks = [b if all(map(str.isprintable, b.keys)) else b._replace(keys=_shown_keys(b.keys)) for b in blocks]
         self.store.add_columns(blocks, now)
+        self.detectors.set_axis(self.info.axis)
         return self.detectors.ingest_columns(blocks, now)
 
     def set_total_steps(self, total: float | None) -> None:
@@ -82,19 +113,69 @@ class RunAnalysis:
             self.info.total_steps = total
             self.detectors.set_total_steps(total)
 
-    def finish(self, state: str = "finished") -> None:
-        """The source says the run ended."""
+    def finish(self, state: str = "finished", exit_code: int | None = None) -> None:
+        """The source says the run ended (`failed`/`crashed`, or a non-zero `exit_code`: it crashed)."""
         self.info.state = state
         self.detectors.finish()
+        if exit_code is not None:
+            self.detectors.exited(exit_code)
+        elif state in ("failed", "crashed"):
+            self.detectors.exited(None)
 
     def tick(self, now: float) -> bool:
         return self.detectors.tick(now)
 
     def judgement(self) -> Judgement:
+        self._sync_text()
         return self.detectors.judgement()
 
     def findings(self) -> tuple[Finding, ...]:
+        self._sync_text()
         return self.detectors.findings()
+
+    # --- crash findings from the log's last lines (kept apart: the parsers own line reading) ---
+
+    def _sync_text(self) -> None:
+        """Take what the source learned besides rows (axis name, declared config), and judge the log
+        tail again when it changed: does the text after the last metric line show a crash?"""
+        self.detectors.set_axis(self.info.axis)
+        if self.info.config is not self._config_seen:
+            self._config_seen = self.info.config
+            self.detectors.declare(self.info.config)
+        tail = self.store.log_tail
+        seen = (len(tail), tail[-1] if tail else None)
+        if seen[0] == self._text_seen[0] and seen[1] is self._text_seen[1]:
+            return
+        self._text_seen = seen
+        self.detectors.set_crash(self._crash_in(list(tail)))
+
+    def _crash_in(self, lines: list[str]) -> Crash | None:
+        if not lines or not might_crash(lines):
+            return None
+        try:
+            parser = make_parser(self.info.format)
+        except RunwatchError:
+            parser = make_parser("kv")  # console output (W&B) and unknown formats: generic lines
+        if isinstance(parser, DocumentParser):
+            return None  # a JSON document holds no process output
+        # The text after the last line the parser reads as training metrics (not e.g. `exitcode: 1`).
+        start = 0
+        for i in range(len(lines) - 1, -1, -1):
+            if self._is_training_line(parser, lines[i]):
+                start = i + 1
+                break
+        return find_crash(lines[start:])
+
+    def _is_training_line(self, parser: Parser, line: str) -> bool:
+        line = clean_line(line)
+        if not line.strip():
+            return False
+        try:
+            rows = parser.feed(line)
+        except Exception:  # an odd line is not a metric line, whatever a parser makes of it
+            return False
+        roles = self.roles
+        return any(roles(k) is not Role.OTHER for r in rows for k in r.values)
 
     def key_for(self, role: Role) -> str | None:
         """The metric shown for a role (the training loss is the one the detectors watch)."""
@@ -112,3 +193,22 @@ class RunAnalysis:
                 if value is not None:
                     out[key] = value
         return out
+
+
+def _safe_keys(rows: list[Row], known: set[str]) -> list[Row]:
+    """Rows whose metric keys are safe to show (a key is outside text: a CSV header, a JSONL key)."""
+    out = rows
+    for i, row in enumerate(rows):
+        if known.issuperset(row.values):
+            continue
+        printable = [k for k in row.values if k.isprintable()]
+        known.update(printable)
+        if len(printable) < len(row.values):
+            if out is rows:
+                out = list(rows)
+            out[i] = Row(row.step, {safe_text(k): v for k, v in row.values.items()}, row.time)
+    return out
+
+
+def _shown_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(safe_text(k) for k in keys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from monitor.textsafe import safe_text
+
 
 class RunwatchError(Exception):
     """An expected failure with a human title and a one-line message.
@@ -19,8 +21,8 @@ class RunwatchError(Exception):
         return str(self.args[0]) if self.args else ""
 
     def one_line(self) -> str:
-        """`title: message` on a single line."""
-        return f"{self.title}: {self.message}".replace("\n", " ")
+        """`title: message` on a single line, safe for a terminal (messages quote paths and names)."""
+        return safe_text(f"{self.title}: {self.message}".replace("\n", " "))
 
 
 class FormatError(RunwatchError):

@@ -1,42 +1,91 @@
-"""Bytes from any source (local tail, SSH tail, stdin) into rows for one run's analysis.
+"""Bytes from any source into one run's analysis, the same way for `check`, `watch` and the TUI.
 
-A feed knows the format: text logs are split into lines, the format is detected from the first
-lines (waiting a little for confidence when only hints match), and each batch of lines is parsed;
-whole-JSON documents (`trainer_state.json`) are re-read when rewritten and only new steps kept;
-`.wandb` logs go through the transaction-log reader.
+`make_feed(kind, ...)` is the one factory: text logs (line formats and whole documents such as
+`trainer_state.json` or golden values), `.wandb` transaction logs and TensorBoard event files.
+Every feed has `catch_up(path, now, final)`, which reads what a local file holds now (a generator
+that yields after each batch, whether a finding changed), and `chunk(chunk, now)` for the bytes
+that come after, from `resume_offset` on. `check` catches up with `final=True` (the input is
+complete: a last line without its newline counts, documents are read as they stand); a live view
+catches up, then follows. Rows read while catching up are dated `now` (the file's modification
+time) unless they carry their own time. Which format a text log is in is decided by
+`monitor.parsers` (`guess_format` / `detect_format`); a feed only decides when it has seen enough
+lines to ask.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Protocol
 
 from monitor import wandb_log
 from monitor.analysis import RunAnalysis
+from monitor.backfill import parse_batch, parse_in_worker, read_wandb_in_worker, worth_parallel
 from monitor.columns import Columns
+from monitor.errors import FormatError
 from monitor.gpu import GpuSnapshot, snapshot_from_wandb_stats
 from monitor.model import Row
-from monitor.parsers import CONFIDENT, Parser, feed_lines, golden, guess_format, hfstate, make_parser
-from monitor.parsers.common import clean_line
+from monitor.parsers import CONFIDENT, Parser, detect_format, guess_format, make_parser
+from monitor.parsers.base import DocumentParser
+from monitor.sources.base import TEXT, TFEVENTS, WANDB, Chunk
 from monitor.sources.local import LineSplitter
-from monitor.sources.ssh_tail import Chunk
 
-_DOCUMENTS: dict[str, Callable[[str], list[Row]]] = {
-    "hf-trainer-state": hfstate.parse_document,
-    "megatron-golden": golden.parse_document,
-}
-#: Lines to wait for before settling on a format that only hints matched.
+#: Lines a live feed waits for before settling on a format that only hints matched.
 _DETECT_LINES = 2000
-#: Seconds to wait for the same.
+#: Lines catching up may look at for the same (metrics can start late, after a long banner).
+_CATCH_UP_DETECT_LINES = 20_000
+#: Seconds a live feed waits for the same.
 _DETECT_SECONDS = 3.0
-#: A `.wandb` file this big when a live tail starts is first read with the bulk reader.
-BULK_BYTES = 16 << 20
-#: Rows judged at a time while catching up, between which the event loop gets its turn.
-_CATCH_UP_ROWS = 8192
+#: Bytes read at a time while catching up.
+_PIECE = 1 << 20
+#: Lines judged at a time while catching up.
+_BATCH = 4096
+#: Log lines kept per batch for the log pane (the store keeps a bounded tail anyway).
+_TAIL = 200
+
+
+class Feed(Protocol):
+    """What every feed offers; see the module docstring."""
+
+    analysis: RunAnalysis
+    resume_offset: int
+
+    def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]: ...
+
+    def chunk(self, chunk: Chunk, now: float) -> bool: ...
+
+    def tick(self, now: float) -> bool: ...
+
+    def end(self, now: float) -> bool: ...
+
+
+def make_feed(
+    kind: str,
+    analysis: RunAnalysis,
+    *,
+    fmt: str | None = None,
+    filename: str = "",
+    host: str = "localhost",
+    on_gpu: Callable[[GpuSnapshot], Any] | None = None,
+) -> Feed:
+    """The feed for a run whose bytes are `kind` (`TEXT`, `WANDB` or `TFEVENTS`)."""
+    if kind == WANDB:
+        return WandbFeed(analysis, host, on_gpu)
+    if kind == TFEVENTS:
+        return TfeventsFeed(analysis)
+    if kind == TEXT:
+        return TextFeed(analysis, fmt, filename)
+    raise ValueError(f"no feed for {kind!r}")
+
+
+def _pieces(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of what `path` holds now, in pieces; bytes appended meanwhile are left."""
+    with path.open("rb") as f:
+        size = path.stat().st_size
+        offset = 0
+        while offset < size and (data := f.read(min(_PIECE, size - offset))):
+            yield offset, data
+            offset += len(data)
 
 
 class TextFeed:
@@ -47,8 +96,10 @@ class TextFeed:
         self.filename = filename
         self.splitter = LineSplitter()
         self.parser: Parser | None = make_parser(fmt) if fmt else None
+        self.resume_offset = 0
         self._pending: list[str] = []
         self._pending_since: float | None = None
+        self._detect_lines = _DETECT_LINES
         self._doc: list[str] = []
         self._doc_last_step: float | None = None
         if self.parser is not None:
@@ -57,6 +108,53 @@ class TextFeed:
     def _adopt(self, parser: Parser) -> None:
         self.parser = parser
         self.analysis.info.format = parser.name
+
+    def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
+        """Read what `path` holds now (see the module docstring)."""
+        if final and worth_parallel(path) and not self._is_document():
+            yield from self._catch_up_in_worker(path, now)
+            return
+        self._detect_lines = _CATCH_UP_DETECT_LINES
+        try:
+            for offset, data in _pieces(path):
+                yield self.chunk(Chunk(offset, data), now)
+                self.resume_offset = offset + len(data)
+        finally:
+            self._detect_lines = _DETECT_LINES
+        yield self._settle(now)
+        if final:
+            yield self.end(now)
+
+    def _is_document(self) -> bool:
+        return isinstance(self.parser, DocumentParser)
+
+    def _catch_up_in_worker(self, path: Path, now: float) -> Iterator[bool]:
+        """A big finished log: a worker process parses while this one judges."""
+        a = self.analysis
+        if self.parser is None:
+            head: list[str] = []
+            for _, data in _pieces(path):
+                head += self.splitter.feed(data)
+                if len(head) >= _CATCH_UP_DETECT_LINES:
+                    break
+            self.splitter.reset()
+            self._adopt(make_parser(detect_format(head, self.filename)))
+        assert self.parser is not None
+        changed: list[bool] = []
+
+        def on_blocks(blocks: list[Columns], total: float | None) -> None:
+            a.set_total_steps(total)
+            changed.append(a.add_columns(blocks, now))
+
+        summary = parse_in_worker(path, self.parser.name, on_blocks)
+        info = a.info
+        info.format, info.step_key, info.config = summary.format, summary.step_key, summary.config
+        info.lines, info.noise, info.malformed = summary.lines, summary.noise, summary.malformed
+        a.store.add_log_lines(summary.tail)
+        if summary.finished:
+            a.finish()
+        self.resume_offset = path.stat().st_size
+        yield any(changed)
 
     def chunk(self, chunk: Chunk, now: float) -> bool:
         """Take one chunk of bytes; True when a finding changed."""
@@ -69,9 +167,9 @@ class TextFeed:
 
     def lines(self, lines: list[str], now: float) -> bool:
         """Take complete lines; True when a finding changed."""
-        if not lines:
+        if not lines and not (self._is_document() and self.splitter.pending):
             return False
-        self.analysis.store.add_log_lines(lines)
+        self.analysis.store.add_log_lines(lines[-_TAIL:])
         if self.parser is None:
             self._pending += lines
             if self._pending_since is None:
@@ -85,44 +183,128 @@ class TextFeed:
             return self._try_detect(now, force=True)
         return False
 
+    def _settle(self, now: float) -> bool:
+        """Catching up is over: commit to a format with what there is."""
+        return self._try_detect(now, force=True) if self.parser is None and self._pending else False
+
+    def end(self, now: float) -> bool:
+        """The input is complete (a finished file, stdin closed): take its last line and finish."""
+        partial = self.splitter.take_partial()
+        changed = self.lines([partial], now) if partial else False
+        changed = self._settle(now) or changed
+        parser = self.parser
+        if parser is None:
+            return changed
+        if self._is_document():
+            changed = self._document([], now, final=True) or changed
+        else:
+            rows = parser.finish()
+            if rows:
+                changed = self.analysis.add_rows(rows, now) or changed
+        if parser.finished and self.analysis.info.state == "running":
+            self.analysis.finish()
+            changed = True
+        return changed
+
     def _try_detect(self, now: float, force: bool) -> bool:
-        name, score = guess_format([clean_line(x) for x in self._pending[:_DETECT_LINES]], self.filename)
+        pending = self._pending
+        _, score = guess_format(pending[:200], self.filename)
         waited = now - (self._pending_since or now)
-        if score < CONFIDENT and not force and len(self._pending) < _DETECT_LINES and waited < _DETECT_SECONDS:
+        enough = len(pending) >= self._detect_lines or waited >= _DETECT_SECONDS
+        if score < CONFIDENT and not force and not enough:
             return False
-        self._adopt(make_parser(name))
-        pending, self._pending = self._pending, []
+        self._adopt(make_parser(detect_format(pending[: self._detect_lines], self.filename)))
+        self._pending = []
         return self._parse(pending, now)
 
     def _parse(self, lines: list[str], now: float) -> bool:
         parser = self.parser
         assert parser is not None
-        info = self.analysis.info
-        if getattr(parser, "document", False):
+        if isinstance(parser, DocumentParser):
             return self._document(lines, now)
-        rows = feed_lines(parser, lines)
+        a = self.analysis
+        changed = False
+        for i in range(0, len(lines), _BATCH):
+            blocks = parse_batch(parser, lines[i : i + _BATCH])
+            a.set_total_steps(parser.total_steps)
+            if blocks:
+                changed = a.add_columns(blocks, now) or changed
+        a.info.read_parser(parser)
+        if parser.finished and a.info.state == "running":
+            a.finish()
+            changed = True
+        return changed
+
+    def _document(self, lines: list[str], now: float, final: bool = False) -> bool:
+        """A whole document (re-read whenever it grows or is rewritten): only new steps are judged."""
+        parser = self.parser
+        assert isinstance(parser, DocumentParser)
+        self._doc += lines
+        partial = self.splitter.peek_partial()
+        text = "\n".join([*self._doc, partial] if partial else self._doc)
+        info = self.analysis.info
+        info.format, info.step_key, info.lines = parser.name, parser.step_key, len(self._doc) + bool(partial)
+        try:
+            rows, config, _skipped = parser.read(text)
+        except ValueError as err:
+            if final and text.strip():
+                parser.stats.count_malformed(f"{parser.what}: {err}")
+                info.malformed = parser.stats.malformed
+            return False  # else not a complete document yet: the writer is mid-rewrite
+        parser.config.update(config)
+        parser.learned(rows, config)
+        if parser.config:
+            info.config = dict(parser.config)
         self.analysis.set_total_steps(parser.total_steps)
-        info.read_parser(parser)
-        changed = self.analysis.add_rows(rows, now) if rows else False
-        if parser.finished and info.state != "finished":
+        last = self._doc_last_step
+        new = [r for r in rows if last is None or r.step > last]
+        changed = False
+        if new:
+            self._doc_last_step = new[-1].step
+            changed = self.analysis.add_rows(new, now)
+        if parser.finished and info.state == "running":
             self.analysis.finish()
             changed = True
         return changed
 
-    def _document(self, lines: list[str], now: float) -> bool:
-        self._doc += lines
-        assert self.parser is not None
-        try:
-            rows = _DOCUMENTS[self.parser.name]("\n".join(self._doc))
-        except ValueError:
-            return False  # not a complete document yet: the writer is mid-rewrite
-        last = self._doc_last_step
-        new = [r for r in rows if last is None or r.step > last]
-        if new:
-            self._doc_last_step = new[-1].step
-        self.analysis.info.lines = len(self._doc)
-        self.analysis.info.step_key = self.parser.step_key
-        return self.analysis.add_rows(new, now) if new else False
+
+class TfeventsFeed:
+    """A TensorBoard event file's bytes into rows, followed as the writer appends records."""
+
+    def __init__(self, analysis: RunAnalysis) -> None:
+        from monitor.parsers.tfevents import TfeventsReader
+
+        self.analysis = analysis
+        self.reader = TfeventsReader()
+        self.resume_offset = 0
+        analysis.info.format = "tfevents"
+
+    def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
+        """Read what `path` holds now; its rows are judged in step order (scalars may come out of order)."""
+        rows: list[Row] = []
+        for offset, data in _pieces(path):
+            rows += self.reader.feed(data)
+            self.resume_offset = offset + len(data)
+        yield self._rows(sorted(rows, key=lambda r: r.step), now)
+
+    def chunk(self, chunk: Chunk, now: float) -> bool:
+        if chunk.reset:
+            from monitor.parsers.tfevents import TfeventsReader
+
+            self.reader = TfeventsReader()
+        return self._rows(self.reader.feed(chunk.data), now) if chunk.data else False
+
+    def _rows(self, rows: list[Row], now: float) -> bool:
+        info = self.analysis.info
+        st = self.reader.stats
+        info.step_key, info.lines = self.reader.step_key, st.records
+        return self.analysis.add_rows(rows, now) if rows else False
+
+    def tick(self, now: float) -> bool:
+        return False
+
+    def end(self, now: float) -> bool:
+        return False
 
 
 class WandbFeed:
@@ -140,31 +322,43 @@ class WandbFeed:
         """Where the bytes `chunk` expects start (after `catch_up`, past what it read)."""
         analysis.info.format = "wandb"
 
-    async def catch_up(self, path: Path, clock: Callable[[], float]) -> AsyncIterator[bool]:
-        """Read what `path` holds now with the bulk reader, a piece at a time in a thread, judging it
-        here a slice at a time (yielding whether a finding changed after each); afterwards
-        `resume_offset` is where a tail goes on, and `chunk` takes its bytes from there."""
+    def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
+        """Read what `path` holds now with the bulk reader (in a worker process for a big finished
+        file), judging it a piece at a time; afterwards `chunk` goes on from `resume_offset`."""
         from monitor.wandb_bulk import WandbBulkReader
 
+        if final and worth_parallel(path):
+            changed: list[bool] = []
+
+            def on_blocks(blocks: list[Columns], others: list[object]) -> None:
+                changed.append(self._piece(blocks, others, now))
+
+            try:
+                done = read_wandb_in_worker(path, on_blocks)
+            except OSError as e:
+                raise FormatError(f"{path.name}: {e}") from None
+            self.analysis.info.step_key, self.analysis.info.lines = done["step_key"], done["records"]
+            yield any(changed)
+            return
         bulk = WandbBulkReader()
         with path.open("rb") as f:
-            pieces = bulk.read(f)
-            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
-                blocks, events = piece
-                changed = self.events(events, clock())
-                for part in _row_slices(blocks, _CATCH_UP_ROWS):
-                    changed = self.analysis.add_columns(part, clock()) or changed
-                    top = max(float(np.max(c.steps)) for c in part)
-                    self._last_step = top if self._last_step is None else max(self._last_step, top)
-                    yield changed
-                    changed = False
-                    await asyncio.sleep(0)
-                if changed:
-                    yield changed
+            for blocks, events in bulk.read(f):
+                yield self._piece(blocks, events, now)
         self.reader = bulk.live_reader()
         self.resume_offset = bulk.resume_offset
         self.analysis.info.step_key = self.reader.step_key
         self.analysis.info.lines = self.reader.records
+
+    def _piece(self, blocks: list[Columns], events: list[Any], now: float) -> bool:
+        changed = self.events(events, now)
+        if blocks:
+            changed = self.analysis.add_columns(blocks, now) or changed
+            top = (
+                max(float(c.steps.max()) for c in blocks if len(c.steps)) if any(len(c.steps) for c in blocks) else None
+            )
+            if top is not None:
+                self._last_step = top if self._last_step is None else max(self._last_step, top)
+        return changed
 
     def chunk(self, chunk: Chunk, now: float) -> bool:
         if chunk.reset:
@@ -173,6 +367,12 @@ class WandbFeed:
         if not chunk.data:
             return False
         return self.events(self.reader.feed(chunk.data), now)
+
+    def tick(self, now: float) -> bool:
+        return False
+
+    def end(self, now: float) -> bool:
+        return False
 
     def events(self, events: list[Any], now: float) -> bool:
         a = self.analysis
@@ -204,7 +404,8 @@ class WandbFeed:
                 if snap.gpus:
                     self.on_gpu(snap)
             elif isinstance(ev, wandb_log.Exit):
-                a.finish("finished" if ev.exit_code == 0 else "failed")
+                info.exit_code = ev.exit_code
+                a.finish("finished" if ev.exit_code == 0 else "crashed")
                 changed = True
         self._last_step = last
         info.step_key = self.reader.step_key
@@ -212,23 +413,3 @@ class WandbFeed:
         if rows:
             changed = a.add_rows(rows, now) or changed
         return changed
-
-
-def _row_slices(blocks: list[Columns], rows: int) -> list[list[Columns]]:
-    """`blocks` cut into lists of about `rows` rows each, in order."""
-    out: list[list[Columns]] = []
-    part: list[Columns] = []
-    size = 0
-    for c in blocks:
-        a, n = 0, len(c.steps)
-        while a < n:
-            z = min(n, a + rows - size)
-            part.append(Columns(c.keys, c.steps[a:z], c.values[a:z], None if c.times is None else c.times[a:z]))
-            size += z - a
-            a = z
-            if size >= rows:
-                out.append(part)
-                part, size = [], 0
-    if part:
-        out.append(part)
-    return out

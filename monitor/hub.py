@@ -1,116 +1,79 @@
-"""The hub: starts sources, feeds rows into each run's store and detectors, publishes snapshots.
+"""The hub: opens every target's runs, supervises their sources, feeds each run's analysis and
+publishes snapshots.
 
-Listeners get immutable `HubSnapshot`s at a bounded rate (coalesced) and `HubEvent`s (a verdict or
-source state changed, a run appeared) as they happen. Only the hub reads the clock. Everything
-runs on one asyncio loop; blocking work (NVML, HTTP) runs in threads inside the sources.
+Every run's source runs in one generic supervised loop (`_supervise`): catch up with what the
+file holds, then follow. Any exception makes the run `stale` with a `source_error` finding naming
+the cause (`unreadable` when the bytes are not a run's record at all), and the source is retried
+with backoff (reset after a healthy stretch, capped); the run's last verdict stays visible and one
+`state` event marks the outage, one its end. Run states come from `monitor.runstate`, the module
+`check` uses too. Listeners get immutable `HubSnapshot`s at a bounded rate (coalesced) and
+`HubEvent`s as they happen. Only the hub reads the clock. Everything runs on one asyncio loop;
+blocking work (NVML, HTTP) runs in threads inside the sources.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from monitor import feeds
+from monitor import runstate
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
-from monitor.errors import RunwatchError
-from monitor.feeds import TextFeed, WandbFeed
+from monitor.errors import FormatError, RunwatchError
+from monitor.feeds import Feed, TextFeed, make_feed
 from monitor.gpu import GpuMonitor, GpuSnapshot, NvidiaSmiParser, NvmlSampler, nvidia_smi_command
-from monitor.gpu.history import mean_util
-from monitor.model import Decision, Finding, Role, Row, Severity, Verdict
-from monitor.sources.ssh_tail import Chunk
-from monitor.targets import SSH, STDIN, WANDB_API, WANDB_LOCAL, Target, parse_target
+from monitor.hubgpu import gpu_for, gpu_idle_finding
+from monitor.model import Finding, Role, Row, Severity, Verdict
+from monitor.runstate import RunState, SourceFacts
+from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
+from monitor.sources.base import API, Chunk, Opened, RunRef, SourceContext, open_source, open_sources
+from monitor.targets import SSH, WANDB_API, Target
+
+__all__ = ["Hub", "HubEvent", "HubSnapshot", "RunSnapshot"]
 
 _SPARK_POINTS = 48
 _GPU_HISTORY = 120
-
-
-@dataclass(frozen=True, slots=True)
-class RunSnapshot:
-    """Everything a view shows about one run at one moment."""
-
-    id: str
-    name: str
-    target: str
-    source: str
-    host: str
-    state: str
-    """connecting, live, retrying in N s, waiting, finished, failed, auth failed, ..."""
-    stale: bool
-    source_error: str | None
-    verdict: Verdict
-    decision: Decision
-    reason: str
-    findings: tuple[Finding, ...]
-    last_step: float | None
-    total_steps: float | None
-    steps_per_s: float | None
-    last_update: float | None
-    """When the run last delivered data (a finding changing on its own does not move it)."""
-    loss_key: str | None
-    loss: float | None
-    loss_trend: tuple[float, ...]
-    headline: tuple[tuple[str, float], ...]
-    gpu_util: float | None
-    gpu_mem_pct: float | None
-    format: str
-    step_key: str
-    url: str | None
-    version: int
-    rows: int = 0
-    """Rows stored so far: a data version for views that redraw only on new data."""
-
-
-@dataclass(frozen=True, slots=True)
-class HubSnapshot:
-    """All runs and hosts at one moment."""
-
-    time: float
-    runs: tuple[RunSnapshot, ...]
-    hosts: tuple[tuple[str, str], ...]
-    """(host, one-line connection state) for SSH hosts and W&B backends."""
-    gpus: tuple[tuple[str, GpuSnapshot], ...]
-
-    def counts(self) -> dict[Verdict, int]:
-        out = dict.fromkeys(Verdict, 0)
-        for r in self.runs:
-            out[r.verdict] += 1
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class HubEvent:
-    """A fact worth a line in `watch`: `verdict`, `state` or `run` (a new run appeared)."""
-
-    time: float
-    kind: str
-    run_id: str
-    name: str
-    verdict: Verdict
-    decision: Decision
-    reason: str
-    state: str
-    detail: str = ""
-    findings: tuple[Finding, ...] = ()
+#: A file not modified for this long when opened is complete as it stands (its last line too).
+_SETTLED_SECONDS = 30.0
+#: A source reading this long without an error has its retry backoff reset.
+_HEALTHY_RESET = 30.0
+#: States in which a local file's writer is looked for.
+ALIVE = frozenset({runstate.LIVE, runstate.IDLE, runstate.WAITING})
+#: A source that failed is back once it has run this long without failing again (or delivered).
+_RECOVERED_AFTER = 2.0
 
 
 @dataclass
 class _Run:
     id: str
-    target: Target
+    ref: RunRef
     analysis: RunAnalysis
-    feed: TextFeed | WandbFeed | None = None
-    state: str = "connecting"
-    source_error: str | None = None
+    feed: Feed | None = None
+    facts: SourceFacts = field(default_factory=SourceFacts)
+    state: RunState = field(default_factory=lambda: RunState(runstate.CONNECTING))
     last_update: float | None = None
     verdict: Verdict | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    retries: int = 0
+    """Times its source failed and was opened again."""
+    writer_seen: bool = False
+    """Whether a process was seen holding the run's local file open for writing."""
+    ended_by_writer: bool = False
+    trusted: bool = True
+    """Whether data from the source clears its error (not while a failed source is re-read)."""
+    opened_at: float = 0.0
+
+    @property
+    def target(self) -> Target:
+        return self.ref.target
+
+    @property
+    def source_error(self) -> str | None:
+        return self.facts.error
 
 
 class Hub:
@@ -126,6 +89,11 @@ class Hub:
         publish_interval: float = 0.25,
         tick_interval: float = 1.0,
         poll: float = 0.1,
+        discover_poll: float = 1.0,
+        retry_initial: float = 1.0,
+        retry_cap: float = 60.0,
+        connect_timeout: float = 60.0,
+        writer_poll: float = 5.0,
         gpu: bool = True,
         ssh_pool: Any = None,
         wandb_client_factory: Callable[[str | None], Any] | None = None,
@@ -136,8 +104,13 @@ class Hub:
         self.publish_interval = publish_interval
         self.tick_interval = tick_interval
         self.poll = poll
+        self.discover_poll = discover_poll
+        self.retry_initial = retry_initial
+        self.retry_cap = retry_cap
+        self.connect_timeout = connect_timeout
+        self.writer_poll = writer_poll
         self.gpu = gpu
-        self.targets = [parse_target(t) for t in targets]
+        self.raw_targets = list(targets)
         self.runs: dict[str, _Run] = {}
         self.hosts: dict[str, str] = {}
         self.gpus: dict[str, GpuSnapshot] = {}
@@ -152,6 +125,8 @@ class Hub:
         self._poller: Any = None
         self._closers: list[Callable[[], Awaitable[Any] | Any]] = []
         self._started = False
+        self._stopping = False
+        self._context = SourceContext(lambda: self.ssh_pool, poll)
 
     # ---- listeners -------------------------------------------------------------------------
     def add_snapshot_listener(self, cb: Callable[[HubSnapshot], Any]) -> None:
@@ -170,39 +145,41 @@ class Hub:
             j.verdict,
             j.decision,
             j.reason,
-            run.state,
+            run.state.word,
             detail,
             tuple(f for f in j.findings if f.active),
+            runstate.shown_verdict(run.state, j.verdict),
+            run.analysis.detectors.last_step,
         )
         for cb in self._event_listeners:
             cb(ev)
 
     # ---- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start every source and the publisher; returns at once."""
+        """Open every target and start its sources and the publisher; returns at once."""
         if self._started:
             return
         self._started = True
-        wandb_targets = []
+        wandb_targets: list[Target] = []
         local_gpu = False
         ssh_hosts: set[str] = set()
-        for t in self.targets:
-            if t.kind == WANDB_API:
-                wandb_targets.append(t)
-            elif t.kind == WANDB_LOCAL:
-                self._spawn(self._watch_wandb_dir(t))
-                local_gpu = True
-            elif t.kind == SSH:
-                run = self._add_run(t.raw, t)
-                self._spawn(self._follow_ssh(run))
-                ssh_hosts.add(t.host)
-            elif t.kind == STDIN:
-                run = self._add_run(t.raw, t)
-                self._spawn(self._follow_stdin(run))
+        for raw in self.raw_targets:
+            try:
+                opened = open_sources(raw, self.config)
+            except RunwatchError as e:
+                self._failed_target(raw, e.one_line())
+                continue
+            if opened.target.kind == WANDB_API:
+                wandb_targets.append(opened.target)
+                continue
+            if opened.target.kind == SSH and opened.target.ssh is not None:
+                ssh_hosts.add(opened.target.ssh.host)
             else:
-                run = self._add_run(t.raw, t)
-                self._spawn(self._follow_local(run))
                 local_gpu = True
+            for ref in opened.runs:
+                self._open_run(ref)
+            if opened.discover is not None:
+                self._spawn(self._discover(opened))
         if wandb_targets:
             self._start_wandb(wandb_targets)
         if self.gpu:
@@ -212,9 +189,12 @@ class Hub:
                 self._spawn(self._remote_gpu(host))
         self._spawn(self._publisher())
         self._spawn(self._ticker())
+        if local_gpu and self.writer_poll > 0:
+            self._spawn(self._watch_writers())
 
     async def stop(self) -> None:
         """Stop every source and task; idempotent."""
+        self._stopping = True  # connections closing now are not outages
         tasks = self._tasks + [t for r in self.runs.values() for t in r.tasks]
         for t in tasks:
             t.cancel()
@@ -239,58 +219,80 @@ class Hub:
     def _spawn(self, coro: Awaitable[Any], run: _Run | None = None) -> None:
         task = asyncio.ensure_future(coro)
         (run.tasks if run is not None else self._tasks).append(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            # A source that dies must not take the hub down: say so once, on stderr.
-            print(f"runwatch: source stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     # ---- runs ------------------------------------------------------------------------------
-    def _add_run(self, run_id: str, target: Target, name: str | None = None) -> _Run:
-        cfg = self.config.run_for(target.raw)
-        info = RunInfo(
-            target=target.raw,
-            name=(cfg.name if cfg and cfg.name else None) or name or _short_name(target),
-            url=target.raw if target.kind == WANDB_API else None,
-        )
-        run = _Run(run_id, target, RunAnalysis(info, cfg, self.config.thresholds))
-        self.runs[run_id] = run
-        self._emit(run, "run", target.raw)
+    def _add_run(self, ref: RunRef) -> _Run:
+        cfg = self.config.run_for(ref.origin) or self.config.run_for(ref.id)
+        info = RunInfo(target=ref.id, name=ref.name, url=ref.id if ref.feed == API else None)
+        run = _Run(ref.id, ref, RunAnalysis(info, cfg, self.config.thresholds))
+        self.runs[ref.id] = run
+        self._emit(run, "run", ref.target.raw)
         self._dirty.set()
         return run
+
+    def _open_run(self, ref: RunRef) -> None:
+        if ref.id in self.runs:
+            return
+        run = self._add_run(ref)
+        self._spawn(self._supervise(run), run)
+
+    def _failed_target(self, raw: str, error: str) -> None:
+        """A target that names nothing readable: a row that says why (never a crash)."""
+        from monitor.targets import FILE
+
+        target = Target(raw, FILE)
+        run = self._add_run(RunRef(raw, target, raw, "text", raw))
+        self._source_problem(run, error, unreadable=True)
+
+    async def _discover(self, opened: Opened) -> None:
+        assert opened.discover is not None
+        found = opened.discover(self.discover_poll)
+        self._closers.append(found.close)
+        async for ref in found:
+            self._open_run(ref)
 
     def analysis(self, run_id: str) -> RunAnalysis:
         """The live analysis of a run (store and detectors), for detail views and actions."""
         return self.runs[run_id].analysis
 
-    def _set_state(self, run: _Run, state: str, error: str | None = None) -> None:
-        if state == run.state and error == run.source_error:
-            return
-        run.state = state
-        run.source_error = error
-        if error:
-            f = Finding(
-                "source_error",
-                Severity.WARN,
-                "source",
-                run.analysis.detectors.last_step or 0.0,
-                run.analysis.detectors.last_step or 0.0,
-                error,
-                {},
-            )
-            run.analysis.detectors.set_external(f)
-        else:
+    # ---- run state -------------------------------------------------------------------------
+    def _source_problem(
+        self, run: _Run, error: str, *, unreadable: bool = False, connection: str | None = None
+    ) -> None:
+        """The source cannot be read now: a `source_error` finding, and the state says so."""
+        step = run.analysis.detectors.last_step or 0.0
+        if error != run.facts.error:
+            run.analysis.detectors.set_external(Finding("source_error", Severity.WARN, "source", step, step, error, {}))
+        run.facts = SourceFacts(error, unreadable, connection, run.facts.ended, run.facts.caught_up)
+        self._refresh(run)
+
+    def _source_ok(self, run: _Run, connection: str | None = None) -> None:
+        """The source delivers again (or is connecting for the first time, without an error)."""
+        if run.facts.error is not None:
             run.analysis.detectors.clear_external("source_error")
-        self._emit(run, "state", error or state)
+        run.facts = SourceFacts(None, False, connection, run.facts.ended, run.facts.caught_up)
+        self._refresh(run)
+
+    def _refresh(self, run: _Run) -> None:
+        """Re-decide the run's state; one `state` event when its word (or its error) changes."""
+        runstate.note_end_markers(run.analysis)
+        new = runstate.decide(run.analysis, run.facts)
+        old, run.state = run.state, new
+        if new.word == runstate.UNREADABLE and run.facts.error is None:
+            self._note_unreadable(run, new.detail)
+        if new.word != old.word:
+            self._emit(run, "state", run.facts.error or new.label)
         self._dirty.set()
+
+    def _note_unreadable(self, run: _Run, why: str) -> None:
+        step = run.analysis.detectors.last_step or 0.0
+        run.analysis.detectors.set_external(Finding("source_error", Severity.WARN, "source", step, step, why, {}))
 
     def _after_rows(self, run: _Run, changed: bool, data: bool = True) -> None:
         if data:
             run.last_update = self.clock()
+            if run.facts.error is not None and run.trusted:
+                self._source_ok(run)
         if changed or run.verdict is None:
             v = run.analysis.judgement().verdict
             if v != run.verdict:
@@ -298,62 +300,131 @@ class Hub:
                 run.verdict = v
                 if not first or v is not Verdict.HEALTHY:
                     self._emit(run, "verdict")
-        self._dirty.set()
+        self._refresh(run)
 
     def _take_chunk(self, run: _Run, chunk: Chunk) -> None:
         if chunk.problem:
-            self._set_state(run, "waiting", chunk.problem)
+            self._source_problem(run, chunk.problem, connection=runstate.WAITING)
             return
-        if run.source_error or run.state not in ("live", "finished", "failed"):
-            self._set_state(run, "live")
         assert run.feed is not None
+        if chunk.data:
+            run.trusted = True
+            if run.ended_by_writer:  # written again (a resumed job): running after all
+                run.ended_by_writer = False
+                run.analysis.info.state = "running"
+                run.analysis.detectors.stall.finished = False
         changed = run.feed.chunk(chunk, self.clock())
-        self._take_end(run)
-        if chunk.data or changed:
-            self._after_rows(run, changed)
-
-    def _take_end(self, run: _Run) -> None:
-        """The run's state follows the end its source recorded (a `.wandb` exit record)."""
-        if run.analysis.info.state in ("finished", "failed") and run.state != run.analysis.info.state:
-            self._set_state(run, run.analysis.info.state)
-
-    def _make_feed(self, run: _Run, filename: str) -> TextFeed | WandbFeed:
-        if run.target.binary or filename.endswith(".wandb"):
-            return WandbFeed(run.analysis, run.target.host, self._on_gpu)
-        cfg = self.config.run_for(run.target.raw)
-        return TextFeed(run.analysis, self.fmt or (cfg.format if cfg else None), filename)
+        if chunk.data or chunk.reset or changed:
+            self._after_rows(run, changed, data=bool(chunk.data or chunk.reset))
 
     # ---- sources ---------------------------------------------------------------------------
-    async def _follow_local(self, run: _Run, path: Path | None = None) -> None:
-        from monitor.sources.local import LocalTail
+    async def _supervise(self, run: _Run) -> None:
+        """Read the run's source; on any error mark it stale, wait (backing off) and read it again."""
+        delay = self.retry_initial
+        while True:
+            started = self.clock()
+            try:
+                await self._read(run)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # any failure of a source is a state of its run, never a crash
+                unreadable = isinstance(e, FormatError | UnicodeDecodeError)
+                why = e.message if isinstance(e, RunwatchError) else f"{type(e).__name__}: {e}"
+                if self.clock() - started >= _HEALTHY_RESET:
+                    delay = self.retry_initial
+                run.retries += 1
+                self._source_problem(
+                    run, f"{run.ref.name}: {why}", unreadable=unreadable, connection=f"retrying in {delay:.0f} s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(self.retry_cap, delay * 2)
 
-        path = path or run.target.path
-        assert path is not None
-        run.feed = feed = self._make_feed(run, path.name)
+    async def _read(self, run: _Run) -> None:
+        """Catch up with what a local file holds now, then follow it (any source) until it ends."""
+        ref = run.ref
+        cfg = self.config.run_for(ref.origin) or self.config.run_for(ref.id)
+        run.opened_at = self.clock()
+        run.trusted = run.facts.error is None
+        if not run.trusted:
+            # Re-reading a failed source: its outage ends when it has kept working a little while.
+            asyncio.get_running_loop().call_later(_RECOVERED_AFTER, self._recovered, run, run.retries)
+        if run.feed is not None:  # a retry: start again from a clean slate, keeping the run's row
+            info = run.analysis.info
+            fresh = RunAnalysis(RunInfo(target=info.target, name=info.name, url=info.url), cfg, self.config.thresholds)
+            if run.facts.error:
+                step = 0.0
+                fresh.detectors.set_external(
+                    Finding("source_error", Severity.WARN, "source", step, step, run.facts.error, {})
+                )
+            run.analysis = fresh
+        filename = ref.path.name if ref.path is not None else (ref.target.ssh.path if ref.target.ssh else "stdin")
+        run.feed = feed = make_feed(
+            ref.feed,
+            run.analysis,
+            fmt=self.fmt or (cfg.format if cfg else None),
+            filename=filename,
+            host=ref.target.host,
+            on_gpu=self._on_gpu,
+        )
         offset = 0
-        if isinstance(feed, WandbFeed) and _size(path) >= feeds.BULK_BYTES:
-            # A long run already written: read it in bulk first, then tail from where that stopped.
-            self._set_state(run, "live")
-            async for changed in feed.catch_up(path, self.clock):
+        path = ref.path
+        if path is not None and path.is_file():
+            mtime = path.stat().st_mtime
+            run.facts = SourceFacts(run.facts.error, run.facts.unreadable, run.facts.connection, False, False)
+            for changed in feed.catch_up(path, mtime, final=False):
                 self._after_rows(run, changed)
-            self._take_end(run)
+                await asyncio.sleep(0)
+            if self.clock() - mtime > _SETTLED_SECONDS:
+                feed.end(mtime)
+            if run.analysis.store.rows == 0:
+                run.analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
+            run.analysis.tick(self.clock())
             offset = feed.resume_offset
-        tail = LocalTail(path, offset=offset, poll=self.poll)
-        self._closers.append(tail.close)
-        async for chunk in tail:
-            self._take_chunk(run, chunk)
+            f = run.facts
+            run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
+            self._after_rows(run, True, data=False)
+            self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
+        if ref.target.kind == "stdin":
+            f = run.facts
+            run.facts = SourceFacts(f.error, f.unreadable, runstate.WAITING, f.ended, f.caught_up)
+        source = open_source(ref, self._context, offset)
+        self._closers.append(source.close)
+        try:
+            async for chunk in source:
+                self._take_chunk(run, chunk)
+        finally:
+            with contextlib.suppress(Exception):
+                res = source.close()
+                if asyncio.iscoroutine(res):
+                    await res
+        feed.end(self.clock())  # the input closed (stdin): what it held is all there is
+        run.facts = SourceFacts(None, False, None, True, True)
+        self._after_rows(run, True, data=False)
 
-    async def _watch_wandb_dir(self, target: Target) -> None:
-        from monitor.sources.local import WandbDirWatcher
+    async def _watch_writers(self) -> None:
+        """Local files whose writer process was seen and has gone: their runs have finished."""
+        from monitor.sources.writers import writers_of
 
-        assert target.path is not None
-        watcher = WandbDirWatcher(target.path)
-        self._closers.append(watcher.close)
-        single = target.path.suffix == ".wandb"
-        async for file in watcher:
-            run_id = target.raw if single else f"{target.raw}#{file.parent.name}"
-            run = self._add_run(run_id, target, name=file.parent.name)
-            self._spawn(self._follow_local(run, file), run)
+        while True:
+            await asyncio.sleep(self.writer_poll)
+            for run in list(self.runs.values()):
+                path = run.ref.path
+                if path is None or run.analysis.info.state != "running" or run.state.word not in ALIVE:
+                    continue
+                n = await asyncio.to_thread(writers_of, path)
+                if n:
+                    run.writer_seen = True
+                elif n == 0 and run.writer_seen:
+                    run.ended_by_writer = True
+                    run.analysis.finish()
+                    self._after_rows(run, True, data=False)
+
+    def _recovered(self, run: _Run, attempt: int) -> None:
+        """The re-opened source has not failed again for a while: the outage is over."""
+        if run.retries == attempt and run.facts.error is not None and not run.trusted:
+            run.trusted = True
+            self._source_ok(run)
 
     @property
     def ssh_pool(self) -> Any:
@@ -369,39 +440,24 @@ class Hub:
         return self._ssh_pool
 
     def _on_host_state(self, st: Any) -> None:
+        if self._stopping:
+            return
         line = st.describe()
         self.hosts[st.host] = line
         status = str(st.status)
         for run in self.runs.values():
-            if run.target.ssh is not None and run.target.ssh.host == st.host:
-                if status == "live":
-                    self._set_state(run, "live")
-                else:
-                    word = status.replace("_", " ")
-                    if st.retry_in is not None and status == "retrying":
-                        word = f"retrying in {st.retry_in:.0f} s"
-                    self._set_state(run, word, line if status != "connecting" else None)
+            if run.target.ssh is None or run.target.ssh.host != st.host:
+                continue
+            if status == "live":
+                self._source_ok(run)
+            elif status == "connecting" and run.facts.error is None:
+                self._source_ok(run, connection=runstate.CONNECTING)
+            else:
+                # Retrying after an outage keeps the outage's error: one outage, one notice.
+                word = f"retrying in {st.retry_in:.0f} s" if st.retry_in is not None else status.replace("_", " ")
+                error = run.facts.error if status == "connecting" and run.facts.error else line
+                self._source_problem(run, error, connection=word)
         self._dirty.set()
-
-    async def _follow_ssh(self, run: _Run) -> None:
-        assert run.target.ssh is not None
-        run.feed = self._make_feed(run, run.target.ssh.path)
-        tail = self.ssh_pool.follow(run.target.ssh)
-        self._closers.append(tail.close)
-        async for chunk in tail:
-            self._take_chunk(run, chunk)
-
-    async def _follow_stdin(self, run: _Run) -> None:
-        run.feed = self._make_feed(run, "stdin")
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-        offset = 0
-        self._set_state(run, "live")
-        while data := await reader.read(1 << 16):
-            self._take_chunk(run, Chunk(offset, data))
-            offset += len(data)
-        self._set_state(run, "finished")
 
     def _start_wandb(self, targets: list[Target]) -> None:
         from monitor.sources.wandb_poller import WandbPoller
@@ -416,9 +472,12 @@ class Hub:
             if status.display_name:
                 run.analysis.info.name = status.display_name
             run.analysis.info.step_key = status.step_key
-            if status.state in ("finished", "failed", "killed") and run.analysis.info.state == "running":
-                run.analysis.finish(status.state)
-            self._set_state(run, status.state, status.error if status.stale else None)
+            if status.state in ("finished", "failed", "crashed", "killed") and run.analysis.info.state == "running":
+                run.analysis.finish("finished" if status.state == "finished" else "crashed")
+            if status.stale:
+                self._source_problem(run, status.error or status.state, connection=status.state)
+            else:
+                self._source_ok(run)
             self.hosts[f"W&B {status.target.entity}/{status.target.project}"] = (
                 status.error if status.stale and status.error else "ok"
             )
@@ -432,8 +491,7 @@ class Hub:
             )
         except RunwatchError as e:
             for t in targets:
-                run = self._add_run(t.raw, t)
-                self._set_state(run, "error", e.message)
+                self._failed_target(t.raw, e.message)
             return
         for t in targets:
             assert t.wandb is not None
@@ -445,8 +503,8 @@ class Hub:
         run_id = f"wandb://{wt.entity}/{wt.project}/{wt.run_id}"
         run = self.runs.get(run_id)
         if run is None:
-            raw = next((t.raw for t in self.targets if t.wandb == wt), run_id)
-            run = self._add_run(run_id, Target(raw, WANDB_API, wandb=wt), name=wt.run_id)
+            raw = next((t for t in self.raw_targets if t == run_id), run_id)
+            run = self._add_run(RunRef(run_id, Target(raw, WANDB_API, wandb=wt), wt.run_id, API, raw))
             run.analysis.info.url = run_id
         return run
 
@@ -479,37 +537,14 @@ class Hub:
         if status not in (None, 0):
             self._on_gpu(GpuSnapshot(host, self.clock(), (), "nvidia-smi not found" if status == 127 else "N/A"))
 
-    def _gpu_for(self, run: _Run) -> tuple[float | None, float | None]:
-        snap = self.gpus.get(run.target.host)
-        if snap is None or not snap.gpus:
-            return None, None
-        utils = [g.util_pct for g in snap.gpus if g.util_pct is not None]
-        mems = [g.mem_pct for g in snap.gpus if g.mem_pct is not None]
-        return (sum(utils) / len(utils) if utils else None, sum(mems) / len(mems) if mems else None)
-
     def _check_gpu_idle(self, run: _Run, now: float) -> None:
-        hist = self.gpu_history.get(run.target.host)
-        if not hist or run.state != "live" or run.last_update is None or now - run.last_update > 120:
+        live = run.state.word == runstate.LIVE
+        history = self.gpu_history.get(run.target.host)
+        f = gpu_idle_finding(history, run.target.host, live, run.last_update, run.analysis.detectors.last_step, now)
+        if f is None:
             run.analysis.detectors.clear_external("gpu_idle")
-            return
-        recent = [s for s in hist if now - s.time <= 120]
-        samples = [g for s in recent for g in s.gpus]
-        util = mean_util(samples, len(samples)) if samples else None
-        if util is not None and len(recent) >= 10 and util < 5.0:
-            step = run.analysis.detectors.last_step or 0.0
-            run.analysis.detectors.set_external(
-                Finding(
-                    "gpu_idle",
-                    Severity.WARN,
-                    "gpu",
-                    step,
-                    step,
-                    f"GPUs on {run.target.host} {util:.0f}% busy over the last 2 min while the run logs",
-                    {"util_pct": round(util, 1)},
-                )
-            )
         else:
-            run.analysis.detectors.clear_external("gpu_idle")
+            run.analysis.detectors.set_external(f)
 
     # ---- periodic work ---------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -518,19 +553,26 @@ class Hub:
             self.tick()
 
     def tick(self) -> None:
-        """Time-based checks: stalls, idle GPUs, a format still undecided."""
+        """Time-based checks: stalls and idleness, idle GPUs, a format still undecided."""
         now = self.clock()
         anomaly = False
         for run in list(self.runs.values()):
             changed = run.analysis.tick(now)
             if isinstance(run.feed, TextFeed):
                 changed = run.feed.tick(now) or changed
+            if run.state.word == runstate.CONNECTING and not run.facts.error and run.opened_at:
+                waited = now - run.opened_at
+                if waited > self.connect_timeout:
+                    why = f"{run.ref.name}: no answer from the source for {waited:.0f} s"
+                    self._source_problem(run, why, connection=runstate.CONNECTING)
             before = run.analysis.detectors.version
             self._check_gpu_idle(run, now)
             changed = changed or run.analysis.detectors.version != before
             if changed:
                 self._after_rows(run, True, data=False)
                 anomaly = anomaly or run.verdict is not Verdict.HEALTHY
+            else:
+                self._refresh(run)
         if anomaly:
             self.note_anomaly()
 
@@ -569,17 +611,18 @@ class Hub:
             _, values = a.store.metrics[loss_key].recent()
             trend = tuple(values[-_SPARK_POINTS:].tolist())
             loss = a.store.last(loss_key)
-        util, mem = self._gpu_for(run)
-        stale = run.source_error is not None
+        util, mem = gpu_for(self.gpus.get(run.target.host))
+        state = run.state
+        detail = state.label if state.word != runstate.STALE else (run.facts.connection or state.label)
         return RunSnapshot(
             id=run.id,
             name=info.name,
             target=run.target.raw,
             source=run.target.source_label,
             host=run.target.host,
-            state=run.state,
-            stale=stale,
-            source_error=run.source_error,
+            state=state.word,
+            stale=state.stale,
+            source_error=run.facts.error,
             verdict=j.verdict,
             decision=j.decision,
             reason=j.reason,
@@ -587,7 +630,7 @@ class Hub:
             last_step=a.detectors.last_step,
             total_steps=info.total_steps,
             steps_per_s=a.store.steps_per_second(self.clock()),
-            last_update=run.last_update,
+            last_update=a.detectors.stall.last_time or run.last_update,
             rows=a.store.rows,
             loss_key=loss_key,
             loss=loss,
@@ -599,22 +642,7 @@ class Hub:
             step_key=info.step_key,
             url=info.url,
             version=a.detectors.version,
+            shown_verdict=runstate.shown_verdict(state, j.verdict),
+            state_detail=detail,
+            exit_code=info.exit_code,
         )
-
-
-def _short_name(t: Target) -> str:
-    if t.ssh is not None:
-        p = Path(t.ssh.path)
-        return f"{t.ssh.host}:{p.parent.name}/{p.name}" if p.parent.name else f"{t.ssh.host}:{p.name}"
-    if t.path is not None:
-        p = t.path.resolve()
-        return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
-    return t.raw
-
-
-def _size(path: Path) -> int:
-    """The size of a file, 0 if it cannot be read (its tail then says why)."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0

@@ -93,10 +93,12 @@ KINDS = (
     "overfit",
     "eval_degradation",
     "stalled",
+    "idle",
     "gpu_idle",
     "source_error",
     "converged",
     "overflow_skip",
+    "crashed",
 )
 
 
@@ -144,10 +146,11 @@ class Judgement:
 
     @property
     def worst(self) -> Finding | None:
-        """The finding that matters most (active first, then by severity, then latest)."""
+        """The finding that matters most: active first, then by severity, then the one whose trouble
+        began first (the cause, not the latest symptom)."""
         if not self.findings:
             return None
-        return max(self.findings, key=lambda f: (f.active, f.severity, f.step))
+        return max(self.findings, key=lambda f: (f.active, f.severity, -f.onset_step, -f.step))
 
 
 def _num(x: float) -> float | int | str:

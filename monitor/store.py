@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor.columns import Columns
 from monitor.model import Row
+from monitor.textsafe import safe_text
 
 
 class MetricSeries:
@@ -298,7 +299,8 @@ class RunStore:
         return self._rows + len(self._pending)
 
     def add_log_lines(self, lines: Iterable[str]) -> None:
-        self.log_tail.extend(lines)
+        """Keep the last lines for the log tail; a line's escapes and controls are shown, never sent raw."""
+        self.log_tail.extend(safe_text(line.removesuffix("\n").removesuffix("\r")) for line in lines)
 
     def last(self, key: str) -> float | None:
         """Latest value of a metric, if it was ever logged."""

@@ -1,4 +1,5 @@
-"""What a target string names: a local log, a local W&B run or folder, a remote file over SSH, a W&B run."""
+"""What a target string names: a local log, a folder of runs, a local W&B run or folder, a remote
+file over SSH, a W&B run or project. `monitor.sources.base.open_sources` turns one into its runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from monitor.sources.ssh_targets import SSHTarget, parse_ssh_target
 from monitor.sources.wandb_api import WandbTarget, parse_wandb_target
 
 FILE = "file"
+FOLDER = "folder"
 WANDB_LOCAL = "wandb_local"
 SSH = "ssh"
 WANDB_API = "wandb_api"
@@ -40,6 +42,8 @@ class Target:
         if self.wandb is not None:
             return f"W&B {self.wandb.entity}/{self.wandb.project}"
         if self.path is not None:
+            if self.kind == FOLDER:
+                return str(self.path)
             return str(self.path.parent) if self.path.parent != Path(".") else "."
         return "stdin"
 
@@ -54,6 +58,8 @@ class Target:
 
 
 def is_wandb_local(path: Path) -> bool:
+    """A `.wandb` file, a W&B run directory, or a `wandb/` folder of runs (not a folder holding one:
+    that is a folder of runs of any kind, W&B's among them)."""
     if path.suffix == ".wandb":
         return True
     if path.is_dir():
@@ -63,22 +69,8 @@ def is_wandb_local(path: Path) -> bool:
             or any(path.glob("run-*"))
             or any(path.glob("offline-run-*"))
             or (path / "latest-run").exists()
-            or (path / "wandb").is_dir()
         )
     return False
-
-
-def metrics_file_in(path: Path) -> Path | None:
-    """The metrics file a training output directory holds: the newest `trainer_state.json`, a
-    Lightning `metrics.csv`, a YOLOv5 `results.csv` or a TensorBoard event file."""
-    states = sorted(path.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
-    if states:
-        return states[-1]
-    for name in ("metrics.csv", "results.csv"):
-        if (path / name).is_file():
-            return path / name
-    events = sorted(path.glob("events.out.tfevents.*"))
-    return events[-1] if events else None
 
 
 def parse_target(raw: str) -> Target:
@@ -97,7 +89,5 @@ def parse_target(raw: str) -> Target:
     if is_wandb_local(local):
         return Target(raw, WANDB_LOCAL, path=local)
     if local.is_dir():
-        # A training output directory: follow its metrics file; otherwise W&B may still create runs here.
-        found = metrics_file_in(local)
-        return Target(raw, FILE, path=found) if found else Target(raw, WANDB_LOCAL, path=local)
+        return Target(raw, FOLDER, path=local)
     return Target(raw, FILE, path=local)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from monitor.config import Config
 from monitor.hub import Hub, HubEvent
 from monitor.model import Verdict
+from monitor.outward import outward, outward_data
 
 GLYPH = {Verdict.HEALTHY: "✓", Verdict.UNSURE: "?", Verdict.BAD: "✗"}
 
@@ -30,13 +31,23 @@ def event_json(ev: HubEvent) -> dict[str, Any]:
         "event": ev.kind,
         "run": ev.run_id,
         "name": ev.name,
-        "verdict": str(ev.verdict),
+        "verdict": ev.shown_verdict or str(ev.verdict),
+        "judge_verdict": str(ev.verdict),
         "decision": str(ev.decision),
+        "last_step": _num(ev.last_step),
         "reason": ev.reason,
         "state": ev.state,
         "detail": ev.detail,
         "findings": [f.to_json() for f in ev.findings],
     }
+
+
+def _num(x: float | None) -> float | int | str | None:
+    if x is None:
+        return None
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    return int(x) if float(x).is_integer() else x
 
 
 def event_text(ev: HubEvent) -> str:
@@ -46,6 +57,8 @@ def event_text(ev: HubEvent) -> str:
         return f"{ts} {GLYPH[ev.verdict]} {ev.verdict!s:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
     if ev.kind == "run":
         return f"{ts} + run     {ev.name}  ({ev.detail})"
+    if ev.kind == "caught_up":
+        return f"{ts} = read    {ev.name}  {ev.shown_verdict or ev.verdict} [{ev.state}]: {ev.detail}"
     return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
 
 
@@ -95,13 +108,15 @@ async def watch(
             loop.add_signal_handler(sig, stop.set)
 
     def on_event(ev: HubEvent) -> None:
-        line = json.dumps(event_json(ev), allow_nan=False) if jsonl else event_text(ev)
+        # Names, paths and details are outside text: secrets redacted, escapes shown (JSON escapes its own).
+        line = json.dumps(outward_data(event_json(ev)), allow_nan=False) if jsonl else outward(event_text(ev))
         out.write(line + "\n")
         out.flush()
 
     def on_action(record: dict[str, Any]) -> None:
         now = time.time()
-        line = json.dumps(action_json(record, now), allow_nan=False) if jsonl else action_text(record, now)
+        record = outward_data(record)  # stop plans carry command lines: redacted (second wall)
+        line = json.dumps(action_json(record, now), allow_nan=False) if jsonl else outward(action_text(record, now))
         out.write(line + "\n")
         out.flush()
 

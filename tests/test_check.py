@@ -62,16 +62,24 @@ def test_json_document_shape(tmp_path: Path) -> None:
     assert gone["verdict"] == "error" and "gone.log" in gone["error"]
 
 
-def test_now_replays_a_finished_log_for_stall_detection(tmp_path: Path) -> None:
+def test_now_replays_a_finished_log_for_stall_and_idle(tmp_path: Path) -> None:
     log = write(tmp_path / "old.log", healthy_lines())
     written = time.time() - 3 * 3600
     os.utime(log, (written, written))
-    # As of a minute after its last write the run is fine; as of now it has been silent for hours.
+    # A minute after its last write the run is fine; half an hour later it has stalled (warning);
+    # hours later, with no end marker, it is idle: information, not a problem (exit 0).
     soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(written + 60))
     assert runwatch("check", str(log), "--now", soon).returncode == 0
+    stalled = runwatch("check", "--json", str(log), "--now", str(written + 1800))
+    assert stalled.returncode == 1
+    assert json.loads(stalled.stdout)["runs"][0]["findings"][0]["kind"] == "stalled"
     late = runwatch("check", "--json", str(log))
-    assert late.returncode == 1
-    assert json.loads(late.stdout)["runs"][0]["findings"][0]["kind"] == "stalled"
+    assert late.returncode == 0, late.stdout
+    run = json.loads(late.stdout)["runs"][0]
+    assert run["state"] == "idle" and run["state_detail"].startswith("idle since ")
+    idle = [f for f in run["findings"] if f["active"]]
+    assert [f["kind"] for f in idle] == ["idle"] and idle[0]["severity"] == "info"
+    assert "not updated since" in idle[0]["message"]
 
 
 def test_format_forced_and_unknown_format(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ import pytest
 
 from monitor.errors import TargetError
 from monitor.model import Row
+from monitor.sources.base import Chunk
 from monitor.sources.local import LineSplitter, LocalTail, WandbDirWatcher
-from monitor.sources.ssh_tail import Chunk
 from monitor.wandb_log import Exit, WandbLogReader
 
 

@@ -450,8 +450,8 @@ def test_garbage_is_noise_never_fatal(fmt: str) -> None:
     st = parser.stats
     assert st.lines == 2 * len(garbage)
     assert st.lines == st.metric_lines + st.noise + st.malformed
-    if fmt != "kv":  # the fallback reads any `key=number`, by design
-        assert rows == [] and st.malformed == 0
+    # the generic fallback too: no field here has a metric-like name
+    assert rows == [] and st.malformed == 0
 
 
 def test_megatron_noise_lines() -> None:
@@ -669,7 +669,7 @@ def test_jsonl_flattens_and_reads_step_and_time() -> None:
 def test_kv_lines() -> None:
     lines = ["step=10 loss=2.3 lr=1e-4", "step=20 loss=nan lr=1e-4 host=node3 version=1.2.3", "hello"]
     parser, rows = parse_lines(lines)
-    assert parser.name == "kv" and parser.step_key == "step"
+    assert parser.name == "generic" and parser.step_key == "step"
     assert rows[0] == Row(10.0, {"loss": 2.3, "lr": 1e-4})
     assert rows[1].step == 20 and math.isnan(rows[1].values["loss"]) and set(rows[1].values) == {"loss", "lr"}
     _, rows = parse_lines(["epoch: 1, loss: 0.5, time: 12ms", "loss: 0.25"], "kv")
@@ -693,8 +693,8 @@ def test_unknown_format_is_a_format_error_listing_valid_names() -> None:
 def test_aliases_and_fallback() -> None:
     assert make_parser("megatron-deepspeed-log").name == "megatron"
     assert make_parser("HF-Trainer").name == "hf-trainer"
-    assert detect_format(["nothing to see here", "really"]) == "kv"
-    assert detect_format([]) == "kv"
+    assert detect_format(["nothing to see here", "really"]) == "generic"
+    assert detect_format([]) == "generic"
     assert detect_format(["a,b"], "metrics.csv") == "csv"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from monitor.analysis import RunAnalysis, RunInfo
-from monitor.model import Finding, Row, Severity
+from monitor.model import Finding, Row, Severity, Verdict
 from monitor.roles import classify
 from tui import format as fmt
 from tui.metricgrid import grid_shape, matches, panes, stem
@@ -170,3 +170,17 @@ def test_info_pane_redacts_secrets_from_config_and_command_line() -> None:
     assert "s3cretvalue99" not in text and "[REDACTED]" in text
     assert ("optim.lr", "0.0003") in sections["config"]
     assert ("loss", "2") in sections["summary (latest values)"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "badge"),
+    [
+        ({"shown_verdict": "unreadable", "state": "unreadable"}, "! unreadable"),
+        ({"shown_verdict": "waiting", "state": "connecting"}, "… waiting"),
+        ({"shown_verdict": "stale", "state": "stale"}, "~ stale"),
+        ({"shown_verdict": "bad", "verdict": Verdict.BAD, "stale": True}, "✗ bad"),
+        ({"shown_verdict": "healthy", "state": "finished"}, "✓ healthy"),
+    ],
+)
+def test_badges_follow_the_verdict_the_snapshot_says_to_show(fields: dict[str, object], badge: str) -> None:
+    assert fmt.badge_text(run_snapshot("r", **fields)) == badge

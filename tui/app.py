@@ -24,6 +24,7 @@ from textual.notifications import SeverityLevel
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
+from monitor.outward import outward
 from themes import THEMES, next_name, short_name, textual_name
 from tui import actions
 from tui.hubapi import HubLike
@@ -232,8 +233,14 @@ class RunwatchApp(App[int]):
                 screen.tick(self.clock())
 
     # ---- run actions: the one place `s`, `e` and `b` land, and what came of them ---------------
+    def _bundle_screenshot(self) -> str:
+        """The screen as SVG for a bundle, secrets redacted (hostile wall: none in the bundle's screen)."""
+        from monitor.actions.screenshot import redact_screenshot
+
+        return redact_screenshot(self.export_screenshot())
+
     def on_evidence_requested(self, message: EvidenceRequested) -> None:
-        svg = self.export_screenshot()
+        svg = self._bundle_screenshot()
         self.run_worker(
             _workers().save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
             group="evidence",
@@ -251,7 +258,7 @@ class RunwatchApp(App[int]):
             return
         self._stopping.add(message.run_id)
         # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
-        svg = self.export_screenshot()
+        svg = self._bundle_screenshot()
         self.run_worker(
             _workers().plan_stop(
                 self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
@@ -347,6 +354,7 @@ class RunwatchApp(App[int]):
         markup: bool = False,
     ) -> None:
         """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        message, title = outward(message, keep_newlines=True), outward(title)  # hostile wall: no secrets, no escapes
         self.notices.append(Notice(self.clock(), severity, title, message))
         del self.notices[:-NOTICES_KEPT]
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)

@@ -122,10 +122,12 @@ def cmd_watch(a: argparse.Namespace) -> int:
 
 
 def cmd_formats(_a: argparse.Namespace) -> int:
-    from monitor.parsers import PARSERS
+    from monitor.parsers import format_samples
 
-    for name, cls in PARSERS.items():
-        print(f"{name:18} {cls.description}")
+    for name, description, sample in format_samples():
+        print(f"{name:18} {description}")
+        if sample:
+            print(f"{'':18}   e.g. {sample}")
     return 0
 
 

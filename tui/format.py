@@ -20,29 +20,38 @@ _SPARK = "▁▂▃▄▅▆▇█"
 
 
 def badge_kind(run: RunSnapshot) -> str:
-    """Which badge a run shows: `healthy`, `unsure`, `bad`, `stale` or `error` (the theme variable suffix)."""
+    """Which badge a run shows: `healthy`, `unsure`, `bad`, `stale`, `waiting` or `error`.
+
+    The snapshot's `shown_verdict` (decided in `monitor.runstate` for every front end) wins: a run
+    not read now is stale or unreadable, one not read yet is waiting, never healthy.
+    """
+    shown = getattr(run, "shown_verdict", "")
     if run.verdict is Verdict.BAD:
         return "bad"  # a bad run stays bad even when its source went quiet
-    if run.state in _ERROR_STATES:
+    if shown == "unreadable" or run.state in _ERROR_STATES:
         return "error"
-    if run.stale:
+    if run.stale or shown == "stale":
         return "stale"
+    if shown == "waiting":
+        return "waiting"
     return str(run.verdict)
 
 
 def badge_text(run: RunSnapshot) -> str:
-    """Glyph and word, never colour alone: `✓ healthy`, `? unsure`, `✗ bad`, `~ stale`, `! error`."""
+    """Glyph and word, never colour alone: `✓ healthy`, `? unsure`, `✗ bad`, `~ stale`, `… waiting`, `! error`."""
     kind = badge_kind(run)
     if kind == "error":
-        return f"{ERROR_GLYPH} error"
+        return f"{ERROR_GLYPH} {'unreadable' if getattr(run, 'shown_verdict', '') == 'unreadable' else 'error'}"
     if kind == "stale":
         return f"{STALE_GLYPH} stale"
+    if kind == "waiting":
+        return "… waiting"
     return f"{GLYPH[run.verdict]} {run.verdict}"
 
 
 def theme_variable(kind: str) -> str:
     """The theme variable holding a badge kind's colour."""
-    return "verdict-stale" if kind in ("stale", "error") else f"verdict-{kind}"
+    return "verdict-stale" if kind in ("stale", "error", "waiting") else f"verdict-{kind}"
 
 
 def num(x: float | None, digits: int = 4) -> str:
@@ -213,6 +222,8 @@ def counts_line(snap: HubSnapshot) -> str:
     parts.append(f"? {kinds.count('unsure')} unsure")
     parts.append(f"✗ {kinds.count('bad')} bad")
     stale = kinds.count("stale") + kinds.count("error")
+    if kinds.count("waiting"):
+        parts.append(f"… {kinds.count('waiting')} waiting")
     if stale:
         parts.append(f"~ {stale} stale")
     return " · ".join(parts)
@@ -233,7 +244,7 @@ def worst_finding(snap: HubSnapshot) -> tuple[RunSnapshot, Finding] | None:
 def sort_key(run: RunSnapshot, index: int) -> tuple[int, int, int]:
     """Worst first: bad, unsure, stale/error, healthy; ties keep the listed order."""
     kind = badge_kind(run)
-    rank = {"bad": 0, "unsure": 1, "error": 2, "stale": 2, "healthy": 3}[kind]
+    rank = {"bad": 0, "unsure": 1, "error": 2, "stale": 2, "waiting": 3, "healthy": 3}[kind]
     return (rank, 0, index)
 
 

@@ -33,8 +33,9 @@ def data_version(a: RunAnalysis | None) -> int:
 
 
 def axis_name(a: RunAnalysis) -> str:
-    """The run's own x unit: what its parser says the axis is (`epoch`, `tokens`), else its step key."""
-    return str(getattr(a.info, "axis", None) or a.info.step_key or "step")
+    """The run's own x unit: what its parser says the axis counts (`epoch`, `token`), else the step key."""
+    axis = str(getattr(a.info, "axis", "") or "step")
+    return axis if axis != "step" else (a.info.step_key or "step")
 
 
 def run_panes(a: RunAnalysis | None, pattern: str = "") -> list[Pane]:

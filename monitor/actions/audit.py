@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.actions.redact import Redactor
 from monitor.errors import RunwatchError
+from monitor.redact import Redactor
 
 AUDIT_FILE = "audit.jsonl"
 
@@ -53,9 +53,10 @@ class AuditLog:
         redactor = Redactor()
         redactor.remember_env(os.environ)
         entry = redactor.data(_plain(entry))
-        line = json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n"
+        # ASCII-only: a name's escape sequence or bidi override stays `\u001b` text for `cat` and `tail`.
+        line = json.dumps(entry, ensure_ascii=True, allow_nan=False) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line.encode())

@@ -46,13 +46,15 @@ from typing import Any
 import numpy as np
 
 from monitor.actions.audit import whoami
-from monitor.actions.redact import Redactor
 from monitor.actions.reviewer import ReviewerAnswer
 from monitor.actions.runref import RunRef
+from monitor.actions.screenshot import redact_screenshot
 from monitor.actions.summary import render_summary
 from monitor.actions.textplot import text_plot
 from monitor.errors import RunwatchError
 from monitor.model import Judgement, Role
+from monitor.redact import Redactor
+from monitor.textsafe import safe_text
 
 FORMAT = "runwatch-evidence/1"
 DEFAULT_DIR = Path("runwatch-evidence")
@@ -161,11 +163,18 @@ def collect_evidence(
     )
 
 
-def render_files(ev: Evidence, env: Mapping[str, str] | None = None) -> dict[str, bytes]:
-    """The bundle's files (all but the manifest), redacted, in the order they are written."""
+def bundle_redactor(ev: Evidence, env: Mapping[str, str] | None = None) -> Redactor:
+    """A redactor that knows the environment's and the run config's secret values."""
     red = Redactor()
     red.remember_env(os.environ if env is None else env)
     # Structured config first: the secret values found there are then scrubbed from every text.
+    red.data({"run_config": ev.run_config, "source_config": ev.source_config})
+    return red
+
+
+def render_files(ev: Evidence, env: Mapping[str, str] | None = None, red: Redactor | None = None) -> dict[str, bytes]:
+    """The bundle's files (all but the manifest), redacted and free of terminal escapes, in write order."""
+    red = red or bundle_redactor(ev, env)
     config = red.data({"run_config": ev.run_config, "source_config": ev.source_config})
     review = ev.review
     files: dict[str, str] = {}
@@ -190,9 +199,6 @@ def render_files(ev: Evidence, env: Mapping[str, str] | None = None) -> dict[str
         series = [(k, *by_key[k]) for k in keys if k in by_key]
         if series:
             files[f"plot_{name}.txt"] = text_plot(series, title=f"{name}: {', '.join(keys)} over {ev.step_key}")
-    if ev.screenshot_svg:
-        # Textual writes spaces as &#160;: as real no-break spaces `key: value` patterns match.
-        files["screenshot.svg"] = ev.screenshot_svg.replace("&#160;", "\u00a0")
     files["log_tail.txt"] = "\n".join(ev.log_tail) + ("\n" if ev.log_tail else "")
     files["config.json"] = _json(config)
     if review is not None:
@@ -200,7 +206,10 @@ def render_files(ev: Evidence, env: Mapping[str, str] | None = None) -> dict[str
         files["reviewer.json"] = _json(review.to_json())
     if ev.action is not None:
         files["action.json"] = _json(red.data(ev.action))
-    out = {name: red.text(text).encode() for name, text in files.items()}
+    # Every text is redacted and made safe to `cat`: a log line's escapes must not fire in a terminal.
+    out = {name: safe_text(red.text(text), keep_newlines=True).encode() for name, text in files.items()}
+    if ev.screenshot_svg:
+        out["screenshot.svg"] = redact_screenshot(ev.screenshot_svg, red).encode()
     out["metrics.csv"] = csv_text.encode()
     return {name: out[name] for name in _ORDER if name in out} | out
 
@@ -214,33 +223,34 @@ def write_bundle(
 ) -> SavedBundle:
     """Write a bundle under `directory` atomically (blocking: call it in a worker thread)."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         _clean_stale(directory)
-        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=directory))
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=directory))  # 0700
     except OSError as e:
         raise EvidenceError(f"cannot create {directory}: {e.strerror or e}") from None
     try:
-        files = render_files(ev, env)
+        red = bundle_redactor(ev, env)
+        files = render_files(ev, env, red)
         manifest: dict[str, Any] = {
             "format": FORMAT,
-            "run": ev.run_id,
-            "name": ev.name,
+            "run": _shown(ev.run_id, red),
+            "name": _shown(ev.name, red),
             "saved_at": _iso(ev.saved_at),
-            "saved_by": ev.saved_by,
+            "saved_by": _shown(ev.saved_by, red),
             "files": {},
         }
         for name, data in files.items():
             _write_file(tmp / name, data)
             manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         _write_file(tmp / "manifest.json", _json(manifest).encode())
-        tmp.chmod(0o750)  # mkdtemp's 0700 would hide the bundle from the colleagues in the group
-        final = _rename_into_place(tmp, directory, _bundle_name(ev))
+        final = _rename_into_place(tmp, directory, _bundle_name(ev, red))
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, RunwatchError):
             raise
         if isinstance(e, Exception):
-            raise EvidenceError(f"writing the bundle for {ev.name} failed: {type(e).__name__}: {e}") from e
+            why = _shown(f"{type(e).__name__}: {e}", None)
+            raise EvidenceError(f"writing the bundle for {_shown(ev.name, None)} failed: {why}") from e
         raise
     names = (*files, "manifest.json")
     tar = _write_archive(final) if archive else None
@@ -291,8 +301,25 @@ def verify_bundle(path: Path) -> list[str]:
 # ---- helpers -----------------------------------------------------------------------------------
 
 
+def make_private_dir(directory: Path) -> None:
+    """Create `directory` (and its parents) readable by its owner only; tighten it if it is ours.
+
+    Bundles hold logs, configs and screens: even redacted, they are for the person who saved them.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = directory.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        directory.chmod(0o700)
+
+
+def _shown(text: str, red: Redactor | None) -> str:
+    """A name or message for the manifest or an error: redacted, one line, no escapes."""
+    return safe_text((red or Redactor()).text(text))
+
+
 def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -334,7 +361,7 @@ def _write_archive(bundle: Path) -> Path:
     try:
         with tarfile.open(tmp_name, "w:gz") as tar:
             tar.add(bundle, arcname=bundle.name)
-        os.chmod(tmp_name, 0o640)
+        os.chmod(tmp_name, 0o600)
         os.replace(tmp_name, target)
     except BaseException as e:
         Path(tmp_name).unlink(missing_ok=True)
@@ -355,9 +382,10 @@ def _clean_stale(directory: Path) -> None:
             continue
 
 
-def _bundle_name(ev: Evidence) -> str:
+def _bundle_name(ev: Evidence, red: Redactor) -> str:
     stamp = datetime.fromtimestamp(ev.saved_at).strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ev.name).strip("-.")[:60] or "run"
+    # Redacted before it is cut to a slug: a secret in a run name must not become a directory name.
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", red.text(ev.name)).strip("-.")[:60] or "run"
     return f"{stamp}-{slug}"
 
 
@@ -366,7 +394,7 @@ def _metrics_csv(ev: Evidence, red: Redactor) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["metric", "step", "value"])
     for key, steps, values in ev.series:
-        name = red.text(key)
+        name = safe_text(red.text(key))
         for s, v in zip(steps.tolist(), values.tolist(), strict=True):
             w.writerow([name, _csv_num(s), _csv_num(v)])
     return buf.getvalue()

@@ -18,6 +18,7 @@ from monitor.config import Config
 from monitor.errors import RunwatchError
 from monitor.hub import HubEvent
 from monitor.model import Verdict
+from monitor.outward import env_redactor, outward_data, ref_redactor
 
 ON_BAD = ("evidence", "stop")
 
@@ -59,7 +60,7 @@ class OnBadRun:
             raise RunwatchError(f"--on-bad {mode!r}: expected one of {', '.join(ON_BAD)}")
         self.actions = actions
         self.mode = mode
-        self.emit = emit
+        self._emit = emit
         self.yes = yes
         self.dry_run = dry_run
         self._bad: set[str] = set()
@@ -76,6 +77,14 @@ class OnBadRun:
             self._bad.discard(ev.run_id)  # bad again later is a new event worth a new bundle
             if ev.verdict is Verdict.UNSURE and self.actions.config.reviewer.auto:
                 self._spawn(self._on_unsure(ev))
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Hand a record on with the secrets in it redacted (stop plans hold command lines)."""
+        try:
+            red = ref_redactor(self.actions.ref(str(record.get("run", ""))))
+        except KeyError:
+            red = env_redactor()
+        self._emit(outward_data(record, red))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -6,6 +6,7 @@ import math
 
 from monitor.actions.runref import RunRef
 from monitor.model import Finding, Role, Severity, Verdict
+from monitor.outward import outward, ref_redactor
 
 #: Why a finding leaves the monitor unsure, in words a reviewer can weigh.
 _UNCERTAIN = {
@@ -28,7 +29,14 @@ EVAL_POINTS = 3
 
 
 def build_prompt(ref: RunRef, *, question: str | None = None) -> str:
-    """The reviewer prompt for one run. Read `ref.analysis` on the event loop's thread."""
+    """The reviewer prompt for one run, redacted and free of escapes. Read `ref.analysis` on the loop's thread.
+
+    It leaves this machine: names, paths and metric keys are scrubbed of secrets before it is sent.
+    """
+    return outward(_prompt_text(ref, question), keep_newlines=True, redactor=ref_redactor(ref))
+
+
+def _prompt_text(ref: RunRef, question: str | None) -> str:
     a = ref.analysis
     info = a.info
     j = a.judgement()

@@ -33,6 +33,7 @@ from monitor.actions.evidence import SavedBundle
 from monitor.actions.runref import RunRef
 from monitor.actions.shell import Shell
 from monitor.errors import RunwatchError
+from monitor.outward import outward
 from monitor.sources.ssh import SSHEndpoint, parse_ssh_endpoint
 from monitor.sources.wandb_api import WandbTarget
 from monitor.targets import SSH, STDIN, WANDB_API, WANDB_LOCAL
@@ -93,7 +94,8 @@ class StopPlan:
         lines += [f"  {n}" for n in self.notes]
         if self.evidence_dir:
             lines.append(f"  Evidence is saved first, under {self.evidence_dir}; the outcome goes to the audit log.")
-        return "\n".join(lines)
+        # Shown and printed, never run: command lines carry tokens and passwords (`curl -u`, Bearer).
+        return outward("\n".join(lines), keep_newlines=True)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,7 +137,7 @@ class StopOutcome:
         return self.status == "sent"
 
     def one_line(self) -> str:
-        return f"{self.plan.run_name}: {self.status}: {self.detail}"
+        return outward(f"{self.plan.run_name}: {self.status}: {self.detail}")
 
 
 WandbStop = Callable[[WandbTarget], Awaitable[str]]

@@ -22,6 +22,8 @@ class ParseStats:
     """Lines that are not metrics at all: tqdm bars, warnings, banners, blank lines."""
     malformed: int = 0
     """Lines that looked like metrics of this format but could not be read."""
+    cut: int = 0
+    """Lines longer than `MAX_LINE` characters, cut to that length before parsing."""
     examples: list[str] = field(default_factory=list)
     """The first few malformed lines, for a one-line error message."""
 
@@ -42,11 +44,19 @@ class Parser(ABC):
     name: ClassVar[str]
     """Format name as used by `--format`."""
     description: ClassVar[str] = ""
+    sample: ClassVar[str] = ""
+    """One real line (or the first lines) of the format, shown by `runwatch formats`."""
 
     def __init__(self) -> None:
         self.stats = ParseStats()
         self.step_key: str = "line"
         """Which key or rule gives the step axis, shown to the person ("iteration", "epoch", ...)."""
+        self.axis: str = "step"
+        """What the step axis counts: `step` (optimizer steps, iterations, batches), `epoch`, `sample`
+        or `token`; an epoch axis is labelled "epoch" wherever steps are shown."""
+        self.roles: dict[str, str] = {}
+        """Role hints (a `monitor.model.Role` value by key) for keys the format itself says are not
+        what their name suggests, e.g. Detectron2's per-class AP fields (`NaN` = class absent)."""
         self.config: dict[str, Any] = {}
         """Run configuration found in the log (argparse Namespace, TrainingArguments, CSV hparams)."""
         self.total_steps: float | None = None
@@ -69,10 +79,14 @@ class Parser(ABC):
 
     def feed_columns(self, lines: list[str]) -> list[Columns] | None:
         """A batch of lines (without their newlines) as column blocks through `feed_text`, or None to
-        go line by line; parsers without that fast path do not join the batch."""
+        go line by line; parsers without that fast path do not join the batch. A batch the fast path
+        cannot take (whatever it raises) goes line by line, where each odd line is counted alone."""
         if len(lines) < 2 or type(self).feed_text is Parser.feed_text:
             return None
-        return self.feed_text("\n".join(lines) + "\n")
+        try:
+            return self.feed_text("\n".join(lines) + "\n")
+        except Exception:
+            return None
 
     def feed_text(self, text: str) -> list[Columns] | None:
         """Optional fast path: whole lines of text (ending in a newline) as column blocks, or None."""
@@ -113,8 +127,9 @@ class DocumentParser(Parser):
             return []
         try:
             rows, config, skipped = self.read(text)
-        except ValueError as err:
-            self.stats.count_malformed(f"{self.what}: {err}")
+        except (ValueError, OverflowError, RecursionError, TypeError) as err:
+            # a huge integer or absurd nesting is a broken document, never a crash
+            self.stats.count_malformed(f"{self.what}: {type(err).__name__}: {err}"[:200])
             return []
         self.config.update(config)
         self.learned(rows, config)

@@ -16,7 +16,10 @@ _TIME_COLUMNS = ("_timestamp", "timestamp")
 def _split(line: str) -> list[str]:
     """Cells of one CSV line; the csv module only when quoting makes a plain split wrong."""
     if '"' in line:
-        return next(csv.reader([line]), [])
+        try:
+            return next(csv.reader([line]), [])
+        except csv.Error:  # a field past the csv module's size limit: split plainly
+            pass
     return line.split(",")
 
 
@@ -31,6 +34,7 @@ class CSVParser(Parser):
 
     name: ClassVar[str] = "csv"
     description: ClassVar[str] = "CSV with a header (Lightning metrics.csv, YOLOv5 results.csv, ...)"
+    sample: ClassVar[str] = "epoch,train_loss,eval_loss,eval_top1,eval_top5,lr"
 
     def __init__(self) -> None:
         super().__init__()
@@ -109,6 +113,7 @@ class CSVParser(Parser):
             if key in header:
                 self._step_col = header.index(key)
                 self.step_key = key
+                self.axis = "epoch" if key == "epoch" else "step"
                 break
         for key in _TIME_COLUMNS:
             if key in header:

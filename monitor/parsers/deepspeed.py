@@ -19,7 +19,7 @@ _EVAL_HEADER = re.compile(r"Evaluating perplexity, Epoch (\d+)/(\d+)")
 _PPL = re.compile(r"\s*ppl: ([^\s,]+)(?:, loss: ([^\s,]+))?")
 _TRAIN_LOSS = re.compile(r"Epoch: (\d+), Step: (\d+), Rank: \d+, loss = ([^\s,]+)")
 _FINAL = re.compile(r"Before cleaning, Epoch at (\d+) with Perplexity: (\S+)")
-_OVERFLOW = re.compile(r"OVERFLOW! Rank \d+ Skipping step\. Attempted loss scale: ([0-9.eE+-]+)")
+_OVERFLOW = re.compile(r"OVERFLOW! Rank \d+ Skipping step\. Attempted loss scale: ([-+]?(?:nan|inf|[0-9.eE+-]+))", re.I)
 _BEGIN_EPOCH = re.compile(r"Beginning of Epoch (\d+)/(\d+), Total Micro Batches (\d+)")
 _CONFIG = re.compile(r"\[config\.py:\d+:print\]\s+(\w+)(?: \.+ |\s{2,})(.*)")
 _GAS = re.compile(r"""--gradient_accumulation_steps[ =](\d+)|"gradient_accumulation_steps":\s*(\d+)""")
@@ -43,6 +43,10 @@ class DeepSpeedParser(Parser):
 
     name: ClassVar[str] = "deepspeed"
     description: ClassVar[str] = "DeepSpeed engine / DeepSpeed-Chat logs"
+    sample: ClassVar[str] = (
+        "[2022-11-24 01:46:51,726] [INFO] [logging.py:68:log_dist] [Rank 0] step=520, skipped=0, "
+        "lr=[5e-05, 5e-05], mom=[(0.9, 0.999), (0.9, 0.999)]"
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,7 +91,9 @@ class DeepSpeedParser(Parser):
         if "loss = " in line and (m := _TRAIN_LOSS.search(line)):
             return self._train_loss(line, m)
         if "OVERFLOW!" in line and (m := _OVERFLOW.search(line)):
-            return [Row(self._step, {"overflow_skip": 1.0, "loss scale": float(m.group(1))})]
+            scale = to_float(m.group(1))  # `-nan` from a broken scaler is a value too, `-` alone is not
+            values = {"overflow_skip": 1.0} if scale is None else {"overflow_skip": 1.0, "loss scale": scale}
+            return [Row(self._step, values)]
         if "Before cleaning" in line and (m := _FINAL.search(line)):
             self.finished = True  # the random-LTD example's evaluation after the last epoch
             return self._value_row(line, "final/ppl", m.group(2))

@@ -20,7 +20,10 @@ def parse_document(text: str) -> list[Row]:
 
 def read_golden(text: str) -> tuple[list[Row], dict[str, Any], int]:
     """Rows, per-metric `start_step`/`end_step`/`step_interval`, and how many values were skipped."""
-    doc = json.loads(text)
+    try:
+        doc = json.loads(text)
+    except RecursionError as err:
+        raise ValueError("golden values file is nested too deeply") from err
     if not isinstance(doc, dict):
         raise ValueError("golden values file is not a JSON object")
     by_step: dict[float, dict[str, float]] = {}
@@ -36,10 +39,10 @@ def read_golden(text: str) -> tuple[list[Row], dict[str, Any], int]:
                 continue
             try:
                 step = float(key)
-            except ValueError:
+                by_step.setdefault(step, {})[metric] = float(value)
+            except (ValueError, OverflowError):
                 skipped += 1
                 continue
-            by_step.setdefault(step, {})[metric] = float(value)
     return [Row(step, by_step[step]) for step in sorted(by_step)], config, skipped
 
 
@@ -53,6 +56,9 @@ class MegatronGoldenParser(DocumentParser):
     name: ClassVar[str] = "megatron-golden"
     what: ClassVar[str] = "golden values"
     description: ClassVar[str] = "Megatron-LM CI golden values JSON"
+    sample: ClassVar[str] = (
+        '{"lm loss": {"start_step": 1, "end_step": 51000, "step_interval": 5, "values": {"1": 12.95, ...}}}'
+    )
 
     def __init__(self) -> None:
         super().__init__()

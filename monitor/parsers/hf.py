@@ -11,7 +11,12 @@ from monitor.columns import Columns, keyed_columns
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
-_SNIFF = re.compile(r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm)': [-\d.naif]")
+# TRL trainers print through the same logger: PPO/RLOO dicts may open with `eps` or `objective/kl`,
+# GRPO/online-DPO ones with `num_tokens`, `completions/...`, `reward` or `kl`.
+_SNIFF = re.compile(
+    r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm|eps|objective/\w+|num_tokens|completions?[/_]\w+|"
+    r"rewards?(?:/\w+)?|kl|episode)': [-\d.naif]"
+)
 _HINT = re.compile(
     r"TrainingArguments\(|\*{5} Running training \*{5}|^\s+Total optimization steps = |"
     r"^trainable params: [\d,]+ \|\| all params|^\w+For(?:CausalLM|SequenceClassification)\(|^PeftModel"
@@ -37,10 +42,12 @@ class HFTrainerParser(Parser):
 
     name: ClassVar[str] = "hf-trainer"
     description: ClassVar[str] = "HF Trainer stdout log dicts"
+    sample: ClassVar[str] = "{'loss': 0.166, 'grad_norm': 0.5529286861419678, 'learning_rate': 0.0, 'epoch': 0.83}"
 
     def __init__(self) -> None:
         super().__init__()
         self.step_key = "epoch"
+        self.axis = "epoch"
         self.logging_steps: float | None = None
         self._epoch_strategy = False
         self._first_step = 0
@@ -93,6 +100,7 @@ class HFTrainerParser(Parser):
                 step = epoch
             else:
                 self.step_key = "train log count"
+                self.axis = "step"
                 step = float(self._n_train)
             self._last_step = step
         elif self.logging_steps is None and epoch is not None:
@@ -145,6 +153,7 @@ class HFTrainerParser(Parser):
             steps = cols[keys.index("epoch")].copy()
         else:
             self.step_key = "train log count"
+            self.axis = "step"
             steps = count
         self._n_train += n
         self._last_step = float(steps[-1])
@@ -166,6 +175,7 @@ class HFTrainerParser(Parser):
             if self._epoch_strategy:
                 self.logging_steps = None
                 self.step_key = "epoch"
+                self.axis = "epoch"
         m = _LOGGING_STEPS.search(line)
         if m and not self._epoch_strategy:
             try:
@@ -176,6 +186,7 @@ class HFTrainerParser(Parser):
                 self.logging_steps = n
                 self.config["logging_steps"] = n
                 self.step_key = f"logging_steps×n ({n:g})"
+                self.axis = "step"
 
 
 def _scan(body: str) -> dict[str, float]:

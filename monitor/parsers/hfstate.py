@@ -25,7 +25,10 @@ def read_state(text: str) -> tuple[list[Row], dict[str, Any], int]:
     as real non-finite floats. Entries of the final summary (`train_runtime`, `train_loss`, ...) get
     keys prefixed `summary/` (as the stdout parser does), so `train_loss` is not mistaken for `loss`.
     """
-    doc = json.loads(text)
+    try:
+        doc = json.loads(text)
+    except RecursionError as err:
+        raise ValueError("trainer_state.json is nested too deeply") from err
     if not isinstance(doc, dict):
         raise ValueError("trainer_state.json is not a JSON object")
     config = {k: v for k, v in doc.items() if k != "log_history" and not isinstance(v, dict | list)}
@@ -36,15 +39,20 @@ def read_state(text: str) -> tuple[list[Row], dict[str, Any], int]:
         if not isinstance(step, int | float) or isinstance(step, bool):
             skipped += 1
             continue
-        values = {
-            k: float(v)
-            for k, v in entry.items()
-            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
-        }
+        try:
+            values = {
+                k: float(v)
+                for k, v in entry.items()
+                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            at = float(step)
+        except OverflowError:  # an integer too big for a float: this entry cannot be read
+            skipped += 1
+            continue
         if "train_runtime" in values:
             values = {k if k == "epoch" else "summary/" + k: v for k, v in values.items()}
         if values:
-            rows.append(Row(float(step), values))
+            rows.append(Row(at, values))
         else:
             skipped += 1
     return rows, config, skipped
@@ -60,6 +68,9 @@ class HFTrainerStateParser(DocumentParser):
     name: ClassVar[str] = "hf-trainer-state"
     what: ClassVar[str] = "trainer_state.json"
     description: ClassVar[str] = "HF Trainer trainer_state.json"
+    sample: ClassVar[str] = (
+        '{"log_history": [{"epoch": 0.04, "grad_norm": NaN, "learning_rate": 1e-05, "loss": 1.2, "step": 10}], ...}'
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -36,6 +36,7 @@ class JSONLParser(Parser):
 
     name: ClassVar[str] = "jsonl"
     description: ClassVar[str] = "JSON Lines (one object per line)"
+    sample: ClassVar[str] = '{"step": 120, "train/loss": 2.31, "lr": 0.0003}'
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +54,7 @@ class JSONLParser(Parser):
             if line.startswith("{") and line.endswith("}"):
                 try:
                     objects += isinstance(json.loads(line), dict)
-                except ValueError:
+                except (ValueError, RecursionError):
                     pass
         by_name = 0.9 if filename.lower().endswith((".jsonl", ".ndjson")) else 0.0
         if (objects >= 2 and objects >= 0.6 * len(sample)) or objects == len(sample):
@@ -79,6 +80,7 @@ class JSONLParser(Parser):
         step = self._steps.take(values)
         if self._steps.key is not None:
             self.step_key = self._steps.key
+            self.axis = "epoch" if self._steps.key == "epoch" else "step"
         time = None
         for key in TIME_KEYS:
             t = values.get(key)

@@ -30,6 +30,11 @@ class MegatronParser(Parser):
 
     name: ClassVar[str] = "megatron"
     description: ClassVar[str] = "Megatron-LM / Megatron-DeepSpeed / NeMo iteration lines"
+    sample: ClassVar[str] = (
+        " iteration    29020/  311541 | consumed samples:     10698064 | elapsed time per iterati"
+        "on (ms): 22306.6 | learning rate: 9.850E-05 | global batch size:  1024 | lm loss: 2.7759"
+        "23E+00 | loss scale: 32768.0 | grad norm: 0.000 |"
+    )
 
     def __init__(self) -> None:
         super().__init__()

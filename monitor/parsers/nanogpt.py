@@ -26,6 +26,7 @@ class NanoGPTParser(Parser):
 
     name: ClassVar[str] = "nanogpt"
     description: ClassVar[str] = "nanoGPT console log (iter N: loss ..., step N: train loss ...)"
+    sample: ClassVar[str] = "iter 0: loss 4.2709, time 10268.08ms, mfu -100.00%"
     _LINE = re.compile(r"(?:iter|step) \d+: (?:loss|train loss) ")
 
     def __init__(self) -> None:
@@ -78,11 +79,12 @@ class LlmcParser(Parser):
 
     name: ClassVar[str] = "llmc"
     description: ClassVar[str] = "llm.c main.log (s:N trl:X lr:Y norm:Z / s:N tel:X)"
+    sample: ClassVar[str] = "s:0 trl:11.0091 lr:0.000001 norm:15.37"
     _LINE = re.compile(r"s:\d+ \w+:")
 
     def __init__(self) -> None:
         super().__init__()
-        self.step_key = "s"
+        self.step_key = "step"  # llm.c prints it as `s:`
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -126,6 +128,7 @@ class ModdedNanoGPTParser(Parser):
 
     name: ClassVar[str] = "modded-nanogpt"
     description: ClassVar[str] = "modded-nanogpt speedrun log (step:N/T train_loss:X ...)"
+    sample: ClassVar[str] = "step:1/6200 train_loss:10.9184 train_time:74701ms step_avg:nanms"
     _LINE = re.compile(r"step:\d+/\d+ \w+:")
 
     def __init__(self) -> None:
@@ -170,3 +173,109 @@ class ModdedNanoGPTParser(Parser):
         if self.total_steps is not None and step >= self.total_steps:
             self.finished = True
         return [Row(step, values)]
+
+
+# `step    1/19560 | loss 11.009662 (+nanz)| norm 15.0789 (+nanz)| lr 8.57e-07 | 4230.95 ms | 31.9% bf16 MFU | ...`
+_GPT2CU_STEP = re.compile(r"^step\s+(\d+)/(\d+) \|")
+_GPT2CU_FIELD = re.compile(r"^\s*([A-Za-z][\w/]*)\s+([-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?))\b", re.I)
+_GPT2CU_UNIT = re.compile(
+    r"^\s*([-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?))\s*(ms|% bf16 MFU|% fp16 MFU|% fp32 MFU|tok/s)", re.I
+)
+_GPT2CU_UNIT_KEYS = {"ms": "step_ms", "tok/s": "tok/s"}
+_HELLASWAG = re.compile(r"HellaSwag: \d+/\d+ = ([\d.]+)")
+
+
+class LlmcStdoutParser(Parser):
+    """llm.c `train_gpt2cu` stdout: `step N/TOTAL | loss X (+nanz)| norm Y (+nanz)| lr Z | T ms | M% bf16 MFU |
+    R tok/s`, `val loss X` after each evaluation and `HellaSwag: a/b = acc`.
+
+    Keys as in `llmc` (`main.log`): `train_loss`, `grad_norm`, `lr`, `val_loss`, plus `step_ms`, `mfu`
+    (%), `tok/s` and `hellaswag`. Step: llm.c's step; TOTAL is the planned length. Eval lines take
+    the latest step.
+    """
+
+    name: ClassVar[str] = "llmc-stdout"
+    description: ClassVar[str] = "llm.c train_gpt2cu stdout (step N/T | loss X | norm Y | lr Z | ...)"
+    sample: ClassVar[str] = (
+        "step    1/19560 | loss 11.009662 (+nanz)| norm 15.0789 (+nanz)| lr 8.57e-07 | 4230.95 ms | "
+        "31.9% bf16 MFU | 123917 tok/s"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_key = "step"
+        self._step = 0.0
+
+    @classmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        return _hits(head, _GPT2CU_STEP)
+
+    def feed(self, line: str) -> list[Row]:
+        stats = self.stats
+        stats.lines += 1
+        values: dict[str, float] = {}
+        m = _GPT2CU_STEP.match(line) if line.startswith("step") else None
+        if m:
+            self._step = float(m.group(1))
+            self.total_steps = float(m.group(2))
+            for field in line[m.end() :].split("|"):
+                f = _GPT2CU_FIELD.match(field)
+                if f:
+                    key = f.group(1)
+                    values[_LLMC_KEYS.get(key, "train_loss" if key == "loss" else key)] = float(f.group(2))
+                    continue
+                u = _GPT2CU_UNIT.match(field)
+                if u:
+                    unit = u.group(2)
+                    values[_GPT2CU_UNIT_KEYS.get(unit, "mfu")] = float(u.group(1))
+        elif line.startswith("val loss "):
+            x = leading_float(line[9:].strip())
+            if x is not None:
+                values["val_loss"] = x
+        elif "HellaSwag: " in line:
+            h = _HELLASWAG.search(line)
+            if h:
+                values["hellaswag"] = float(h.group(1))
+        if not values:
+            stats.noise += 1
+            return []
+        stats.metric_lines += 1
+        if self.total_steps is not None and self._step >= self.total_steps:
+            self.finished = True
+        return [Row(self._step, values)]
+
+
+# `0 train 10.955010`, `250 val 6.2648`, `250 hella 0.2448`
+_BUILD_LINE = re.compile(r"^(\d+) (train|val|hella) ([-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?))\s*$", re.I)
+_BUILD_KEYS = {"train": "train_loss", "val": "val_loss", "hella": "hellaswag"}
+
+
+class BuildNanoGPTParser(Parser):
+    """build-nanogpt's `log/log.txt`: `STEP train LOSS`, `STEP val LOSS`, `STEP hella ACC` lines.
+
+    Keys: `train_loss`, `val_loss`, `hellaswag` (accuracy). Step: the step printed first.
+    """
+
+    name: ClassVar[str] = "build-nanogpt"
+    description: ClassVar[str] = "build-nanogpt log.txt (STEP train|val|hella VALUE)"
+    sample: ClassVar[str] = "0 train 10.955010"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_key = "step"
+
+    @classmethod
+    def sniff(cls, head: list[str], filename: str = "") -> float:
+        lines = [line for line in head if line.strip()]
+        n = sum(1 for line in lines if _BUILD_LINE.match(line))
+        return 0.0 if not n or n < 0.8 * len(lines) else min(0.95, 0.86 + 0.02 * n)
+
+    def feed(self, line: str) -> list[Row]:
+        stats = self.stats
+        stats.lines += 1
+        m = _BUILD_LINE.match(line)
+        if m is None:
+            stats.noise += 1
+            return []
+        stats.metric_lines += 1
+        return [Row(float(m.group(1)), {_BUILD_KEYS[m.group(2).lower()]: float(m.group(3))})]

@@ -47,6 +47,9 @@ class WordLMParser(Parser):
 
     name: ClassVar[str] = "wordlm"
     description: ClassVar[str] = "PyTorch examples word_language_model log"
+    sample: ClassVar[str] = (
+        "| epoch   1 |   200/ 2983 batches | lr 20.0000 | ms/batch 11.77 | loss  9.09 | ppl  8835.03"
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from monitor.errors import TargetError
-from monitor.sources.ssh_tail import Chunk
+from monitor.sources.base import Chunk
 
 Sleep = Callable[[float], Awaitable[object]]
 Clock = Callable[[], float]
@@ -228,13 +228,36 @@ class LineSplitter:
     def feed(self, data: bytes) -> list[str]:
         """The lines completed by `data`."""
         buf = self._partial + data if self._partial else data
-        parts = buf.split(b"\n")
-        rest = parts.pop()
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            parts: list[str] = []
+            rest = buf
+        else:
+            # One decode for the whole piece: a UTF-8 character never spans a newline.
+            text = buf[:cut].decode("utf-8", "replace")
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
+                parts = text.split("\n")
+                if parts[-1].endswith("\r"):
+                    parts[-1] = parts[-1][:-1]
+            else:
+                parts = text.split("\n")
+            rest = buf[cut + 1 :]
         while len(rest) > self._max:
-            parts.append(rest[: self._max])
+            parts.append(rest[: self._max].decode("utf-8", "replace"))
             rest = rest[self._max :]
-        self._partial = rest
-        return [(p[:-1] if p.endswith(b"\r") else p).decode("utf-8", "replace") for p in parts]
+        self._partial = bytes(rest)
+        return parts
+
+    def peek_partial(self) -> str:
+        """The unfinished last line as it stands (a document's closing brace often has no newline)."""
+        return self._partial.decode("utf-8", "replace")
+
+    def take_partial(self) -> str:
+        """The unfinished last line, taken as complete (the input has ended)."""
+        text = self.peek_partial()
+        self._partial = b""
+        return text[:-1] if text.endswith("\r") else text
 
     def reset(self) -> None:
         """Drop the unfinished line (the file restarted: its end will not come)."""
@@ -317,6 +340,41 @@ class WandbDirWatcher:
                 self._done.add(d)
                 found += files
         return found
+
+
+def wandb_run_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The `.wandb` files a W&B folder, run directory, `latest-run` link or file holds now."""
+    return WandbDirWatcher(path)._scan()
+
+
+class StdinSource:
+    """Standard input's bytes as chunks until it closes (then iteration ends)."""
+
+    def __init__(self) -> None:
+        self._reader: asyncio.StreamReader | None = None
+        self._offset = 0
+        self._closed = False
+
+    def __aiter__(self) -> StdinSource:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        import sys
+
+        if self._reader is None:
+            loop = asyncio.get_running_loop()
+            self._reader = asyncio.StreamReader()
+            reader = self._reader
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        data = b"" if self._closed else await self._reader.read(1 << 16)
+        if not data:
+            raise StopAsyncIteration
+        chunk = Chunk(self._offset, data)
+        self._offset += len(data)
+        return chunk
+
+    def close(self) -> None:
+        self._closed = True
 
 
 def _is_run_dir(p: Path) -> bool:

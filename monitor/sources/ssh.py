@@ -61,6 +61,7 @@ from typing import NamedTuple
 import asyncssh
 
 from monitor.errors import TargetError
+from monitor.sources.base import Chunk
 from monitor.sources.ssh_host import (
     Backoff,
     HostState,
@@ -71,7 +72,7 @@ from monitor.sources.ssh_host import (
     StateListener,
     cancel_and_wait,
 )
-from monitor.sources.ssh_tail import Chunk, RemoteTail, TailMux
+from monitor.sources.ssh_tail import RemoteTail, TailMux
 from monitor.sources.ssh_targets import SSHEndpoint, SSHTarget, parse_ssh_endpoint, parse_ssh_target
 
 __all__ = [

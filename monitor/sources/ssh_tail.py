@@ -13,37 +13,17 @@ import asyncio
 import collections
 import contextlib
 import logging
-from dataclasses import dataclass
 
 import asyncssh
 
 from monitor.sources import ssh_remote
+from monitor.sources.base import Chunk
 from monitor.sources.ssh_host import Backoff, HostState, SSHHost, cancel_and_wait
 from monitor.sources.ssh_targets import SSHTarget
 
 log = logging.getLogger(__name__)
 
 _STREAM_ERRORS = (asyncio.IncompleteReadError, asyncssh.Error, OSError, EOFError)
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """Bytes of a remote file starting at absolute byte `offset`, or a notice with no bytes.
-
-    `reset` is "truncated" or "rotated" when the file restarted: then `offset` is 0 and a
-    consumer drops any partial line it held. `problem` is a one-line reason the file cannot be
-    read right now (it is still retried); data arriving later means it is readable again.
-    """
-
-    offset: int
-    data: bytes
-    reset: str = ""
-    problem: str = ""
-
-    @property
-    def end(self) -> int:
-        """The offset just past this chunk."""
-        return self.offset + len(self.data)
 
 
 class RemoteTail:

@@ -161,7 +161,7 @@ class DetailScreen(PlottingScreen):
         t = badge(self.app, run)
         t.append(f"  {run.name}", style="bold")
         t.append(f"  · step {fmt.step_text(run.last_step, run.total_steps)} · {fmt.rate_text(run.steps_per_s)}")
-        t.append(f" · {run.state}")
+        t.append(f" · {getattr(run, 'state_detail', '') or run.state}")
         if run.gpu_util is not None:
             t.append(f" · GPU {fmt.pct_text(run.gpu_util)}")
         t.append(f" · {run.format} · x: {run.step_key} · {run.source}")

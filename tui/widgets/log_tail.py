@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from textual.content import Content
 from textual.widgets import Log
 
+from monitor.outward import outward_lines
+
 
 class LogTail(Log):
     """The last lines the run's source produced (parsed or not)."""
@@ -34,7 +36,7 @@ class LogTail(Log):
         needle = self.filter_text.lower()
         shown = [ln for ln in lines if needle in ln.lower()] if needle else list(lines)
         self.clear()
-        self.write_lines(shown)
+        self.write_lines(outward_lines(shown))  # hostile wall: no secrets, no escapes on screen
         title = "log"
         if needle:
             title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"

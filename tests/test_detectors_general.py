@@ -1,0 +1,320 @@
+"""Detectors on labelled synthetic runs at many noise levels: what generalises, not what fits one log.
+
+Every series is seeded. Noise is multiplicative (log space) with a standard deviation `sigma` per
+logged point: 0.01 is a large-batch LLM, 1.0 a batch of 4 where a healthy loss jumps 10x between
+single steps; `heavy` noise is Student-t with 3 degrees of freedom (real small-batch losses).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+
+from detectors.run import RunDetectors
+from monitor.columns import to_columns
+from monitor.model import Finding, Row, Severity, Verdict
+from monitor.roles import RoleMap
+
+
+def _noise(rnd: random.Random, sigma: float, heavy: bool) -> float:
+    if not heavy:
+        return rnd.gauss(0.0, sigma)
+    chi = math.sqrt(sum(rnd.gauss(0.0, 1.0) ** 2 for _ in range(3)) / 3)
+    return rnd.gauss(0.0, 1.0) / chi * sigma / 1.7
+
+
+def _loss(
+    n: int,
+    sigma: float,
+    seed: int,
+    heavy: bool = False,
+    diverge_at: int | None = None,
+    rate: float = 0.02,
+) -> list[float]:
+    """A decaying loss (10 -> 2) with noise; from `diverge_at` its log level rises by `rate` a point."""
+    rnd = random.Random(seed)
+    out = []
+    for t in range(n):
+        level = math.log(2.0 + 8.0 * math.exp(-t / (n / 6)))
+        if diverge_at is not None and t >= diverge_at:
+            level += rate * (t - diverge_at)
+        out.append(math.exp(level + _noise(rnd, sigma, heavy)))
+    return out
+
+
+def _feed(rows: list[Row], **kw: object) -> tuple[RunDetectors, list[Finding]]:
+    """Feed row by row; also return every finding that was ever active and bad (cleared ones too)."""
+    rd = RunDetectors(RoleMap(), **kw)  # type: ignore[arg-type]
+    bad: dict[tuple[str, str, float], Finding] = {}
+    for r in rows:
+        if rd.ingest(r, 0.0):
+            for f in rd.findings():
+                if f.active and f.severity is Severity.BAD:
+                    bad.setdefault((f.kind, f.metric, f.onset_step), f)
+    return rd, list(bad.values())
+
+
+def _rows(values: list[float], key: str = "loss", every: int = 1) -> list[Row]:
+    return [Row(float(i * every), {key: v}) for i, v in enumerate(values)]
+
+
+# --- noise: a healthy run is never bad, whatever its batch size ---
+
+
+@pytest.mark.parametrize("heavy", [False, True])
+@pytest.mark.parametrize("sigma", [0.01, 0.05, 0.2, 0.5, 1.0, 1.5])
+def test_healthy_noisy_runs_are_never_bad(sigma: float, heavy: bool) -> None:
+    for seed in range(2):
+        _, bad = _feed(_rows(_loss(6000, sigma, seed, heavy)))
+        assert not bad, (sigma, heavy, seed, bad)
+
+
+def test_batch_of_four_jumping_tenfold_between_steps_does_not_diverge() -> None:
+    rnd = random.Random(11)
+    loss = [2.5 * math.exp(rnd.gauss(0.0, 1.2)) for _ in range(5000)]
+    ratios = [max(a, b) / min(a, b) for a, b in itertools.pairwise(loss)]
+    assert sum(r > 10 for r in ratios) > 100  # the premise: 10x jumps between single steps are ordinary
+    rd, bad = _feed(_rows(loss))
+    assert not bad and rd.judgement().verdict is not Verdict.BAD
+
+
+# --- divergence: found soon after it begins, at every noise level ---
+
+
+@pytest.mark.parametrize(
+    ("sigma", "rate", "within"),
+    [(0.01, 0.005, 40), (0.01, 0.05, 20), (0.05, 0.02, 40), (0.2, 0.02, 60), (0.5, 0.02, 100), (1.0, 0.1, 60)],
+)
+def test_divergence_is_found_soon_with_its_onset(sigma: float, rate: float, within: int) -> None:
+    for seed in range(3):
+        _, bad = _feed(_rows(_loss(3000, sigma, seed, diverge_at=2000, rate=rate)))
+        div = [f for f in bad if f.kind == "divergence"]
+        assert div, (sigma, rate, seed, bad)
+        assert all(f.step >= 2000 for f in bad), bad
+        assert 2000 <= div[0].step <= 2000 + within, div[0]
+        assert 1900 <= div[0].onset_step <= div[0].step
+
+
+def test_a_jump_that_never_comes_back_is_a_divergence_from_the_jump() -> None:
+    loss = _loss(600, 0.02, 1)
+    loss[400:] = [v * 4.0 for v in loss[400:]]
+    rd, bad = _feed(_rows(loss))
+    assert [f.kind for f in bad] == ["divergence"]
+    assert bad[0].onset_step == 400 and bad[0].step <= 420
+    assert rd.judgement().verdict is Verdict.BAD
+
+
+def test_a_big_spike_that_recovers_slowly_is_a_spike_not_a_divergence() -> None:
+    # BigScience tr1-13B: 2.77 -> 7.3 -> 8.7, then back over ~50 logged points.
+    loss = _loss(
+        400,
+        0.01,
+        2,
+    )[:200]
+    base = loss[-1]
+    loss += [base * 3.1 * math.exp(-k / 15) + base * (1 - math.exp(-k / 15)) for k in range(80)]
+    rd, bad = _feed(_rows(loss))
+    assert not bad, bad
+    spikes = [f for f in rd.findings() if f.kind == "spike"]
+    assert spikes and spikes[0].onset_step == 200
+
+
+def test_spike_is_found_at_its_step_at_every_noise_level() -> None:
+    for sigma in (0.01, 0.05, 0.2):
+        loss = _loss(800, sigma, 3)
+        loss[500] *= math.exp(max(1.2, 8 * sigma))
+        rd, bad = _feed(_rows(loss))
+        spikes = [f for f in rd.findings() if f.kind == "spike"]
+        assert spikes and spikes[0].step == 500, (sigma, rd.findings())
+        assert not bad
+
+
+# --- NaN/Inf on any metric, at its onset; the fp16 trap; timing fields ---
+
+
+@pytest.mark.parametrize("key", ["loss", "train/box_loss", "eval_loss", "eval/accuracy", "val_ppl", "valid/wer"])
+def test_nan_on_any_training_or_eval_metric_is_bad_at_its_onset(key: str) -> None:
+    rows = [Row(float(i), {key: 1.0 / (i + 1) + 0.5}) for i in range(50)]
+    rows += [Row(50.0, {key: math.nan}), Row(51.0, {key: math.inf})]
+    rd, bad = _feed(rows)
+    assert [(f.kind, f.onset_step) for f in bad] == [("nan", 50.0)]
+    assert rd.judgement().verdict is Verdict.BAD
+
+
+def test_nan_grad_norm_with_finite_loss_is_a_note_but_with_nan_loss_is_bad_at_onset() -> None:
+    rows = [Row(float(i), {"loss": 2.0 - i * 0.01, "grad_norm": math.nan if i == 30 else 1.0}) for i in range(60)]
+    rd, bad = _feed(rows)
+    assert not bad and "overflow_skip" in {f.kind for f in rd.findings()}
+    rows = [Row(float(i), {"loss": 2.0, "grad_norm": math.nan if i >= 30 else 1.0}) for i in range(40)]
+    _, bad = _feed(rows)
+    assert bad and min(f.onset_step for f in bad) == 30.0
+
+
+@pytest.mark.parametrize("key", ["mfu", "time", "iter_time_ms", "samples_per_second", "train_runtime"])
+def test_timing_fields_are_not_training_metrics(key: str) -> None:
+    rows = [Row(float(i), {"loss": 2.0 - i * 0.01, key: math.nan if i % 3 else -100.0}) for i in range(60)]
+    rd, bad = _feed(rows)
+    assert not bad and rd.judgement().verdict is Verdict.HEALTHY
+
+
+# --- the judge names the cause ---
+
+
+def test_headline_is_the_earliest_bad_finding_with_the_rest_after_it() -> None:
+    loss = _loss(425, 0.01, 4)
+    loss += [loss[-1] * math.exp(0.05 * k) for k in range(1, 16)]
+    rows = _rows(loss)
+    rows += [Row(441.0, {"loss": math.nan}), Row(450.0, {"eval_loss": math.nan})]
+    rd, _ = _feed(rows)
+    j = rd.judgement()
+    assert j.verdict is Verdict.BAD
+    assert j.worst is not None and j.worst.kind == "divergence" and j.worst.onset_step <= 426
+    assert j.reason.startswith("loss is diverging") and "then: nan in loss from 441" in j.reason
+    assert "nan in eval_loss from 450" in j.reason
+
+
+def test_one_eval_metric_is_never_both_overfit_and_eval_degradation() -> None:
+    rows = []
+    for e in range(1, 40):
+        # Eval worsens early while train is flat (degradation), recovers, then overfits.
+        rows.append(Row(float(e), {"loss": 1.0 if e < 15 else 1.0 / (e - 13)}))
+        ev = [0.5, 0.45, 0.4, 0.48, 0.55, 0.6, 0.62, 0.3, 0.28, 0.27][e - 1] if e <= 10 else 0.27 - 0.001 * e
+        if e > 20:
+            ev = 0.25 + 0.03 * (e - 20)
+        rows.append(Row(float(e), {"eval_loss": ev}))
+    rd, _ = _feed(rows)
+    kinds = {f.kind for f in rd.findings() if f.metric == "eval_loss" and f.kind != "nan"}
+    assert len(kinds) == 1, rd.findings()
+
+
+# --- the step axis is named ---
+
+
+def test_findings_say_epoch_where_the_axis_is_epochs() -> None:
+    rows = [Row(i / 10, {"loss": 2.0}) for i in range(10)] + [Row(1.0, {"loss": math.nan})]
+    _, bad = _feed(rows, axis="epoch")
+    assert "at epoch 1" in bad[0].message
+    rd2, _ = _feed(rows)
+    rd2.set_axis("epoch")
+    assert "at epoch 1" in rd2.findings()[0].message and "step" not in rd2.findings()[0].message
+
+
+# --- the column path judges as the row path does ---
+
+
+def test_column_blocks_and_rows_give_the_same_findings() -> None:
+    rnd = random.Random(9)
+    loss = _loss(3000, 0.1, 5, diverge_at=2500)
+    loss[1200] *= 5
+    loss[2000] = math.nan
+    rows = [
+        Row(float(i), {"loss": v, "grad_norm": math.nan if i == 700 else 1.0 + 0.1 * rnd.random()})
+        for i, v in enumerate(loss)
+    ]
+    by_rows = RunDetectors(RoleMap())
+    for r in rows:
+        by_rows.ingest(r, 0.0)
+    by_cols = RunDetectors(RoleMap())
+    for k in range(0, len(rows), 777):
+        by_cols.ingest_columns(to_columns(rows[k : k + 777]), 0.0)
+    assert by_rows.findings() == by_cols.findings()
+    assert [f.message for f in by_rows.findings()] == [f.message for f in by_cols.findings()]
+
+
+# --- the learning rate against the schedule the run declared ---
+
+
+def _cosine(step: int, peak: float = 3e-4, warmup: int = 100, total: int = 2000) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+
+
+_HF = {"lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000}
+
+
+@pytest.mark.parametrize(
+    ("name", "lr", "config", "anomaly"),
+    [
+        ("cosine as declared", _cosine, _HF, False),
+        ("constant though cosine was declared", lambda s: 3e-4 * min(1.0, (s + 1) / 100), _HF, True),
+        ("warm-up that never ends", lambda s: 3e-4 * (s + 1) / 5000, _HF, True),
+        (
+            "Megatron args, linear decay",
+            lambda s: 1e-4 * (1 - s / 2000),
+            {"lr_decay_style": "linear", "train_iters": 2000},
+            False,
+        ),
+        ("W&B config values, constant", lambda s: 1e-3, {"lr_scheduler": {"value": "constant"}}, False),
+        ("step decay (scheduled drops)", lambda s: 0.1 * 0.1 ** (s // 600), {}, False),
+        ("ReduceLROnPlateau cuts", lambda s: 1e-3 / 2 ** (s // 333), {"scheduler": "ReduceLROnPlateau"}, False),
+        (
+            "warm restarts to the same peak",
+            lambda s: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400)),
+            {"lr_scheduler_type": "cosine_with_restarts"},
+            False,
+        ),
+        (
+            "warm restarts, nothing declared",
+            lambda s: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400)),
+            {},
+            False,
+        ),
+        ("sudden jump above the peak", lambda s: _cosine(s) * (20 if s >= 1500 else 1), _HF, True),
+        ("schedule reset after a resume", lambda s: _cosine(s if s < 1200 else s - 1200), _HF, True),
+    ],
+)
+def test_lr_against_the_declared_schedule(
+    name: str, lr: Callable[[int], float], config: dict[str, object], anomaly: bool
+) -> None:
+    rd = RunDetectors(RoleMap())
+    rd.declare(config)
+    for s in range(0, 2000, 5):
+        rd.ingest(Row(float(s), {"learning_rate": lr(s)}), 0.0)
+    found = [f for f in rd.findings() if f.kind == "lr_anomaly"]
+    assert bool(found) is anomaly, (name, found)
+
+
+def test_declared_schedule_learned_after_the_rows_still_counts() -> None:
+    # `check` learns a log's TrainingArguments when it has read the whole file.
+    rd = RunDetectors(RoleMap())
+    for s in range(0, 2000, 5):
+        rd.ingest(Row(float(s), {"learning_rate": 3e-4}), 0.0)
+    assert not rd.findings()
+    assert rd.declare(_HF)
+    assert "not decaying" in rd.judgement().reason
+
+
+# --- judged as a whole run: components of a loss, quality metrics beside an eval loss ---
+
+
+def test_a_rising_loss_component_beside_a_falling_total_only_warns() -> None:
+    rows = [
+        Row(float(s), {"total_loss": 0.4 * math.exp(-s / 300), "loss_rpn_cls": 0.01 * (1 + min(s, 100) / 200)})
+        for s in range(400)
+    ]
+    rd, bad = _feed(rows)
+    assert not bad
+    assert any(f.kind == "divergence" and f.metric == "loss_rpn_cls" for f in rd.findings())
+    _, bad = _feed([Row(r.step, {"loss_rpn_cls": r.values["loss_rpn_cls"]}) for r in rows])
+    assert bad and bad[0].kind == "divergence"
+
+
+def test_a_worse_eval_loss_while_accuracy_still_improves_is_a_warning_not_a_stop() -> None:
+    # DNABERT-2: eval_loss 0.23 -> 0.29 (over-confidence) while accuracy keeps rising.
+    evals = [0.314, 0.255, 0.266, 0.232, 0.303, 0.272, 0.254, 0.283, 0.294, 0.294, 0.288]
+    rows = []
+    for i, ev in enumerate(evals):
+        step = float(200 * (i + 1))
+        rows.append(Row(step, {"loss": 0.46 * math.exp(-i / 4)}))
+        rows.append(Row(step, {"eval_loss": ev, "eval_accuracy": 0.89 + 0.005 * i}))
+    rd, bad = _feed(rows)
+    assert not bad
+    assert any(f.kind == "overfit" and "eval_accuracy is still improving" in f.message for f in rd.findings())
+    rows = [Row(r.step, {k: v for k, v in r.values.items() if k != "eval_accuracy"}) for r in rows]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind == "overfit"
