@@ -175,3 +175,20 @@ async def test_steps_per_second_decay_and_the_age_counts_on_a_quiet_run() -> Non
         table.tick(clock[0])
         assert str(table.get_cell("healthy", "speed")) == "0/s"
         assert str(table.get_cell("healthy", "age")) == "5m"
+
+
+@run_async
+async def test_a_run_being_caught_up_reads_reading_until_the_hub_says_caught_up() -> None:
+    hub, snap = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(RunTable)
+        hub.emit(HubEvent(NOW, "run", "healthy", "gpt-small", Verdict.HEALTHY, Decision.CONTINUE, "", "live"))
+        hub.publish(dataclasses.replace(snap, time=NOW + 1))
+        await _settle(pilot)
+        assert str(table.get_cell("healthy", "state")) == "reading"
+        hub.emit(HubEvent(NOW, "caught_up", "healthy", "gpt-small", Verdict.HEALTHY, Decision.CONTINUE, "", "live"))
+        hub.publish(dataclasses.replace(snap, time=NOW + 2))
+        await _settle(pilot)
+        assert str(table.get_cell("healthy", "state")) == "live"

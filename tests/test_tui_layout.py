@@ -184,3 +184,9 @@ def test_info_pane_redacts_secrets_from_config_and_command_line() -> None:
 )
 def test_badges_follow_the_verdict_the_snapshot_says_to_show(fields: dict[str, object], badge: str) -> None:
     assert fmt.badge_text(run_snapshot("r", **fields)) == badge
+
+
+def test_progress_bar_fits_its_width_and_says_the_percentage() -> None:
+    assert fmt.progress_bar(43, 100, 12) == "▕███░░░░▏43%"
+    assert fmt.progress_bar(0, 10, 8) == "▕░░░░▏0%" and fmt.progress_bar(10, 10, 9) == "▕███▏100%"
+    assert all(len(fmt.progress_bar(d, 100, 10)) == 10 for d in (0, 5, 50, 99))

@@ -120,6 +120,8 @@ class RunwatchApp(App[int]):
         self._stopping: set[str] = set()
         self._stale_notified: set[str] = set()
         self._hub_stopped = False
+        self.reading: set[str] = set()
+        """Runs whose source is still being caught up (the hub said `run`, not yet `caught_up`)."""
         self.notices: list[Notice] = []
         """Every toast shown this session, oldest first (bounded)."""
         self._turned_bad: list[tuple[str, str]] = []
@@ -153,10 +155,16 @@ class RunwatchApp(App[int]):
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, self.exit, 128 + sig)
-        await self.hub.start()
+        # The first frame (the table's frame, "waiting for the first snapshot") is drawn before the
+        # hub starts reading: catching up a big file must not keep the screen blank.
+        self.call_after_refresh(self._start_hub)
         self.set_interval(1.0, self._tick)
         if self.banner:
             self.notify(self.banner, title="runwatch", timeout=10)
+
+    async def _start_hub(self) -> None:
+        if not self._hub_stopped:
+            await self.hub.start()
 
     async def on_unmount(self) -> None:
         await self.stop_hub()
@@ -184,7 +192,11 @@ class RunwatchApp(App[int]):
     def on_event_arrived(self, message: EventArrived) -> None:
         ev = message.event
         errored = any(f.kind == "source_error" for f in ev.findings)
-        if ev.kind == "state":
+        if ev.kind == "run":
+            self.reading.add(ev.run_id)
+        elif ev.kind == "caught_up":
+            self.reading.discard(ev.run_id)
+        elif ev.kind == "state":
             if errored and ev.run_id not in self._stale_notified:
                 self._stale_notified.add(ev.run_id)
                 self.notify(f"{ev.name}: {ev.detail}", title="~ Source unreachable, retrying", severity="warning")

@@ -179,6 +179,15 @@ def sparkline(values: Sequence[float], width: int = 12) -> str:
     return "".join(out)
 
 
+def progress_bar(done: float, total: float, width: int = 10) -> str:
+    """`▕███░░▏43%` in `width` characters: how much of a source has been read."""
+    frac = max(0.0, min(1.0, done / total)) if total else 0.0
+    pct = f"{frac * 100:.0f}%"
+    cells = max(1, width - len(pct) - 2)
+    full = round(frac * cells)
+    return f"▕{'█' * full}{'░' * (cells - full)}▏{pct}"
+
+
 def live_rate(steps_per_s: float | None, age: float | None) -> float | None:
     """Steps/s as it is now: a run that logged nothing for a while decays towards 0.
 

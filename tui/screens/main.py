@@ -159,7 +159,7 @@ class MainScreen(RunwatchScreen):
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
         table.sort_column = (self.sort_by, self.sort_reverse)
-        table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked))
+        table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading))
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         self._show_preview(force=False)
 

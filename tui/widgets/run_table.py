@@ -81,6 +81,7 @@ class RunTable(DataTable[Text | str]):
         self._cells: dict[str, dict[str, Text | str]] = {}
         self._runs: dict[str, RunSnapshot] = {}
         self._marked: frozenset[str] = frozenset()
+        self._reading: frozenset[str] = frozenset()
         self._now = 0.0
 
     # ---- public --------------------------------------------------------------------------
@@ -101,10 +102,17 @@ class RunTable(DataTable[Text | str]):
         if run_id in self._order:
             self.move_cursor(row=self._order.index(run_id), animate=False)
 
-    def show(self, runs: Sequence[RunSnapshot], now: float, marked: frozenset[str] = frozenset()) -> None:
-        """Show these runs in this order; unchanged cells are not touched."""
+    def show(
+        self,
+        runs: Sequence[RunSnapshot],
+        now: float,
+        marked: frozenset[str] = frozenset(),
+        reading: frozenset[str] = frozenset(),
+    ) -> None:
+        """Show these runs in this order (`reading`: runs still catching up); unchanged cells are not touched."""
         self._now = now
         self._marked = marked
+        self._reading = reading
         self._runs = {r.id: r for r in runs}
         order = [r.id for r in runs]
         # The step column fits its widest value: `1,000,000` is never cut.
@@ -220,7 +228,16 @@ class RunTable(DataTable[Text | str]):
                 out[c.key] = Text(_clip(run.source, c.width))
             elif c.key == "state":
                 style = var_style(app, "verdict-stale") if run.stale else ""
-                out[c.key] = Text(_clip(state, c.width), style=style)
+                progress = getattr(run, "progress", None)
+                if progress is not None and progress[1] and progress[0] < progress[1]:
+                    # What the hub has read of what the source holds: `▕███░░▏ 43%`.
+                    out[c.key] = Text(
+                        fmt.progress_bar(progress[0], progress[1], c.width), style=var_style(app, "muted")
+                    )
+                elif run.id in self._reading and not run.stale:
+                    out[c.key] = Text(_clip("reading", c.width), style=var_style(app, "muted"))
+                else:
+                    out[c.key] = Text(_clip(state, c.width), style=style)
             elif c.key == "step":
                 out[c.key] = Text(fmt.step_text(run.last_step), justify="right")
             elif c.key == "speed":
