@@ -149,7 +149,7 @@ async def test_many_runs_turning_bad_share_one_toast_and_the_log_keeps_it() -> N
         for r in snap.runs:
             hub.emit(HubEvent(NOW, "verdict", r.id, r.name, Verdict.BAD, Decision.STOP, "diverging", "live"))
         await pilot.pause(0.6)
-        toasts = [n for n in app._notifications if "bad" in n.title]
+        toasts = [n for n in app.notices if "bad" in n.title]
         assert len(toasts) == 1 and toasts[0].title.startswith("✗ 4 runs turned bad")
         assert isinstance(app.screen, MainScreen)
         await pilot.press("n")

@@ -190,3 +190,11 @@ def test_progress_bar_fits_its_width_and_says_the_percentage() -> None:
     assert fmt.progress_bar(43, 100, 12) == "▕███░░░░▏43%"
     assert fmt.progress_bar(0, 10, 8) == "▕░░░░▏0%" and fmt.progress_bar(10, 10, 9) == "▕███▏100%"
     assert all(len(fmt.progress_bar(d, 100, 10)) == 10 for d in (0, 5, 50, 99))
+
+
+def test_run_names_keep_both_ends_when_clipped() -> None:
+    from tui.widgets.run_table import clip_middle
+
+    a, b = clip_middle("llmc-gpt2-124m-healthy/main.log", 17), clip_middle("llmc-gpt2-124m-healthy/eval.log", 17)
+    assert a != b and len(a) == 17 and a.startswith("llmc-gpt") and a.endswith(".log")
+    assert clip_middle("short", 17) == "short"

@@ -48,6 +48,7 @@ from tui.screens.base import RunwatchScreen
 from tui.screens.confirm_stop import ConfirmStopScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.widgets.notice_bar import NoticeBar
 
 if TYPE_CHECKING:
     from monitor.actions import Actions, ReviewerAnswer
@@ -81,13 +82,6 @@ class RunwatchApp(App[int]):
     TITLE = "runwatch"
     # Every command is a key in the action registry (footer and `?`); the palette would be a second list.
     ENABLE_COMMAND_PALETTE = False
-    # Toasts are compact, narrow and few (verdict changes coalesce), so they cover as little as possible.
-    CSS = """
-    Toast {
-        padding: 0 1;
-        max-width: 56;
-    }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         *actions.bindings(actions.APP),
         # Ctrl-C quits like q (the demo must clean up on it), rather than Textual's hint to press Ctrl-Q.
@@ -365,11 +359,22 @@ class RunwatchApp(App[int]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        """A notice on the screen's notice line (never a toast over the plots), kept for the log (`n`).
+
+        Always literal text: run names, paths and errors hold `[…]` that markup would eat.
+        """
         message, title = outward(message, keep_newlines=True), outward(title)  # hostile wall: no secrets, no escapes
         self.notices.append(Notice(self.clock(), severity, title, message))
         del self.notices[:-NOTICES_KEPT]
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        del markup  # never markup: kept for Textual's signature
+        if not self.is_running:
+            return
+        # The top screen with a notice line (a dialog over it leaves the line in sight).
+        for screen in reversed(self.screen_stack):
+            bars = list(screen.query(NoticeBar))
+            if bars:
+                bars[0].show_notice(title, message, severity, timeout)
+                return
 
     # ---- app-wide actions ----------------------------------------------------------------
     async def action_quit(self) -> None:

@@ -24,7 +24,7 @@ ROLE_TITLES = {
     Role.GRAD_NORM: "grad norm",
 }
 _WIDE = 4096  # downsampling to the pane's width happens in the widget; this bounds a spec's arrays
-_NO_MARKER = ("converged", "source_error", "gpu_idle")
+_NO_MARKER = ("converged", "source_error", "gpu_idle", "stalled")  # about the clock, not the curve
 
 
 def data_version(a: RunAnalysis | None) -> int:

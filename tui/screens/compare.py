@@ -20,6 +20,7 @@ from tui.plotdata import COMPARE_X_AXES, PlotOptions, RankStats, rank_stats
 from tui.runplots import ROLE_TITLES, compare_spec, data_version, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 
 METRICS = (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
@@ -72,6 +73,7 @@ class CompareScreen(PlottingScreen):
         yield PlotView(id="compare-plot")
         table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
         yield table
+        yield NoticeBar()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

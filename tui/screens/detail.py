@@ -27,6 +27,7 @@ from tui.style import badge, var_style
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotSpec
 from tui.widgets.plot_grid import PaneItem, PlotGrid
 
@@ -122,6 +123,7 @@ class DetailScreen(PlottingScreen):
             with VerticalScroll(id="info-box"):
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
+        yield NoticeBar()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -22,6 +22,7 @@ from tui.runplots import data_version, loss_spec
 from tui.screens.base import RunwatchScreen
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 from tui.widgets.run_table import COLUMNS, RunTable
 from tui.widgets.summary import SummaryBar
@@ -95,6 +96,7 @@ class MainScreen(RunwatchScreen):
             with VerticalScroll(id="preview-findings-box"):
                 yield FindingsList(id="preview-findings")
         yield FilterInput(placeholder="filter runs: words in name, source, state or verdict", id="filter")
+        yield NoticeBar()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
