@@ -191,3 +191,27 @@ async def test_a_run_being_caught_up_reads_reading_until_the_hub_says_caught_up(
         hub.publish(dataclasses.replace(snap, time=NOW + 2))
         await _settle(pilot)
         assert str(table.get_cell("healthy", "state")) == "live"
+
+
+@run_async
+async def test_a_stall_message_keeps_counting_in_the_detail_view() -> None:
+    from monitor.model import Severity
+    from tui.scripted import finding
+    from tui.widgets.findings import FindingsList
+
+    hub, snap = sample_scene(NOW)
+    stall = finding("stalled", Severity.WARN, 299, "no new step for 21s after step 299 (usual interval 1s)")
+    runs = tuple(dataclasses.replace(r, findings=(stall,)) if r.id == "healthy" else r for r in snap.runs)
+    hub.initial = dataclasses.replace(snap, runs=runs)
+    clock = [NOW + 20]
+    app = make_app(Config(), hub=hub, clock=lambda: clock[0], redraw_interval=0.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        app.screen.query_one(RunTable).select("healthy")
+        await pilot.press("enter")
+        await _settle(pilot)
+        findings = app.screen.query_one(FindingsList)
+        assert "no new step for 22s" in str(findings.render())  # the store's last row came at NOW - 2
+        clock[0] = NOW + 118
+        app.screen.tick(clock[0])
+        assert "no new step for 2m" in str(findings.render())

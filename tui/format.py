@@ -97,7 +97,7 @@ def _short(x: float, digits: int) -> str:
 def tick_labels(ticks: Sequence[float]) -> list[str]:
     """SI labels for axis ticks, with just enough digits that neighbours read differently."""
     labels = [si(t) for t in ticks]
-    for digits in (2, 3, 4, 5):
+    for digits in range(2, 10):
         labels = [si(t, digits) for t in ticks]
         if len(set(labels)) == len(labels):
             break

@@ -151,13 +151,24 @@ class DetailScreen(PlottingScreen):
         grid = self.query_one(PlotGrid)
         grid.show(items)
         head.update(self._head(run, grid))
-        self.query_one(FindingsList).show(run.findings, force=force)
+        self._show_findings(run, force=force)
         self._show_reviewer_line()
         if a is not None:
             tail = a.store.log_tail
             self.query_one(LogTail).show(list(tail), (len(tail), id(tail[-1]) if tail else None, a.info.lines))
         if self.has_class("-info"):
             self._show_info(run, version)
+
+    def _show_findings(self, run: RunSnapshot, *, force: bool = False) -> None:
+        a = self.analysis(run.id)
+        last = a.store.times[-1][1] if a is not None and a.store.times else run.last_update
+        self.query_one(FindingsList).show(run.findings, force=force, last_update=last, now=self.rw.clock())
+
+    def tick(self, now: float) -> None:
+        # A stall's age counts on between snapshots ("no new step for 3m").
+        run = self.run(self.run_id)
+        if run is not None:
+            self._show_findings(run)
 
     def _head(self, run: RunSnapshot, grid: PlotGrid) -> Text:
         t = badge(self.app, run)

@@ -174,6 +174,11 @@ class MainScreen(RunwatchScreen):
         if self._pending is not None and time.monotonic() - self._pending_since >= self.rw.redraw_interval:
             self.show_snapshot(self._pending, now=True)
         self.query_one(RunTable).tick(now)
+        if self.has_class("-tall"):
+            run = self._selected()
+            if run is not None:
+                dated = self._dated(run)
+                self.query_one(FindingsList).show(run.findings, last_update=dated.last_update, now=now)
 
     def restyle(self) -> None:
         self.query_one(RunTable).restyle()
