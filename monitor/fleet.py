@@ -119,6 +119,9 @@ class Fleet:
             return
         good: list[str] = []
         for t in wanted:
+            if not t.isprintable():  # no command line can carry these: a corrupt file, not a target
+                self.log(f"targets file: skipped a line with control characters: {t!r}")
+                continue
             try:
                 parse_target(t)
             except RunwatchError as e:
