@@ -26,7 +26,7 @@ def trouble(f: RunFacts) -> Finding | None:
     """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse."""
     cands = f.of("divergence", warn=True) + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
     if not cands:
-        cands = [x for x in f.of("eval_degradation") if x.severity >= Severity.BAD]
+        cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD]
     return min(cands, key=lambda x: x.onset_step) if cands else None
 
 
@@ -99,7 +99,8 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     peak_step = float(lr.steps[np.nonzero(lr.values >= 0.95 * top)[0][0]])
     rose = early > 0 and lr_s >= 2.0 * early
     recent_peak = lr_s >= 0.8 * top and s - peak_step <= max(0.35 * peak_step, 10 * lr.interval())
-    g = grad_rise(f, s)
+    # The onset a detector reports is approximate by a logging interval or two.
+    g = grad_rise(f, s + 2 * _interval(f), 2.0)
     parts = [what, f"the LR was {fmt(lr_s)} there" + (f", x{lr_s / early:.3g} its early {fmt(early)}" if rose else "")]
     parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
@@ -194,8 +195,62 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
                 )
                 break
     if not out and f.lr is not None:
-        out += [h for h in (_lr_restarted(f), _lr_never_decays(f)) if h is not None]
+        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), _lr_jumped(f), _lr_keeps_rising(f)) if h]
     return out
+
+
+def _lr_jumped(f: RunFacts) -> Hypothesis | None:
+    """The LR multiplied at once, above anything it reached before, from a level near its peak."""
+    assert f.lr is not None
+    lr = f.lr.finite()
+    v = lr.values
+    if len(v) < 10:
+        return None
+    before = np.maximum.accumulate(v)[:-1]
+    up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before) & (v[:-1] >= 0.5 * before))[0] + 1
+    if not len(up):
+        return None
+    i = int(up[0])
+    st = float(lr.steps[i])
+    return Hypothesis(
+        "lr_jump",
+        "the learning rate jumped (a config or schedule change)",
+        Confidence.MEDIUM,
+        f"LR x{v[i] / v[i - 1]:.3g} ({fmt(float(v[i - 1]))} -> {fmt(float(v[i]))}) at {f.where(st)}, "
+        f"above its earlier peak {fmt(float(before[i - 1]))}",
+        "find what changed the LR at that step (a resume with a new config, a schedule bug) and restore it",
+        "the LR stays on its schedule; no jump in the loss or grad norm",
+        f"compare the LR of a rerun with this one around {f.where(st)}",
+        steps=(st,),
+        settle="the job's config and scheduler state at that step",
+        weight=0.75,
+    )
+
+
+def _lr_keeps_rising(f: RunFacts) -> Hypothesis | None:
+    """The LR still rising through the second half of the run, by 2x or more."""
+    assert f.lr is not None
+    lr = f.lr.finite()
+    v = lr.values
+    if len(v) < 20:
+        return None
+    half = v[len(v) // 2 :]
+    if not (half[0] > 0 and half[-1] >= 2.0 * half[0] and np.mean(np.diff(half) >= 0) >= 0.9):
+        return None
+    st = float(lr.steps[len(v) // 2])
+    return Hypothesis(
+        "warmup_never_ends",
+        "the LR keeps rising: a warm-up that never ends or a schedule growing the LR",
+        Confidence.MEDIUM,
+        f"LR {fmt(float(half[0]))} at {f.where(st)} and {fmt(float(half[-1]))} at {f.where(float(lr.steps[-1]))}, "
+        "rising all the way",
+        "fix the scheduler (warm-up length, or the sign/base of the schedule) so the LR peaks and then decays",
+        "the LR flattens at its peak and decays",
+        "compare the logged LR with the schedule the config declares",
+        steps=(st,),
+        settle="the scheduler and warm-up length the config declares",
+        weight=0.75,
+    )
 
 
 def _lr_restarted(f: RunFacts) -> Hypothesis | None:
@@ -266,17 +321,21 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     g = f.grad.finite()
     if len(g) < 8:
         return None
-    base = _early(f.grad, float(g.steps[-1]) + 1)
+    # Grad norms that grow from a tiny start are common: the level to compare with is the one after
+    # the first fifth of the run, and a rise counts when it is sustained (largest median of three).
+    n = len(g)
+    base = float(np.median(g.values[n // 5 : max(n // 5 + 3, n // 2)]))
     if not base > 0:
         return None
-    # Sustained, not one spike: the largest median of three neighbours.
-    run = np.lib.stride_tricks.sliding_window_view(g.values, 3)
-    end = float(np.median(run, axis=1).max())
+    med3 = np.median(np.lib.stride_tricks.sliding_window_view(g.values, 3), axis=1)
+    j = int(np.argmax(med3))
+    end = float(med3[j])
     ratio = end / base
-    if not fs:
-        return None  # grad norms that grow from a tiny start are common; only the detector's alarm counts
-    rise = grad_rise(f, float(g.steps[-1]), 10.0) or grad_rise(f, float(g.steps[-1]), 3.0)
-    onset = fs[0].onset_step if fs else (rise[0] if rise else float(g.steps[int(np.argmax(g.values))]))
+    t = trouble(f)
+    if not fs and not (ratio >= 10 and j >= n // 5):
+        return None
+    above = np.nonzero(med3[n // 5 :] > 3 * base)[0]
+    onset = fs[0].onset_step if fs else float(g.steps[n // 5 + int(above[0]) + 1]) if len(above) else float(g.steps[j])
     clip = clip_value(f)
     lr_flat = True
     if f.lr is not None and len(f.lr.finite()):
@@ -288,7 +347,6 @@ def exploding(f: RunFacts) -> Hypothesis | None:
         else "no gradient clipping in the config"
     )
     conf = Confidence.HIGH if ratio >= 10 and lr_flat and len(g.since(onset)) >= 3 else Confidence.MEDIUM
-    t = trouble(f)
     ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
     if t is not None:
         ev += f"; the loss went wrong from {f.where(t.onset_step)}"

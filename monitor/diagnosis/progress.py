@@ -41,7 +41,7 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
     k = classes_of(dict(f.config))
     if k is not None:
         chance = math.log(k[1])
-        if abs(tail - chance) <= 0.05 * chance + 0.02 and gain < 0.05:
+        if abs(tail - chance) <= 0.05 * chance + 0.02 and abs(gain) < 0.05:
             return Hypothesis(
                 "not_learning",
                 "the model is likely not learning at all (chance level)",
@@ -56,7 +56,7 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 weight=0.8,
             )
     plateaus = [x for x in f.of("plateau", warn=True) if x.active and not evalish(x.metric)]
-    if gain < 0.02 and len(lo) >= 20:
+    if abs(gain) < 0.02 and len(lo) >= 20:
         return Hypothesis(
             "not_learning",
             "the model is possibly not learning at all",
@@ -71,8 +71,8 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
             else "the number of classes or the vocab size in the config would tell whether this is chance level",
             weight=0.6,
         )
-    if not plateaus:
-        return None
+    if not plateaus or f.of("divergence", warn=True):
+        return None  # a loss that left its band upwards is not a loss that stopped learning
     p = plateaus[0]
     since = float(p.evidence.get("since_step", p.onset_step))
     lr_txt, conf = "", Confidence.LOW
@@ -120,7 +120,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         return None
     best, last = float(ev.values[b]), float(ev.values[-1])
     worse = (vals[-1] - vals[b]) / max(abs(vals[b]), 1e-12)
-    if worse < 0.03 and not found:
+    if worse < 0.03:
         return None
     bstep = float(ev.steps[b])
     falls = None
@@ -131,7 +131,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
             falls = (a, z)
     gap = f"; the training loss went {fmt(falls[0])} -> {fmt(falls[1])} meanwhile" if falls else ""
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
-    if train_falls and worse >= 0.05 and after >= 3 and any(x.kind == "overfit" for x in found):
+    if train_falls and worse >= 0.25 and after >= 3 and any(x.kind == "overfit" for x in found):
         conf = Confidence.HIGH
     elif train_falls or found:
         conf = Confidence.MEDIUM
