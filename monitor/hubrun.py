@@ -12,6 +12,7 @@ from monitor.feeds import Feed
 from monitor.gpu import GpuSnapshot
 from monitor.hubgpu import gpu_for
 from monitor.model import Role, Verdict
+from monitor.outward import outward
 from monitor.runstate import RunState, SourceFacts
 from monitor.snapshot import RunSnapshot
 from monitor.sources.base import RunRef
@@ -69,12 +70,13 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapsho
     return RunSnapshot(
         id=run.id,
         name=info.name,
-        target=run.target.raw,
-        source=run.target.source_label,
+        # hostile wall: paths and remote errors are outside text, shown in the TUI; the run's id stays raw.
+        target=outward(run.target.raw),
+        source=outward(run.target.source_label),
         host=run.target.host,
         state=state.word,
         stale=state.stale,
-        source_error=run.facts.error,
+        source_error=outward(run.facts.error) if run.facts.error else run.facts.error,
         verdict=j.verdict,
         decision=j.decision,
         reason=j.reason,
@@ -97,4 +99,10 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapsho
         shown_verdict=runstate.shown_verdict(state, j.verdict),
         state_detail=detail,
         exit_code=info.exit_code,
+        reconnects=run.retries,
+        role_values=tuple(
+            (role.value, key, value)
+            for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
+            if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
+        ),
     )
