@@ -405,15 +405,18 @@ class RunDetectors:
         for block in blocks:
             if not len(block.steps):
                 continue
-            if self._goes_back(block.steps):
-                # Rare (a relaunch in the same log): judge this block row by row, which restarts.
+            handlers = self._handlers
+            if self._goes_back(block.steps) or any(
+                isinstance(handlers.get(k) or self._route(k), _EvalMonitor) for k in block.keys
+            ):
+                # Judged row by row: a relaunch in the same log (rare) restarts; and evaluations (sparse)
+                # are read beside the training loss and accuracy of their own row, whatever the blocks.
                 if self.ingest_many(block.rows(), now):
                     changed = True
                 continue
             handlers = self._handlers
             steps = block.steps.tolist()
             order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
-            evals: list[tuple[Handler, list[float]]] = []
             for j in order:
                 key = block.keys[j]
                 h = handlers.get(key)
@@ -422,9 +425,6 @@ class RunDetectors:
                 if h is _skip:
                     continue
                 xs = block.values[:, j].tolist()
-                if isinstance(h, _EvalMonitor):
-                    evals.append((h, xs))
-                    continue
                 many = getattr(h, "many", None)
                 if many is not None:
                     if many(steps, xs):
@@ -433,13 +433,6 @@ class RunDetectors:
                 for step, x in zip(steps, xs, strict=True):
                     if h(step, x):
                         changed = True
-            if evals:
-                # Evaluations (sparse) are judged row by row together: an eval loss is read beside the
-                # accuracy of the same evaluation.
-                for i, step in enumerate(steps):
-                    for h, xs in evals:
-                        if h(step, xs[i]):
-                            changed = True
             n += len(steps)
             top = max(steps)
             self.last_step = top if self.last_step is None else max(self.last_step, top)
