@@ -257,6 +257,12 @@ class RunDetectors:
         for m in self._monitors:
             if isinstance(m, _GradMonitor) and m.explode.active:
                 return f"{m.explode.metric} is exploding"
+            if isinstance(m, _LossMonitor):
+                st = m.stats
+                if st.last_value == 0.0 and st.n > 8 and st.inverse(st.level) > 0.01 * abs(st.first):
+                    # HF Trainer's nan_inf_filter leaves NaN steps out of the logged average: a loss that
+                    # reads exactly 0 right after real values, beside a NaN gradient, is NaN training.
+                    return f"{m.nan.metric} reads exactly 0 (NaN losses left out of its average)"
             if isinstance(m, _LossMonitor) and not m.nan_only:
                 if m.div.active:
                     return f"{m.div.metric} is diverging"
