@@ -45,7 +45,7 @@ _RETIRED_KEPT = 64
 class _LossMonitor:
     """Training loss: NaN, spike, divergence, plateau/converged."""
 
-    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats")
+    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats", "total")
 
     def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
@@ -54,11 +54,14 @@ class _LossMonitor:
         self.div = DivergenceDetector(key, th, axis)
         self.plateau = PlateauDetector(key, th, axis)
         self.lr = lr
+        self.total = is_total_loss(key)
         self.nan_only = False
         """Only NaN/Inf is judged (reinforcement learning and GAN losses are not objectives that fall)."""
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
+            return self.nan.nonfinite(step, x)
+        if x == 0.0 and self.total and self._hidden_nan():
             return self.nan.nonfinite(step, x)
         changed = self.nan.finite(step) if self.nan.current is not None else False
         if self.nan_only:
@@ -92,6 +95,10 @@ class _LossMonitor:
                 if nan.nonfinite(step, x):
                     changed = True
                 continue
+            if x == 0.0 and self.total and self._hidden_nan():
+                if nan.nonfinite(step, x):
+                    changed = True
+                continue
             update(step, x)
             if nan.current is not None and nan.finite(step):
                 changed = True
@@ -102,6 +109,19 @@ class _LossMonitor:
             if plateau(s, step, ratio):
                 changed = True
         return changed
+
+    def _hidden_nan(self) -> bool:
+        """Whether an exact 0 of a total loss stands for NaN steps.
+
+        HF Trainer's nan_inf_filter leaves NaN steps out of the logged average, which reads 0 when
+        every step was NaN: a total loss that falls to exactly 0 right after clearly non-zero values
+        (or stays 0 while already NaN) is NaN training. Components of a loss may well be 0 (a batch
+        with no objects); a total does not fall to exactly 0 within one logging interval."""
+        cur = self.nan.current
+        if cur is not None and cur.active:
+            return True
+        st = self.stats
+        return st.n > 8 and st.last_value > 0.01 * abs(st.first)
 
     def detectors(self) -> tuple[Detector, ...]:
         return (self.nan, self.spike, self.div, self.plateau)
@@ -257,12 +277,6 @@ class RunDetectors:
         for m in self._monitors:
             if isinstance(m, _GradMonitor) and m.explode.active:
                 return f"{m.explode.metric} is exploding"
-            if isinstance(m, _LossMonitor):
-                st = m.stats
-                if st.last_value == 0.0 and st.n > 8 and st.inverse(st.level) > 0.01 * abs(st.first):
-                    # HF Trainer's nan_inf_filter leaves NaN steps out of the logged average: a loss that
-                    # reads exactly 0 right after real values, beside a NaN gradient, is NaN training.
-                    return f"{m.nan.metric} reads exactly 0 (NaN losses left out of its average)"
             if isinstance(m, _LossMonitor) and not m.nan_only:
                 if m.div.active:
                     return f"{m.div.metric} is diverging"
