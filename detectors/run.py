@@ -553,10 +553,15 @@ class RunDetectors:
 
     def set_crash(self, crash: Crash | None) -> bool:
         """What the log's text after its last metric line shows (`detectors.crash.find_crash`)."""
-        if self.crash.update(crash, self.last_step):
-            self.version += 1
-            return True
-        return False
+        if not self.crash.update(crash, self.last_step):
+            return False
+        # A process that died is over, not stalled; if training went on after all, it may stall again.
+        if crash is not None:
+            self.stall.finish(self.last_step or 0.0)
+        else:
+            self.stall.finished = False
+        self.version += 1
+        return True
 
     def exited(self, code: int | None) -> bool:
         """The process's recorded exit code (a W&B exit record); non-zero makes the run crashed."""
