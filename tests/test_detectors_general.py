@@ -374,3 +374,22 @@ def test_a_gradient_norm_climbing_steadily_far_above_its_usual_level_is_an_explo
     drift = [0.3 * math.exp(i / 2000 + rnd.gauss(0, 0.2)) for i in range(4000)]  # healthy slow growth
     rd, _ = _feed([Row(float(i), {"grad_norm": v}) for i, v in enumerate(drift)])
     assert not [f for f in rd.findings() if f.kind == "grad_explosion"]
+
+
+def test_reinforcement_learning_losses_are_judged_for_nan_only() -> None:
+    # PPO: the value loss follows the returns' scale; it jumps when rewards change sign.
+    rows = [
+        Row(
+            float(s),
+            {
+                "train/value_loss": 9000.0 * math.exp(-s / 20) + (18000.0 if s > 80 else 0.0),
+                "train/policy_gradient_loss": -0.01 * math.sin(s),
+                "rollout/ep_rew_mean": -90.0 + s,
+            },
+        )
+        for s in range(120)
+    ]
+    rd, bad = _feed(rows)
+    assert not bad and rd.judgement().verdict is Verdict.HEALTHY
+    rd, bad = _feed([*rows, Row(120.0, {"train/value_loss": math.nan})])
+    assert [f.kind for f in bad] == ["nan"]
