@@ -133,10 +133,14 @@ async def test_compare_cycles_its_x_axes_and_ranks_a_nan_run_last_never_improvin
         assert screen.options.x_axis == "pct"
         assert "relative %" in str(screen.query_one("#compare-head").render())
         axes = []
-        for _ in range(4):
+        for _ in range(5):
             await pilot.press("x")
             axes.append(screen.options.x_axis)
-        assert axes == ["time", "wall", "step", "pct"]
+        assert axes == ["epoch", "time", "wall", "step", "pct"]  # the HF run logs epochs
+        await pilot.press("x")  # epoch: only runs that know their epochs are drawn
+        await _settle(pilot)
+        plot = screen.query_one("#compare-plot")
+        assert "hf-bert-base" in str(plot.border_title) and "nanogpt" not in str(plot.border_title)
 
 
 @run_async

@@ -14,7 +14,7 @@ from monitor.analysis import RunAnalysis
 from monitor.gpu import GpuSnapshot
 from monitor.model import Finding, Role
 from tui.metricgrid import Pane, panes
-from tui.plotdata import PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
+from tui.plotdata import EPOCH, PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
 from tui.widgets.plot import PlotSpec, Series
 
 ROLE_TITLES = {
@@ -72,6 +72,8 @@ def _xlabel(opts: PlotOptions, unit: str, name: str) -> str:
         return "wall time"
     if opts.x_axis == PCT:
         return "% of each run's steps"
+    if opts.x_axis == EPOCH:
+        return "epoch"
     return name
 
 
@@ -175,6 +177,22 @@ def gpu_spec(host: str, history: Sequence[GpuSnapshot], now: float) -> PlotSpec:
     return PlotSpec(f"{title} · {n} GPU{'s' if n != 1 else ''}", tuple(series), xlabel="minutes ago")
 
 
+_EPOCH_KEYS = ("epoch", "train/epoch", "trainer/epoch", "epochs")
+
+
+def epochs_of(a: RunAnalysis) -> tuple[np.ndarray, np.ndarray] | None:
+    """A run's (step, epoch) pairs: its steps when its axis is the epoch, else a logged epoch metric."""
+    if axis_name(a) == "epoch":
+        steps = np.asarray([s for s, _ in a.store.times], dtype=float)
+        return (steps, steps) if len(steps) else None
+    for key in _EPOCH_KEYS:
+        if key in a.store.metrics:
+            steps, values = a.store.metrics[key].series()
+            ok = np.isfinite(values)
+            return (steps[ok], values[ok]) if ok.any() else None
+    return None
+
+
 def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opts: PlotOptions) -> PlotSpec:
     """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time)."""
     title = ROLE_TITLES[role]
@@ -190,7 +208,10 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         if key is None or key not in a.store.metrics:
             continue
         steps, values = a.store.metrics[key].series()
-        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
+        epochs = epochs_of(a) if opts.x_axis == EPOCH else None
+        if opts.x_axis == EPOCH and epochs is None:
+            continue  # a run that logs no epochs has no place on an epoch axis
+        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, epochs)
         unit = p.unit
         series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y))
         step_keys.add(axis_name(a))

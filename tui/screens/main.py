@@ -157,13 +157,18 @@ class MainScreen(RunwatchScreen):
             self._pending = snap
             return
         self._pending = None
+        first = self._drawn_at < 0
         self._drawn_at = time.monotonic()
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
         table.sort_column = (self.sort_by, self.sort_reverse)
         table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading))
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
-        self._show_preview(force=False)
+        if first:
+            # The table's first frame goes out before the preview plot is built.
+            self.call_after_refresh(self._show_preview, False)
+        else:
+            self._show_preview(force=False)
 
     def _redraw(self) -> None:
         if self.rw.snapshot is not None:
