@@ -198,3 +198,16 @@ def test_run_names_keep_both_ends_when_clipped() -> None:
     a, b = clip_middle("llmc-gpt2-124m-healthy/main.log", 17), clip_middle("llmc-gpt2-124m-healthy/eval.log", 17)
     assert a != b and len(a) == 17 and a.startswith("llmc-gpt") and a.endswith(".log")
     assert clip_middle("short", 17) == "short"
+
+
+def test_a_pane_of_many_metrics_draws_a_few_and_says_how_to_pick_the_rest() -> None:
+    from monitor.roles import classify as role_of
+    from tui.runplots import PANE_SERIES_MAX, pane_spec, run_panes
+
+    a = RunAnalysis(RunInfo(target="/runs/w", name="w"))
+    keys = [f"layer{i}/grad_norm" for i in range(40)]
+    a.add_rows([Row(float(s), dict.fromkeys(keys, 1.0 + s)) for s in range(5)], 0.0)
+    (pane,) = run_panes(a)
+    assert pane.title == "grad norm" and len(pane.keys) == 40 and role_of(keys[0]).name == "GRAD_NORM"
+    spec = pane_spec(a, pane, (), PlotOptions())
+    assert len(spec.series) == PANE_SERIES_MAX and spec.title == f"grad norm ({PANE_SERIES_MAX} of 40: / picks)"

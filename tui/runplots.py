@@ -24,6 +24,8 @@ ROLE_TITLES = {
     Role.GRAD_NORM: "grad norm",
 }
 _WIDE = 4096  # downsampling to the pane's width happens in the widget; this bounds a spec's arrays
+PANE_SERIES_MAX = 6
+"""Lines in one pane at most (one per theme series colour)."""
 _NO_MARKER = ("converged", "source_error", "gpu_idle", "stalled")  # about the clock, not the curve
 
 
@@ -108,7 +110,11 @@ def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], op
         return PlotSpec(title, ())
     series: list[Series] = []
     unit = "step"
-    for i, key in enumerate(pane.keys):
+    drawn = pane.keys[:PANE_SERIES_MAX]
+    if len(pane.keys) > len(drawn):
+        # 150 per-layer grad norms in one pane read as noise: the first few, and the picker for the rest.
+        title += f" ({len(drawn)} of {len(pane.keys)}: / picks)"
+    for i, key in enumerate(drawn):
         if key in a.store.metrics:
             s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}")
             series.extend(s)
