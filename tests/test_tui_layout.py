@@ -137,8 +137,11 @@ def test_trend_is_the_whole_run_and_rates_and_stalls_move_with_the_clock() -> No
     spark = fmt.sparkline(bucket_means(falling, 12), 12)
     assert spark[0] == "█" and spark[-1] == "▁" and list(spark) == sorted(spark, reverse=True)
     assert fmt.sparkline([1.0, math.nan, 2.0], 3) == "▁!█"
-    assert fmt.live_rate(2.7, 1.0) == 2.7 and fmt.live_rate(2.7, 30.0) == pytest.approx(1 / 30)
+    assert fmt.live_rate(2.7, 1.0) == 2.7 and fmt.live_rate(2.7, 30.0) == pytest.approx(2.7 * 5 / 30)
     assert fmt.live_rate(2.7, 120.0) == 0.0 and fmt.rate_text(0.0) == "0/s"
+    # A run logging a row every 10 s at 10 steps/s is not slowing down 15 s after its last row.
+    assert fmt.live_rate(10.0, 15.0, interval=10.0) == 10.0 and fmt.live_rate(10.0, 60.0, interval=10.0) == 5.0
+    assert fmt.live_rate(10.0, 250.0, interval=10.0) == 0.0
     stall = Finding("stalled", Severity.WARN, "step", 5, 5, "no new step for 21s after step 5 (usual interval 2s)", {})
     assert fmt.live_message(stall, 1000.0, 1080.0).startswith("no new step for 1m after step 5")
 

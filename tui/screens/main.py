@@ -134,6 +134,15 @@ class MainScreen(RunwatchScreen):
             return run
         return dataclasses.replace(run, last_update=a.store.times[-1][1], loss_trend=self._trend(run, a))
 
+    def _interval(self, run_id: str) -> float | None:
+        """The run's usual seconds between logged rows (median over its last rows), for the rate's decay."""
+        a = self.analysis(run_id)
+        if a is None or len(a.store.times) < 3:
+            return None
+        times = [t for _, t in list(a.store.times)[-17:]]
+        gaps = sorted(b - c for b, c in zip(times[1:], times[:-1], strict=False) if b > c)
+        return gaps[len(gaps) // 2] if gaps else None
+
     def _trend(self, run: RunSnapshot, a: RunAnalysis) -> tuple[float, ...]:
         """The loss over the whole run in a few bucket means (not the last dozen points, which read as noise)."""
         key = run.loss_key
@@ -162,7 +171,9 @@ class MainScreen(RunwatchScreen):
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
         table.sort_column = (self.sort_by, self.sort_reverse)
-        table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading))
+        runs = self.visible_runs(snap)
+        intervals = {r.id: iv for r in runs if (iv := self._interval(r.id)) is not None}
+        table.show(runs, self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading), intervals)
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         if first:
             # The table's first frame goes out before the preview plot is built.
