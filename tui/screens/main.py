@@ -170,10 +170,13 @@ class MainScreen(RunwatchScreen):
         self._drawn_at = time.monotonic()
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
+        had_runs = bool(table.order)
         table.sort_column = (self.sort_by, self.sort_reverse)
         runs = self.visible_runs(snap)
         intervals = {r.id: iv for r in runs if (iv := self._interval(r.id)) is not None}
         table.show(runs, self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading), intervals)
+        if had_runs != bool(table.order):
+            self.refresh_bindings()
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         if first:
             # The table's first frame goes out before the preview plot is built.
@@ -277,11 +280,21 @@ class MainScreen(RunwatchScreen):
         self.query_one(FilterInput).open()
 
     def on_input_changed(self, event: FilterInput.Changed) -> None:
+        if bool(self.filter_text) != bool(event.value.strip()):
+            self.refresh_bindings()
         self.filter_text = event.value.strip()
         self._redraw()
 
     def on_filter_input_closed(self, _event: FilterInput.Closed) -> None:
         self.query_one(RunTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run keys are shown only when there is a run to act on; `esc` only with a filter to clear."""
+        if action in ("open_detail", "compare", "stop", "escalate", "evidence", "mark", "sort", "sort_reverse"):
+            return bool(self.is_mounted and self.query_one(RunTable).order)
+        if action == "clear_filter":
+            return bool(self.filter_text)
+        return True
 
     def _request(self, cls: type[RunActionRequested]) -> None:
         run = self._selected()
