@@ -38,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Verbatim lines of each format (as in tests/test_parsers.py, from the frameworks' own output).
+# Verbatim lines of each format (as in tests/test_parsers.py, from the frameworks' own output); a
+# format not listed here is seeded from its parser's own `sample`.
 SEEDS: dict[str, list[str]] = {
     "megatron": [
         " iteration    29020/  311541 | consumed samples:     10698064 | elapsed time per iteration (ms): 22306.6 |"
@@ -72,7 +73,7 @@ SEEDS: dict[str, list[str]] = {
     ],
     "csv": ["epoch,step,train_loss,val_loss,lr", "0,49,7.628580570220947,,0.001", "1,98,5.25,4.9,0.0009"],
     "jsonl": ['{"step": 12, "loss": 2.345, "lr": 0.0003, "grad_norm": 1.25}', '{"_step": 3, "val/loss": 2.9}'],
-    "kv": ["step=100 loss=2.345 lr=3e-4 grad_norm=1.2", "iter 200: loss: 2.10 | lr: 0.0003 | tokens/s: 12345"],
+    "generic": ["step=100 loss=2.345 lr=3e-4 grad_norm=1.2", "iter 200: loss: 2.10 | lr: 0.0003 | tokens/s: 12345"],
     "hf-trainer-state": [
         "{",
         '  "global_step": 1000,',
@@ -98,6 +99,11 @@ _ESCAPES = ["\x1b]52;c;cHduZWQ=\x07", "\x1b]0;title\x1b\\", "\x1b[2J", "\u202e",
 MUTATIONS = ("bitflip", "truncate", "number", "deep_json", "mega_line", "nul", "bad_utf8", "crlf", "quotes",
              "escape", "splice", "repeat_token", "empty")  # fmt: skip
 _WEIGHTS = (20, 12, 16, 2, 0.05, 6, 8, 6, 6, 4, 8, 6, 2)
+
+
+def seeds_for(name: str, cls: Any) -> list[str]:
+    """The lines a format's campaign mutates: the curated ones, else the lines of the parser's sample."""
+    return SEEDS.get(name) or [x for x in str(getattr(cls, "sample", "")).splitlines() if x.strip()] or ["step=1"]
 
 
 def mutate(line: str, kind: str, rnd: random.Random) -> str:
@@ -158,6 +164,9 @@ class Report:
     lines: int = 0
     seconds: float = 0.0
     crashes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Exceptions that escaped `feed_lines()` / `finish()` or the detectors: they would end a source."""
+    caught: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Exceptions a parser raised that the malformed-line guard caught (the line was counted and skipped)."""
     hangs: list[dict[str, Any]] = field(default_factory=list)
     slowest: tuple[float, str] = (0.0, "")
     base_rss_mb: float = 0.0
@@ -197,36 +206,62 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
     rep = Report(name, base_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     rnd = random.Random(seed)
     document = getattr(PARSERS[name], "document", False)
-    seeds, others = SEEDS[name], [x for k, v in SEEDS.items() if k != name for x in v]
+    every = {fmt: seeds_for(fmt, cls) for fmt, cls in PARSERS.items()}
+    seeds, others = every[name], [x for k, v in every.items() if k != name for x in v]
     hung_kinds: dict[str, int] = {}
     signal.signal(signal.SIGALRM, _on_alarm)
 
-    def record(stage: str, exc: BaseException, line: str, kind: str) -> None:
+    def record(stage: str, exc: BaseException, line: str, kind: str, into: dict[str, dict[str, Any]]) -> None:
         key = f"{stage}: {type(exc).__name__} at {_where(exc)}"
-        entry = rep.crashes.setdefault(key, {"count": 0, "kind": kind, "message": str(exc)[:200], "line": line})
+        entry = into.setdefault(key, {"count": 0, "kind": kind, "message": str(exc)[:200], "line": line})
         entry["count"] += 1
         if len(line) < len(entry["line"]):
             entry["line"], entry["kind"] = line, kind  # keep the shortest reproducer
 
-    fresh = make_parser(name)
+    raised: list[BaseException] = []  # what the parser raised during the current line
+
+    def make(fmt: str) -> Any:
+        """A parser whose own exceptions are recorded before whatever guards it sees them."""
+        parser = make_parser(fmt)
+        for method in ("feed", "read"):
+            inner = getattr(parser, method, None)
+            if inner is None:
+                continue
+
+            def watched(*args: Any, _inner: Any = inner, _method: str = method) -> Any:
+                try:
+                    return _inner(*args)
+                except ValueError as e:
+                    if _method != "read":  # a document's read() says "not such a document" this way
+                        raised.append(e)
+                    raise
+                except Exception as e:
+                    raised.append(e)
+                    raise
+
+            setattr(parser, method, watched)
+        return parser
+
+    fresh = make(name)
     analysis = RunAnalysis(RunInfo(target="fuzz", name=name))
     pending: list[Any] = []
     start = time.perf_counter()
     for i in range(n_lines):
         if i % 500 == 0:
-            fresh, analysis = make_parser(name), RunAnalysis(RunInfo(target="fuzz", name=name))
+            fresh, analysis = make(name), RunAnalysis(RunInfo(target="fuzz", name=name))
             if name == "csv":
-                feed_lines(fresh, [SEEDS["csv"][0]])
+                feed_lines(fresh, [seeds[0]])
         base = rnd.choice(others if rnd.random() < 0.1 else seeds)
         kind = rnd.choices(MUTATIONS, _WEIGHTS)[0]
         if hung_kinds.get(kind, 0) >= 3:
             kind = "bitflip"  # three hangs of a kind are enough to report: spend the time elsewhere
         line = mutate(base, kind, rnd)
+        raised.clear()
         t0 = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, kill_s)
         try:
             if document:
-                parser = make_parser(name)
+                parser = make(name)
                 at = seeds.index(base) if base in seeds else rnd.randrange(len(seeds))
                 doc = [*seeds[:at], line, *seeds[at + (base in seeds) :]]
                 feed_lines(parser, doc)
@@ -234,19 +269,22 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
             else:
                 rows = feed_lines(fresh, [line])
             pending.extend(rows)
+            for e in raised:  # raised by the parser, yet feed_lines or finish went on: caught
+                record("parser", e, line, kind, rep.caught)
         except _Interrupted:
-            rep.hangs.append({"kind": kind, "seconds": f"> {kill_s:g} (interrupted)", "line": line})
+            rep.hangs.append({"kind": kind, "seconds": f"> {kill_s:g} s (interrupted)", "line": line})
             hung_kinds[kind] = hung_kinds.get(kind, 0) + 1
-            fresh = make_parser(name)
+            fresh = make(name)
+            rep.lines += 1
             continue
         except Exception as e:
-            record("parser", e, line, kind)
-            fresh = make_parser(name)
+            record("parser", e, line, kind, rep.crashes)
+            fresh = make(name)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         dt = time.perf_counter() - t0
         if dt > hang_s:
-            rep.hangs.append({"kind": kind, "seconds": f"{dt:.2f}", "line": line})
+            rep.hangs.append({"kind": kind, "seconds": f"{dt:.2f} s", "line": line})
             hung_kinds[kind] = hung_kinds.get(kind, 0) + 1
         if dt > rep.slowest[0]:
             rep.slowest = (dt, f"{kind}: {_describe(line)}")
@@ -259,14 +297,14 @@ def campaign(name: str, n_lines: int, seed: int, hang_s: float, kill_s: float, s
             except Exception as e:
                 # The detectors' state matters, not one line: the reproducer is the batch's last rows.
                 shown = "; ".join(f"step {r.step!r}: {r.values!r}" for r in batch[-6:])
-                record("detectors", e, f"after {len(batch)} rows, the last: {shown}", kind)
+                record("detectors", e, f"after {len(batch)} rows, the last: {shown}", kind, rep.crashes)
                 analysis = RunAnalysis(RunInfo(target="fuzz", name=name))
         rep.lines += 1
     rep.seconds = time.perf_counter() - start
     rep.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if save:
         _save(Path(save), rep)
-    for c in rep.crashes.values():
+    for c in (*rep.crashes.values(), *rep.caught.values()):
         c["line"] = _describe(c["line"])
     for h in rep.hangs:
         h["line"] = _describe(h["line"])
@@ -278,6 +316,9 @@ def _save(directory: Path, rep: Report) -> None:
     for n, (key, c) in enumerate(rep.crashes.items()):
         (directory / f"{rep.parser}-crash-{n}.txt").write_text(f"# {key}\n", encoding="utf-8")
         with (directory / f"{rep.parser}-crash-{n}.line").open("w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(c["line"])
+    for n, c in enumerate(rep.caught.values()):
+        with (directory / f"{rep.parser}-caught-{n}.line").open("w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(c["line"])
     for n, h in enumerate(rep.hangs):
         with (directory / f"{rep.parser}-hang-{n}.line").open("w", encoding="utf-8", errors="surrogateescape") as f:
@@ -291,11 +332,12 @@ def print_report(rep: Report, out: Any = sys.stdout) -> None:
           f"peak RSS {rep.peak_rss_mb:.0f} MB (process start {rep.base_rss_mb:.0f} MB)", file=out)  # fmt: skip
     if not rep.crashes and not rep.hangs:
         print("   no crashes, no hangs", file=out)
-    for key, c in sorted(rep.crashes.items(), key=lambda kv: -kv[1]["count"]):
-        print(f"   CRASH {key} x{c['count']}: {c['message']}", file=out)
-        print(f"         reproducer ({c['kind']}): {c['line']}", file=out)
+    for label, found in (("CRASH", rep.crashes), ("CAUGHT", rep.caught)):
+        for key, c in sorted(found.items(), key=lambda kv: -kv[1]["count"]):
+            print(f"   {label:6} {key} x{c['count']}: {c['message']}", file=out)
+            print(f"          reproducer ({c['kind']}): {c['line']}", file=out)
     for h in rep.hangs[:10]:
-        print(f"   HANG  {h['seconds']} s ({h['kind']}): {h['line']}", file=out)
+        print(f"   HANG  {h['seconds']} ({h['kind']}): {h['line']}", file=out)
     if len(rep.hangs) > 10:
         print(f"   … {len(rep.hangs) - 10} more hangs", file=out)
     print(f"   slowest line {rep.slowest[0] * 1000:.1f} ms ({rep.slowest[1][:200]})", file=out)
@@ -336,12 +378,13 @@ def main(argv: list[str] | None = None) -> int:
             print_report(rep)
             sys.stdout.flush()
     crashes = sum(len(r.crashes) for r in reports)
+    caught = sum(len(r.caught) for r in reports)
     hangs = sum(len(r.hangs) for r in reports)
     if a.json:
         print(json.dumps([r.__dict__ for r in reports], indent=1, default=str))
     else:
         print(f"\n{len(reports)} parsers, {sum(r.lines for r in reports)} lines: {crashes} distinct crashes, "
-              f"{hangs} hangs (> {a.hang:g} s)")  # fmt: skip
+              f"{caught} distinct parser errors caught as malformed lines, {hangs} hangs (> {a.hang:g} s)")  # fmt: skip
     return 0
 
 

@@ -122,8 +122,8 @@ def measure_reader(path: str, repeat: int = 5) -> dict[str, float]:
     reader of live tails (`WandbLogReader`), both from the file to rows.
     """
     from monitor.model import Row
-    from monitor.wandb_bulk import WandbBulkReader
-    from monitor.wandb_log import WandbLogReader
+    from monitor.wandb.bulk import WandbBulkReader
+    from monitor.wandb.reader import WandbLogReader
 
     out: dict[str, float] = {}
     for name in ("bulk", "record"):

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from detectors.thresholds import DEFAULT, Thresholds
 from monitor.model import Finding, Severity
 
-#: Seconds of GPU history judged, and how recently the run must have logged for it to count.
-IDLE_GPU_WINDOW = 120.0
 #: Fewest GPU snapshots in the window before judging (a few samples say little).
 IDLE_GPU_MIN_SNAPSHOTS = 10
-#: Mean utilisation (percent) below which the GPUs are idle.
-IDLE_GPU_UTIL_PCT = 5.0
 
 
 def gpu_idle(
@@ -21,17 +18,20 @@ def gpu_idle(
     last_update: float,
     step: float | None,
     now: float,
+    th: Thresholds = DEFAULT,
 ) -> Finding | None:
-    """A `gpu_idle` warning when the GPUs of `host` were nearly idle over the last window while the
-    run logged within it; `snapshots` are (time, per-GPU utilisation or None) pairs, oldest first."""
-    if now - last_update > IDLE_GPU_WINDOW:
+    """A `gpu_idle` warning when the GPUs of `host` were nearly idle over the last window
+    (`th.gpu_idle_seconds`) while the run logged within it; `snapshots` are (time, per-GPU
+    utilisation or None) pairs, oldest first."""
+    window = th.gpu_idle_seconds
+    if now - last_update > window:
         return None
-    recent = [utils for t, utils in snapshots if now - t <= IDLE_GPU_WINDOW]
+    recent = [utils for t, utils in snapshots if now - t <= window]
     values = [u for utils in recent for u in utils if u is not None]
     if len(recent) < IDLE_GPU_MIN_SNAPSHOTS or not values:
         return None
     util = sum(values) / len(values)
-    if util >= IDLE_GPU_UTIL_PCT:
+    if util >= th.gpu_idle_util_pct:
         return None
     at = step or 0.0
     return Finding(
@@ -40,6 +40,6 @@ def gpu_idle(
         "gpu",
         at,
         at,
-        f"GPUs on {host} {util:.0f}% busy over the last {IDLE_GPU_WINDOW / 60:.0f} min while the run logs",
+        f"GPUs on {host} {util:.0f}% busy over the last {window / 60:.0f} min while the run logs",
         {"util_pct": round(util, 1)},
     )

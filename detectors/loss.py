@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
+from collections.abc import Callable
 
 from detectors.base import Detector, fmt, pct, safe_exp
+from detectors.series import SIGMA_PER_ABSDIFF as _SIGMA
 from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
 from monitor.model import Severity
@@ -74,6 +76,7 @@ class SpikeDetector(Detector):
         "_onsets",
         "_peak",
         "_peak_level",
+        "_peaks",
         "_scale",
         "_th",
         "_zs",
@@ -96,6 +99,7 @@ class SpikeDetector(Detector):
         self._count = 0
         self._onsets: deque[int] = deque(maxlen=max(1, th.spike_repeat))
         self._zs: deque[float] = deque(maxlen=max(1, th.spike_repeat))
+        self._peaks: deque[float] = deque(maxlen=max(1, th.spike_repeat))
 
     def update(self, s: SeriesStats, step: float) -> bool:
         th = self._th
@@ -125,6 +129,7 @@ class SpikeDetector(Detector):
         self._scale = max(s.noise, s.sigma)
         self._onsets.append(s.n)
         self._zs.append(s.z)
+        self._peaks.append(s.last_value)
         before = s.inverse(self._base)
         evidence = {
             "value": s.last_value,
@@ -141,7 +146,10 @@ class SpikeDetector(Detector):
             before = self._count - len(self._onsets)
             past_rate = (before + 0.5) / (first + 200.0)
             cluster_rate = len(self._onsets) / (s.n - first + 1.0)
-            repeated = cluster_rate >= 20.0 * past_rate and min(self._zs) >= 2.0 * th.spike_z
+            # And each must bring the loss back to a real fraction of where the run started: a loss
+            # memorised to ~0 jumps by orders of magnitude on one hard batch, which is not instability.
+            high = s.linear or min(self._peaks) >= 0.25 * s.first
+            repeated = cluster_rate >= 20.0 * past_rate and min(self._zs) >= 2.0 * th.spike_z and high
         if repeated:
             return self._fire(
                 Severity.BAD,
@@ -189,7 +197,19 @@ class DivergenceDetector(Detector):
     fraction of the noise, and the margins are several times that.
     """
 
-    __slots__ = ("_big_run", "_low", "_low_step", "_onset", "_th", "_trend_hits", "component")
+    __slots__ = (
+        "_anchor",
+        "_anchor_step",
+        "_big_run",
+        "_low",
+        "_low_step",
+        "_onset",
+        "_progress",
+        "_th",
+        "_trend_hits",
+        "component",
+        "siblings",
+    )
     kind = "divergence"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
@@ -197,17 +217,44 @@ class DivergenceDetector(Detector):
         self._th = th
         self.component = False
         """A component of a run that also logs its total loss: rising alone, it only warns."""
+        self.siblings: Callable[[], bool] | None = None
+        """Whether another loss of the run holds at its best (then this one rising is a trade-off)."""
+        self._progress = False
+        self._anchor = math.inf
+        self._anchor_step = 0.0
         self._low = math.inf
         self._low_step = 0.0
         self._onset: float | None = None
         self._big_run = 0
         self._trend_hits = 0
 
-    def update(self, s: SeriesStats, step: float, spike: SpikeDetector | None = None) -> bool:
+    def holding(self, s: SeriesStats) -> bool:
+        """The level is at (or within the small margin of) its best."""
+        small = max(self._th.divergence_small, self._th.trend_noise_k * s.absdiff * _SIGMA)
+        return s.n >= 8 and s.level - min(s.best, self._anchor) <= small
+
+    def update(self, s: SeriesStats, step: float, spike: SpikeDetector | None = None, warming: bool = False) -> bool:
         th = self._th
-        excess = s.level - s.best
-        sigma = s.sigma
-        small = max(th.divergence_small, th.trend_noise_k * sigma)
+        sigma = s.absdiff * _SIGMA
+        small = th.trend_noise_k * sigma
+        if small < th.divergence_small:
+            small = th.divergence_small
+        best = s.best
+        if not self._progress:
+            if best < s.y0 - small:
+                self._progress = True
+            elif warming:
+                # A loss that has never fallen below where it started, while the LR still warms
+                # up, has no best level yet (a detection head's losses start near zero and grow
+                # as matches appear): the reference starts once the warm-up is over.
+                self._anchor = s.slow
+                self._anchor_step = step
+        if self._anchor < math.inf:
+            if s.slow < self._anchor:
+                self._anchor = s.slow
+                self._anchor_step = step
+            best = self._anchor
+        excess = s.level - best
         if excess <= small:
             if s.level <= self._low or excess <= 0.0:
                 # Where the level last bottomed out: a divergence that follows began there.
@@ -224,8 +271,10 @@ class DivergenceDetector(Detector):
         if self._onset is None:
             self._onset = self._low_step if self._low < math.inf else step
             self._low = math.inf
-        severity = Severity.WARN if self.component else Severity.BAD
-        if s.n < 8 or self._already(severity):
+        if s.n < 8:
+            return False
+        severity = Severity.WARN if self.component or (self.siblings is not None and self.siblings()) else Severity.BAD
+        if self._already(severity):
             return False
         if spike is not None and spike.in_spike and not spike.climbing(s):
             # A spike in progress is the spike detector's episode: recovering or stuck, it decides.
@@ -233,14 +282,14 @@ class DivergenceDetector(Detector):
             self._trend_hits = 0
             if not spike.stuck(s):
                 return False
-            return self._stuck(s, step, spike)
+            return self._stuck(s, step, spike, severity)
         big = max(th.divergence_big, th.divergence_noise_k * sigma)
         self._big_run = self._big_run + 1 if excess > big else 0
         sustained = self._big_run >= th.divergence_sustain
         trending = False
         # The trend test is weaker evidence than the big margin: the slow level (half the fast
         # level's noise) must have left its best by the small margin too.
-        if not sustained and s.n >= th.trend_window and s.slow - s.best > small:
+        if not sustained and s.n >= th.trend_window and s.slow - s.best > small and excess > th.trend_min_rise:
             if mann_kendall_z(s.window()) >= th.trend_z:
                 self._trend_hits += 1
                 trending = self._trend_hits >= 2
@@ -248,23 +297,26 @@ class DivergenceDetector(Detector):
                 self._trend_hits = 0
         if not (sustained or trending):
             return False
-        best = s.inverse(s.best)
+        best_step = s.best_step if best == s.best else self._anchor_step
+        best = s.inverse(best)
         how = f"for {self._big_run} points" if sustained else f"and still rising over the last {th.trend_window} points"
         rel = f"{pct(excess)} above" if not s.linear else "above"
         part = " (one component of the loss)" if self.component else ""
+        if severity is Severity.WARN and not self.component:
+            part = " (other losses of the run hold at their best)"
         return self._fire(
             severity,
             step,
             self._onset,
-            f"{self.metric} is diverging: level {rel} its best ({fmt(best)} at {self.axis} {fmt(s.best_step)}) "
+            f"{self.metric} is diverging: level {rel} its best ({fmt(best)} at {self.axis} {fmt(best_step)}) "
             f"{how}{part}",
-            {"excess": pct(excess), "best": best, "best_step": s.best_step, "value": s.last_value},
+            {"excess": pct(excess), "best": best, "best_step": best_step, "value": s.last_value},
         )
 
-    def _stuck(self, s: SeriesStats, step: float, spike: SpikeDetector) -> bool:
+    def _stuck(self, s: SeriesStats, step: float, spike: SpikeDetector, severity: Severity) -> bool:
         before = s.inverse(spike.base)
         return self._fire(
-            Severity.WARN if self.component else Severity.BAD,
+            severity,
             step,
             spike.onset_step,
             f"{self.metric} jumped at {self.axis} {fmt(spike.onset_step)} and has not come back "
@@ -299,8 +351,12 @@ class PlateauDetector(Detector):
         idle = s.n - self._ref_n
         if s.constant or idle < th.plateau_min_points or idle < th.plateau_fraction * s.n:
             return False
-        near_best = s.level - s.best <= max(th.divergence_small, th.trend_noise_k * s.sigma)
-        converged = near_best and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        small = max(th.divergence_small, th.trend_noise_k * s.sigma)
+        # Converged means it learned, then settled: flat where it started is a plateau at any LR.
+        learned = s.best < s.y0 - small
+        converged = (
+            learned and s.level - s.best <= small and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        )
         if self._already(Severity.INFO, "converged") if converged else self._already(Severity.WARN):
             return False
         ev = {"points_without_progress": idle, "since_step": self._ref_step}

@@ -106,16 +106,21 @@ class LrDetector(Detector):
     """Tracks the LR's peak and phase; also tells other detectors how far the LR has decayed."""
 
     __slots__ = (
+        "_climb",
+        "_climb_from",
         "_decaying",
         "_first",
+        "_flat_from",
         "_last",
         "_last_step",
         "_peak",
+        "_restarts_ok",
+        "_rise_limit",
         "_rising_since",
         "_rose",
         "_schedule",
         "_th",
-        "total_steps",
+        "_total",
     )
     kind = "lr_anomaly"
 
@@ -129,8 +134,13 @@ class LrDetector(Detector):
         self._decaying = False
         self._rising_since: float | None = None
         self._rose = False
+        self._climb = 0
+        self._climb_from = 0.0
         self._schedule: Schedule | None = None
-        self.total_steps: float | None = None
+        self._total: float | None = None
+        self._rise_limit = math.inf
+        self._flat_from = math.inf
+        self._restarts_ok = False
 
     @property
     def ratio(self) -> float | None:
@@ -139,17 +149,50 @@ class LrDetector(Detector):
             return None
         return self._last / self._peak
 
+    @property
+    def warming(self) -> bool:
+        """Still in the LR's initial warm-up: rising to new peaks, never decayed."""
+        return not self._decaying and self._rising_since is not None
+
     def declare(self, schedule: Schedule | None) -> bool:
         """The schedule the run declared; the LR seen so far is compared with it at once."""
         if schedule == self._schedule:
             return False
         self._schedule = schedule
-        if schedule is not None and schedule.total and not self.total_steps:
-            self.total_steps = schedule.total
+        if schedule is not None and schedule.total and not self._total:
+            self._total = schedule.total
+        self._limits()
         return self._check_schedule(self._last_step, self._last)
 
+    @property
+    def total_steps(self) -> float | None:
+        """The planned run length, when known (from the log, the config or the declared schedule)."""
+        return self._total
+
+    @total_steps.setter
+    def total_steps(self, total: float | None) -> None:
+        self._total = total
+        self._limits()
+
+    def _limits(self) -> None:
+        """Steps past which a still-rising or an undecayed LR is worth checking (inf: never)."""
+        sched, total = self._schedule, self._total
+        warmup = sched.warmup if sched is not None else None
+        rise = math.inf
+        if warmup is not None:
+            rise = max(2.0 * warmup + 0.05 * (total or 0.0), warmup + 10.0)
+        if total:
+            rise = min(rise, 0.5 * total)
+        self._rise_limit = rise
+        flat = math.inf
+        if sched is not None and sched.style == "decay" and total:
+            start = sched.warmup or 0.0
+            flat = start + 0.3 * (total - start)
+        self._flat_from = flat
+        self._restarts_ok = sched is not None and sched.style == "restarts"
+
     def update(self, step: float, x: float) -> bool:
-        if x != x or x in (math.inf, -math.inf) or x < 0:
+        if not 0.0 <= x < math.inf:
             self._last = math.nan
             if self._already(Severity.BAD if x != x or x == math.inf else Severity.WARN):
                 return False
@@ -167,9 +210,13 @@ class LrDetector(Detector):
         if self._first != self._first and x > 0.0:
             self._first = x
         changed = False
-        restarts = self._schedule is not None and self._schedule.style == "restarts"
-        if last == last and last > 0.0 and self._decaying and not restarts:
+        if self._decaying and x > last * 1.000001 and last > 0.0 and not self._restarts_ok:
+            if self._climb == 0:
+                self._climb_from = prev_step
+            self._climb += 1
             changed = self._after_decay(step, last, x)
+        else:
+            self._climb = 0
         if x > self._peak:
             if self._rising_since is None:
                 self._rising_since = prev_step if last == last else step
@@ -177,8 +224,10 @@ class LrDetector(Detector):
         elif x < 0.9 * self._peak:
             self._decaying = True
             self._rising_since = None
-        self._rose = last == last and x > last
-        return self._check_schedule(step, x) or changed
+        rose = self._rose = x > last  # False after a NaN (last is NaN)
+        if (rose and step > self._rise_limit) or step > self._flat_from:
+            return self._check_schedule(step, x) or changed
+        return changed
 
     def _after_decay(self, step: float, last: float, x: float) -> bool:
         th = self._th
@@ -193,6 +242,18 @@ class LrDetector(Detector):
                 step,
                 f"learning rate jumped x{x / last:.3g} ({fmt(last)} -> {fmt(x)}) at {self.axis} {fmt(step)} {what}",
                 {"before": last, "after": x, "peak": peak},
+            )
+        if self._climb >= 3 and not self._already(Severity.WARN):
+            # Cosine, linear, step and plateau schedules never rise once they decay; a warm restart
+            # jumps back to its peak in one point. Rising point after point is a warm-up running
+            # again (a schedule reset on resume) or still running under the decay.
+            return self._fire(
+                Severity.WARN,
+                step,
+                self._climb_from,
+                f"learning rate rising again since {self.axis} {fmt(self._climb_from)} ({fmt(x)} at {self.axis} "
+                f"{fmt(step)}) after it had decayed: a warm-up running again or still running under the decay",
+                {"lr": x, "peak": peak, "rising_points": self._climb},
             )
         first = self._first
         if (
@@ -218,7 +279,7 @@ class LrDetector(Detector):
         if x != x or self._already(Severity.WARN):
             return False
         sched = self._schedule
-        total = self.total_steps
+        total = self._total
         warmup = sched.warmup if sched is not None else None
         if self._rose and self._rising_since is not None:
             if warmup is not None and step > 2.0 * warmup + 0.05 * (total or 0.0) and step > warmup + 10:

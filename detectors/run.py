@@ -7,6 +7,7 @@ object (cached per key), which updates shared statistics once and asks its detec
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,17 @@ from monitor.model import Finding, Judgement, Role, Row
 
 Handler = Callable[[float, float], bool]
 
+#: Keys that show a run whose losses are not objectives that fall: reinforcement learning
+#: (policy/value losses follow the returns) and GANs (each loss follows the opponent).
+_NOT_OBJECTIVE = re.compile(
+    r"ep_rew|episode_reward|policy_gradient_loss|value_loss|approx_kl|clip_fraction|explained_variance|"
+    r"entropy_loss|vf_loss|pg_loss|critic_loss|actor_loss|q_loss|(?:^|[/_ ])(?:loss_[gd]|[gd]_loss)(?:$|[/_ ])|"
+    r"discriminator|generator"
+)
+
+#: Quality metrics that measure one side of a trade-off, weaker evidence than mAP/accuracy/F1.
+_PARTIAL_QUALITY = re.compile(r"precision|recall")
+
 #: Findings of earlier segments (before the steps went back) kept for the record.
 _RETIRED_KEPT = 64
 
@@ -33,7 +45,7 @@ _RETIRED_KEPT = 64
 class _LossMonitor:
     """Training loss: NaN, spike, divergence, plateau/converged."""
 
-    __slots__ = ("div", "lr", "nan", "plateau", "spike", "stats")
+    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats")
 
     def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
@@ -42,16 +54,20 @@ class _LossMonitor:
         self.div = DivergenceDetector(key, th, axis)
         self.plateau = PlateauDetector(key, th, axis)
         self.lr = lr
+        self.nan_only = False
+        """Only NaN/Inf is judged (reinforcement learning and GAN losses are not objectives that fall)."""
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
             return self.nan.nonfinite(step, x)
+        changed = self.nan.finite(step) if self.nan.current is not None else False
+        if self.nan_only:
+            return changed
         s = self.stats
         s.update(step, x)
-        changed = self.nan.finite(step) if self.nan.current is not None else False
-        changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step, self.spike) or changed
         lr = self.lr()
+        changed = self.spike.update(s, step) or changed
+        changed = self.div.update(s, step, self.spike, lr is not None and lr.warming) or changed
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -64,7 +80,13 @@ class _LossMonitor:
         spike, div, plateau = spiker.update, self.div.update, self.plateau.update
         lr = self.lr()
         ratio = lr.ratio if lr is not None else None
+        warming = lr is not None and lr.warming
         changed = False
+        if self.nan_only:
+            for step, x in zip(steps, xs, strict=True):
+                if nan.nonfinite(step, x) if x - x != 0.0 else nan.current is not None and nan.finite(step):
+                    changed = True
+            return changed
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
                 if nan.nonfinite(step, x):
@@ -75,7 +97,7 @@ class _LossMonitor:
                 changed = True
             if spike(s, step):
                 changed = True
-            if div(s, step, spiker):
+            if div(s, step, spiker, warming):
                 changed = True
             if plateau(s, step, ratio):
                 changed = True
@@ -88,7 +110,7 @@ class _LossMonitor:
 class _EvalMonitor:
     """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
 
-    __slots__ = ("evals", "improving", "nan", "train")
+    __slots__ = ("evals", "nan", "quality", "train")
 
     def __init__(
         self,
@@ -98,12 +120,12 @@ class _EvalMonitor:
         baseline: float | None,
         train: Callable[[], SeriesStats | None],
         axis: str = "step",
-        improving: Callable[[], str | None] | None = None,
+        quality: Callable[[], tuple[str, float, float, float] | None] | None = None,
     ) -> None:
         self.nan: NanDetector | None = NanDetector(key, th, axis)
         self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
         self.train = train
-        self.improving = improving if role is Role.EVAL_LOSS else None
+        self.quality = quality if role is Role.EVAL_LOSS else None
 
     def __call__(self, step: float, x: float) -> bool:
         nan = self.nan
@@ -111,7 +133,7 @@ class _EvalMonitor:
             return nan.nonfinite(step, x) if nan is not None else False
         changed = nan.finite(step) if nan is not None and nan.current is not None else False
         t = self.train()
-        better = self.improving() if self.improving is not None else None
+        better = self.quality() if self.quality is not None else None
         return self.evals.update(step, x, t.level if t is not None and t.n else None, better) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -121,7 +143,7 @@ class _EvalMonitor:
         update = self.evals.update
         t = self.train()
         level = t.level if t is not None and t.n else None
-        better = self.improving() if self.improving is not None else None
+        better = self.quality() if self.quality is not None else None
         changed = False
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
@@ -144,7 +166,7 @@ class _GradMonitor:
     __slots__ = ("explode", "nonfinite", "stats", "vanish")
 
     def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
-        self.stats = SeriesStats(th.level_span, th.trend_window)
+        self.stats = SeriesStats(th.level_span, th.trend_window, full=False, floor=1e-9)
         self.nonfinite = GradNonFiniteDetector(key, th, axis)
         self.explode = GradExplosionDetector(key, th, axis)
         self.vanish = GradVanishingDetector(key, th, axis)
@@ -216,6 +238,7 @@ class RunDetectors:
         self._monitors: list[_LossMonitor | _EvalMonitor | _GradMonitor | LrDetector] = []
         self._train: _LossMonitor | None = None
         self._total: str | None = None
+        self._not_objective = False
         self._lr: LrDetector | None = None
         self._external: dict[str, Finding] = {}
         self.stall = StallDetector(thresholds)
@@ -229,8 +252,33 @@ class RunDetectors:
         """The metric treated as the training loss (the first one seen)."""
         return self._train.nan.metric if self._train is not None else None
 
+    def _loss_trouble(self) -> str | None:
+        """What is live and wrong with the training (a loss diverging or spiking, gradients exploding)."""
+        for m in self._monitors:
+            if isinstance(m, _GradMonitor) and m.explode.active:
+                return f"{m.explode.metric} is exploding"
+            if isinstance(m, _LossMonitor) and not m.nan_only:
+                if m.div.active:
+                    return f"{m.div.metric} is diverging"
+                if m.spike.in_spike:
+                    return f"{m.spike.metric} is spiking"
+        return None
+
+    def _another_loss_holding(self, mon: _LossMonitor) -> bool:
+        """Whether another training loss of the run holds at its best (a trade-off between components)."""
+        return any(
+            isinstance(m, _LossMonitor) and m is not mon and not m.nan_only and m.div.holding(m.stats)
+            for m in self._monitors
+        )
+
     def _route(self, key: str) -> Handler:
         role = self._roles(key)
+        if not self._not_objective and _NOT_OBJECTIVE.search(key.lower()):
+            # Reinforcement learning or a GAN: its losses move with the policy or the opponent.
+            self._not_objective = True
+            for m in self._monitors:
+                if isinstance(m, _LossMonitor):
+                    m.nan_only = True
         th = self._th
         handler: Handler
         if role is Role.TRAIN_LOSS:
@@ -241,6 +289,8 @@ class RunDetectors:
                     if isinstance(other, _LossMonitor):
                         other.div.component = True
             mon.div.component = self._total is not None and self._total != key
+            mon.div.siblings = lambda mon=mon: self._another_loss_holding(mon)
+            mon.nan_only = self._not_objective
             if self._train is None or self._total == key:
                 self._train = mon
             self._monitors.append(mon)
@@ -253,12 +303,13 @@ class RunDetectors:
                 self._baselines.get(key),
                 lambda: self._train.stats if self._train else None,
                 self.axis,
-                self._quality_improving,
+                self._quality,
             )
             self._monitors.append(emon)
             handler = emon
         elif role is Role.GRAD_NORM:
             gmon = _GradMonitor(key, th, self.axis)
+            gmon.nonfinite.trouble = self._loss_trouble
             self._monitors.append(gmon)
             handler = gmon
         elif role is Role.LR and self._lr is None:
@@ -272,12 +323,23 @@ class RunDetectors:
         self._handlers[key] = handler
         return handler
 
-    def _quality_improving(self) -> str | None:
-        """An eval quality metric (accuracy, F1, perplexity) still at its best, if the run has one."""
+    def _quality(self) -> tuple[str, float, float, float] | None:
+        """The run's eval quality metric as it stands: name, latest and best value (lower is better in both)
+        and evaluation noise. mAP, accuracy, F1 and the like first; precision or recall alone (which
+        trade against each other) and WER-like metrics only when there is nothing else."""
+        best: tuple[int, tuple[str, float, float, float]] | None = None
         for mon in self._monitors:
-            if isinstance(mon, _EvalMonitor) and mon.improving is None and mon.evals.holding:
-                return mon.evals.metric
-        return None
+            if isinstance(mon, _EvalMonitor) and mon.quality is None:
+                last, top = mon.evals.last_y, mon.evals.best_y
+                if last is None or top is None:
+                    continue
+                name = mon.evals.metric
+                rank = 2 if not mon.evals.higher_better else (1 if _PARTIAL_QUALITY.search(name.lower()) else 0)
+                if best is None or rank < best[0]:
+                    best = (rank, (name, last, top, mon.evals.noise))
+                    if rank == 0:
+                        break
+        return best[1] if best is not None else None
 
     def ingest(self, row: Row, now: float) -> bool:
         """Judge one row; True when any finding changed."""
@@ -351,6 +413,7 @@ class RunDetectors:
             handlers = self._handlers
             steps = block.steps.tolist()
             order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
+            evals: list[tuple[Handler, list[float]]] = []
             for j in order:
                 key = block.keys[j]
                 h = handlers.get(key)
@@ -359,6 +422,9 @@ class RunDetectors:
                 if h is _skip:
                     continue
                 xs = block.values[:, j].tolist()
+                if isinstance(h, _EvalMonitor):
+                    evals.append((h, xs))
+                    continue
                 many = getattr(h, "many", None)
                 if many is not None:
                     if many(steps, xs):
@@ -367,6 +433,13 @@ class RunDetectors:
                 for step, x in zip(steps, xs, strict=True):
                     if h(step, x):
                         changed = True
+            if evals:
+                # Evaluations (sparse) are judged row by row together: an eval loss is read beside the
+                # accuracy of the same evaluation.
+                for i, step in enumerate(steps):
+                    for h, xs in evals:
+                        if h(step, xs[i]):
+                            changed = True
             n += len(steps)
             top = max(steps)
             self.last_step = top if self.last_step is None else max(self.last_step, top)

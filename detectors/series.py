@@ -9,14 +9,21 @@ from __future__ import annotations
 import math
 from collections import deque
 
+#: Standard deviation of white noise per mean absolute second difference (1 / (sqrt(6) sqrt(2/pi))).
+SIGMA_PER_ABSDIFF = 1.0 / 1.954
+
+#: Points before a best level is taken: a best is never one or two lucky first values.
+_BURN_IN = 8
+
 
 class SeriesStats:
     """Robust running statistics of one metric, in log space for positive series.
 
-    `level` is a Huber-clipped EWMA (a single spike barely moves it; a real level shift is
-    tracked within a few points) and `scale` a winsorised EWMA of absolute residuals.
+    `level` is an EWMA of the median of the last three points (a single spike does not move it; a
+    real level shift is tracked within a few points) and `scale` a winsorised EWMA of absolute
+    residuals.
     `residual` is the newest point's distance from the level *before* it was folded in.
-    `sigma` is the point-to-point noise, from a slow winsorised mean of absolute first differences
+    `sigma` is the point-to-point noise, from a slow winsorised mean of absolute second differences
     (a trend barely enters it), and `slow` a slower robust level whose minimum is `best`: the best
     level the run reached, which a lucky noisy point cannot set.
     """
@@ -24,14 +31,17 @@ class SeriesStats:
     __slots__ = (
         "_alpha",
         "_eps",
+        "_eps_fraction",
         "_linear",
         "_ref",
         "_slow_alpha",
+        "_y2",
         "absdiff",
         "best",
         "best_step",
         "constant",
         "first",
+        "full",
         "last_step",
         "last_value",
         "level",
@@ -41,17 +51,28 @@ class SeriesStats:
         "scale",
         "slow",
         "y",
+        "y0",
         "z",
     )
 
-    def __init__(self, span: float = 8.0, window: int = 16, slow_span: float = 32.0) -> None:
+    def __init__(
+        self, span: float = 8.0, window: int = 16, slow_span: float = 32.0, full: bool = True, floor: float = 1e-2
+    ) -> None:
+        self.full = full
+        self._eps_fraction = floor
+        """Values are compared in log(x + floor * first value): a loss memorised to exactly 0 is not
+        a collapse to -inf; a gradient norm (floor ~0) may well vanish by orders of magnitude."""
+        """Also keep `absdiff`/`sigma`, `slow` and `best` (the level and scale alone are cheaper)."""
         self._alpha = 2.0 / (span + 1.0)
+        self._y2 = 0.0
         self._slow_alpha = 2.0 / (slow_span + 1.0)
         self._eps = 0.0
         self._linear = False
         self._ref = 1.0
         self.n = 0
         self.y = 0.0
+        self.y0 = 0.0
+        """The first value, in the statistics' space."""
         self.level = 0.0
         self.slow = 0.0
         self.scale = 0.02
@@ -101,7 +122,7 @@ class SeriesStats:
         if n == 0 and self.first != self.first:
             self.first = x
             # Exact zeros (a memorised batch) must not look like a -inf collapse in log space.
-            self._eps = abs(x) * 1e-2 if x != 0.0 else 1e-12
+            self._eps = abs(x) * self._eps_fraction if x != 0.0 else 1e-12
         elif self.constant and x != self.last_value:
             self.constant = False
         # transform(), inlined for the common case: this runs once per point of every judged metric.
@@ -111,9 +132,11 @@ class SeriesStats:
         self.y = y
         self.last_step = step
         self.last_value = x
-        self.ring.append(y)
+        if self.full:
+            self.ring.append(y)
         if self.n == 0:  # transform() may have restarted the statistics on a switch to linear
-            self.level = self.slow = self.best = y
+            self.level = self.slow = self.y0 = self._y2 = y
+            self.best = math.inf
             self.residual = self.z = self.absdiff = 0.0
             self.n = 1
             self.best_step = step
@@ -123,25 +146,43 @@ class SeriesStats:
         self.residual = r
         s = self.scale
         self.z = r / (s if s > 1e-3 else 1e-3)
-        c = 3.0 * s
-        level = self.level + self._alpha * (c if r > c else (-c if r < -c else r))
+        # The level follows the median of the last three points: one outlier never moves it, a real
+        # shift (a fast early descent, a jump that stays) is followed at the EWMA's own pace.
+        pp = self._y2
+        lo, hi = (pp, prev) if pp <= prev else (prev, pp)
+        self._y2 = prev
+        m = hi if y > hi else (y if y > lo else lo)
+        level = self.level + self._alpha * (m - self.level)
         self.level = level
         a = r if r >= 0.0 else -r
         lim = 4.0 * s
         # Early on the scale must learn quickly from a handful of points.
         self.scale = s + (0.3 if n < 8 else 0.1) * ((lim if a > lim else a) - s)
-        # Noise from first differences: slow (a divergence must not teach it that jumps are normal),
-        # winsorised, and quick to learn over the first points.
-        d = y - prev
-        d = d if d >= 0.0 else -d
+        if not self.full:
+            return
+        # Noise from second differences (a trend, even the steep descent of a run's first points,
+        # cancels out): slow (a divergence must not teach it that jumps are normal), winsorised, and
+        # quick to learn over the first points.
+        d = y - 2.0 * prev + pp
+        if d < 0.0:
+            d = -d
         ad = self.absdiff
-        dl = 4.0 * ad if n > 4 else d
-        self.absdiff = ad + (1.0 / n if n < 33 else 0.03) * ((dl if d > dl else d) - ad)
-        # The slow level follows the (already spike-robust) fast level; over its first points it is
-        # their running mean, so it does not stay anchored to the first value.
-        sa = self._slow_alpha
-        slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
-        if slow < self.best:
+        if n > 32:
+            dl = 4.0 * ad
+            self.absdiff = ad + 0.03 * ((dl if d > dl else d) - ad)
+            # The slow level follows the (already spike-robust) fast level...
+            slow = self.slow = self.slow + self._slow_alpha * (level - self.slow)
+        else:
+            dl = 4.0 * ad if n > 4 else d
+            self.absdiff = ad + ((dl if d > dl else d) - ad) / n
+            # ...and over its first points it is their running mean, not anchored to the first value.
+            sa = self._slow_alpha
+            slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
+        # Nor does it lag far behind a real descent: it stays within one noise unit of the level.
+        top = level + self.absdiff * SIGMA_PER_ABSDIFF
+        if slow > top:
+            slow = self.slow = top
+        if slow < self.best and n >= _BURN_IN:
             self.best = slow
             self.best_step = step
 
@@ -153,7 +194,7 @@ class SeriesStats:
     @property
     def sigma(self) -> float:
         """Point-to-point noise of the series (a standard deviation, from mean absolute differences)."""
-        return self.absdiff / 1.128
+        return self.absdiff * SIGMA_PER_ABSDIFF
 
     def window(self) -> list[float]:
         """The last `trend_window` transformed values, oldest first (fewer while filling)."""

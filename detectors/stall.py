@@ -12,8 +12,6 @@ from monitor.model import Severity
 
 # When a run's own interval is unknown (a log without timestamps), wait this long before calling it stalled.
 _UNKNOWN_INTERVAL_WAIT = 15 * 60.0
-#: A run not updated for this long, with no end marker, is idle rather than stalled.
-IDLE_AFTER_SECONDS = 2 * 3600.0
 
 
 class StallDetector(Detector):
@@ -70,7 +68,7 @@ class StallDetector(Detector):
         gap = now - self._last_t
         if gap <= limit:
             return False
-        if gap > max(limit, IDLE_AFTER_SECONDS):
+        if gap > max(limit, th.idle_after_seconds):
             when = datetime.fromtimestamp(self._last_t, UTC).strftime("%Y-%m-%d %H:%M UTC")
             if self._already(Severity.INFO, "idle"):
                 return False

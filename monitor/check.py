@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor import runstate
+from monitor import runstate, verdicts
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import FormatError, RunwatchError, TargetError
@@ -201,9 +201,6 @@ def _jnum(x: float | None) -> float | int | str | None:
     return int(x) if float(x).is_integer() else x
 
 
-BADGE = {"healthy": "✓ healthy", "unsure": "? unsure", "bad": "✗ bad", "stale": "~ stale", "unreadable": "! unread"}
-
-
 def to_text(results: list[CheckResult], verbose: bool = False) -> str:
     """A plain report a person reads in a terminal or a cron mail."""
     out: list[str] = []
@@ -217,7 +214,7 @@ def to_text(results: list[CheckResult], verbose: bool = False) -> str:
         state = r.state or RunState(runstate.LIVE)
         step = a.detectors.last_step
         where = f"step {_fmt_step(step)}" + (f"/{_fmt_step(info.total_steps)}" if info.total_steps else "")
-        badge = BADGE[runstate.shown_verdict(state, j.verdict)]
+        badge = verdicts.badge(runstate.shown_verdict(state, j.verdict))
         out.append(f"{badge:<10} {info.name}  {where}  [{state.label}]  -> {str(j.decision).upper()}")
         out.append(f"    {j.reason}")
         shown = [f for f in j.findings if verbose or f.active or f.severity >= Severity.WARN]

@@ -28,14 +28,12 @@ Unknown keys and bad values are errors naming the file, the line and the key.
 
 from __future__ import annotations
 
-import math
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from detectors.thresholds import DEFAULT, Thresholds
+from monitor.configschema import Locator, build, finite_values
 from monitor.errors import ConfigError
 from monitor.model import Role
 
@@ -48,25 +46,38 @@ THEMES = ("dark", "light", "high-contrast")
 _ROLE_NAMES = {r.value for r in Role}
 
 
+def _roles(metrics: dict[str, tuple[str, ...]]) -> str | None:
+    bad = [r for r in metrics if r not in _ROLE_NAMES]
+    return f"unknown role {bad[0]!r} (expected one of: {', '.join(sorted(_ROLE_NAMES))})" if bad else None
+
+
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     """One `[[run]]` entry."""
 
     target: str
+    """What to watch: any target the command line takes (a file, a folder, host:/path, wandb://...)."""
     name: str | None = None
+    """The name shown for the run (default: from the target)."""
     format: str | None = None
+    """The log format, else auto-detected (`runwatch formats`)."""
     total_steps: float | None = None
-    metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    baseline: dict[str, float] = field(default_factory=dict)
-    stop: dict[str, str] = field(default_factory=dict)
+    """The planned length, when the log does not say it."""
+    metrics: dict[str, tuple[str, ...]] = field(default_factory=dict, metadata={"check": _roles})
+    """Metric keys per role (`train_loss`, `eval_loss`, `lr`, ...), overriding what names suggest."""
+    baseline: dict[str, float] = field(default_factory=dict, metadata={"check": finite_values})
+    """Eval metric values a run must not be clearly worse than."""
+    stop: dict[str, str] = field(default_factory=dict, metadata={"coerce_str": True})
+    """How to stop the run: `command` and the values it names (`{job_id}`, `{pid}`, `{session}`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReviewerConfig:
     """The `[reviewer]` table: which LLM to ask about unsure runs."""
 
-    backend: str = "command"
-    command: tuple[str, ...] = ()
+    backend: str = field(default="command", metadata={"choices": ("command", "openai", "anthropic")})
+    command: tuple[str, ...] = field(default=(), metadata={"split": True})
+    """The command a `command` backend runs (a list, or one string split at spaces)."""
     model: str | None = None
     base_url: str | None = None
     timeout: float = 120.0
@@ -85,13 +96,17 @@ class ReviewerConfig:
 class Config:
     """Everything the config file can say; `Config()` is the default."""
 
-    path: Path | None = None
-    theme: str = "dark"
+    path: Path | None = field(default=None, metadata={"key": None})
+    """The file this was read from (not a key of the file)."""
+    theme: str = field(default="dark", metadata={"choices": THEMES})
     evidence_dir: Path = Path("runwatch-evidence")
     thresholds: Thresholds = DEFAULT
-    runs: tuple[RunConfig, ...] = ()
+    """Any field of `detectors.thresholds.Thresholds`."""
+    runs: tuple[RunConfig, ...] = field(default=(), metadata={"key": "run"})
+    """The `[[run]]` tables."""
     reviewer: ReviewerConfig = ReviewerConfig()
     keys: dict[str, str] = field(default_factory=dict)
+    """Key remapping: action name = key."""
 
     def run_for(self, target: str) -> RunConfig | None:
         """The `[[run]]` entry for `target`, if the config has one."""
@@ -111,7 +126,7 @@ def default_path(cwd: Path | None = None) -> Path | None:
 
 
 def load(path: Path | None) -> Config:
-    """Read and validate a config file; `None` gives the defaults."""
+    """Read and validate a config file against the schema (`monitor.configschema`); `None` gives the defaults."""
     if path is None:
         return Config()
     try:
@@ -122,132 +137,5 @@ def load(path: Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
-    return _Validator(path, text).config(data)
-
-
-class _Validator:
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.lines = text.splitlines()
-
-    def fail(self, key: str, why: str) -> ConfigError:
-        leaf = key.rsplit(".", 1)[-1].split("[")[0]
-        line = next(
-            (i + 1 for i, ln in enumerate(self.lines) if re.match(rf"\s*\"?{re.escape(leaf)}\"?\s*=", ln)),
-            None,
-        )
-        where = f"{self.path}:{line}" if line else str(self.path)
-        return ConfigError(f"{where}: {key}: {why}")
-
-    def known(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
-        for k in table:
-            if k not in allowed:
-                raise self.fail(f"{prefix}{k}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-
-    def typed(self, value: Any, types: type | tuple[type, ...], key: str, what: str) -> Any:
-        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise self.fail(key, f"expected {what}, got {value!r}")
-        if not isinstance(value, types):
-            raise self.fail(key, f"expected {what}, got {value!r}")
-        return value
-
-    def config(self, d: dict[str, Any]) -> Config:
-        self.known(d, {"theme", "evidence_dir", "thresholds", "run", "reviewer", "keys"}, "")
-        theme = self.typed(d.get("theme", "dark"), str, "theme", "a string")
-        if theme not in THEMES:
-            raise self.fail("theme", f"unknown theme {theme!r} (expected {', '.join(THEMES)})")
-        th = DEFAULT
-        thresholds = self.typed(d.get("thresholds", {}), dict, "thresholds", "a table")
-        try:
-            th = DEFAULT.with_overrides(
-                {k: self.typed(v, (int, float), f"thresholds.{k}", "a number") for k, v in thresholds.items()}
-            )
-        except KeyError as e:
-            raise self.fail(f"thresholds.{e.args[0]}", "unknown threshold") from None
-        runs = tuple(self.run(r, i) for i, r in enumerate(self.typed(d.get("run", []), list, "run", "[[run]] tables")))
-        keys = self.typed(d.get("keys", {}), dict, "keys", "a table")
-        for k, v in keys.items():
-            self.typed(v, str, f"keys.{k}", "a key name")
-        return Config(
-            path=self.path,
-            theme=theme,
-            evidence_dir=Path(self.typed(d.get("evidence_dir", "runwatch-evidence"), str, "evidence_dir", "a path")),
-            thresholds=th,
-            runs=runs,
-            reviewer=self.reviewer(self.typed(d.get("reviewer", {}), dict, "reviewer", "a table")),
-            keys=dict(keys),
-        )
-
-    def run(self, r: Any, i: int) -> RunConfig:
-        p = f"run[{i}]."
-        r = self.typed(r, dict, f"run[{i}]", "a table")
-        self.known(r, {"target", "name", "format", "total_steps", "metrics", "baseline", "stop"}, p)
-        if "target" not in r:
-            raise self.fail(f"run[{i}]", "missing 'target'")
-        metrics: dict[str, tuple[str, ...]] = {}
-        for role, keys in self.typed(r.get("metrics", {}), dict, p + "metrics", "a table").items():
-            if role not in _ROLE_NAMES:
-                raise self.fail(
-                    f"{p}metrics.{role}", f"unknown role (expected one of: {', '.join(sorted(_ROLE_NAMES))})"
-                )
-            ks = [keys] if isinstance(keys, str) else self.typed(keys, list, f"{p}metrics.{role}", "a key or list")
-            metrics[role] = tuple(self.typed(k, str, f"{p}metrics.{role}", "a metric name") for k in ks)
-        baseline = {}
-        for k, v in self.typed(r.get("baseline", {}), dict, p + "baseline", "a table").items():
-            baseline[k] = float(self.typed(v, (int, float), f"{p}baseline.{k}", "a number"))
-            if not math.isfinite(baseline[k]):
-                raise self.fail(f"{p}baseline.{k}", "must be finite")
-        stop = {
-            k: str(self.typed(v, (str, int), f"{p}stop.{k}", "a string"))
-            for k, v in self.typed(r.get("stop", {}), dict, p + "stop", "a table").items()
-        }
-        total = r.get("total_steps")
-        return RunConfig(
-            target=self.typed(r["target"], str, p + "target", "a string"),
-            name=self.typed(r.get("name"), (str, type(None)), p + "name", "a string"),
-            format=self.typed(r.get("format"), (str, type(None)), p + "format", "a format name"),
-            total_steps=float(self.typed(total, (int, float), p + "total_steps", "a number")) if total else None,
-            metrics=metrics,
-            baseline=baseline,
-            stop=stop,
-        )
-
-    def reviewer(self, d: dict[str, Any]) -> ReviewerConfig:
-        p = "reviewer."
-        self.known(
-            d,
-            {
-                "backend",
-                "command",
-                "model",
-                "base_url",
-                "timeout",
-                "auto",
-                "interval_minutes",
-                "auto_stop",
-                "retries",
-                "anthropic_version",
-            },
-            p,
-        )
-        backend = self.typed(d.get("backend", "command"), str, p + "backend", "a string")
-        if backend not in ("command", "openai", "anthropic"):
-            raise self.fail(p + "backend", f"unknown backend {backend!r} (expected command, openai, anthropic)")
-        cmd = d.get("command", [])
-        cmd = cmd.split() if isinstance(cmd, str) else self.typed(cmd, list, p + "command", "a list of strings")
-        return ReviewerConfig(
-            backend=backend,
-            command=tuple(str(c) for c in cmd),
-            model=self.typed(d.get("model"), (str, type(None)), p + "model", "a string"),
-            base_url=self.typed(d.get("base_url"), (str, type(None)), p + "base_url", "a URL"),
-            timeout=float(self.typed(d.get("timeout", 120.0), (int, float), p + "timeout", "seconds")),
-            auto=self.typed(d.get("auto", False), bool, p + "auto", "true or false"),
-            interval_minutes=float(
-                self.typed(d.get("interval_minutes", 30.0), (int, float), p + "interval_minutes", "minutes")
-            ),
-            auto_stop=self.typed(d.get("auto_stop", False), bool, p + "auto_stop", "true or false"),
-            retries=self.typed(d.get("retries", 1), int, p + "retries", "a whole number"),
-            anthropic_version=self.typed(
-                d.get("anthropic_version", "2023-06-01"), str, p + "anthropic_version", "a string"
-            ),
-        )
+    config: Config = build(Config, data, "", Locator(path, text))
+    return replace(config, path=path)

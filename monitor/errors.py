@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.textsafe import safe_text
+from monitor.outward import outward
 
 
 class RunwatchError(Exception):
@@ -21,8 +21,8 @@ class RunwatchError(Exception):
         return str(self.args[0]) if self.args else ""
 
     def one_line(self) -> str:
-        """`title: message` on a single line, safe for a terminal (messages quote paths and names)."""
-        return safe_text(f"{self.title}: {self.message}".replace("\n", " "))
+        """`title: message` on a single line, safe for a terminal (messages quote paths, names and URLs)."""
+        return outward(f"{self.title}: {self.message}".replace("\n", " "))
 
 
 class FormatError(RunwatchError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from detectors.gpu_idle import gpu_idle
+from detectors.thresholds import DEFAULT, Thresholds
 from monitor.gpu import GpuSnapshot
 from monitor.model import Finding
 
@@ -25,9 +26,10 @@ def gpu_idle_finding(
     last_update: float | None,
     step: float | None,
     now: float,
+    th: Thresholds = DEFAULT,
 ) -> Finding | None:
     """The idle-GPU finding for a live run on `host`, or None."""
     if not history or not live or last_update is None:
         return None
     samples = [(s.time, [g.util_pct for g in s.gpus]) for s in history]
-    return gpu_idle(samples, host, last_update, step, now)
+    return gpu_idle(samples, host, last_update, step, now, th)

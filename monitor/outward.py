@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from monitor.redact import Redactor, is_secret_key
+from monitor.redact import Redactor
 from monitor.textsafe import safe_text
 
 if TYPE_CHECKING:
@@ -48,6 +48,11 @@ def run_redactor(*configs: Mapping[str, Any] | None, env: Mapping[str, str] | No
     return red
 
 
+def known_redactor(values: Iterable[str]) -> Redactor:
+    """The environment's redactor that also scrubs `values` (secrets remembered from a run's config)."""
+    return Redactor((*env_redactor().known, *values))
+
+
 def ref_redactor(ref: RunRef, env: Mapping[str, str] | None = None) -> Redactor:
     """`run_redactor` for a run an action applies to: its config entry and what its source reported."""
     rc = ref.run_config
@@ -69,6 +74,3 @@ def outward_lines(lines: Iterable[str], redactor: Redactor | None = None) -> lis
 def outward_data(obj: Any, redactor: Redactor | None = None) -> Any:
     """JSON-like data with every string redacted and values under secret-looking keys masked."""
     return (redactor or env_redactor()).data(obj)
-
-
-__all__ = ["env_redactor", "is_secret_key", "outward", "outward_data", "outward_lines", "ref_redactor", "run_redactor"]

@@ -15,12 +15,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from monitor import verdicts
 from monitor.config import Config
 from monitor.hub import Hub, HubEvent
-from monitor.model import Verdict
 from monitor.outward import outward, outward_data
-
-GLYPH = {Verdict.HEALTHY: "✓", Verdict.UNSURE: "?", Verdict.BAD: "✗"}
 
 
 def event_json(ev: HubEvent) -> dict[str, Any]:
@@ -54,11 +52,12 @@ def event_text(ev: HubEvent) -> str:
     """An event as one line for a person."""
     ts = datetime.fromtimestamp(ev.time).strftime("%Y-%m-%d %H:%M:%S")
     if ev.kind == "verdict":
-        return f"{ts} {GLYPH[ev.verdict]} {ev.verdict!s:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
+        shown = ev.shown_verdict or str(ev.verdict)
+        return f"{ts} {verdicts.glyph(shown)} {shown:7} {ev.name}  {str(ev.decision).upper()}: {ev.reason}"
     if ev.kind == "run":
         return f"{ts} + run     {ev.name}  ({ev.detail})"
     if ev.kind == "caught_up":
-        return f"{ts} = read    {ev.name}  {ev.shown_verdict or ev.verdict} [{ev.state}]: {ev.detail}"
+        return f"{ts} = read    {ev.name}  {verdicts.badge(ev.shown_verdict or ev.verdict)} [{ev.state}]: {ev.detail}"
     return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
 
 
@@ -94,12 +93,14 @@ async def watch(
     on_bad: str | None = None,
     yes: bool = False,
     dry_run: bool = False,
+    fleet: Any = None,
 ) -> int:
     """Run the hub and print events until `stop` is set or the process is interrupted.
 
     `on_bad` ("evidence" or "stop") saves an evidence bundle when a run turns bad, and with "stop"
     stops it too, but only when `yes` is set (else the stop is rehearsed and audited as a dry run).
     With `[reviewer] auto = true` unsure runs are escalated (see `monitor.actions.headless.OnBadRun`).
+    `fleet` (a `monitor.fleet.Fleet`) adds the metrics endpoint and the targets file.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -131,9 +132,13 @@ async def watch(
         handler = OnBadRun(actions, on_bad, on_action, yes=yes, dry_run=dry_run)
         hub.add_event_listener(handler)
     await hub.start()
+    if fleet is not None:  # the service parts (issue 12): metrics endpoint, targets file
+        fleet.start(hub)
     try:
         await stop.wait()
     finally:
+        if fleet is not None:
+            await fleet.aclose()
         if handler is not None and actions is not None:
             await handler.drain()
             await actions.aclose()

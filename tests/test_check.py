@@ -156,3 +156,22 @@ def test_config_runs_baselines_and_metric_roles(tmp_path: Path) -> None:
     run = json.loads(out.stdout)["runs"][0]
     assert run["name"] == "custom" and out.returncode == 2
     assert any(f["kind"] == "eval_degradation" and "baseline" in f["message"] for f in run["findings"])
+
+
+def test_idle_after_is_a_threshold(tmp_path: Path) -> None:
+    log = write(tmp_path / "old.log", healthy_lines())
+    written = time.time() - 3 * 3600
+    os.utime(log, (written, written))
+    cfg = tmp_path / "runwatch.toml"
+    cfg.write_text("[thresholds]\nidle_after_seconds = 36000\n")
+    out = runwatch("--config", str(cfg), "check", "--json", str(log))
+    assert out.returncode == 1 and json.loads(out.stdout)["runs"][0]["state"] == "live"
+
+
+def test_a_bad_config_is_the_same_line_and_exit_code_everywhere(tmp_path: Path) -> None:
+    cfg = tmp_path / "runwatch.toml"
+    cfg.write_text('[[run]]\ntarget = "a.log"\n\n[[run]]\ntarget = "b.log"\nformt = "kv"\n')
+    outs = [runwatch("--config", str(cfg), *cmd) for cmd in (["check", "x.log"], ["watch", "x.log"], ["x.log"])]
+    assert [o.returncode for o in outs] == [3, 3, 3]
+    assert len({o.stderr for o in outs}) == 1
+    assert f"{cfg}:6: run[1].formt: unknown key (did you mean 'format'?)" in outs[0].stderr

@@ -63,12 +63,28 @@ def test_campaign_reports_crashes_with_a_reproducer_hangs_and_memory(monkeypatch
     monkeypatch.setattr(fuzz, "_WEIGHTS", (10, 1, 1, 0, 2, 10, 1, 1, 1, 1, 1, 1, 1))
     rep = fuzz.campaign("fragile", 600, seed=3, hang_s=0.2, kill_s=5.0, save=None)
     assert rep.lines == 600
-    (key,) = rep.crashes
-    assert key.startswith("parser: KeyError at ") and rep.crashes[key]["count"] > 10
-    assert "\\x00" in rep.crashes[key]["line"]  # the reproducer, shown with its NUL escaped
+    # feed_lines counts the line as malformed and goes on: caught, with the parser's own error named.
+    assert rep.crashes == {}
+    (key,) = rep.caught
+    assert key.startswith("parser: KeyError at ") and rep.caught[key]["count"] > 10
+    assert "\\x00" in rep.caught[key]["line"]  # the reproducer, shown with its NUL escaped
     assert rep.hangs and all(h["kind"] == "mega_line" for h in rep.hangs)
     assert len(rep.hangs) <= 3  # three hangs of a kind are reported, then the kind is skipped
     assert rep.peak_rss_mb >= rep.base_rss_mb > 0
+
+
+def _unguarded(parser: Parser, lines: list[str]) -> list[Row]:
+    return [row for line in lines for row in parser.feed(line)]
+
+
+@pytest.mark.timeout(120)
+def test_an_exception_that_escapes_feed_lines_is_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PARSERS, "fragile", _Fragile)
+    monkeypatch.setitem(fuzz.SEEDS, "fragile", ["step=1 loss=2.0"])
+    monkeypatch.setattr("monitor.parsers.feed_lines", _unguarded)
+    rep = fuzz.campaign("fragile", 300, seed=3, hang_s=5.0, kill_s=5.0, save=None)
+    (key,) = rep.crashes
+    assert key.startswith("parser: KeyError at ") and rep.caught == {}
 
 
 @pytest.mark.timeout(240)

@@ -297,8 +297,8 @@ def test_idle_gpu_under_a_live_run_is_a_warning_and_clears(tmp_path: Path) -> No
 @pytest.mark.timeout(60)
 def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(tmp_path: Path) -> None:
     from monitor.analysis import RunAnalysis, RunInfo
-    from monitor.feeds import WandbFeed
     from monitor.sources.base import Chunk
+    from monitor.wandb.feed import WandbFeed
     from tests.test_wandb_log import frame, history
 
     # Every existing .wandb file is caught up with the bulk reader, then tailed record by record.

@@ -24,7 +24,7 @@ from monitor.errors import TargetError
 from monitor.model import Row
 from monitor.sources.base import Chunk
 from monitor.sources.local import LineSplitter, LocalTail, WandbDirWatcher
-from monitor.wandb_log import Exit, WandbLogReader
+from monitor.wandb.reader import Exit, WandbLogReader
 
 
 class FakeTime:

@@ -14,8 +14,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from monitor import numparse
-from monitor.numparse import MAX_WIDTH, parse_numbers
+from monitor.wandb import numparse
+from monitor.wandb.numparse import MAX_WIDTH, parse_numbers
 
 SEED = 20240611
 

@@ -195,3 +195,26 @@ def test_a_line_that_makes_a_parser_raise_is_counted_malformed() -> None:
     parser = Exploding()
     rows = feed_lines(parser, ["loss=1 step=1", "boom", "loss=2 step=2"])
     assert len(rows) == 2 and parser.stats.malformed == 1 and parser.stats.lines == 3
+
+
+@pytest.mark.parametrize("name", list(PARSERS))
+def test_a_number_of_thousands_of_digits_is_read_in_linear_time(name: str) -> None:
+    # bench/fuzz.py found number patterns whose digit runs backtracked quadratically (2-4 s a line)
+    lines = PARSERS[name].sample.splitlines() or ["x"]
+    junk = []
+    for line in lines:
+        i = next((k for k, c in enumerate(line) if c.isdigit()), len(line))
+        for tail in ("..5", "e-400.25", ".inf5", "0.97nan4.2e+"):
+            junk.append(line[:i] + "1" * 20_000 + tail + line[i + 1 :])
+    t0 = time.perf_counter()
+    parse_lines([*lines, *junk], name)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_a_huge_planned_length_in_a_document_is_not_a_crash() -> None:
+    doc = '{"max_steps": ' + "9" * 400 + ', "log_history": [{"step": 1, "loss": 2.0}]}'
+    parser, rows = parse_lines([doc], "hf-trainer-state")
+    assert len(rows) == 1 and parser.total_steps is None
+    golden = '{"lm loss": {"start_step": 1, "end_step": ' + "9" * 400 + ', "step_interval": 5, "values": {"1": 2.5}}}'
+    parser, rows = parse_lines([golden], "megatron-golden")
+    assert len(rows) == 1 and parser.total_steps is None

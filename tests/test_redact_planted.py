@@ -131,7 +131,8 @@ def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str],
          f"--api-key={FLAG_EQ}", "mysql", f"-p{MYSQL_PW}", f"https://u:{URL_PW}@h.example/x"],
     )  # fmt: skip
     stop_a = {
-        "command": f"curl -H 'Authorization: Bearer {BEARER}' -u alice:{CURL_PW} https://ctl/{{job_id}}",
+        # The table's own secret goes into the command where no pattern would know it: only the config does.
+        "command": f"curl -H 'Authorization: Bearer {BEARER}' -u alice:{CURL_PW} https://ctl/{{job_id}} {{api_token}}",
         "job_id": "42",
         "api_token": CONFIG_SECRET,
     }

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import monitor.wandb_bulk as bulk
+import monitor.wandb.bulk as bulk
 from monitor.errors import FormatError
 from monitor.model import Row
-from monitor.wandb_bulk import WandbBulkReader
-from monitor.wandb_log import BLOCK_SIZE, ConfigUpdate, ConsoleOutput, Exit, RunMeta, WandbLogReader
+from monitor.wandb.bulk import WandbBulkReader
+from monitor.wandb.reader import BLOCK_SIZE, ConfigUpdate, ConsoleOutput, Exit, RunMeta, WandbLogReader
 from tests.test_wandb_log import EXOTIC, LONG_VALUES, PLAIN, VALUES, frame, history, random_items, write_offline_run
 
 STEPS = 3000
@@ -203,3 +203,21 @@ def test_other_headers_are_refused_in_one_line(header: bytes) -> None:
     with pytest.raises(FormatError) as e:
         read_bulk(header + bytes(100))
     assert "\n" not in str(e.value)
+
+
+def test_resume_state_hands_the_bulk_readers_place_to_a_live_reader(tmp_path: Path) -> None:
+    from monitor.wandb.reader import ResumeState
+
+    records = [
+        history(n, {("_step",): str(n), ("train/global_step",): str(10 * n), ("loss",): "1.5"}) for n in range(1, 50)
+    ]
+    data = frame(records)
+    cut = len(data) * 2 // 3 + 3  # inside a record
+    reader = WandbBulkReader()
+    list(reader.read(io.BytesIO(data[:cut])))
+    state = reader.resume_state()
+    assert isinstance(state, ResumeState) and state.offset == reader.resume_offset < cut
+    live = WandbLogReader.resume(state)
+    rows = [e.step for e in live.feed(data[state.offset :]) if not isinstance(e, (RunMeta, Exit))]
+    whole = [e.step for e in WandbLogReader().feed(data) if not isinstance(e, (RunMeta, Exit))]
+    assert live.step_key == "train/global_step" and rows == whole[-len(rows) :] and rows

@@ -18,7 +18,7 @@ import pytest
 from monitor.errors import FormatError, TargetError
 from monitor.model import Row
 from monitor.stepaxis import StepAxis, choose_step
-from monitor.wandb_log import (
+from monitor.wandb.reader import (
     BLOCK_SIZE,
     ConfigUpdate,
     ConsoleOutput,

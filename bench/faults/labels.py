@@ -2,16 +2,18 @@
 
 The injected fault says where to look; what the run actually did decides the label. Per file, from
 the rows that file shows (axis, metrics):
-- nan: first row at/after the fault with a non-finite loss, component loss, eval value or grad norm.
-- spike: the first row after the fault above the pre-fault level + 6 robust sigmas (and 1.5× the
-  level); recovered when a 5-row median later comes back within 2 sigmas, else it is a divergence.
+- nan: first row at/after the fault with a non-finite loss, component loss, eval value or grad norm
+  (not a grad norm that is an fp16 overflow skip with a finite loss: that is the trap).
+- spike: the first of the 5 rows after the fault above the pre-fault level + 6 robust sigmas, 1.5×
+  the level, the last 30 rows' maximum and 1.2× the twin's maximum over those rows; recovered
+  when a 5-row median later comes back within 2 sigmas, else it is a divergence.
 - divergence: from the first row after which the 5-row median of the loss stays above both the
   pre-fault level + 4 sigmas and 1.3× the twin's, to the end (or to the NaN it ends in).
 - lr_anomaly: first row where the logged LR differs from the twin's (the declared schedule) by > 5 %.
 - grad_explosion / grad_vanishing: first row with a grad norm 10× above / below the pre-fault median.
-- plateau: the fault step, when the twin still improves afterwards and the faulty loss stays flat.
-- overfit / eval_degradation: first eval after the fault above the best eval so far by a margin that
-  every later eval keeps.
+- plateau: the fault step, when the twin ends 20 % lower and the faulty loss stays within 15 %.
+- overfit / eval_degradation: first eval after the fault above the best eval so far by a margin
+  (3 %, or 2.5 robust sigmas of the twin's eval-to-eval changes) that every later eval keeps.
 - stalled / crashed: the last step the file shows.
 An event a file cannot show (no LR or grad norm printed) is kept with `acceptable_to_miss = true`.
 `None` means the fault did not show: the caller retries it stronger or drops the instance.
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.faults.writers import Row, Written
+from bench.faults.writers import OVERFLOW, Row, Written
 
 _SKIP = ("lr",)
 
@@ -53,7 +55,7 @@ def first_nonfinite(rows: list[Row], b: float, keys: tuple[str, ...] | None = No
         if a < b:
             continue
         for k, v in m.items():
-            if k in _SKIP or (keys and k not in keys):
+            if k in _SKIP or (keys and k not in keys) or (k == "gnorm" and OVERFLOW in m):
                 continue
             if not math.isfinite(v):
                 return a
@@ -96,7 +98,10 @@ def spike(fault: list[Row], twin: list[Row], b: float) -> list[dict[str, Any]] |
     post = [(a, v) for a, v in _train(fault) if a >= b]
     if not post or not math.isfinite(level):
         return None
-    thr = max(level + 6 * sd, 1.5 * level)
+    # above the noise: 6 robust sigmas, 1.5x the level, the recent pre-fault maximum, and what the twin did
+    recent = [v for a, v in _train(fault) if a < b][-30:]
+    tw = [v for a, v in _train(twin) if a >= b][:10]
+    thr = max(level + 6 * sd, 1.5 * level, max(recent, default=level), 1.2 * max(tw, default=level))
     first = next((i for i, (_, v) in enumerate(post[:5]) if not math.isfinite(v) or v > thr), None)
     if first is None:
         return None
@@ -135,15 +140,22 @@ def grad_onset(fault: list[Row], b: float, up: bool) -> float | None:
     return None
 
 
-def eval_rise(fault: list[Row], b: float) -> float | None:
+def eval_rise(fault: list[Row], twin: list[Row], b: float) -> float | None:
+    """First eval after the fault that is worse than the best so far by a margin every later eval keeps.
+
+    The margin is 3 %, or 2.5 robust sigmas of the twin's eval-to-eval changes over the same steps
+    (how much evals move when nothing is wrong), in log space.
+    """
     evs = _train(fault, "eval_loss")
     pre = [v for a, v in evs if a < b]
-    if len(pre) < 2 or not all(math.isfinite(v) for _, v in evs):
+    if len(pre) < 2 or not all(math.isfinite(v) and v > 0 for _, v in evs):
         return None
-    diffs = np.abs(np.diff(pre[-8:]))
-    best = min(pre)
-    margin = max(0.03 * abs(best), 3 * float(np.median(diffs)) if len(diffs) else 0.0)
-    post = [(a, v) for a, v in evs if a >= b]
+    tw = np.log([v for a, v in _train(twin, "eval_loss") if a >= b and math.isfinite(v) and v > 0])
+    d = np.diff(tw)
+    noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) if len(d) >= 3 else 0.0
+    margin = max(math.log(1.03), 2.5 * noise)
+    best = math.log(min(pre))
+    post = [(a, math.log(v)) for a, v in evs if a >= b]
     for i, (a, v) in enumerate(post):
         best_so_far = min([best] + [x for _, x in post[:i]])
         if v > best_so_far + margin and all(x > best_so_far + margin / 2 for _, x in post[i:]):
@@ -208,7 +220,7 @@ def file_events(kind: str, f: Written, twin: Written, fault_step: int) -> list[d
     if kind == "plateau":
         return _plateau(rows, trows, b)
     if kind in ("overfit", "eval_shift"):
-        o = eval_rise(rows, b)
+        o = eval_rise(rows, trows, b)
         if o is None:
             return None
         verdict = "overfit" if kind == "overfit" else "eval_degradation"
@@ -234,13 +246,33 @@ def file_events(kind: str, f: Written, twin: Written, fault_step: int) -> list[d
 
 
 def _plateau(rows: list[Row], trows: list[Row], b: float) -> list[dict[str, Any]] | None:
-    level, sd = pre_level(rows, b)
     f_post = [v for a, v in _train(rows) if a >= b]
     t_post = [v for a, v in _train(trows) if a >= b]
-    if len(f_post) < 10 or not math.isfinite(level):
+    if len(f_post) < 20:
         return None
-    f_end, t_end = _robust(f_post[-10:])[0], _robust(t_post[-10:])[0]
-    # the twin must keep improving clearly, and the faulty run must not
-    if not (t_end < f_end - 3 * sd and t_end < 0.9 * f_end and abs(f_end - level) < max(4 * sd, 0.1 * level)):
+    k = max(5, len(f_post) // 5)
+    f_start, f_end, t_end = (_robust(x)[0] for x in (f_post[:k], f_post[-k:], t_post[-k:]))
+    # the twin keeps improving clearly (20 % lower at the end) while the faulty run stays within 15 %
+    if not (t_end < 0.8 * f_end and abs(math.log(f_end / f_start)) < math.log(1.15)):
         return None
     return [ev("plateau", b, note="only the output bias still learns; the LR is unchanged")]
+
+
+def natural_overfit(rows: list[Row]) -> float | str | None:
+    """Whether a healthy run overfits on its own: "drop" when its final eval loss is over 15 % above
+    its best, the onset of the mild rise (5 %, kept) for an optional event, or None."""
+    evs = [(a, v) for a, v in _train(rows, "eval_loss") if math.isfinite(v)]
+    if len(evs) < 4:
+        return None
+    best_i = min(range(len(evs)), key=lambda i: evs[i][1])
+    best = evs[best_i][1]
+    final = float(np.median([v for _, v in evs[-3:]]))
+    if final > 1.15 * best:
+        return "drop"
+    if final <= 1.05 * best:
+        return None
+    after = evs[best_i + 1 :]
+    for i, (a, v) in enumerate(after):
+        if v > 1.05 * best and all(x > 1.025 * best for _, x in after[i:]):
+            return a
+    return None

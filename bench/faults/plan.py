@@ -63,7 +63,6 @@ FAULT_CYCLE = (
     "schedule_reset",
     "nan_subloss",
     "fp16_burst",
-    "spike",
 )
 
 
@@ -155,6 +154,16 @@ def make_base(family: str, i: int, quick: bool) -> Base:
     )
     faults: list[Fault] = []
     n_faults = 2 if quick else 3
+    # faults only some configurations can carry get a fair chance first, the rest rotate
+    for special, p in (
+        ("schedule_reset", 0.7),
+        ("fp16_burst", 0.35),
+        ("nan_subloss", 0.6),
+        ("no_decay", 0.4),
+        ("crashed", 0.2),
+    ):
+        if len(faults) < n_faults - 1 and compatible(special, cfg, fmt, multi) and rng.random() < p:
+            faults.append(Fault(special, _fault_step(special, cfg, rng), _fault_mag(special, rng)))
     j = i * 3 + fi * 5
     while len(faults) < n_faults:
         kind_f = FAULT_CYCLE[j % len(FAULT_CYCLE)]
@@ -171,6 +180,8 @@ def _fault_step(kind: str, cfg: RunConfig, rng: np.random.Generator) -> int:
         return cfg.schedule.warmup + 1
     if kind == "schedule_reset":
         return int(cfg.resume_at or 1)
+    if kind == "plateau":  # while the loss still falls clearly, so that stopping shows
+        return max(cfg.schedule.warmup, int(cfg.steps * rng.uniform(0.04, 0.1))) + 1
     return int(cfg.steps * rng.uniform(0.3, 0.65)) + 1
 
 
@@ -198,6 +209,6 @@ def stronger(f: Fault) -> Fault | None:
     return None
 
 
-def plan(quick: bool = False, bases_per_family: int = 12) -> list[Base]:
+def plan(quick: bool = False, bases_per_family: int = 13) -> list[Base]:
     n = 1 if quick else bases_per_family
     return [make_base(fam, i, quick) for fam in FAMILIES for i in range(n)]

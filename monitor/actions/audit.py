@@ -12,7 +12,7 @@ import json
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,13 @@ class AuditLog:
         self.path = path
         self.who = who or whoami()
 
-    def record(self, action: str, run: str, *, now: float, result: str, **details: Any) -> dict[str, Any]:
-        """Append one entry and return it. Raises `RunwatchError` when the log cannot be written."""
+    def record(
+        self, action: str, run: str, *, now: float, result: str, known: Iterable[str] = (), **details: Any
+    ) -> dict[str, Any]:
+        """Append one entry and return it. Raises `RunwatchError` when the log cannot be written.
+
+        `known`: secret values (from the run's config) to scrub besides what the redactor recognises.
+        """
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds"),
             "ts": round(now, 3),
@@ -50,7 +55,7 @@ class AuditLog:
             "result": result,
             **details,
         }
-        redactor = Redactor()
+        redactor = Redactor(known)
         redactor.remember_env(os.environ)
         entry = redactor.data(_plain(entry))
         # ASCII-only: a name's escape sequence or bidi override stays `\u001b` text for `cat` and `tail`.

@@ -33,7 +33,7 @@ from monitor.actions.evidence import SavedBundle
 from monitor.actions.runref import RunRef
 from monitor.actions.shell import Shell
 from monitor.errors import RunwatchError
-from monitor.outward import outward
+from monitor.outward import known_redactor, outward, ref_redactor
 from monitor.sources.ssh import SSHEndpoint, parse_ssh_endpoint
 from monitor.sources.wandb_api import WandbTarget
 from monitor.targets import SSH, STDIN, WANDB_API, WANDB_LOCAL
@@ -73,6 +73,8 @@ class StopPlan:
     problem: str | None = None
     evidence_dir: str = ""
     made_at: float = 0.0
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """Secret values from the run's config: scrubbed from what is shown and audited, never from `command`."""
 
     @property
     def ok(self) -> bool:
@@ -95,7 +97,7 @@ class StopPlan:
         if self.evidence_dir:
             lines.append(f"  Evidence is saved first, under {self.evidence_dir}; the outcome goes to the audit log.")
         # Shown and printed, never run: command lines carry tokens and passwords (`curl -u`, Bearer).
-        return outward("\n".join(lines), keep_newlines=True)
+        return outward("\n".join(lines), keep_newlines=True, redactor=known_redactor(self.secrets))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +177,7 @@ class Stopper:
             "target": ref.analysis.info.target,
             "evidence_dir": self.evidence_dir,
             "made_at": self.clock(),
+            "secrets": ref_redactor(ref).known,
         }
         method = table.get("method") or (COMMAND if table.get("command") else None)
         t = ref.target.kind
@@ -426,6 +429,7 @@ class Stopper:
                     "stop",
                     plan.run_id,
                     now=now,
+                    known=plan.secrets,
                     result=status,
                     dry_run=dry_run,
                     name=plan.run_name,

@@ -127,12 +127,12 @@ class DocumentParser(Parser):
             return []
         try:
             rows, config, skipped = self.read(text)
+            self.learned(rows, config)
         except (ValueError, OverflowError, RecursionError, TypeError) as err:
             # a huge integer or absurd nesting is a broken document, never a crash
             self.stats.count_malformed(f"{self.what}: {type(err).__name__}: {err}"[:200])
             return []
         self.config.update(config)
-        self.learned(rows, config)
         self.stats.metric_lines += len(rows)
         self.stats.noise += skipped
         return rows

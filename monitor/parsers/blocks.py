@@ -12,7 +12,7 @@ from typing import ClassVar
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
-_NUM = r"[-+]?(?:nan|inf|\d[\d,]*\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
+_NUM = r"[-+]?(?:nan|inf|\d[\d,]*+\.?\d*+(?:[eE][-+]?\d++)?|\.\d++(?:[eE][-+]?\d++)?)"
 
 # `[step=120/739328,epoch=0]`, `[step=1/739328]`, `[step=15000/30000, eta=1 hour, 2 minutes]`.
 _OLMO_HEAD = re.compile(r"\[step=(\d+)(?:/(\d+))?(?:,\s*epoch=(\d+))?")

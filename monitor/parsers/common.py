@@ -75,7 +75,7 @@ def is_timing_key(key: str) -> bool:
 
 _UNITS2 = ("ms", "GB", "MB", "KB", "us")
 _UNITS1 = ("%", "s")
-_LEADING_NUMBER = re.compile(r"\s*([-+]?(?:nan|inf(?:inity)?|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))", re.I)
+_LEADING_NUMBER = re.compile(r"\s*([-+]?(?:nan|inf(?:inity)?|(?:\d++\.?\d*+|\.\d+)(?:[eE][-+]?\d++)?))", re.I)
 
 
 def leading_float(text: str) -> float | None:

@@ -82,7 +82,7 @@ class Detectron2Parser(Parser):
 
 _EVENTS = re.compile(r"\bd2\.utils\.events\b.*?\biter: (\d+)")
 _PAIR = re.compile(
-    r"(?<![\w/.\-])([A-Za-z_][\w/.\-]*+): ([-+]?(?:nan|inf|\d[\d.]*(?:[eE][-+]?\d+)?))(?:M)?(?![\w.:])", re.I
+    r"(?<![\w/.\-])([A-Za-z_][\w/.\-]*+): ([-+]?(?:nan|inf|\d[\d.]*+(?:[eE][-+]?\d++)?))(?:M)?(?![\w.:])", re.I
 )
 _COPYPASTE = re.compile(r"\bcopypaste: (.*)$")
 

@@ -78,6 +78,6 @@ class MegatronGoldenParser(DocumentParser):
     def learned(self, rows: list[Row], config: dict[str, Any]) -> None:
         self.finished = True
         ends = [c.get("end_step") for c in config.values()]
-        ends_num = [float(e) for e in ends if isinstance(e, int | float) and not isinstance(e, bool)]
+        ends_num = [float(e) for e in ends if isinstance(e, int | float) and not isinstance(e, bool) and abs(e) < 1e18]
         if ends_num:
             self.total_steps = max(ends_num)

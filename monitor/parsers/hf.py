@@ -15,7 +15,7 @@ from monitor.parsers.base import Parser
 # GRPO/online-DPO ones with `num_tokens`, `completions/...`, `reward` or `kl`.
 _SNIFF = re.compile(
     r"\{'(?:loss|eval_\w+|train_runtime|learning_rate|grad_norm|eps|objective/\w+|num_tokens|completions?[/_]\w+|"
-    r"rewards?(?:/\w+)?|kl|episode)': [-\d.naif]"
+    r"rewards?(?:/\w+)?|kl|episode)': '?[-\d.naif]"
 )
 _HINT = re.compile(
     r"TrainingArguments\(|\*{5} Running training \*{5}|^\s+Total optimization steps = |"
@@ -27,6 +27,9 @@ _LOGGING_STRATEGY = re.compile(r"""logging_strategy['"]?\s*[=:]\s*['"]?(?:Interv
 _new_row = tuple.__new__
 _LOGGING_FIRST_STEP = re.compile(r"""logging_first_step['"]?\s*[=:]\s*['"]?true""", re.I)
 _WRAPPED = re.compile(r"^\w+(?:\.\w+)*\(([^,()]+)")
+# One `'key': value` pair where the fast split cannot go: values quoted as strings (axolotl prints
+# `'loss': '1.325'`), uneven spacing, `np.float64(...)` wrappers.
+_DICT_PAIR = re.compile(r"'([^']*)':\s*(?:'([^']*)'|([^,]+))")
 
 
 class HFTrainerParser(Parser):
@@ -204,10 +207,8 @@ def _scan(body: str) -> dict[str, float]:
         except ValueError:
             pass
     values: dict[str, float] = {}
-    for item in body.split(", '"):
-        key, sep, text = item.partition("': ")
-        if not sep:
-            continue
+    for key, quoted, raw in _DICT_PAIR.findall("'" + body):
+        text = quoted if quoted else raw.strip()
         try:
             values[key] = float(text)
         except ValueError:

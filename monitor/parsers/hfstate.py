@@ -88,6 +88,6 @@ class HFTrainerStateParser(DocumentParser):
 
     def learned(self, rows: list[Row], config: dict[str, Any]) -> None:
         max_steps = config.get("max_steps")
-        if isinstance(max_steps, int | float) and max_steps > 0:
+        if isinstance(max_steps, int | float) and 0 < max_steps < 1e18:  # a huge integer is no plan
             self.total_steps = float(max_steps)
         self.finished = any("summary/train_runtime" in row.values for row in rows[-3:])

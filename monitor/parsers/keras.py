@@ -16,7 +16,7 @@ from typing import ClassVar
 from monitor.model import Row
 from monitor.parsers.base import Parser
 
-_NUM = r"[-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?)"
+_NUM = r"[-+]?(?:nan|inf|\d++\.?\d*+(?:[eE][-+]?\d++)?)"
 _EPOCH = re.compile(r"^\s*Epoch (\d+)/(\d+)\s*$")
 _BATCH = re.compile(r"^\s*(\d+)/(\d+)\b")
 _PAIR = re.compile(rf"(?:^|\s)-\s+([A-Za-z_][\w/.]*): ({_NUM})(?![\w.])", re.I)

@@ -19,7 +19,9 @@ from monitor.parsers.jsonvariants import json_objects
 _HEAD = re.compile(
     r"\b(Epoch|Iter)(?:\((train|val|test)\))?\s*\[\s*(\d+)(?:\s*/\s*(\d+))?\s*\](?:\s*\[\s*(\d+)(?:\s*/\s*(\d+))?\s*\])?"
 )
-_PAIR = re.compile(r"(?<![\w/.\-])([A-Za-z_][\w/.@\-]*+): ([-+]?(?:nan|inf|\d[\d.]*(?:[eE][-+]?\d+)?))(?![\w.:])", re.I)
+_PAIR = re.compile(
+    r"(?<![\w/.\-])([A-Za-z_][\w/.@\-]*+): ([-+]?(?:nan|inf|\d[\d.]*+(?:[eE][-+]?\d++)?))(?![\w.:])", re.I
+)
 #: Progress fields of every line: not metrics of an evaluation.
 _PROGRESS = frozenset({"eta", "time", "data_time", "memory"})
 

@@ -177,9 +177,9 @@ class ModdedNanoGPTParser(Parser):
 
 # `step    1/19560 | loss 11.009662 (+nanz)| norm 15.0789 (+nanz)| lr 8.57e-07 | 4230.95 ms | 31.9% bf16 MFU | ...`
 _GPT2CU_STEP = re.compile(r"^step\s+(\d+)/(\d+) \|")
-_GPT2CU_FIELD = re.compile(r"^\s*([A-Za-z][\w/]*)\s+([-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?))\b", re.I)
+_GPT2CU_FIELD = re.compile(r"^\s*([A-Za-z][\w/]*)\s+([-+]?(?:nan|inf|\d++\.?\d*+(?:[eE][-+]?\d++)?))\b", re.I)
 _GPT2CU_UNIT = re.compile(
-    r"^\s*([-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?))\s*(ms|% bf16 MFU|% fp16 MFU|% fp32 MFU|tok/s)", re.I
+    r"^\s*([-+]?(?:nan|inf|\d++\.?\d*+(?:[eE][-+]?\d++)?))\s*(ms|% bf16 MFU|% fp16 MFU|% fp32 MFU|tok/s)", re.I
 )
 _GPT2CU_UNIT_KEYS = {"ms": "step_ms", "tok/s": "tok/s"}
 _HELLASWAG = re.compile(r"HellaSwag: \d+/\d+ = ([\d.]+)")
@@ -246,7 +246,7 @@ class LlmcStdoutParser(Parser):
 
 
 # `0 train 10.955010`, `250 val 6.2648`, `250 hella 0.2448`
-_BUILD_LINE = re.compile(r"^(\d+) (train|val|hella) ([-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?))\s*$", re.I)
+_BUILD_LINE = re.compile(r"^(\d+) (train|val|hella) ([-+]?(?:nan|inf|\d++\.?\d*+(?:[eE][-+]?\d++)?))\s*$", re.I)
 _BUILD_KEYS = {"train": "train_loss", "val": "val_loss", "hella": "hellaswag"}
 
 

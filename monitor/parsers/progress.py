@@ -11,7 +11,7 @@ from monitor.model import Row
 from monitor.parsers.base import Parser
 from monitor.parsers.common import to_float
 
-_NUM = r"[-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?)"
+_NUM = r"[-+]?(?:nan|inf|\d++\.?\d*+(?:[eE][-+]?\d++)?)"
 # The tqdm postfix holding the metrics: `[00:31<00:00,  1.27it/s, loss=10.9, ..., global_step=39.00, ...]`.
 _POSTFIX = re.compile(r"\[[^\[\]]*global_step=[^\[\]]*\]")
 _NEMO2 = re.compile(r"Training epoch (\d+), iteration (\d+)/(\d+)\s*\|(.*)")
@@ -103,7 +103,11 @@ class TorchtuneParser(Parser):
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
-        n = sum(1 for line in head if _TUNE_BAR.search(line) or (line.startswith("Step ") and _TUNE_STEP.match(line)))
+        n = sum(
+            1
+            for line in head
+            if ("|Loss: " in line and _TUNE_BAR.search(line)) or (line.startswith("Step ") and _TUNE_STEP.match(line))
+        )
         return 0.0 if not n else min(0.95, 0.88 + 0.02 * n)
 
     def feed(self, line: str) -> list[Row]:

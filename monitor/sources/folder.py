@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 MAX_DEPTH = 5
 #: Most runs one folder expands to; more is a folder of something else.
 MAX_RUNS = 1000
+#: A folder in which nothing new appears is scanned less and less often, down to once per this many polls.
+_SLOWEST = 5
 #: Files with these endings are runs whatever they hold now (an empty `train.log` is one).
-_ALWAYS = (".log", ".out", ".err", ".csv", ".tsv", ".jsonl", ".ndjson")
+_ALWAYS = (".log", ".out", ".csv", ".tsv", ".jsonl", ".ndjson")
 #: Files with these endings are runs only when their first lines look like a known format.
-_SNIFFED = (".txt", ".json", ".md")
+_SNIFFED = (".txt", ".json", ".md", ".err")
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "venv", "checkpoints-old"}
-_DOC_NAMES = re.compile(r"(?i)^(readme|formats|changelog|license|contributing|notes|requirements)\b")
+_DOC_NAMES = re.compile(r"(?i)^(readme|index|formats|changelog|license|contributing|notes|requirements)\b")
 _RUN_DIR = re.compile(r"(?:offline-)?run-\d{8}_\d{6}-\w+")
 _CHECKPOINT = re.compile(r"checkpoint-\d+")
 _SNIFF_BYTES = 256 << 10
@@ -65,8 +67,9 @@ def open_wandb_dir(target: Target, named: str | None) -> Opened:
     return Opened(target, [ref(f) for f in files], discover)
 
 
-def scan_folder(root: Path, depth: int = MAX_DEPTH) -> list[Path]:
-    """Every run file under `root`, oldest first by path order; see the module docstring."""
+def scan_folder(root: Path, depth: int = MAX_DEPTH, judged: dict[Path, tuple[float, int]] | None = None) -> list[Path]:
+    """Every run file under `root`, in path order; see the module docstring. `judged` remembers
+    files found not to be runs (by modification time and size), so a rescan does not read them again."""
     found: list[Path] = []
     states: dict[Path, Path] = {}
     for path in _walk(root, depth):
@@ -77,8 +80,12 @@ def scan_folder(root: Path, depth: int = MAX_DEPTH) -> list[Path]:
             if best is None or _mtime(path) > _mtime(best):
                 states[key] = path
             continue
+        if judged is not None and judged.get(path) == _stamp(path):
+            continue
         if is_run_file(path):
             found.append(path)
+        elif judged is not None:
+            judged[path] = _stamp(path)
         if len(found) >= MAX_RUNS:
             break
     found += states.values()
@@ -136,6 +143,14 @@ def _without_checkpoints(path: Path) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
+def _stamp(path: Path) -> tuple[float, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0.0, -1)
+    return (st.st_mtime, st.st_size)
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -167,6 +182,8 @@ class FolderWatcher:
         self._seen: set[Path] = set()
         self._states: dict[Path, Path] = {}
         self._ready: list[RunRef] = []
+        self._judged: dict[Path, tuple[float, int]] = {}
+        self._every = 1  # polls between scans: grows while nothing appears, back to 1 when something does
         self._closed = False
         self._wake = asyncio.Event()
 
@@ -177,10 +194,11 @@ class FolderWatcher:
         while not self._closed:
             if not self._ready:
                 self._ready = self._scan()
+                self._every = 1 if self._ready else min(_SLOWEST, self._every * 2)
             if self._ready:
                 return self._ready.pop(0)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.wait_for(self._wake.wait(), self.poll * self._every)
             except TimeoutError:
                 pass
         raise StopAsyncIteration
@@ -193,7 +211,7 @@ class FolderWatcher:
     def _scan(self) -> list[RunRef]:
         assert self.target.path is not None
         out: list[RunRef] = []
-        for f in scan_folder(self.target.path):
+        for f in scan_folder(self.target.path, judged=self._judged):
             if f in self._seen:
                 continue
             if f.name == "trainer_state.json" and _without_checkpoints(f) in self._states:

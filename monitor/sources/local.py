@@ -4,7 +4,7 @@ Both poll (`os.stat` every `poll` seconds) rather than use inotify: it works the
 filesystem (NFS and Lustre included, where inotify misses remote writes) and needs no dependency.
 `LocalTail` delivers bytes as `Chunk`s, the type the SSH tails deliver, so one consumer serves both;
 text consumers cut them into lines with `LineSplitter`, `.wandb` consumers feed them to
-`monitor.wandb_log.WandbLogReader`.
+`monitor.wandb.reader.WandbLogReader`.
 """
 
 from __future__ import annotations

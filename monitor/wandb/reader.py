@@ -144,8 +144,35 @@ class Summary:
 WandbEvent = Row | RunMeta | ConfigUpdate | Summary | SystemStats | ConsoleOutput | Exit
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """Where a reader stopped and what carries on to the next record: the byte offset of the next
+    whole record, the step axis, the step counter, console lines waiting for their newline and the
+    counts so far. `WandbBulkReader.resume_state()` gives one; `WandbLogReader.resume(state)` goes on."""
+
+    offset: int
+    axis: StepAxis
+    last_step: float
+    console: tuple[tuple[str, str], ...]
+    records: int
+    bad_records: int
+    skipped_bytes: int
+
+
 class WandbLogReader:
     """Incremental `.wandb` reader: feed the file's bytes in any pieces, get the events of whole records."""
+
+    @classmethod
+    def resume(cls, state: ResumeState) -> WandbLogReader:
+        """A reader that goes on at `state.offset` as if it had read what came before."""
+        reader = cls(start_offset=state.offset)
+        reader._axis = state.axis
+        reader._last_step = state.last_step
+        reader._console = dict(state.console)
+        reader.records = state.records
+        reader.bad_records = state.bad_records
+        reader.skipped_bytes = state.skipped_bytes
+        return reader
 
     def __init__(self, start_offset: int = 0) -> None:
         """`start_offset` 0 expects the header; N > 0 resumes at a record boundary (a `resume_offset`)."""

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.columns import Columns
-from monitor.numparse import parse_numbers
 from monitor.protowire import varint
 from monitor.stepaxis import STEP_KEYS, StepAxis
-from monitor.wandb_keys import KeyColumns, byte_window
-from monitor.wandb_log import (
+from monitor.wandb.keys import KeyColumns, byte_window
+from monitor.wandb.numparse import parse_numbers
+from monitor.wandb.reader import (
     _CRC_SEEDS,
     BLOCK_SIZE,
     CHUNK_HEADER,
@@ -41,6 +41,7 @@ from monitor.wandb_log import (
     HEADER_SIZE,
     LAST,
     MIDDLE,
+    ResumeState,
     WandbEvent,
     WandbLogReader,
     _check_header,
@@ -130,18 +131,22 @@ class WandbBulkReader:
         """File offset just past the last whole record read: a live file's tail goes on from there."""
         return self._resume
 
+    def resume_state(self) -> ResumeState:
+        """What a record-by-record reader needs to go on at `resume_offset` as if it had read what
+        this one did: the step axis, the step counter, console lines waiting for their newline."""
+        return ResumeState(
+            self._resume,
+            self._axis,
+            self._last_step,
+            tuple(self._records._console.items()),
+            self.records,
+            self.bad_records,
+            self.skipped_bytes,
+        )
+
     def live_reader(self) -> WandbLogReader:
-        """A record-by-record reader that goes on at `resume_offset` as if it had read what this one did."""
-        reader = WandbLogReader(start_offset=self._resume)
-        # The state that carries from one row to the next: the step axis, the step counter, and
-        # console lines waiting for their newline.
-        reader._axis = self._axis
-        reader._last_step = self._last_step
-        reader._console = self._records._console
-        reader.records = self.records
-        reader.bad_records = self.bad_records
-        reader.skipped_bytes = self.skipped_bytes
-        return reader
+        """A record-by-record reader that goes on at `resume_offset` (`WandbLogReader.resume`)."""
+        return WandbLogReader.resume(self.resume_state())
 
     def _read(self, view: memoryview, b: np.ndarray, n: int) -> tuple[list[Columns], list[WandbEvent]]:
         """Rows and events of one piece, `view[:n]`, which starts at a chunk boundary and ends at a

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from monitor.wandb_log import _BAD_KEY, _KEY_NAMES
+from monitor.wandb.reader import _BAD_KEY, _KEY_NAMES
 
 _MASKS = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
