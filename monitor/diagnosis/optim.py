@@ -125,7 +125,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         f"the loss keeps falling past {f.where(s)} and the grad norm stays near "
         f"{fmt(g[1]) if g else 'its early level'}",
         f"rerun from a checkpoint before {f.where(steps[0])} with the lower LR and compare the loss at {f.where(s)}",
-        steps=tuple(steps),
+        steps=tuple(sorted(set(steps))),
         settle=""
         if conf >= Confidence.MEDIUM
         else "log the gradient norm every step; a rise before the loss would confirm it",
@@ -208,9 +208,11 @@ def _lr_jumped(f: RunFacts) -> Hypothesis | None:
         return None
     before = np.maximum.accumulate(v)[:-1]
     up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before) & (v[:-1] >= 0.5 * before))[0] + 1
-    if not len(up):
+    # Not a warm-up step: the LR was flat just before, and the jump is past the first tenth of the run.
+    jumps = [int(i) for i in up if i >= max(2, len(v) // 10) and v[i - 2] >= 0.95 * v[i - 1]]
+    if not jumps:
         return None
-    i = int(up[0])
+    i = jumps[0]
     st = float(lr.steps[i])
     return Hypothesis(
         "lr_jump",
