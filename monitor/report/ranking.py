@@ -24,6 +24,10 @@ _NOT_RECIPE = re.compile(
 )
 
 
+#: The config diff shows at most this many keys.
+MAX_DIFF_KEYS = 30
+
+
 @dataclass(frozen=True)
 class Primary:
     """The metric runs are ranked by, and whether higher is better."""
@@ -89,14 +93,15 @@ def rank(runs: list[RunSummary], primary: Primary | None) -> list[Ranked]:
 
 
 def config_diff(runs: list[RunSummary]) -> dict[str, list[Any]]:
-    """Config keys whose values differ between runs (a missing key counts as a difference), value per run."""
+    """Config keys that two runs set to different values, with the value per run (None where unset)."""
     keys = sorted({k for r in runs for k in r.config if not _NOT_RECIPE.match(k)})
     out: dict[str, list[Any]] = {}
     for k in keys:
         vals = [r.config.get(k) for r in runs]
-        if len({repr(v) for v in vals}) > 1:
+        # Two runs that set it differently; a key only some runs report is not a difference by itself.
+        if len({repr(v) for v in vals if v is not None}) > 1:
             out[k] = vals
-    return out
+    return dict(list(out.items())[:MAX_DIFF_KEYS])
 
 
 def what_helped(ranked: list[Ranked], diff: dict[str, list[Any]], primary: Primary | None) -> list[str]:

@@ -107,7 +107,7 @@ padding:0 12px}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}.muted{color:#666}
+th{background:#f3f3f3;word-break:break-all}code{background:#f3f3f3;padding:0 3px}.muted{color:#666}
 .healthy{color:#009E73}.unsure{color:#b07800}.bad{color:#D55E00}
 .good{border-left:4px solid #009E73}.badl{border-left:4px solid #E69F00}.ugly{border-left:4px solid #D55E00}
 .box{padding:4px 10px;margin:6px 0;background:#fafafa}.pic{margin:8px 0}.hyp{margin:6px 0 10px 0}
