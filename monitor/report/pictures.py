@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.diagnosis.facts import Curve
-from monitor.model import Severity
+from monitor.diagnosis.facts import Curve, RunFacts
+from monitor.model import Finding, Severity
 from monitor.report.ranking import Primary, Ranked
 from monitor.report.runs import RunSummary
 from monitor.report.svg import BAD, INFO, PALETTE, WARN, document, panel, x_range
@@ -12,9 +12,9 @@ from monitor.report.svg import BAD, INFO, PALETTE, WARN, document, panel, x_rang
 OVERLAY_RUNS = 6
 
 
-def _markers(r: RunSummary) -> list[tuple[float, str, str]]:
+def _markers(findings: tuple[Finding, ...]) -> list[tuple[float, str, str]]:
     out = []
-    for f in r.findings:
+    for f in findings:
         if f.kind in ("converged",):
             continue
         colour = BAD if f.severity >= Severity.BAD else WARN if f.severity >= Severity.WARN else INFO
@@ -24,18 +24,22 @@ def _markers(r: RunSummary) -> list[tuple[float, str, str]]:
 
 def overview(r: RunSummary) -> str:
     """Loss (and eval loss / eval metric), LR and grad norm of one run, with a dashed line where each finding began."""
-    f = r.facts
+    return overview_svg(r.name, r.facts, r.findings, r.step_key)
+
+
+def overview_svg(name: str, f: RunFacts, findings: tuple[Finding, ...], step_key: str) -> str:
+    """`overview` from a run's facts (also used by evidence bundles)."""
     xr = x_range([f.loss, f.eval_loss, f.eval_up, f.lr, f.grad])
-    m = _markers(r)
+    m = _markers(findings)
     loss = [(c, PALETTE[i]) for i, c in enumerate((f.loss, f.eval_loss)) if c is not None]
-    panels = [panel("loss", loss, m, xr, 0, log=True, x_label=r.step_key)]
+    panels = [panel("loss", loss, m, xr, 0, log=True, x_label=step_key)]
     if f.eval_up is not None:
-        panels.append(panel("eval metric", [(f.eval_up, PALETTE[2])], m, xr, 150 * len(panels), x_label=r.step_key))
+        panels.append(panel("eval metric", [(f.eval_up, PALETTE[2])], m, xr, 150 * len(panels), x_label=step_key))
     lr = [(f.lr, PALETTE[3])] if f.lr is not None else []
-    panels.append(panel("learning rate", lr, m, xr, 150 * len(panels), x_label=r.step_key))
+    panels.append(panel("learning rate", lr, m, xr, 150 * len(panels), x_label=step_key))
     g = [(f.grad, PALETTE[5])] if f.grad is not None else []
-    panels.append(panel("grad norm", g, m, xr, 150 * len(panels), log=True, x_label=r.step_key))
-    return document(f"{r.name}: loss, eval, learning rate and grad norm", panels)
+    panels.append(panel("grad norm", g, m, xr, 150 * len(panels), log=True, x_label=step_key))
+    return document(f"{name}: loss, eval, learning rate and grad norm", panels)
 
 
 def overlay(ranked: list[Ranked], primary: Primary | None) -> str | None:
