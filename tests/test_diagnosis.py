@@ -129,8 +129,13 @@ def test_overfitting_names_where_eval_was_best() -> None:
 
 def test_crash_out_of_memory_suggests_a_smaller_batch() -> None:
     oom = Finding(
-        "crashed", Severity.BAD, "process", 890.0, 890.0,
-        "run crashed at step 890: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", {},
+        "crashed",
+        Severity.BAD,
+        "process",
+        890.0,
+        890.0,
+        "run crashed at step 890: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        {},
     )
     f = RunFacts(findings=(oom,), loss=curve(range(10), np.linspace(2, 1, 10), "loss"), verdict_healthy=False)
     h = top(diagnose(f))

@@ -70,7 +70,7 @@ def test_lr_too_high_run_names_the_learning_rate_with_its_steps(tmp_path: Path) 
 
 
 def test_ranking_prefers_eval_accuracy_and_the_config_diff_shows_only_differences(tmp_path: Path) -> None:
-    for name, acc, lr in (("a", 0.7, 1e-3), ("b", 0.9, 3e-3), ("c", 0.8, 2e-3)):
+    for name, acc in (("a", 0.7), ("b", 0.9), ("c", 0.8)):
         lines = ["step,loss,eval_accuracy,eval_loss"]
         for s in range(1, 41):
             lines.append(f"{s * 10},{2.0 / s:.4f},{acc * s / 40:.4f},{2.2 / s:.4f}")
