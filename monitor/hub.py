@@ -28,6 +28,7 @@ from monitor.feeds import Feed, TextFeed, make_feed
 from monitor.gpu import GpuMonitor, GpuSnapshot, NvidiaSmiParser, NvmlSampler, nvidia_smi_command
 from monitor.hubgpu import gpu_for, gpu_idle_finding
 from monitor.model import Finding, Role, Row, Severity, Verdict
+from monitor.outward import outward
 from monitor.runstate import RunState, SourceFacts
 from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
 from monitor.sources.base import API, Chunk, Opened, RunRef, SourceContext, open_source, open_sources
@@ -127,6 +128,8 @@ class Hub:
         self._started = False
         self._stopping = False
         self._context = SourceContext(lambda: self.ssh_pool, poll)
+        self._discoveries: dict[str, asyncio.Task[Any]] = {}
+        self._gpu_hosts: set[str] = set()
 
     # ---- listeners -------------------------------------------------------------------------
     def add_snapshot_listener(self, cb: Callable[[HubSnapshot], Any]) -> None:
@@ -164,22 +167,16 @@ class Hub:
         local_gpu = False
         ssh_hosts: set[str] = set()
         for raw in self.raw_targets:
-            try:
-                opened = open_sources(raw, self.config)
-            except RunwatchError as e:
-                self._failed_target(raw, e.one_line())
+            opened = self._open_target(raw)
+            if opened is None:
                 continue
             if opened.target.kind == WANDB_API:
                 wandb_targets.append(opened.target)
-                continue
-            if opened.target.kind == SSH and opened.target.ssh is not None:
+            elif opened.target.kind == SSH and opened.target.ssh is not None:
                 ssh_hosts.add(opened.target.ssh.host)
             else:
                 local_gpu = True
-            for ref in opened.runs:
-                self._open_run(ref)
-            if opened.discover is not None:
-                self._spawn(self._discover(opened))
+        self._gpu_hosts = set(ssh_hosts) | ({"localhost"} if local_gpu else set())
         if wandb_targets:
             self._start_wandb(wandb_targets)
         if self.gpu:
@@ -191,6 +188,74 @@ class Hub:
         self._spawn(self._ticker())
         if local_gpu and self.writer_poll > 0:
             self._spawn(self._watch_writers())
+
+    def _open_target(self, raw: str) -> Opened | None:
+        """Open one target's runs (and the search for runs appearing in it); None when it names nothing."""
+        try:
+            opened = open_sources(raw, self.config)
+        except RunwatchError as e:
+            self._failed_target(raw, e.one_line())
+            return None
+        if opened.target.kind == WANDB_API:
+            return opened
+        for ref in opened.runs:
+            self._open_run(ref)
+        if opened.discover is not None:
+            task = asyncio.ensure_future(self._discover(opened))
+            self._tasks.append(task)
+            self._discoveries[raw] = task
+        return opened
+
+    # ---- targets added and removed while running (a service's targets file) ----------------
+    def add_target(self, raw: str) -> str | None:
+        """Start watching one more target now; None, or one line saying why it was not added.
+
+        Files, folders and SSH paths come and go freely; W&B targets are polled by one poller
+        built at start, so a W&B target added later needs a restart."""
+        if raw in self.raw_targets:
+            return None
+        from monitor.sources.wandb_api import parse_wandb_target
+
+        if parse_wandb_target(raw) is not None and self._started:
+            return f"{raw}: W&B targets are read at start; restart to add one"
+        self.raw_targets.append(raw)
+        if not self._started:
+            return None
+        opened = self._open_target(raw)
+        if opened is not None and self.gpu:
+            host = opened.target.ssh.host if opened.target.kind == SSH and opened.target.ssh else "localhost"
+            if host not in self._gpu_hosts:
+                self._gpu_hosts.add(host)
+                if host == "localhost":
+                    self._start_local_gpu()
+                else:
+                    self._spawn(self._remote_gpu(host))
+        self._dirty.set()
+        return None
+
+    async def remove_target(self, raw: str) -> str | None:
+        """Stop watching a target and drop its runs; the other runs keep their state. None, or why not."""
+        if raw not in self.raw_targets:
+            return None
+        from monitor.sources.wandb_api import parse_wandb_target
+
+        if parse_wandb_target(raw) is not None:
+            return f"{raw}: W&B targets are read at start; restart to remove one"
+        self.raw_targets.remove(raw)
+        tasks: list[asyncio.Task[Any]] = []
+        found = self._discoveries.pop(raw, None)
+        if found is not None:
+            tasks.append(found)
+            self._tasks.remove(found)
+        for run_id in [i for i, r in self.runs.items() if raw in (r.ref.origin, r.target.raw)]:
+            tasks.extend(self.runs.pop(run_id).tasks)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._dirty.set()
+        return None
 
     async def stop(self) -> None:
         """Stop every source and task; idempotent."""
@@ -248,8 +313,13 @@ class Hub:
         assert opened.discover is not None
         found = opened.discover(self.discover_poll)
         self._closers.append(found.close)
-        async for ref in found:
-            self._open_run(ref)
+        try:
+            async for ref in found:
+                self._open_run(ref)
+        finally:  # a target removed while running stops looking for runs in it now
+            res = found.close()
+            if asyncio.iscoroutine(res):
+                await res
 
     def analysis(self, run_id: str) -> RunAnalysis:
         """The live analysis of a run (store and detectors), for detail views and actions."""
@@ -280,6 +350,8 @@ class Hub:
         old, run.state = run.state, new
         if new.word == runstate.UNREADABLE and run.facts.error is None:
             self._note_unreadable(run, new.detail)
+        elif old.word == runstate.UNREADABLE and run.facts.error is None:
+            run.analysis.detectors.clear_external("source_error")  # metrics came after all
         if new.word != old.word:
             self._emit(run, "state", run.facts.error or new.label)
         self._dirty.set()
@@ -631,12 +703,13 @@ class Hub:
         return RunSnapshot(
             id=run.id,
             name=info.name,
-            target=run.target.raw,
-            source=run.target.source_label,
+            # hostile wall: paths and remote errors are outside text, shown in the TUI; the run's id stays raw.
+            target=outward(run.target.raw),
+            source=outward(run.target.source_label),
             host=run.target.host,
             state=state.word,
             stale=state.stale,
-            source_error=run.facts.error,
+            source_error=outward(run.facts.error) if run.facts.error else run.facts.error,
             verdict=j.verdict,
             decision=j.decision,
             reason=j.reason,
@@ -659,4 +732,10 @@ class Hub:
             shown_verdict=runstate.shown_verdict(state, j.verdict),
             state_detail=detail,
             exit_code=info.exit_code,
+            reconnects=run.retries,
+            role_values=tuple(
+                (role.value, key, value)
+                for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
+                if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
+            ),
         )

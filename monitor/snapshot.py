@@ -47,6 +47,10 @@ class RunSnapshot:
     state_detail: str = ""
     """The state in a few words: `idle since 2026-12-03 14:02 UTC`, `retrying in 5 s`, ..."""
     exit_code: int | None = None
+    reconnects: int = 0
+    """Times the run's source failed and was opened again."""
+    role_values: tuple[tuple[str, str, float], ...] = ()
+    """(role, metric key, last value) for the train loss, eval loss, LR and grad norm, where known."""
 
 
 @dataclass(frozen=True, slots=True)

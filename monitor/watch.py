@@ -93,12 +93,14 @@ async def watch(
     on_bad: str | None = None,
     yes: bool = False,
     dry_run: bool = False,
+    fleet: Any = None,
 ) -> int:
     """Run the hub and print events until `stop` is set or the process is interrupted.
 
     `on_bad` ("evidence" or "stop") saves an evidence bundle when a run turns bad, and with "stop"
     stops it too, but only when `yes` is set (else the stop is rehearsed and audited as a dry run).
     With `[reviewer] auto = true` unsure runs are escalated (see `monitor.actions.headless.OnBadRun`).
+    `fleet` (a `monitor.fleet.Fleet`) adds the metrics endpoint and the targets file.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,9 +132,13 @@ async def watch(
         handler = OnBadRun(actions, on_bad, on_action, yes=yes, dry_run=dry_run)
         hub.add_event_listener(handler)
     await hub.start()
+    if fleet is not None:  # the service parts (issue 12): metrics endpoint, targets file
+        fleet.start(hub)
     try:
         await stop.wait()
     finally:
+        if fleet is not None:
+            await fleet.aclose()
         if handler is not None and actions is not None:
             await handler.drain()
             await actions.aclose()

@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real peers the tests talk to: OpenSSH's sshd (SSH sources) and tmux (the end-to-end terminal test).
+# Real peers the tests talk to: OpenSSH's sshd (SSH sources), tmux (the end-to-end terminal test),
+# Prometheus and Alertmanager (the metrics endpoint and the shipped alert rules).
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v tmux >/dev/null || need+=(tmux)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 # Chromium opens `runwatch report`'s HTML headless (tests/test_report_browser.py).
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

@@ -106,7 +106,13 @@ def cmd_watch(a: argparse.Namespace) -> int:
 
     cfg = _load_config(a.config)
     targets = a.targets or [r.target for r in cfg.runs]
-    if not targets:
+    fleet = None
+    if a.metrics_addr is not None or a.targets_file is not None:  # service mode (issue 12)
+        from monitor.fleet import Fleet
+
+        fleet = Fleet(a.metrics_addr, a.targets_file)  # a port in use fails here, in one line
+        targets = [*a.targets, *(t for t in fleet.targets if t not in a.targets)] if a.targets_file else targets
+    if not targets and fleet is None:
         print("runwatch: no targets: name files or runs, or list [[run]] tables in the config", file=sys.stderr)
         return USAGE_EXIT
     for t in targets:
@@ -115,7 +121,9 @@ def cmd_watch(a: argparse.Namespace) -> int:
         from dataclasses import replace
 
         cfg = replace(cfg, evidence_dir=a.evidence_dir)
-    run = watch(targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run)
+    run = watch(
+        targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run, fleet=fleet
+    )
     return asyncio.run(run)
 
 
@@ -183,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--dry-run", action="store_true", help="show and audit stops without doing them")
     w.add_argument("--evidence-dir", type=Path, help="where bundles and audit.jsonl go (default: the config's)")
     w.add_argument("--format", help="force a log format (see `runwatch formats`)")
+    w.add_argument(
+        "--metrics-addr",
+        nargs="?",
+        const="127.0.0.1:9464",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics and /healthz here (127.0.0.1:9464 when given without a value)",
+    )
+    w.add_argument(
+        "--targets-file",
+        type=Path,
+        metavar="FILE",
+        help="one target per line; re-read when it changes or on SIGHUP (runs added and removed live)",
+    )
     w.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     w.set_defaults(func=cmd_watch)
     d = sub.add_parser("demo", help="simulated runs: no account, GPU or network needed")

@@ -1,0 +1,183 @@
+"""`watch` as a service: targets added and removed while running (hub API, targets file, SIGHUP),
+the other runs keeping their state; SIGTERM a clean stop; one log line per thing that happened."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import RunwatchError
+from monitor.fleet import Fleet, read_targets
+from monitor.hub import Hub
+from monitor.model import Verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lines(n: int, start: int = 0, nan_at: int | None = None) -> str:
+    out = []
+    for i in range(start, start + n):
+        loss = math.nan if nan_at is not None and i >= nan_at else 4.0 * math.exp(-i / 50) + 1.0
+        out.append(f"iter {i}: loss {loss:.4f}, time 100.00ms, mfu 10.00%\n")
+    return "".join(out)
+
+
+async def until(pred: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_read_targets(tmp_path: Path) -> None:
+    f = tmp_path / "targets"
+    f.write_text("# runs on cluster A\n\n  a.log  \ngpu1:/x/train.log\na.log\n# b.log\n")
+    assert read_targets(f) == ["a.log", "gpu1:/x/train.log"]
+    with pytest.raises(RunwatchError, match="No such file"):
+        read_targets(tmp_path / "missing")
+
+
+def test_hub_adds_and_removes_runs_keeping_the_others(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text(lines(60, nan_at=50))
+    b.write_text(lines(30))
+    folder = tmp_path / "runs"
+    folder.mkdir()
+
+    async def go() -> None:
+        async with Hub([str(a)], gpu=False, writer_poll=0, discover_poll=0.1) as hub:
+            await until(lambda: hub.runs[str(a)].analysis.store.rows == 60, what="a read")
+            run_a = hub.runs[str(a)]
+            assert hub.add_target(str(b)) is None
+            assert hub.add_target(str(b)) is None  # twice is once
+            await until(lambda: str(b) in hub.runs and hub.runs[str(b)].analysis.store.rows == 30, what="b read")
+            assert hub.runs[str(a)] is run_a and run_a.analysis.store.rows == 60
+            assert run_a.analysis.judgement().verdict is Verdict.BAD  # a's state untouched
+
+            assert hub.add_target(str(folder)) is None
+            (folder / "c.log").write_text(lines(20))
+            await until(lambda: any(r.endswith("c.log") for r in hub.runs), what="c found in the folder")
+
+            assert await hub.remove_target(str(b)) is None
+            assert await hub.remove_target(str(folder)) is None
+            assert set(hub.runs) == {str(a)} and hub.runs[str(a)] is run_a
+            assert [r.id for r in hub.snapshot().runs] == [str(a)]
+            (folder / "d.log").write_text(lines(20))  # no longer looked for
+            with b.open("a") as f:
+                f.write(lines(5, start=30))
+            await asyncio.sleep(0.5)
+            assert set(hub.runs) == {str(a)}
+
+            assert hub.add_target(str(b)) is None  # back again: read afresh
+            await until(lambda: str(b) in hub.runs and hub.runs[str(b)].analysis.store.rows == 35, what="b again")
+            assert "restart" in (hub.add_target("wandb://team/proj/abc123") or "")
+
+    asyncio.run(go())
+
+
+def test_fleet_follows_the_targets_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text(lines(40))
+    b.write_text(lines(40))
+    tf = tmp_path / "targets"
+    tf.write_text(f"{a}\n")
+    log = io.StringIO()
+
+    async def go() -> None:
+        fleet = Fleet(None, tf, log=log, poll=0.05)
+        assert fleet.targets == [str(a)]
+        async with Hub(fleet.targets, gpu=False, writer_poll=0) as hub:
+            fleet.start(hub)
+            try:
+                tf.write_text(f"{a}\n{b}\nnot a target://\x00\n")
+                await until(lambda: str(b) in hub.runs, what="b added on change")
+                tf.write_text(f"{b}\n")
+                await until(lambda: str(a) not in hub.runs, what="a removed on change")
+                tf.unlink()  # a file gone keeps what is watched
+                fleet.request_reload()
+                await until(lambda: "keeping" in log.getvalue(), what="the missing file noted")
+                assert set(hub.runs) == {str(b)}
+            finally:
+                await fleet.aclose()
+
+    asyncio.run(go())
+    out = log.getvalue().splitlines()
+    assert any("1 added, 0 removed, 2 watched" in x or "1 added, 0 removed" in x for x in out), out
+    assert any("0 added, 1 removed, 1 watched" in x for x in out), out
+    assert all(" runwatch: " in x for x in out) and out[-1].endswith(")") and "stopped" in out[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+@pytest.mark.slow
+def test_service_targets_file_sighup_and_sigterm(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text(lines(40, nan_at=35))
+    b.write_text(lines(40))
+    tf = tmp_path / "targets"
+    tf.write_text(f"{a}\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "watch", "--targets-file", str(tf), "--metrics-addr", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def wait_for(pred: Callable[[str], bool], what: str) -> str:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                try:
+                    text = _scrape(port)
+                    if pred(text):
+                        return text
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        wait_for(lambda t: f'run="{a}"' in t and "runwatch_run_verdict{" in t, "a scraped")
+        # Written in place with the same size and mtime kept: only SIGHUP tells the service.
+        st = tf.stat()
+        tf.write_text(f"{b}\n".ljust(st.st_size))
+
+        os.utime(tf, ns=(st.st_atime_ns, st.st_mtime_ns))
+        proc.send_signal(signal.SIGHUP)
+        text = wait_for(lambda t: f'run="{b}"' in t and f'run="{a}"' not in t, "b instead of a after SIGHUP")
+        assert "runwatch_run_last_step{" in text
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    logged = err.strip().splitlines()
+    assert any("metrics on http://127.0.0.1" in x for x in logged), logged
+    assert any("1 added, 1 removed, 1 watched" in x for x in logged), logged
+    assert "stopped" in logged[-1], logged
