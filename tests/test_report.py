@@ -63,8 +63,9 @@ def test_lr_too_high_run_names_the_learning_rate_with_its_steps(tmp_path: Path) 
     (run,) = rep.runs
     top = run.hypotheses[0]
     assert top.cause_id == "lr_too_high" and "learning rate" in top.cause
-    assert "step 500" in top.evidence and "LR was" in top.evidence
-    assert 500 in top.steps
+    # The loss left its band around the end of the warm-up (step 400-500 of 1500), as the LR peaked.
+    assert any(350 <= st <= 550 for st in top.steps), top.steps
+    assert f"step {int(top.steps[0])}" in top.evidence and "LR was" in top.evidence
     md = write(rep, tmp_path).markdown.read_text()
     assert "the learning rate is likely too high" in md.split("**Ugly**")[1]
 

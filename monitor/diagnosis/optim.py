@@ -105,10 +105,13 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
     if g is not None:
-        parts.append(f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, first")
+        when = "first" if g[0] < s else "at about the same time" if g[0] <= s + _interval(f) else "soon after"
+        parts.append(f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, {when}")
         steps.insert(1, g[0])
-    if rose and recent_peak and (g is not None or f.grad is None):
-        conf, weight = Confidence.HIGH if g is not None else Confidence.MEDIUM, 0.9
+    # Direct evidence: the grad norm moved no later than one logging interval after the loss did.
+    g_in_time = g is not None and g[0] <= s + _interval(f)
+    if rose and recent_peak and (g_in_time or f.grad is None):
+        conf, weight = Confidence.HIGH if g_in_time else Confidence.MEDIUM, 0.9
     elif rose and recent_peak:
         conf, weight = Confidence.MEDIUM, 0.7
     elif g is not None:
