@@ -22,9 +22,18 @@ _CLIP_KEYS = (
 )
 
 
+def spike_at(f: RunFacts, step: float) -> Finding | None:
+    """A training-loss spike that began within two logging intervals of `step`."""
+    iv = _interval(f)
+    return next((x for x in f.of("spike") if not evalish(x.metric) and abs(x.onset_step - step) <= 2 * iv), None)
+
+
 def trouble(f: RunFacts) -> Finding | None:
-    """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse."""
-    cands = f.of("divergence", warn=True) + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
+    """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse.
+
+    A divergence that began with a one-point spike and came back is that spike's aftermath, not trouble."""
+    div = [x for x in f.of("divergence", warn=True) if x.active or spike_at(f, x.onset_step) is None]
+    cands = div + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
     if not cands:
         cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD]
     return min(cands, key=lambda x: x.onset_step) if cands else None
@@ -198,11 +207,11 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
                 )
                 break
     if not out and f.lr is not None:
-        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), _lr_jumped(f), _lr_keeps_rising(f)) if h]
+        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), lr_jumped(f), _lr_keeps_rising(f)) if h]
     return out
 
 
-def _lr_jumped(f: RunFacts) -> Hypothesis | None:
+def lr_jumped(f: RunFacts) -> Hypothesis | None:
     """The LR multiplied at once, above anything it reached before, from a level near its peak."""
     assert f.lr is not None
     lr = f.lr.finite()
@@ -447,7 +456,23 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     ev = f"{x.message}{gtxt}"
     if followed and t is not None:
         ev += f"; but the loss went wrong after it ({t.kind} from {f.where(t.onset_step)})"
-    if recovered and gspike and not followed:
+    # With the LR climbing into the spike, the spike is a symptom of the LR, not of one batch.
+    lr_rising = False
+    if f.lr is not None and len(f.lr.finite().before(x.onset_step)) >= 3:
+        lr_rising = f.lr.finite().at(x.onset_step) >= 2.0 * _early(f.lr, x.onset_step) and lr_jumped(f) is None
+        lr_rising = lr_rising or lr_jumped(f) is not None
+    if lr_rising:
+        ev += "; the LR had been rising into it"
+    iv = _interval(f)
+    others = [
+        y
+        for y in f.findings
+        if y.active
+        and y.severity >= Severity.WARN
+        and abs(y.onset_step - x.onset_step) > 2 * iv
+        and y.kind not in ("spike", "converged")
+    ]
+    if recovered and gspike and not followed and not lr_rising:
         conf = Confidence.HIGH
     elif recovered and not followed:
         conf = Confidence.MEDIUM
@@ -465,7 +490,8 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         steps=(x.onset_step,),
         settle="" if conf > Confidence.LOW else "log the grad norm and per-sample losses around the spike",
         weight=0.6 if not followed else 0.2,
-        incidental=recovered and not followed,
+        # On a run judged healthy it is a note; on a flagged run it may be the very reason it was flagged.
+        incidental=recovered and not followed and (f.verdict_healthy or bool(others)),
     )
 
 
@@ -493,7 +519,12 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     if drops:
         steps += [d[0] for d in drops]
         parts.append("loss scale dropped " + ", ".join(f"{fmt(a)} -> {fmt(b)} at {fmt(st)}" for st, a, b in drops[:3]))
-    harmful = trouble(f) is not None or len(skips) > 10
+    t = trouble(f)
+    iv = _interval(f)
+    # Harmful when the loss went wrong soon after a skip, or the skips are many.
+    harmful = len(skips) > 10 or (
+        t is not None and t.kind in ("divergence", "nan") and any(0 <= t.onset_step - st <= 10 * iv for st in steps)
+    )
     return Hypothesis(
         "fp16_overflow",
         "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from monitor.diagnosis import optim
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.model import Severity
@@ -131,7 +132,8 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
             falls = (a, z)
     gap = f"; the training loss went {fmt(falls[0])} -> {fmt(falls[1])} meanwhile" if falls else ""
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
-    if train_falls and worse >= 0.25 and after >= 3 and any(x.kind == "overfit" for x in found):
+    lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and optim.lr_jumped(f) is not None)
+    if train_falls and worse >= 0.25 and after >= 3 and any(x.kind == "overfit" for x in found) and not lr_moved:
         conf = Confidence.HIGH
     elif train_falls or found:
         conf = Confidence.MEDIUM
