@@ -522,13 +522,18 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     t = trouble(f)
     iv = _interval(f)
     # Harmful when the loss went wrong soon after a skip, or the skips are many.
-    harmful = len(skips) > 10 or (
-        t is not None and t.kind in ("divergence", "nan") and any(0 <= t.onset_step - st <= 10 * iv for st in steps)
+    after = [x.onset_step for x in f.of("spike") if not evalish(x.metric)]
+    if t is not None and t.kind in ("divergence", "nan"):
+        after.append(t.onset_step)
+    # A dynamic scaler halves its scale now and then by design; a scale that collapses is not that.
+    collapsed = f.scale is not None and bool(drops) and _collapsed(f.scale)
+    harmful = (
+        len(skips) > 10 or collapsed or (bool(skips) and any(0 <= a - st <= 10 * iv for a in after for st in steps))
     )
     return Hypothesis(
         "fp16_overflow",
         "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),
-        Confidence.HIGH if skips or len(drops) >= 1 else Confidence.MEDIUM,
+        Confidence.HIGH if skips or collapsed else Confidence.MEDIUM,
         "; ".join(parts) + (f"; fp16={f.config.get('fp16')}" if "fp16" in f.config else ""),
         "nothing while skips are rare; if they repeat: train in bf16, lower the LR, or lower the scaler's growth",
         "fewer NaN grad norms; the loss scale settles instead of dropping",
@@ -542,6 +547,12 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
 def _interval(f: RunFacts) -> float:
     c = f.loss or f.grad
     return c.interval() if c is not None else 1.0
+
+
+def _collapsed(scale: Curve) -> bool:
+    """The loss scale ended 64x or more below its peak."""
+    v = scale.finite().values
+    return len(v) >= 2 and v.max() > 0 and v[-1] <= v.max() / 64
 
 
 def nonfinite(f: RunFacts) -> Hypothesis | None:

@@ -133,7 +133,15 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
     gap = f"; the training loss went {fmt(falls[0])} -> {fmt(falls[1])} meanwhile" if falls else ""
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
     lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and optim.lr_jumped(f) is not None)
-    if train_falls and worse >= 0.25 and after >= 3 and any(x.kind == "overfit" for x in found) and not lr_moved:
+    # An eval loss that rises while the task metric holds is overconfidence more than memorising.
+    task_held = ""
+    if lower and f.eval_up is not None and len(f.eval_up.finite()) >= 2:
+        up = f.eval_up.finite()
+        at_best, end = up.at(bstep), float(up.values[-1])
+        if at_best == at_best and end >= at_best:
+            task_held = f"; but {up.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
+    overfit_found = any(x.kind == "overfit" for x in found)
+    if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
         conf = Confidence.HIGH
     elif train_falls or found:
         conf = Confidence.MEDIUM
@@ -144,7 +152,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         "the model is likely overfitting (memorising the training set)" if conf else "possibly overfitting",
         conf,
         f"{ev.key} best {fmt(best)} at {f.where(bstep)}, {fmt(last)} at the end "
-        f"({worse:+.1%} worse over {after} evals){gap}",
+        f"({worse:+.1%} worse over {after} evals){gap}{task_held}",
         f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
         "more data or augmentation, more weight decay or dropout",
         f"{ev.key} stays near {fmt(best)} or improves after {f.where(bstep)}; the train/eval gap stops widening",
@@ -162,6 +170,19 @@ def eval_data(f: RunFacts) -> Hypothesis | None:
         return None
     x = nans[0]
     ok = f.loss is not None and len(f.loss.since(x.onset_step).finite()) == len(f.loss.since(x.onset_step))
+    if not x.active:  # a bad sample would be bad at every evaluation; this one came back
+        return Hypothesis(
+            "eval_numerics",
+            "a transient non-finite eval value (evaluation numerics, e.g. fp16 in eval)",
+            Confidence.LOW,
+            x.message,
+            "evaluate in fp32 or bf16; guard divisions in the metric",
+            "finite eval metrics at every evaluation",
+            "rerun the evaluation of that checkpoint in fp32",
+            steps=(x.onset_step,),
+            settle="the per-sample eval losses of that checkpoint",
+            weight=0.3,
+        )
     return Hypothesis(
         "eval_data_bad",
         "likely a bad sample in the validation set (or unsafe numerics in evaluation)",
@@ -185,7 +206,9 @@ def stalled(f: RunFacts) -> Hypothesis | None:
     ev = x.message + (f"; before that, {slow[3]}" if slow else "")
     return Hypothesis(
         "stalled",
-        "the job likely hung (data loader, a collective or I/O)" if not slow else "the data loader likely stalled",
+        "steps stopped: the job possibly hung (data loader, a collective, I/O) or ended without an end marker"
+        if not slow
+        else "the data loader likely stalled (steps slowed, then stopped)",
         Confidence.MEDIUM,
         ev,
         "py-spy dump the process to see where it waits; use a timeout on the data loader/collectives; "
@@ -266,6 +289,13 @@ _CRASHES = (
         Confidence.MEDIUM,
         "check dmesg / the scheduler's log; lower data loader workers or prefetch, memory-map the dataset",
         "host memory stays flat; the run passes the crash step",
+    ),
+    (
+        re.compile(r"DataLoader|dataloader worker", re.I),
+        "the data loader failed (a worker died or timed out)",
+        Confidence.MEDIUM,
+        "check the workers' memory (/dev/shm, host RAM) and the data files; fewer workers or a larger timeout",
+        "the loader keeps feeding batches past the crash step",
     ),
     (
         re.compile(r"NCCL|Watchdog|timed out|timeout", re.I),
