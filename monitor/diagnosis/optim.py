@@ -161,7 +161,7 @@ _SCHEDULE = (
         "the LR follows the declared schedule down; the loss drops further late in training",
     ),
     (
-        re.compile(r"restarted|reset"),
+        re.compile(r"restarted|reset|rising again"),
         "schedule_reset",
         "the LR schedule restarted on resume",
         "restore the scheduler's state (or pass the global step) when resuming",
@@ -190,7 +190,7 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     for x in f.of("lr_anomaly", warn=True):
         for pat, cid, cause, fix, expect in _SCHEDULE:
             if pat.search(x.message):
-                sure = "after the schedule had started to decay" not in x.message
+                sure = "after the schedule had started to decay" not in x.message and " or " not in x.message
                 out.append(
                     Hypothesis(
                         cid,
