@@ -111,7 +111,13 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     # The onset a detector reports is approximate by a logging interval or two.
     g = grad_rise(f, s + 2 * _interval(f), 2.0)
     parts = [what, f"the LR was {fmt(lr_s)} there" + (f", x{lr_s / early:.3g} its early {fmt(early)}" if rose else "")]
-    parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
+    whole = f.lr.finite()
+    later = float(whole.values.max())
+    if later > 1.05 * top:
+        at = float(whole.steps[int(np.argmax(whole.values))])
+        parts.append(f"it was still rising (to its peak {fmt(later)} at {f.where(at)})")
+    else:
+        parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
     if g is not None:
         when = "first" if g[0] < s else "at about the same time" if g[0] <= s + _interval(f) else "soon after"

@@ -71,7 +71,7 @@ def build(
         diff=diff,
         helped=helped,
         experiments=next_experiments(ranked, helped, prim),
-        axis_note=note.replace("`", "") if False else note,
+        axis_note=note,
         causes={id(r): top_causes(r.hypotheses) for r in runs},
         overlay_svg=pictures.overlay(ranked, prim),
     )
