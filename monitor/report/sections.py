@@ -10,7 +10,7 @@ from monitor.diagnosis import Confidence, Hypothesis
 from monitor.diagnosis.facts import fmt
 from monitor.model import Severity
 from monitor.report.ranking import Primary, Ranked
-from monitor.report.runs import RunSummary
+from monitor.report.runs import RunSummary, stability
 
 _UGLY = ("nan", "divergence", "crashed", "grad_explosion", "eval_degradation", "overfit", "stalled")
 
@@ -63,6 +63,13 @@ def judge_run(r: RunSummary) -> Verdicts:
             i = int(np.argmax(e.values) if up else np.argmin(e.values))
             v.good.append(f"{c.key} best {fmt(float(e.values[i]))} at {r.facts.where(float(e.steps[i]))}")
             break
+    spikes = [f for f in r.findings if f.kind == "spike"]
+    if len(spikes) >= 2:
+        at = ", ".join(fmt(f.onset_step) for f in spikes[:5])
+        v.bad.append(f"unstable: {len(spikes)} loss spikes ({r.step_key} {at})")
+    noise = stability(r)
+    if noise is not None and noise > 0.2:
+        v.bad.append(f"noisy loss: step-to-step changes are {noise:.0%} of its level (small batch or a high LR?)")
     if any(f.kind == "converged" for f in r.findings):
         v.good.append("converged: flat loss after the LR decayed")
     if r.verdict == "healthy":
