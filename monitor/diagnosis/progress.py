@@ -81,8 +81,16 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
         lv = f.lr.finite()
         at, top = lv.at(since), float(lv.values.max())
         if at == at and top > 0:
-            lr_txt = f"; the LR was {fmt(at)} ({at / top:.0%} of its peak), so this is not convergence"
-            conf = Confidence.MEDIUM if at >= 0.3 * top else Confidence.LOW
+            # Flat at a constant LR may be that LR's noise floor: only an LR that was still moving
+            # (a schedule) makes a flat loss look stuck.
+            constant = float(np.min(lv.since(since).values)) >= 0.97 * float(np.max(lv.since(since).values))
+            if at < 0.3 * top:
+                lr_txt = f"; the LR was {fmt(at)} ({at / top:.0%} of its peak): it may simply have converged"
+            elif constant:
+                lr_txt = f"; the LR stayed at {fmt(at)}: it may be that LR's noise floor (decaying it would tell)"
+            else:
+                lr_txt = f"; the LR was {fmt(at)} ({at / top:.0%} of its peak) and still scheduled: not convergence"
+                conf = Confidence.MEDIUM
     return Hypothesis(
         "not_learning",
         "learning likely stopped (the updates no longer reach the weights that matter)",
