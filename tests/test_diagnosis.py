@@ -293,3 +293,11 @@ def test_stalled_job_is_a_possibility_not_a_certainty() -> None:
     f = RunFacts(findings=(stall,), loss=curve(range(150), np.linspace(2, 1, 150), "loss"), verdict_healthy=False)
     h = top(diagnose(f))
     assert h.cause_id == "stalled" and h.confidence is Confidence.MEDIUM and "possibly" in h.cause and h.settle
+
+
+def test_not_learning_at_chance_level_from_the_first_loss() -> None:
+    rng = np.random.default_rng(13)
+    n = 300
+    loss = math.log(50257) + rng.normal(0, 0.02, n)
+    h = next(h for h in diagnose(_flagged({"loss": list(loss), "lr": [1e-3] * n}, n)) if h.cause_id == "not_learning")
+    assert h.confidence is Confidence.MEDIUM and "ln(50257)" in h.evidence and "inferred" in h.evidence

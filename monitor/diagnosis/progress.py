@@ -56,6 +56,22 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 steps=(float(lo.steps[0]), float(lo.steps[-1])),
                 weight=0.8,
             )
+    if k is None and abs(gain) < 0.05:
+        guess = _chance_from_first(first)
+        if guess is not None and abs(tail - math.log(guess)) <= 0.05 * math.log(guess):
+            return Hypothesis(
+                "not_learning",
+                "the model is likely not learning at all (the loss stays at a uniform guess)",
+                Confidence.MEDIUM,
+                f"loss {fmt(first)} at the start and {fmt(tail)} at the end; the first loss is ln({guess}) = "
+                f"{fmt(math.log(guess))}, a uniform guess over {guess} classes/tokens (inferred, not from the config)",
+                "check the labels match the inputs, that gradients reach the weights and the LR is not ~0",
+                f"the loss falls below {fmt(math.log(guess))} within the first few hundred steps",
+                "overfit one small batch first: its loss must go to ~0",
+                steps=(float(lo.steps[0]), float(lo.steps[-1])),
+                settle="the number of classes or the vocab size in the config would confirm the chance level",
+                weight=0.7,
+            )
     plateaus = [x for x in f.of("plateau", warn=True) if x.active and not evalish(x.metric)]
     if abs(gain) < 0.02 and len(lo) >= 20:
         return Hypothesis(
@@ -104,6 +120,18 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
         settle="" if conf > Confidence.LOW else "the LR and per-module update norms around that step would settle it",
         weight=0.55,
     )
+
+
+#: Class and vocabulary counts common enough that a first loss of ln(K) names them.
+_COMMON_K = (2, 3, 5, 10, 100, 1000, 65, 256, 32000, 32768, 50257, 50304, 128256, 151936)
+
+
+def _chance_from_first(first: float) -> int | None:
+    """K when the first loss is within 1% of ln(K) for a common class/vocab count K."""
+    for k in _COMMON_K:
+        if abs(first - math.log(k)) <= 0.01 * math.log(k):
+            return k
+    return None
 
 
 def _eval_curve(f: RunFacts) -> tuple[Curve, bool] | None:
