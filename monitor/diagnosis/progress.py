@@ -171,11 +171,13 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
     lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and optim.lr_jumped(f) is not None)
     # An eval loss that rises while the task metric holds is overconfidence more than memorising.
     task_held = ""
-    if lower and f.eval_up is not None and len(f.eval_up.finite()) >= 2:
-        up = f.eval_up.finite()
-        at_best, end = up.at(bstep), float(up.values[-1])
-        if at_best == at_best and end >= at_best:
-            task_held = f"; but {up.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
+    for task, higher in ((f.eval_up, True), (f.eval_down, False)):
+        if not lower or task_held or task is None or len(task.finite()) < 2:
+            continue
+        tv = task.finite()
+        at_best, end = tv.at(bstep), float(tv.values[-1])
+        if at_best == at_best and (end >= at_best if higher else end <= at_best):
+            task_held = f"; but {tv.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
     overfit_found = any(x.kind == "overfit" for x in found)
     if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
         conf = Confidence.HIGH
@@ -185,7 +187,11 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         conf = Confidence.LOW
     return Hypothesis(
         "overfitting",
-        "the model is likely overfitting (memorising the training set)" if conf else "possibly overfitting",
+        "eval loss rising while the task metric holds: overconfident predictions (mild overfitting)"
+        if task_held
+        else "the model is likely overfitting (memorising the training set)"
+        if conf
+        else "possibly overfitting",
         conf,
         f"{ev.key} best {fmt(best)} at {f.where(bstep)}, {fmt(last)} at the end "
         f"({worse:+.1%} worse over {after} evals){gap}{task_held}",
