@@ -24,6 +24,7 @@ from tui.runinfo import info_sections
 from tui.runplots import data_version, gpu_spec, has_gpu, pane_spec, run_panes
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.widgets.diagnosis import DiagnosisList
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
@@ -121,6 +122,7 @@ class DetailScreen(PlottingScreen):
                 yield LogTail(id="log")
                 yield FilterInput(placeholder="filter log lines", id="log-filter")
             with VerticalScroll(id="info-box"):
+                yield DiagnosisList(id="diagnosis")
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
         yield NoticeBar()
@@ -160,6 +162,7 @@ class DetailScreen(PlottingScreen):
             self.query_one(LogTail).show(list(tail), (len(tail), id(tail[-1]) if tail else None, a.info.lines))
         if self.has_class("-info"):
             self._show_info(run, version)
+            self.query_one(DiagnosisList).show(a, (run.id, version, run.findings))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
