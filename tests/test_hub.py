@@ -295,13 +295,16 @@ def test_idle_gpu_under_a_live_run_is_a_warning_and_clears(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(60)
-def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(tmp_path: Path) -> None:
+def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from monitor.analysis import RunAnalysis, RunInfo
     from monitor.sources.base import Chunk
+    from monitor.wandb import feed
     from monitor.wandb.feed import WandbFeed
     from tests.test_wandb_log import frame, history
 
-    # Every existing .wandb file is caught up with the bulk reader, then tailed record by record.
+    monkeypatch.setattr(feed, "BULK_BYTES", 0)  # every .wandb file is "long": caught up in bulk
     records = [
         history(n, {("_step",): str(n), ("train/loss",): repr(3.0 / n), ("lr",): "0.001"}) for n in range(1, 6001)
     ]
