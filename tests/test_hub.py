@@ -100,6 +100,7 @@ def test_missing_file_is_a_state_not_a_verdict_and_recovers(tmp_path: Path) -> N
         async with Hub([str(log)], gpu=False, poll=0.05) as hub:
             rec = Recorder(hub)
             await until(lambda: hub.snapshot().runs[0].state == "waiting", what="waiting state")
+            assert [e.detail for e in rec.kinds("caught_up")] == ["nothing to read yet; following"]
             r = hub.snapshot().runs[0]
             assert r.stale and r.source_error and "no such file" in r.source_error
             assert r.verdict is Verdict.HEALTHY  # unreachable is not broken
@@ -164,6 +165,7 @@ def test_wandb_api_run_judged_and_unreachable_api_is_a_state(server: FakeWandbSe
             await until(lambda: Verdict.BAD in rec.verdicts(), what="bad from the API")
             r = hub.snapshot().runs[0]
             assert r.last_step == 30 and r.state == "live" and r.url == "wandb://ent/proj/r1"
+            assert rec.kinds("caught_up")  # views stop showing 'reading' once the API answered
         server.stop()
         async with Hub(["wandb://ent/proj/r1"], gpu=False) as hub:
             await until(lambda: hub.snapshot().runs and hub.snapshot().runs[0].stale, what="stale state")

@@ -65,6 +65,7 @@ class WandbFeed:
         bulk = WandbBulkReader()
         with path.open("rb") as f:
             for blocks, events in bulk.read(f):
+                self.resume_offset = bulk.resume_offset  # how far it got, for a progress bar
                 yield self._piece(blocks, events, now)
         self.reader = bulk.live_reader()
         self.resume_offset = bulk.resume_offset
