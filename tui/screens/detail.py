@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
-from monitor.model import Finding
+from monitor.model import Finding, Severity, Verdict
 from tui import actions
 from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
@@ -24,6 +24,7 @@ from tui.runinfo import info_sections
 from tui.runplots import data_version, gpu_spec, has_gpu, pane_spec, run_panes
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.widgets.diagnosis import DiagnosisList
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
@@ -116,6 +117,7 @@ class DetailScreen(PlottingScreen):
         with Horizontal(id="lower"):
             with VerticalScroll(id="findings-box"):
                 yield FindingsList(id="findings")
+                yield DiagnosisList(id="diagnosis")
                 yield Static(id="reviewer")
             with Vertical(id="log-box"):
                 yield LogTail(id="log")
@@ -154,6 +156,11 @@ class DetailScreen(PlottingScreen):
         grid.show(items)
         head.update(self._head(run, grid))
         self._show_findings(run, force=force)
+        # Causes are suspected only for trouble shown: never beside "no findings" on a healthy run.
+        troubled = run.verdict is not Verdict.HEALTHY or any(
+            f.active and f.severity > Severity.INFO for f in run.findings
+        )
+        self.query_one(DiagnosisList).show(a if troubled else None, (run.id, version, run.findings, troubled))
         self._show_reviewer_line()
         if a is not None:
             tail = a.store.log_tail
