@@ -251,21 +251,3 @@ async def test_every_key_of_every_view_does_something_without_breaking_the_app()
                     await pilot.press("escape")
                     await _settle(pilot, 2)
                 assert isinstance(app.screen, MainScreen), f"{scope} ({view.__name__}): {spec.id} left us stuck"
-
-
-@run_async
-async def test_the_detail_view_says_what_probably_went_wrong() -> None:
-    from tui.widgets.diagnosis import DiagnosisList
-
-    hub, _ = sample_scene(NOW)
-    app = _app(hub)
-    async with app.run_test(size=(160, 50)) as pilot:
-        await _settle(pilot)
-        await pilot.press("enter")  # the NaN run, worst first
-        await _settle(pilot)
-        diagnosis = app.screen.query_one(DiagnosisList)
-        text = str(diagnosis.render())
-        assert diagnosis.display and text.startswith("why (suspected)") and "try:" in text
-        await pilot.press("n", "n", "n")  # the healthy run: nothing to explain
-        await _settle(pilot)
-        assert app.screen.run_id == "healthy" and not diagnosis.display

@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
-from monitor.model import Finding, Severity, Verdict
+from monitor.model import Finding
 from tui import actions
 from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
@@ -117,12 +117,12 @@ class DetailScreen(PlottingScreen):
         with Horizontal(id="lower"):
             with VerticalScroll(id="findings-box"):
                 yield FindingsList(id="findings")
-                yield DiagnosisList(id="diagnosis")
                 yield Static(id="reviewer")
             with Vertical(id="log-box"):
                 yield LogTail(id="log")
                 yield FilterInput(placeholder="filter log lines", id="log-filter")
             with VerticalScroll(id="info-box"):
+                yield DiagnosisList(id="diagnosis")
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
         yield NoticeBar()
@@ -156,17 +156,13 @@ class DetailScreen(PlottingScreen):
         grid.show(items)
         head.update(self._head(run, grid))
         self._show_findings(run, force=force)
-        # Causes are suspected only for trouble shown: never beside "no findings" on a healthy run.
-        troubled = run.verdict is not Verdict.HEALTHY or any(
-            f.active and f.severity > Severity.INFO for f in run.findings
-        )
-        self.query_one(DiagnosisList).show(a if troubled else None, (run.id, version, run.findings, troubled))
         self._show_reviewer_line()
         if a is not None:
             tail = a.store.log_tail
             self.query_one(LogTail).show(list(tail), (len(tail), id(tail[-1]) if tail else None, a.info.lines))
         if self.has_class("-info"):
             self._show_info(run, version)
+            self.query_one(DiagnosisList).show(a, (run.id, version, run.findings))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""

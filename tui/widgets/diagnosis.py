@@ -1,62 +1,52 @@
-"""The suspected causes of a run's trouble (`monitor.diagnosis`), under its findings in the detail view.
-
-Recomputed only when the run's data or findings changed; each hypothesis reads as one suspicion
-with its confidence, the numbers behind it and what to try, all as literal text.
-"""
+"""A run's likely causes in the detail view: the top root-cause hypotheses with confidence and evidence."""
 
 from __future__ import annotations
-
-from collections.abc import Hashable
 
 from rich.text import Text
 from textual.widgets import Static
 
 from monitor.analysis import RunAnalysis
-from monitor.outward import outward
+from monitor.diagnosis import Confidence, Hypothesis, diagnose_analysis
 from tui.style import var_style
 
+#: Hypotheses shown (the rest are in `check --json`, reports and evidence bundles).
 SHOWN = 3
-"""Hypotheses shown (the surest first); the evidence bundle and `check --json` hold them all."""
-_CONFIDENCE_VARIABLE = {"high": "verdict-bad", "medium": "verdict-unsure", "low": "muted"}
+_VARIABLE = {Confidence.HIGH: "verdict-bad", Confidence.MEDIUM: "verdict-unsure", Confidence.LOW: "muted"}
 
 
 class DiagnosisList(Static):
-    """`why (suspected)`: the top hypotheses, or nothing at all when there is none."""
+    """Likely causes, surest first; recomputed only when the run's data or findings changed."""
 
     DEFAULT_CSS = """
     DiagnosisList {
         height: auto;
         padding: 0 1;
-        display: none;
+        border-bottom: dashed $panel-lighten-2;
     }
-    DiagnosisList.-shown {
-        display: block;
-        border-top: dashed $panel-lighten-2;
+    DiagnosisList.-empty {
+        display: none;
     }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
-        self._key: Hashable = None
+        self._key: object = None
+        self.hypotheses: tuple[Hypothesis, ...] = ()
+        """What is shown now (for tests and the other views)."""
 
-    def show(self, a: RunAnalysis | None, key: Hashable) -> None:
-        """Diagnose the run when `key` (its data version and findings) changed since the last time."""
-        key = (key, self.app.theme)
-        if key == self._key:
+    def show(self, analysis: RunAnalysis | None, key: object) -> None:
+        """Diagnose `analysis` when `key` (run, data version, findings) changed, and draw the result."""
+        if key == self._key and self.app.theme == getattr(self, "_theme", None):
             return
         self._key = key
-        from monitor.diagnosis import diagnose_analysis  # first needed here, not for the first frame
-
-        hypotheses = diagnose_analysis(a)[:SHOWN] if a is not None else ()
-        self.set_class(bool(hypotheses), "-shown")
-        if not hypotheses:
-            return
-        t = Text("why (suspected)", style="bold")
-        for h in hypotheses:
-            conf = str(h.confidence)
+        self._theme = self.app.theme
+        self.hypotheses = diagnose_analysis(analysis) if analysis is not None else ()
+        self.set_class(not self.hypotheses, "-empty")
+        t = Text()
+        t.append("likely causes (suspicions, not certainties)", style=var_style(self.app, "muted"))
+        for h in self.hypotheses[:SHOWN]:
             t.append("\n")
-            t.append(f"[{conf}] ", style=var_style(self.app, _CONFIDENCE_VARIABLE.get(conf, "muted"), bold=True))
-            t.append(outward(h.cause), style="bold")
-            t.append(f"\n  {outward(h.evidence)}", style=var_style(self.app, "muted"))
-            t.append(f"\n  try: {outward(h.fix)}")
+            t.append(f"[{h.confidence}] ", style=var_style(self.app, _VARIABLE[h.confidence], bold=True))
+            t.append(h.cause, style="bold")
+            t.append(f": {h.evidence}\n  fix: {h.fix}", style=var_style(self.app, "muted"))
         self.update(t)
