@@ -181,6 +181,8 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
     overfit_found = any(x.kind == "overfit" for x in found)
     if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
         conf = Confidence.HIGH
+    elif falls is not None and falls[1] > 1.05 * falls[0]:
+        return None  # the training loss rose too: the run got worse overall, which is not overfitting
     elif (train_falls or found) and (worse >= 0.1 or (overfit_found and worse >= 0.05)):
         conf = Confidence.MEDIUM
     else:
