@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 
-from monitor.diagnosis import optim
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
+from monitor.diagnosis.schedule import lr_jumped
 from monitor.model import Severity
 
 _CLASS_KEYS = ("num_classes", "n_classes", "num_labels", "nc", "classes", "vocab_size", "n_vocab", "padded_vocab_size")
@@ -168,7 +168,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
             falls = (a, z)
     gap = f"; the training loss went {fmt(falls[0])} -> {fmt(falls[1])} meanwhile" if falls else ""
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
-    lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and optim.lr_jumped(f) is not None)
+    lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and lr_jumped(f) is not None)
     # An eval loss that rises while the task metric holds is overconfidence more than memorising.
     task_held = ""
     for task, higher in ((f.eval_up, True), (f.eval_down, False)):
