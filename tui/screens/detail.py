@@ -151,6 +151,8 @@ class DetailScreen(PlottingScreen):
             gpu_key = (run.host, len(history), history[-1].time if history else None)
             items.append(PaneItem("gpu", gpu_key, lambda: gpu_spec(run.host, history, snap.time)))
         grid = self.query_one(PlotGrid)
+        if (len(items) > 1) != (len(grid.items) > 1):
+            self.refresh_bindings()  # `g` and `f` come and go with a second pane
         grid.show(items)
         head.update(self._head(run, grid))
         self._show_findings(run, force=force)
@@ -161,6 +163,14 @@ class DetailScreen(PlottingScreen):
         if self.has_class("-info"):
             self._show_info(run, version)
             self.query_one(DiagnosisList).show(a, (run.id, version, run.findings))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
+        if action in ("next_plot", "full_pane") and self.is_mounted:
+            return len(self.query_one(PlotGrid).items) > 1 or self.query_one(PlotGrid).full
+        if action in ("next_run", "prev_run"):
+            return len(self.order) > 1
+        return True
 
     def _show_findings(self, run: RunSnapshot, *, force: bool = False) -> None:
         a = self.analysis(run.id)
