@@ -52,9 +52,15 @@ _SCHEDULE = (
 def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     """LR schedule mistakes the LR detector found: warm-up that never ends, no decay, reset on resume, a jump."""
     out: list[Hypothesis] = []
+    # What the logged LR itself shows: a one-off climb back after a decay, or one jump above the peak.
+    # It decides between readings of a detector message (a jump also "keeps rising past the warm-up").
+    seen = [h for h in (_lr_restarted(f), lr_jumped(f)) if h] if f.lr is not None else []
+    shown = {h.cause_id for h in seen}
     for x in f.of("lr_anomaly", warn=True):
         for pat, cid, cause, fix, expect in _SCHEDULE:
             if pat.search(x.message):
+                if shown and cid not in shown:
+                    break  # the LR's own shape names another mistake
                 sure = "after the schedule had started to decay" not in x.message and " or " not in x.message
                 out.append(
                     Hypothesis(
@@ -71,8 +77,9 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
                     )
                 )
                 break
+    out += [h for h in seen if h.cause_id not in {o.cause_id for o in out}]
     if not out and f.lr is not None:
-        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), lr_jumped(f), _lr_keeps_rising(f)) if h]
+        out += [h for h in (_lr_never_decays(f), _lr_keeps_rising(f)) if h]
     return out
 
 
