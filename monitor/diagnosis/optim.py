@@ -395,6 +395,8 @@ def nonfinite(f: RunFacts) -> Hypothesis | None:
         if f.grad is not None and len(f.grad.finite().before(n)):
             last = f" (last finite grad norm {fmt(float(f.grad.finite().before(n).values[-1]))})"
         build = f"no build-up before it in the loss or grad norm{last}: it came abruptly"
+        if f.loss is not None and len(f.loss) and not len(f.loss.finite().before(n)):
+            build = "from the very first logged step: the initialisation, the data or a dtype/loss-scale setting"
         conf, weight = Confidence.MEDIUM, 0.65
     if x.metric == _key(f.grad):
         part = " (seen in the gradients; a logged loss average may hide NaN steps)"
