@@ -79,7 +79,7 @@ def make_feed(
     raise ValueError(f"no feed for {kind!r}")
 
 
-def _pieces(path: Path) -> Iterator[tuple[int, bytes]]:
+def file_pieces(path: Path) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of what `path` holds now, in pieces; bytes appended meanwhile are left."""
     with path.open("rb") as f:
         size = path.stat().st_size
@@ -117,7 +117,7 @@ class TextFeed:
             return
         self._detect_lines = _CATCH_UP_DETECT_LINES
         try:
-            for offset, data in _pieces(path):
+            for offset, data in file_pieces(path):
                 yield self.chunk(Chunk(offset, data), now)
                 self.resume_offset = offset + len(data)
         finally:
@@ -135,7 +135,7 @@ class TextFeed:
         a = self.analysis
         if self.parser is None:
             head: list[str] = []
-            for _, data in _pieces(path):
+            for _, data in file_pieces(path):
                 head += self.splitter.feed(data)
                 if len(head) >= _CATCH_UP_DETECT_LINES:
                     break
@@ -287,7 +287,7 @@ class TfeventsFeed:
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
         """Read what `path` holds now; its rows are judged in step order (scalars may come out of order)."""
         rows: list[Row] = []
-        for offset, data in _pieces(path):
+        for offset, data in file_pieces(path):
             rows += self.reader.feed(data)
             self.resume_offset = offset + len(data)
         yield self._rows(sorted(rows, key=lambda r: r.step), now)

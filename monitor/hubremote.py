@@ -39,6 +39,7 @@ class RemoteSources:
     if TYPE_CHECKING:  # provided by Hub
 
         def _source_ok(self, run: HubRun, connection: str | None = None) -> None: ...
+        def _emit(self, run: HubRun, kind: str, detail: str = "") -> None: ...
         def _source_problem(
             self, run: HubRun, error: str, *, unreadable: bool = False, connection: str | None = None
         ) -> None: ...
@@ -100,6 +101,9 @@ class RemoteSources:
                 self._source_problem(run, status.error or status.state, connection=status.state)
             else:
                 self._source_ok(run)
+            if not run.told_caught_up:  # the API's first answer holds what the run logged so far
+                run.told_caught_up = True
+                self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; polling")
             self.hosts[f"W&B {status.target.entity}/{status.target.project}"] = (
                 status.error if status.stale and status.error else "ok"
             )

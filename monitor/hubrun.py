@@ -42,6 +42,10 @@ class HubRun:
     trusted: bool = True
     """Whether data from the source clears its error (not while a failed source is re-read)."""
     opened_at: float = 0.0
+    progress: tuple[int, int] | None = None
+    """(bytes read, bytes to read) while catching up with what the file held when opened."""
+    told_caught_up: bool = False
+    """Whether the `caught_up` event was sent (views show 'reading' until then)."""
 
     @property
     def target(self) -> Target:
@@ -99,6 +103,7 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapsho
         shown_verdict=runstate.shown_verdict(state, j.verdict),
         state_detail=detail,
         exit_code=info.exit_code,
+        progress=run.progress,
         reconnects=run.retries,
         role_values=tuple(
             (role.value, key, value)
