@@ -234,3 +234,18 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "address already in use" in lines[0] and str(port) in lines[0], res.stderr
+
+
+def test_secrets_in_names_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "hf_Zq8wXv3LpT5nR2mK9sJ4"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    col = SnapshotCollector()
+    col.update(hub_snapshot(run_snapshot(f"/runs/{secret}/train.log", name=f"job {secret}")))
+    server = MetricsServer("127.0.0.1:0", col)
+    server.start()
+    try:
+        text = get(f"http://{server.address}/metrics")[2]
+    finally:
+        server.close()
+    assert secret not in text
+    assert "runwatch_run_verdict{" in text
