@@ -22,6 +22,7 @@ from monitor.errors import RunwatchError
 from monitor.fleet import Fleet, read_targets
 from monitor.hub import Hub
 from monitor.model import Verdict
+from tests.sshd import SSHHome, ssh_home, sshd  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +85,30 @@ def test_hub_adds_and_removes_runs_keeping_the_others(tmp_path: Path) -> None:
             assert hub.add_target(str(b)) is None  # back again: read afresh
             await until(lambda: str(b) in hub.runs and hub.runs[str(b)].analysis.store.rows == 35, what="b again")
             assert "restart" in (hub.add_target("wandb://team/proj/abc123") or "")
+
+    asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_ssh_target_added_and_removed_while_running(ssh_home: SSHHome, tmp_path: Path) -> None:  # noqa: F811
+    local, remote = tmp_path / "local.log", tmp_path / "remote.log"
+    local.write_text(lines(30))
+    remote.write_text(lines(40, nan_at=35))
+    target = f"testhost:{remote}"
+
+    async def go() -> None:
+        async with Hub([str(local)], gpu=True, writer_poll=0, poll=0.05) as hub:
+            await until(lambda: hub.runs[str(local)].analysis.store.rows == 30, what="local read")
+            assert hub.add_target(target) is None
+            await until(
+                lambda: target in hub.runs and hub.runs[target].analysis.judgement().verdict is Verdict.BAD,
+                timeout=40,
+                what="the SSH run read and judged",
+            )
+            # Its host's GPU stream starts with it (no nvidia-smi there: a status, not an error loop).
+            await until(lambda: "testhost" in dict(hub.snapshot().gpus), timeout=20, what="gpu status")
+            assert await hub.remove_target(target) is None
+            assert set(hub.runs) == {str(local)} and hub.runs[str(local)].analysis.store.rows == 30
 
     asyncio.run(go())
 
