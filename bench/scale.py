@@ -225,6 +225,9 @@ def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, 
                 break
         print(f"fleet: {seen}/{total} runs exported ({live} live) after {time.monotonic() - t_start:.0f} s")
         c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(min(15.0, seconds))  # the hub's own cost, with nothing scraping
+        quiet = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
+        c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
         peak, scrapes, size = 0.0, [], 0
         while time.monotonic() - t0 < seconds:
             text, took = _get(url)
@@ -247,7 +250,7 @@ def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, 
         lat.sort()
         print(
             f"fleet: {what} = {total} runs, {rate:g} rows/s each, scraped every 5 s for {seconds:g} s: "
-            f"watch CPU {cpu:.1f}% of one core, peak RSS {peak:.0f} MB, "
+            f"watch CPU {cpu:.1f}% of one core ({quiet:.1f}% unscraped), peak RSS {peak:.0f} MB, "
             f"scrape median {scrapes[len(scrapes) // 2] * 1000:.0f} ms / max {scrapes[-1] * 1000:.0f} ms "
             f"({size / 1024:.0f} KiB), write->metric latency median {lat[2]:.2f} s / max {lat[-1]:.2f} s"
         )

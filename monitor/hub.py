@@ -695,6 +695,11 @@ class Hub:
             trend = tuple(values[-_SPARK_POINTS:].tolist())
             loss = a.store.last(loss_key)
         util, mem = gpu_for(self.gpus.get(run.target.host))
+        roles = tuple(
+            (role.value, key, value)
+            for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
+            if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
+        )
         state = run.state
         detail = state.label if state.word != runstate.STALE else (run.facts.connection or state.label)
         return RunSnapshot(
@@ -718,7 +723,7 @@ class Hub:
             loss_key=loss_key,
             loss=loss,
             loss_trend=trend,
-            headline=tuple(a.headline().items()),
+            headline=tuple({key: value for _, key, value in roles}.items()),  # = a.headline(), read once
             gpu_util=util,
             gpu_mem_pct=mem,
             format=info.format,
@@ -729,9 +734,5 @@ class Hub:
             state_detail=detail,
             exit_code=info.exit_code,
             reconnects=run.retries,
-            role_values=tuple(
-                (role.value, key, value)
-                for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
-                if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
-            ),
+            role_values=roles,
         )
