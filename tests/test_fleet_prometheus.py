@@ -220,3 +220,21 @@ def test_shipped_dashboard_queries_only_exported_metrics() -> None:
     assert names and names <= known, names - known
     rules = RULES.read_text()
     assert set(re.findall(r"runwatch_[a-z_]+", rules)) <= known
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None or shutil.which("amtool") is None,
+    reason="promtool / amtool not installed: run `bash scripts/test.sh` as root",
+)
+def test_shipped_example_configs_pass_their_checkers() -> None:
+    deploy = ROOT / "deploy"
+    prom = subprocess.run(
+        [PROMTOOL, "check", "config", "--syntax-only", str(deploy / "prometheus" / "prometheus.yml")],  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+    )
+    assert prom.returncode == 0, prom.stdout + prom.stderr
+    am = subprocess.run(
+        ["amtool", "check-config", str(deploy / "alertmanager" / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert am.returncode == 0, am.stdout + am.stderr

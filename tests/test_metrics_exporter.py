@@ -62,9 +62,14 @@ def run_snapshot(run_id: str = "/data/run1/train.log", **kw: object) -> RunSnaps
 
 def hub_snapshot(*runs: RunSnapshot, gpus: bool = True) -> HubSnapshot:
     gpu = GpuSnapshot("gpu1", 1_764_000_000.0, (GpuSample(0, "H100", 87.0, 40_000.0, 81_559.0), GpuSample(1)))
-    return HubSnapshot(
-        1_764_000_001.0, runs, (("gpu1", "live"), ("gpu2", "unreachable: timed out")), (("gpu1", gpu),) if gpus else ()
+    hosts = (
+        ("W&B team/proj", "ok"),
+        ("W&B team/other", "HTTP 500 from the API"),
+        ("gpu1", "gpu1: live"),
+        ("gpu2", "gpu2: retrying (next try in 8 s): Connection refused"),
+        ("gpu3", "gpu3: connecting"),
     )
+    return HubSnapshot(1_764_000_001.0, runs, hosts, (("gpu1", gpu),) if gpus else ())
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -138,7 +143,9 @@ def test_families_from_a_snapshot(served: tuple[SnapshotCollector, str]) -> None
     assert value(text, "runwatch_run_source_up", run="/data/run3.log") == 0
     assert value(text, "runwatch_run_source_up", run="/data/run1/train.log") == 1
     assert value(text, "runwatch_run_source_reconnects_total", run="gpu1:/scratch/run2/train.log") == 3
-    assert value(text, "runwatch_host_up", host="gpu1") == 1 and value(text, "runwatch_host_up", host="gpu2") == 0
+    hosts = ("gpu1", "gpu2", "gpu3", "W&B team/proj", "W&B team/other")
+    up = {h: value(text, "runwatch_host_up", host=h) for h in hosts}
+    assert up == {"gpu1": 1, "gpu2": 0, "gpu3": 0, "W&B team/proj": 1, "W&B team/other": 0}
     assert value(text, "runwatch_gpu_utilization_ratio", host="gpu1", gpu="0") == pytest.approx(0.87)
     assert value(text, "runwatch_gpu_memory_used_bytes", host="gpu1", gpu="0") == 40_000 * 1024 * 1024
     assert not [k for k in samples(text) if k[0] == "runwatch_gpu_utilization_ratio" and ("gpu", "1") in k[1]]

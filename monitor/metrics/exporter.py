@@ -91,15 +91,17 @@ def snapshot_families(snap: HubSnapshot | None, label: Callable[[str], str] = _p
         for run in snap.runs:
             f.add_run(run)
         for host, line in snap.hosts:
-            f.host_up.add_metric([label(host)], 0.0 if _host_down(line) else 1.0)
+            f.host_up.add_metric([label(host)], 0.0 if _host_down(host, line) else 1.0)
         for host, gsnap in snap.gpus:
             f.add_gpus(label(host), gsnap)
     return f.all()
 
 
-def _host_down(line: str) -> bool:
-    low = line.lower()
-    return not (low == "ok" or low.startswith(("live", "connected", "ok")))
+def _host_down(host: str, line: str) -> bool:
+    """Whether a host's one-line state (`gpu1: live`, `gpu1: retrying (next try in 8 s): …`, a W&B
+    backend's `ok` or its error) says it cannot be reached now."""
+    word = line.removeprefix(f"{host}: ").split(" ", 1)[0].strip(":").lower()
+    return word not in ("live", "ok")
 
 
 class _Families:
