@@ -17,8 +17,9 @@ Each channel file of a case is checked as `runwatch check` does (`monitor.check.
 of the label's `check_time` when it has one, else the file's modification time.
 
 Scoring:
-- An *alarm* is a finding of severity warn or bad whose kind is a problem (not `converged`,
-  `overflow_skip`, `source_error`); cleared findings count, since they alarmed while live.
+- An *alarm* is a finding whose kind is a problem (not `converged`, `overflow_skip`,
+  `source_error`) and that is of severity warn or bad, or cleared (it alarmed while live, and a
+  recovered spike is left as an info note).
 - An alarm *matches* a labelled event of the same file when its kind is the event's verdict or one
   of its `acceptable_alternatives` and it was raised (`step`) at or after the event's onset minus a
   tolerance: the start of `onset_window` when labelled, else one logging interval of that file.
@@ -155,8 +156,8 @@ def check_file(job: tuple[str, str, str, float | None]) -> Checked:
         return out
     out.verdict = str(a.judgement().verdict)
     for f in a.findings():
-        if f.kind in NOT_ALARMS or f.severity < Severity.WARN:
-            continue
+        if f.kind in NOT_ALARMS or (f.severity < Severity.WARN and f.active):
+            continue  # an info note; a cleared finding (a recovered spike) alarmed while it was live
         out.alarms.append(Alarm(f.kind, str(f.severity), f.metric, float(f.step), f.message))
     spans = [s.series()[0] for s in a.store.metrics.values()]
     spans = [s for s in spans if len(s)]

@@ -75,8 +75,9 @@ class Detector:
         ev = dict(cur.evidence)
         ev.update(evidence)
         ev["cleared_step"] = step
-        # A cleared problem is kept for the record as information, not as a live alarm.
-        self.current = replace(cur, active=False, severity=Severity.INFO, message=message, evidence=ev)
+        # A cleared problem is kept for the record (with the severity it had while live), no longer
+        # as a live alarm: the judge looks at active findings only.
+        self.current = replace(cur, active=False, message=message, evidence=ev)
         return True
 
     def rename_axis(self, axis: str) -> None:

@@ -31,6 +31,7 @@ class EvalDetector(Detector):
         "_onset",
         "_prev",
         "_prev2",
+        "_quality_at_best",
         "_th",
         "_tolerance",
         "_train_at_best",
@@ -54,6 +55,7 @@ class EvalDetector(Detector):
         self._best_raw = math.nan
         self._best_step = 0.0
         self._train_at_best: float | None = None
+        self._quality_at_best: tuple[str, float, float, float] | None = None
         self._worse = 0
         self._onset = 0.0
         self._n = 0
@@ -80,14 +82,32 @@ class EvalDetector(Detector):
         return "overfit" if any(f.kind == "overfit" for f in seen) else kind
 
     @property
-    def holding(self) -> bool:
-        """Evaluated at least twice and not in a worse-than-best episode: still at (or near) its best."""
-        return self._n >= 2 and self._worse == 0
+    def higher_better(self) -> bool:
+        """Whether higher values are better (accuracy-like)."""
+        return self._higher_better
 
-    def update(self, step: float, x: float, train_level: float | None, improving: str | None = None) -> bool:
+    @property
+    def last_y(self) -> float | None:
+        """The latest evaluation in the detector's own space (lower is better), once there is one."""
+        return self._prev if self._n else None
+
+    @property
+    def noise(self) -> float:
+        """The evaluations' own noise (from second differences), in the detector's space."""
+        return self._noise
+
+    @property
+    def best_y(self) -> float | None:
+        """The best evaluation so far in the detector's own space (lower is better), once there is one."""
+        return self._best if self._n else None
+
+    def update(
+        self, step: float, x: float, train_level: float | None, quality: tuple[str, float, float, float] | None = None
+    ) -> bool:
         """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
-        `improving` names a quality metric (accuracy, F1) of the run still at its best, which makes
-        a worse eval loss over-confidence to watch, not a reason to stop."""
+        `quality` is the run's quality metric (accuracy, mAP, F1: name, `last_y`, `best_y`, `noise`). A
+        worse eval loss while that metric has reached better values since the loss was at its best
+        is over-confidence to watch, not a reason to stop."""
         th = self._th
         y = self._y(x)
         self._n += 1
@@ -112,6 +132,7 @@ class EvalDetector(Detector):
             self._best_raw = x
             self._best_step = step
             self._train_at_best = train_level
+            self._quality_at_best = quality
             self._worse = 0
             # A wobble above the best that came back down shows how much this series wobbles normally.
             self._tolerance = max(self._tolerance, self._episode_max)
@@ -139,7 +160,17 @@ class EvalDetector(Detector):
             and train_level < self._train_at_best - math.log(1.01)
         )
         # Accuracy-like metrics wobble more than losses; they only ever warn.
-        can_be_bad = not self._higher_better and improving is None
+        # With a quality metric beside it, an eval loss is clearly worse only when quality is clearly
+        # worse too than when the loss was at its best; if quality has improved since, it only warns.
+        qb = self._quality_at_best
+        q = quality if quality is not None and qb is not None and quality[0] == qb[0] else None
+        quality_worse = quality is None or (
+            q is not None and qb is not None and q[1] > qb[1] + max(th.eval_quality_worse, th.eval_noise_k * q[3])
+        )
+        improving = (
+            q[0] if q is not None and qb is not None and q[2] < qb[2] - th.eval_warn and not quality_worse else None
+        )
+        can_be_bad = not self._higher_better and improving is None and quality_worse
         if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
             severity = Severity.BAD
         elif excess > warn_margin and self._worse >= patience + (0 if can_be_bad else 1):
@@ -147,7 +178,7 @@ class EvalDetector(Detector):
         else:
             return False
         cur = self.current
-        if cur is not None and cur.active and cur.severity > severity:
+        if cur is not None and cur.active and cur.severity > severity and improving is None:
             # Within one episode (until a new best) the verdict does not flap back with every wobble.
             severity = cur.severity
         kind = self._one_story("overfit" if overfit else "eval_degradation")
@@ -159,7 +190,7 @@ class EvalDetector(Detector):
             f"{self.metric} {fmt(x)} at {self.axis} {fmt(step)} is {pct(excess)} worse than its best "
             f"{fmt(self._best_raw)} ({self.axis} {fmt(self._best_step)}) for {self._worse} evaluations"
             + (f", {what}" if overfit else "")
-            + (f" (but {improving} is still improving)" if improving is not None else ""),
+            + (f" (but {improving} has improved since)" if improving is not None else ""),
             {"value": x, "best": self._best_raw, "best_step": self._best_step, "evals_worse": self._worse},
             kind=kind,
             refresh=True,

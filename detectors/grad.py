@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 from detectors.base import Detector, fmt, pct
 from detectors.series import SeriesStats
 from detectors.thresholds import Thresholds
@@ -11,7 +14,7 @@ from monitor.model import Severity
 class GradNonFiniteDetector(Detector):
     """A lone non-finite grad norm is an fp16 overflow skip (information); several in a row is NaN training."""
 
-    __slots__ = ("_run", "_run_start", "_skips", "_th")
+    __slots__ = ("_run", "_run_start", "_skips", "_th", "trouble")
     kind = "overflow_skip"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
@@ -20,21 +23,29 @@ class GradNonFiniteDetector(Detector):
         self._run = 0
         self._run_start = 0.0
         self._skips = 0
+        self.trouble: Callable[[], str | None] | None = None
+        """What is already wrong with the run's loss (a divergence, a spike), if anything: a
+        non-finite gradient then is part of the blow-up, not a routine overflow skip."""
 
     def nonfinite(self, step: float, x: float) -> bool:
         if self._run == 0:
             self._run_start = step
         self._run += 1
         self._skips += 1
-        if self._run >= self._th.grad_nonfinite_bad:
+        trouble = self.trouble() if self.trouble is not None else None
+        if self._run >= self._th.grad_nonfinite_bad or trouble is not None:
             if self._already(Severity.BAD, "nan"):
                 return False
+            why = (
+                f"while {trouble}"
+                if trouble is not None
+                else f"for {self._run} logged points in a row: training is producing NaN/Inf gradients"
+            )
             return self._fire(
                 Severity.BAD,
                 step,
                 self._run_start,
-                f"{self.metric} non-finite for {self._run} logged points in a row (last {fmt(x)} at step "
-                f"{fmt(step)}): training is producing NaN/Inf gradients",
+                f"{self.metric} is {fmt(x)} at {self.axis} {fmt(step)} {why}",
                 {"consecutive": self._run},
                 kind="nan",
             )
@@ -68,7 +79,7 @@ class GradExplosionDetector(Detector):
     does not become "usual" as the running level follows it.
     """
 
-    __slots__ = ("_base", "_onset", "_run", "_th")
+    __slots__ = ("_base", "_onset", "_run", "_th", "_usual")
     kind = "grad_explosion"
 
     def __init__(self, metric: str, th: Thresholds, axis: str = "step") -> None:
@@ -77,21 +88,32 @@ class GradExplosionDetector(Detector):
         self._run = 0
         self._onset = 0.0
         self._base = 0.0
+        self._usual = math.nan
 
     def update(self, s: SeriesStats, step: float) -> bool:
         th = self._th
         if s.n < 10 or s.constant:
             return False
+        usual = self._usual
+        if usual != usual:
+            usual = self._usual = s.level
         if self._run:
             above = s.y - self._base
             high = above > 0.5 * th.grad_explosion_ratio
         else:
+            # A jump far above the running level, or a climb (even a steady one, which the running
+            # level follows) far above the slow usual level.
             above = s.residual
             high = above > th.grad_explosion_ratio and above > 4.0 * s.noise
+            if not high and s.level - usual > th.grad_explosion_ratio:
+                above = s.y - usual
+                high = True
+            # The usual level: a slow EWMA of the running level, frozen during an episode.
+            self._usual = usual + 0.03 * (s.level - usual)
         if high:
             if self._run == 0:
                 self._onset = step
-                self._base = s.y - s.residual
+                self._base = s.y - s.residual if above == s.residual else usual
             self._run += 1
             if self._run >= th.grad_sustain and not self._already(Severity.WARN):
                 usual = s.inverse(self._base)

@@ -76,6 +76,7 @@ class SpikeDetector(Detector):
         "_onsets",
         "_peak",
         "_peak_level",
+        "_peaks",
         "_scale",
         "_th",
         "_zs",
@@ -98,6 +99,7 @@ class SpikeDetector(Detector):
         self._count = 0
         self._onsets: deque[int] = deque(maxlen=max(1, th.spike_repeat))
         self._zs: deque[float] = deque(maxlen=max(1, th.spike_repeat))
+        self._peaks: deque[float] = deque(maxlen=max(1, th.spike_repeat))
 
     def update(self, s: SeriesStats, step: float) -> bool:
         th = self._th
@@ -127,6 +129,7 @@ class SpikeDetector(Detector):
         self._scale = max(s.noise, s.sigma)
         self._onsets.append(s.n)
         self._zs.append(s.z)
+        self._peaks.append(s.last_value)
         before = s.inverse(self._base)
         evidence = {
             "value": s.last_value,
@@ -143,7 +146,10 @@ class SpikeDetector(Detector):
             before = self._count - len(self._onsets)
             past_rate = (before + 0.5) / (first + 200.0)
             cluster_rate = len(self._onsets) / (s.n - first + 1.0)
-            repeated = cluster_rate >= 20.0 * past_rate and min(self._zs) >= 2.0 * th.spike_z
+            # And each must bring the loss back to a real fraction of where the run started: a loss
+            # memorised to ~0 jumps by orders of magnitude on one hard batch, which is not instability.
+            high = s.linear or min(self._peaks) >= 0.25 * s.first
+            repeated = cluster_rate >= 20.0 * past_rate and min(self._zs) >= 2.0 * th.spike_z and high
         if repeated:
             return self._fire(
                 Severity.BAD,
@@ -283,7 +289,7 @@ class DivergenceDetector(Detector):
         trending = False
         # The trend test is weaker evidence than the big margin: the slow level (half the fast
         # level's noise) must have left its best by the small margin too.
-        if not sustained and s.n >= th.trend_window and s.slow - s.best > small:
+        if not sustained and s.n >= th.trend_window and s.slow - s.best > small and excess > th.trend_min_rise:
             if mann_kendall_z(s.window()) >= th.trend_z:
                 self._trend_hits += 1
                 trending = self._trend_hits >= 2
@@ -345,8 +351,12 @@ class PlateauDetector(Detector):
         idle = s.n - self._ref_n
         if s.constant or idle < th.plateau_min_points or idle < th.plateau_fraction * s.n:
             return False
-        near_best = s.level - s.best <= max(th.divergence_small, th.trend_noise_k * s.sigma)
-        converged = near_best and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        small = max(th.divergence_small, th.trend_noise_k * s.sigma)
+        # Converged means it learned, then settled: flat where it started is a plateau at any LR.
+        learned = s.best < s.y0 - small
+        converged = (
+            learned and s.level - s.best <= small and lr_ratio is not None and lr_ratio <= th.converged_lr_fraction
+        )
         if self._already(Severity.INFO, "converged") if converged else self._already(Severity.WARN):
             return False
         ev = {"points_without_progress": idle, "since_step": self._ref_step}

@@ -106,6 +106,8 @@ class LrDetector(Detector):
     """Tracks the LR's peak and phase; also tells other detectors how far the LR has decayed."""
 
     __slots__ = (
+        "_climb",
+        "_climb_from",
         "_decaying",
         "_first",
         "_flat_from",
@@ -132,6 +134,8 @@ class LrDetector(Detector):
         self._decaying = False
         self._rising_since: float | None = None
         self._rose = False
+        self._climb = 0
+        self._climb_from = 0.0
         self._schedule: Schedule | None = None
         self._total: float | None = None
         self._rise_limit = math.inf
@@ -206,8 +210,13 @@ class LrDetector(Detector):
         if self._first != self._first and x > 0.0:
             self._first = x
         changed = False
-        if self._decaying and x > 1.5 * last and last > 0.0 and not self._restarts_ok:
+        if self._decaying and x > last * 1.000001 and last > 0.0 and not self._restarts_ok:
+            if self._climb == 0:
+                self._climb_from = prev_step
+            self._climb += 1
             changed = self._after_decay(step, last, x)
+        else:
+            self._climb = 0
         if x > self._peak:
             if self._rising_since is None:
                 self._rising_since = prev_step if last == last else step
@@ -233,6 +242,18 @@ class LrDetector(Detector):
                 step,
                 f"learning rate jumped x{x / last:.3g} ({fmt(last)} -> {fmt(x)}) at {self.axis} {fmt(step)} {what}",
                 {"before": last, "after": x, "peak": peak},
+            )
+        if self._climb >= 3 and not self._already(Severity.WARN):
+            # Cosine, linear, step and plateau schedules never rise once they decay; a warm restart
+            # jumps back to its peak in one point. Rising point after point is a warm-up running
+            # again (a schedule reset on resume) or still running under the decay.
+            return self._fire(
+                Severity.WARN,
+                step,
+                self._climb_from,
+                f"learning rate rising again since {self.axis} {fmt(self._climb_from)} ({fmt(x)} at {self.axis} "
+                f"{fmt(step)}) after it had decayed: a warm-up running again or still running under the decay",
+                {"lr": x, "peak": peak, "rising_points": self._climb},
             )
         first = self._first
         if (

@@ -35,6 +35,9 @@ _NOT_OBJECTIVE = re.compile(
     r"discriminator|generator"
 )
 
+#: Quality metrics that measure one side of a trade-off, weaker evidence than mAP/accuracy/F1.
+_PARTIAL_QUALITY = re.compile(r"precision|recall")
+
 #: Findings of earlier segments (before the steps went back) kept for the record.
 _RETIRED_KEPT = 64
 
@@ -107,7 +110,7 @@ class _LossMonitor:
 class _EvalMonitor:
     """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
 
-    __slots__ = ("evals", "improving", "nan", "train")
+    __slots__ = ("evals", "nan", "quality", "train")
 
     def __init__(
         self,
@@ -117,12 +120,12 @@ class _EvalMonitor:
         baseline: float | None,
         train: Callable[[], SeriesStats | None],
         axis: str = "step",
-        improving: Callable[[], str | None] | None = None,
+        quality: Callable[[], tuple[str, float, float, float] | None] | None = None,
     ) -> None:
         self.nan: NanDetector | None = NanDetector(key, th, axis)
         self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
         self.train = train
-        self.improving = improving if role is Role.EVAL_LOSS else None
+        self.quality = quality if role is Role.EVAL_LOSS else None
 
     def __call__(self, step: float, x: float) -> bool:
         nan = self.nan
@@ -130,7 +133,7 @@ class _EvalMonitor:
             return nan.nonfinite(step, x) if nan is not None else False
         changed = nan.finite(step) if nan is not None and nan.current is not None else False
         t = self.train()
-        better = self.improving() if self.improving is not None else None
+        better = self.quality() if self.quality is not None else None
         return self.evals.update(step, x, t.level if t is not None and t.n else None, better) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -140,7 +143,7 @@ class _EvalMonitor:
         update = self.evals.update
         t = self.train()
         level = t.level if t is not None and t.n else None
-        better = self.improving() if self.improving is not None else None
+        better = self.quality() if self.quality is not None else None
         changed = False
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
@@ -163,7 +166,7 @@ class _GradMonitor:
     __slots__ = ("explode", "nonfinite", "stats", "vanish")
 
     def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
-        self.stats = SeriesStats(th.level_span, th.trend_window, full=False)
+        self.stats = SeriesStats(th.level_span, th.trend_window, full=False, floor=1e-9)
         self.nonfinite = GradNonFiniteDetector(key, th, axis)
         self.explode = GradExplosionDetector(key, th, axis)
         self.vanish = GradVanishingDetector(key, th, axis)
@@ -249,6 +252,18 @@ class RunDetectors:
         """The metric treated as the training loss (the first one seen)."""
         return self._train.nan.metric if self._train is not None else None
 
+    def _loss_trouble(self) -> str | None:
+        """What is live and wrong with the training (a loss diverging or spiking, gradients exploding)."""
+        for m in self._monitors:
+            if isinstance(m, _GradMonitor) and m.explode.active:
+                return f"{m.explode.metric} is exploding"
+            if isinstance(m, _LossMonitor) and not m.nan_only:
+                if m.div.active:
+                    return f"{m.div.metric} is diverging"
+                if m.spike.in_spike:
+                    return f"{m.spike.metric} is spiking"
+        return None
+
     def _another_loss_holding(self, mon: _LossMonitor) -> bool:
         """Whether another training loss of the run holds at its best (a trade-off between components)."""
         return any(
@@ -288,12 +303,13 @@ class RunDetectors:
                 self._baselines.get(key),
                 lambda: self._train.stats if self._train else None,
                 self.axis,
-                self._quality_improving,
+                self._quality,
             )
             self._monitors.append(emon)
             handler = emon
         elif role is Role.GRAD_NORM:
             gmon = _GradMonitor(key, th, self.axis)
+            gmon.nonfinite.trouble = self._loss_trouble
             self._monitors.append(gmon)
             handler = gmon
         elif role is Role.LR and self._lr is None:
@@ -307,12 +323,23 @@ class RunDetectors:
         self._handlers[key] = handler
         return handler
 
-    def _quality_improving(self) -> str | None:
-        """An eval quality metric (accuracy, F1, perplexity) still at its best, if the run has one."""
+    def _quality(self) -> tuple[str, float, float, float] | None:
+        """The run's eval quality metric as it stands: name, latest and best value (lower is better in both)
+        and evaluation noise. mAP, accuracy, F1 and the like first; precision or recall alone (which
+        trade against each other) and WER-like metrics only when there is nothing else."""
+        best: tuple[int, tuple[str, float, float, float]] | None = None
         for mon in self._monitors:
-            if isinstance(mon, _EvalMonitor) and mon.improving is None and mon.evals.holding:
-                return mon.evals.metric
-        return None
+            if isinstance(mon, _EvalMonitor) and mon.quality is None:
+                last, top = mon.evals.last_y, mon.evals.best_y
+                if last is None or top is None:
+                    continue
+                name = mon.evals.metric
+                rank = 2 if not mon.evals.higher_better else (1 if _PARTIAL_QUALITY.search(name.lower()) else 0)
+                if best is None or rank < best[0]:
+                    best = (rank, (name, last, top, mon.evals.noise))
+                    if rank == 0:
+                        break
+        return best[1] if best is not None else None
 
     def ingest(self, row: Row, now: float) -> bool:
         """Judge one row; True when any finding changed."""
@@ -386,6 +413,7 @@ class RunDetectors:
             handlers = self._handlers
             steps = block.steps.tolist()
             order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
+            evals: list[tuple[Handler, list[float]]] = []
             for j in order:
                 key = block.keys[j]
                 h = handlers.get(key)
@@ -394,6 +422,9 @@ class RunDetectors:
                 if h is _skip:
                     continue
                 xs = block.values[:, j].tolist()
+                if isinstance(h, _EvalMonitor):
+                    evals.append((h, xs))
+                    continue
                 many = getattr(h, "many", None)
                 if many is not None:
                     if many(steps, xs):
@@ -402,6 +433,13 @@ class RunDetectors:
                 for step, x in zip(steps, xs, strict=True):
                     if h(step, x):
                         changed = True
+            if evals:
+                # Evaluations (sparse) are judged row by row together: an eval loss is read beside the
+                # accuracy of the same evaluation.
+                for i, step in enumerate(steps):
+                    for h, xs in evals:
+                        if h(step, xs[i]):
+                            changed = True
             n += len(steps)
             top = max(steps)
             self.last_step = top if self.last_step is None else max(self.last_step, top)

@@ -31,6 +31,7 @@ class SeriesStats:
     __slots__ = (
         "_alpha",
         "_eps",
+        "_eps_fraction",
         "_linear",
         "_ref",
         "_slow_alpha",
@@ -54,8 +55,13 @@ class SeriesStats:
         "z",
     )
 
-    def __init__(self, span: float = 8.0, window: int = 16, slow_span: float = 32.0, full: bool = True) -> None:
+    def __init__(
+        self, span: float = 8.0, window: int = 16, slow_span: float = 32.0, full: bool = True, floor: float = 1e-2
+    ) -> None:
         self.full = full
+        self._eps_fraction = floor
+        """Values are compared in log(x + floor * first value): a loss memorised to exactly 0 is not
+        a collapse to -inf; a gradient norm (floor ~0) may well vanish by orders of magnitude."""
         """Also keep `absdiff`/`sigma`, `slow` and `best` (the level and scale alone are cheaper)."""
         self._alpha = 2.0 / (span + 1.0)
         self._y2 = 0.0
@@ -116,7 +122,7 @@ class SeriesStats:
         if n == 0 and self.first != self.first:
             self.first = x
             # Exact zeros (a memorised batch) must not look like a -inf collapse in log space.
-            self._eps = abs(x) * 1e-2 if x != 0.0 else 1e-12
+            self._eps = abs(x) * self._eps_fraction if x != 0.0 else 1e-12
         elif self.constant and x != self.last_value:
             self.constant = False
         # transform(), inlined for the common case: this runs once per point of every judged metric.

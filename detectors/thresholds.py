@@ -34,6 +34,9 @@ class Thresholds:
     divergence_noise_k: float = 2.5
     """Both divergence margins grow to this many times the series' point-to-point noise, so a
     batch-size-4 loss that jumps 10x between single steps never diverges by noise alone."""
+    trend_min_rise: float = math.log(1.10)
+    """...and by 10 % at least: a window-averaged loss is so smooth that a few percent of drift over an
+    epoch is statistically clear and practically nothing."""
     trend_noise_k: float = 1.5
     """A rising trend must also have lifted the level this many noise units above its best."""
     spike_recover_points: int = 10
@@ -54,6 +57,9 @@ class Thresholds:
     """Eval 2 % worse than its best for `eval_patience` evaluations: a warning..."""
     eval_bad: float = math.log(1.10)
     """...10 % worse for `eval_bad_patience` evaluations: bad."""
+    eval_quality_worse: float = math.log(1.05)
+    """Beside a quality metric (accuracy, mAP) an eval loss is bad only when quality is this much
+    worse (5 %, in -log space) than when the loss was at its best."""
     eval_patience: int = 2
     eval_bad_patience: int = 3
     eval_noise_k: float = 3.0
@@ -64,8 +70,9 @@ class Thresholds:
     """...for this many points in a row."""
     grad_vanishing_ratio: float = math.log(1e-3)
     """Grad norm below 1/1000 of its peak level for `grad_sustain` points."""
-    grad_nonfinite_bad: int = 3
-    """Consecutive non-finite grad norms before an overflow skip is treated as NaN training."""
+    grad_nonfinite_bad: int = 10
+    """Consecutive non-finite grad norms (with a finite loss) before overflow skips are treated as NaN
+    training: a loss scaler halves its scale on each skip, so a burst of a few is ordinary."""
     lr_jump_ratio: float = math.log(3.0)
     """After the schedule has started decaying, the LR tripling between two points is a jump."""
     stall_factor: float = 10.0

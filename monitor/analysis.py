@@ -5,8 +5,10 @@ Used the same way by `runwatch check` (one pass over what exists now) and by the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from detectors.crash import Crash, find_crash, might_crash
@@ -33,6 +35,44 @@ _NAMING_FIELDS = frozenset({"name", "url"})
 _ERROR_FIELDS = frozenset(
     {"exitcode", "rank", "local_rank", "pid", "time", "host", "error_file", "code", "port", "useIpv6", "world_size"}
 )
+
+
+#: Files beside a metrics file where training scripts keep the run's configuration.
+_CONFIG_FILES = ("config.json", "args.json", "training_args.json", "hparams.yaml", "config.yaml", "opt.yaml")
+_CONFIG_MAX_BYTES = 1 << 20
+
+
+def config_beside(target: str) -> dict[str, Any]:
+    """The run configuration saved next to a local metrics file (JSON, or YAML's top-level
+    `key: value` lines), for comparing the logged LR with the declared schedule; {} when none."""
+    path = Path(target)
+    try:
+        if not path.is_file():
+            return {}
+    except OSError:
+        return {}
+    out: dict[str, Any] = {}
+    for name in _CONFIG_FILES:
+        f = path.parent / name
+        try:
+            if not f.is_file() or f.stat().st_size > _CONFIG_MAX_BYTES:
+                continue
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if f.suffix == ".json":
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                out = {**data, **out}
+        else:
+            for line in text.splitlines():
+                key, sep, value = line.partition(":")
+                if sep and key and not key[0].isspace() and value.strip():
+                    out.setdefault(key.strip(), value.strip())
+    return out
 
 
 @dataclass(slots=True)
@@ -101,6 +141,7 @@ class RunAnalysis:
         """Metric keys already seen to be printable (checking a row against it is one C call)."""
         self._text_seen: tuple[int, str | None] = (0, None)
         self._config_seen: dict[str, Any] | None = None
+        self._beside: dict[str, Any] | None = None
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
@@ -149,7 +190,9 @@ class RunAnalysis:
         self.detectors.set_axis(self.info.axis)
         if self.info.config is not self._config_seen:
             self._config_seen = self.info.config
-            self.detectors.declare(self.info.config)
+            if self._beside is None:
+                self._beside = config_beside(self.info.target)
+            self.detectors.declare({**self._beside, **self.info.config})
         tail = self.store.log_tail
         seen = (len(tail), tail[-1] if tail else None)
         if seen[0] == self._text_seen[0] and seen[1] is self._text_seen[1]:

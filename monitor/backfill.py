@@ -76,10 +76,14 @@ def text_chunks(stream: IO[bytes], size: int = _CHUNK) -> Iterator[str]:
 def _worker(path: str, fmt: str, conn: Connection) -> None:
     try:
         parser = make_parser(fmt)
+        from monitor.runstate import marks_end
+
         tail: list[str] = []
         pending: list[str] = []
+        ended = False
         with Path(path).open("rb") as f:
             for text in text_chunks(f):
+                ended = ended or marks_end(text)
                 blocks = parser.feed_text(text) if not pending and text.endswith("\n") else None
                 if blocks is not None:
                     conn.send(("blocks", blocks, parser.total_steps))
@@ -99,7 +103,7 @@ def _worker(path: str, fmt: str, conn: Connection) -> None:
             parser.step_key,
             dict(parser.config),
             parser.total_steps,
-            parser.finished,
+            parser.finished or ended,
             st.lines,
             st.noise,
             st.malformed,

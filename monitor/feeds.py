@@ -25,6 +25,7 @@ from monitor.gpu import GpuSnapshot
 from monitor.model import Row
 from monitor.parsers import CONFIDENT, Parser, detect_format, guess_format, make_parser
 from monitor.parsers.base import DocumentParser
+from monitor.runstate import marks_end
 from monitor.sources.base import TEXT, TFEVENTS, WANDB, Chunk
 from monitor.sources.local import LineSplitter
 
@@ -169,7 +170,6 @@ class TextFeed:
         """Take complete lines; True when a finding changed."""
         if not lines and not (self._is_document() and self.splitter.pending):
             return False
-        self.analysis.store.add_log_lines(lines[-_TAIL:])
         if self.parser is None:
             self._pending += lines
             if self._pending_since is None:
@@ -220,6 +220,9 @@ class TextFeed:
     def _parse(self, lines: list[str], now: float) -> bool:
         parser = self.parser
         assert parser is not None
+        # The log tail grows as lines are read, not before: what the crash check sees after the
+        # last metric line is the same however the bytes were cut.
+        self.analysis.store.add_log_lines(lines[-_TAIL:])
         if isinstance(parser, DocumentParser):
             return self._document(lines, now)
         a = self.analysis
@@ -230,7 +233,8 @@ class TextFeed:
             if blocks:
                 changed = a.add_columns(blocks, now) or changed
         a.info.read_parser(parser)
-        if parser.finished and a.info.state == "running":
+        ended = parser.finished or (a.info.state == "running" and marks_end("\n".join(lines)))
+        if ended and a.info.state == "running":
             a.finish()
             changed = True
         return changed

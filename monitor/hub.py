@@ -28,6 +28,7 @@ from monitor.feeds import Feed, TextFeed, make_feed
 from monitor.gpu import GpuMonitor, GpuSnapshot, NvidiaSmiParser, NvmlSampler, nvidia_smi_command
 from monitor.hubgpu import gpu_for, gpu_idle_finding
 from monitor.model import Finding, Role, Row, Severity, Verdict
+from monitor.outward import outward
 from monitor.runstate import RunState, SourceFacts
 from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
 from monitor.sources.base import API, Chunk, Opened, RunRef, SourceContext, open_source, open_sources
@@ -349,6 +350,8 @@ class Hub:
         old, run.state = run.state, new
         if new.word == runstate.UNREADABLE and run.facts.error is None:
             self._note_unreadable(run, new.detail)
+        elif old.word == runstate.UNREADABLE and run.facts.error is None:
+            run.analysis.detectors.clear_external("source_error")  # metrics came after all
         if new.word != old.word:
             self._emit(run, "state", run.facts.error or new.label)
         self._dirty.set()
@@ -705,12 +708,13 @@ class Hub:
         return RunSnapshot(
             id=run.id,
             name=info.name,
-            target=run.target.raw,
-            source=run.target.source_label,
+            # hostile wall: paths and remote errors are outside text, shown in the TUI; the run's id stays raw.
+            target=outward(run.target.raw),
+            source=outward(run.target.source_label),
             host=run.target.host,
             state=state.word,
             stale=state.stale,
-            source_error=run.facts.error,
+            source_error=outward(run.facts.error) if run.facts.error else run.facts.error,
             verdict=j.verdict,
             decision=j.decision,
             reason=j.reason,

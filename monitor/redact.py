@@ -105,7 +105,9 @@ _AUTH_HEADER = re.compile(
     r"(?i)(?<![A-Za-z0-9_\-])(?:proxy-)?authorization[\"']?\s{0,8}[:=]\s{0,8}[\"']?"
     r"(?:(?:bearer|basic|token|digest)\s{1,8})?([^\s\"',;]+)"
 )
-_BEARER = re.compile(r"(?i)(?<![A-Za-z0-9_\-])(?:bearer|token)\s{1,8}([A-Za-z0-9\-._~+/]{8,}=*)")
+_BEARER = re.compile(r"(?i)(?<![A-Za-z0-9_\-])bearer\s{1,8}([A-Za-z0-9\-._~+/]{8,}=*)")
+# `token abc123…` in prose is a secret only when it looks like one (not `token embeddings`).
+_TOKEN_WORD = re.compile(r"(?i)(?<![A-Za-z0-9_\-])token\s{1,8}([A-Za-z0-9\-._~+/]{8,}=*)")
 _API_KEY_HEADER = re.compile(r"(?i)(?<![A-Za-z0-9_\-])(?:x-api-key|api-key)[\"']?\s{0,8}[:=]\s{0,8}[\"']?([^\s\"',;]+)")
 # `curl -u user:password`, `--user=user:password`, `-uuser:password`: the user stays visible.
 _USER_PASS = re.compile(r"(?<![^\s\"'=])(?:-u[ \t]*|--user(?:=|[ \t]+))[\"']?[^\s:\"']{1,256}:([^\s\"']+)")
@@ -204,6 +206,10 @@ class Redactor:
         for pattern in (_SLACK_HOOK, _URL_PASSWORD, _AUTH_HEADER, _BEARER, _API_KEY_HEADER, _USER_PASS):
             for m in pattern.finditer(norm):
                 found.append(m.span(1))
+        for m in _TOKEN_WORD.finditer(norm):
+            value = m.group(1)
+            if len(value) >= 20 or (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
+                found.append(m.span(1))
         found += _private_keys(norm)
         found += _mysql_passwords(norm)
         for m in _BLOB.finditer(norm):
@@ -236,8 +242,8 @@ class Redactor:
             if masked == result:
                 break
             result = masked
-        if len(text) <= 4096:
-            if len(self._cache) >= 8192:
+        if len(text) <= 1024:  # log lines and names; bounded: at most ~8 MB held
+            if len(self._cache) >= 4096:
                 self._cache.clear()
             self._cache[text] = result
         return result

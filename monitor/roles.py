@@ -25,7 +25,10 @@ _LR_RE = re.compile(
 _GRAD_RE = re.compile(r"(?:^|[/_ ])(?:grad(?:ient)?[_ ]?norm|global[_ ]norm|norm)(?:$|[/_ ](?:total|global|clipped))")
 _SCALE_RE = re.compile(r"(?:^|[/_ ])(?:loss[_ ]scale|scaler?)(?:$|[/_ ])")
 _EVAL_PREFIX_RE = re.compile(rf"(?:^|{_SEP}){_EVAL}(?:$|{_SEP})")
-_UP_RE = re.compile(r"(?:acc(?:uracy)?|f1|map|bleu|rouge\w*|exact[_ ]match|auc|top[_ ]?[15]|em|score)(?:$|[/_@:. \-])")
+_UP_RE = re.compile(
+    r"(?:acc(?:uracy)?|f1|map(?:\d+(?:-\d+)?)?|bleu|rouge\w*|exact[_ ]match|auc|top[_ ]?[15]|em|score|precision|recall)"
+    r"(?:$|[/_@:. \-(])"
+)
 _DOWN_RE = re.compile(r"(?:ppl|perplexity|wer|cer|error)(?:$|[/_ ])")
 
 

@@ -19,6 +19,7 @@ or arrived.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -76,6 +77,18 @@ class SourceFacts:
     """Whether what existed when the source opened has been read (so 'no metrics' is a fact)."""
 
 
+#: Lines frameworks print when training ends normally, whatever the log's format.
+END_MARKER = re.compile(
+    r"Training completed\. Do not forget to share your model"  # HF Trainer
+    r"|`Trainer\.fit` stopped: `max_(?:epochs|steps)=\d+` reached"  # PyTorch Lightning
+)
+
+
+def marks_end(text: str) -> bool:
+    """Whether `text` (lines of a log) holds a framework's end-of-training line."""
+    return ("reached" in text or "Training completed" in text) and END_MARKER.search(text) is not None
+
+
 def stamp(t: float) -> str:
     """A time as people read it in any time zone: `2026-12-03 14:02 UTC`."""
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -95,15 +108,15 @@ def decide(analysis: RunAnalysis, source: SourceFacts) -> RunState:
     """The run's state from its analysis and what its source knows; see the module docstring."""
     info = analysis.info
     if source.error:
-        word = UNREADABLE if source.unreadable else (source.connection or STALE)
-        if word not in (UNREADABLE, WAITING, CONNECTING):
-            word = STALE
+        # One outage is one state, however often the source is retried (connecting, retrying ...).
+        word = UNREADABLE if source.unreadable else WAITING if source.connection == WAITING else STALE
         return RunState(word, None, source.error)
     ended = _ENDED.get(info.state)
+    analysis.judgement()  # brings the crash finding up to date with the log's last lines
     crash = analysis.detectors.crash.current
     if info.exit_code not in (None, 0) or (crash is not None and crash.active):
         ended = CRASHED  # an exit code, or the log's last lines show the process dying
-    if analysis.store.rows == 0:
+    if analysis.store.rows == 0 and ended != CRASHED:  # a job that died before its first metric crashed
         if source.caught_up and (info.lines or ended or source.ended):
             what = f"{info.lines} lines" if info.format != "wandb" else f"{info.lines} records"
             return RunState(UNREADABLE, None, f"no metrics found in {what} (format: {info.format})")

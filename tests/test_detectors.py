@@ -171,7 +171,10 @@ def test_lone_overflow_skip_is_information_but_repeated_nan_grad_is_bad() -> Non
     rd = _run(rows)
     assert rd.judgement().verdict is Verdict.HEALTHY
     assert "overflow_skip" in _kinds(rd)
+    # A burst of skips while the loss scaler backs off is ordinary; ten logged points in a row is not.
     rows = [Row(float(i), {"loss": 2.0, "grad_norm": math.nan if i >= 10 else 1.0}) for i in range(14)]
+    assert _run(rows).judgement().verdict is Verdict.HEALTHY
+    rows = [Row(float(i), {"loss": 2.0, "grad_norm": math.nan if i >= 10 else 1.0}) for i in range(20)]
     assert _run(rows).judgement().verdict is Verdict.BAD
 
 

@@ -8,14 +8,19 @@ single steps; `heavy` noise is Student-t with 3 degrees of freedom (real small-b
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from detectors.run import RunDetectors
+from monitor.analysis import config_beside
+from monitor.check import check_target
 from monitor.columns import to_columns
+from monitor.config import Config
 from monitor.model import Finding, Row, Severity, Verdict
 from monitor.roles import RoleMap
 
@@ -266,6 +271,7 @@ _HF = {"lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000}
         ),
         ("sudden jump above the peak", lambda s: _cosine(s) * (20 if s >= 1500 else 1), _HF, True),
         ("schedule reset after a resume", lambda s: _cosine(s if s < 1200 else s - 1200), _HF, True),
+        ("warm-up still running under step decays", lambda s: 1e-5 * (s + 1) * (0.1 if s >= 1600 else 1.0), {}, True),
     ],
 )
 def test_lr_against_the_declared_schedule(
@@ -314,7 +320,32 @@ def test_a_worse_eval_loss_while_accuracy_still_improves_is_a_warning_not_a_stop
         rows.append(Row(step, {"eval_loss": ev, "eval_accuracy": 0.89 + 0.005 * i}))
     rd, bad = _feed(rows)
     assert not bad
-    assert any(f.kind == "overfit" and "eval_accuracy is still improving" in f.message for f in rd.findings())
+    assert any(f.kind == "overfit" and "eval_accuracy has improved since" in f.message for f in rd.findings())
     rows = [Row(r.step, {k: v for k, v in r.values.items() if k != "eval_accuracy"}) for r in rows]
     _, bad = _feed(rows)
     assert bad and bad[0].kind == "overfit"
+
+
+def test_flat_at_the_lr_floor_is_converged_only_if_the_loss_learned_first() -> None:
+    rnd = random.Random(8)
+    lr = [1e-3 * (1 - i / 300) if i < 280 else 1e-5 for i in range(400)]
+    learned = [2.0 + 3.0 * math.exp(-i / 40) + rnd.gauss(0, 0.005) for i in range(400)]
+    rd = RunDetectors(RoleMap())
+    rd.ingest_many([Row(float(i), {"loss": v, "lr": lr[i]}) for i, v in enumerate(learned)], 0.0)
+    assert "converged" in {f.kind for f in rd.findings()} and rd.judgement().verdict is Verdict.HEALTHY
+    stuck = [5.0 + rnd.gauss(0, 0.005) for _ in range(400)]
+    rd = RunDetectors(RoleMap())
+    rd.ingest_many([Row(float(i), {"loss": v, "lr": lr[i]}) for i, v in enumerate(stuck)], 0.0)
+    assert "plateau" in {f.kind for f in rd.findings() if f.active}
+
+
+def test_the_schedule_saved_beside_a_metrics_file_is_the_declared_one(tmp_path: Path) -> None:
+    # A run folder: metrics.jsonl and the config.json the training script saved next to it.
+    (tmp_path / "config.json").write_text(
+        json.dumps({"lr_scheduler": "linear", "warmup_steps": 30, "max_steps": 600, "learning_rate": 0.2})
+    )
+    rows = [{"step": s, "train/loss": 2.0 - s / 1000, "train/lr": 0.2 * min(1.0, (s + 1) / 30)} for s in range(600)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a = check_target(str(tmp_path / "metrics.jsonl"), Config())
+    assert "lr_anomaly" in {f.kind for f in a.findings()}
+    assert config_beside(str(tmp_path / "metrics.jsonl"))["lr_scheduler"] == "linear"

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -357,3 +358,67 @@ def test_check_expands_a_wandb_project_into_its_running_runs(server: FakeWandbSe
     assert set(docs) == {"wandb://ent/proj/good", "wandb://ent/proj/bad"}, docs
     assert docs["wandb://ent/proj/bad"]["verdict"] == "bad" and docs["wandb://ent/proj/good"]["verdict"] == "healthy"
     assert check_mod.exit_code(results) == 2
+
+
+@pytest.mark.timeout(60)
+def test_an_unresolvable_ssh_host_is_one_outage_not_a_flip_per_retry() -> None:
+    async def main() -> None:
+        async with Hub(["no-such-host.invalid:/var/log/train.log"], gpu=False) as hub:
+            events: list[HubEvent] = []
+            hub.add_event_listener(events.append)
+            await until(lambda: hub.snapshot().runs[0].stale, what="stale")
+            await asyncio.sleep(4.0)  # a few retries (1 s, 2 s, ...)
+            r = hub.snapshot().runs[0]
+            assert r.state == "stale" and r.shown_verdict == "stale" and "retrying" in r.state_detail
+            states = [e for e in events if e.kind == "state"]
+            assert [(e.state, e.shown_verdict) for e in states] == [("stale", "stale")]
+
+    asyncio.run(main())
+
+
+def test_junk_event_file_and_a_broken_document_are_unreadable_not_healthy(tmp_path: Path) -> None:
+    tb = tmp_path / "events.out.tfevents.1.host"
+    tb.write_bytes(b"\x00garbage, not TFRecords" * 100)
+    state = tmp_path / "out" / "trainer_state.json"
+    state.parent.mkdir()
+    state.write_text('{\n  "log_history": [\n    {"loss": 2.0, "step": 1},\n')  # cut off mid-document
+    results = check_mod.check([str(tb), str(state)], Config())
+    docs = check_mod.to_json(results)["runs"]
+    assert [d["verdict"] for d in docs] == ["unreadable", "unreadable"], docs
+    assert all(any(f["kind"] == "source_error" for f in d["findings"]) for d in docs)
+    assert check_mod.exit_code(results) == 3
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        "Training completed. Do not forget to share your model on huggingface.co/models =)",
+        "`Trainer.fit` stopped: `max_epochs=3` reached.",
+    ],
+)
+def test_a_frameworks_end_line_finishes_the_run(tmp_path: Path, last: str) -> None:
+    log = tmp_path / "train.log"
+    log.write_text(log_lines(50) + last + "\n")
+    old = time.time() - 1800  # would be stalled without an end marker
+    os.utime(log, (old, old))
+    (r,) = check_mod.check([str(log)], Config())
+    assert r.state is not None and r.state.word == "finished" and check_mod.exit_code([r]) == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_log_without_metrics_is_unreadable_until_they_come(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    log.write_text("loading model...\nbuilding dataloaders...\n")
+
+    async def main() -> None:
+        async with Hub([str(log)], gpu=False, poll=0.05, tick_interval=0.1) as hub:
+            await until(lambda: hub.snapshot().runs[0].state == "unreadable", what="unreadable")
+            r = hub.snapshot().runs[0]
+            assert r.shown_verdict == "unreadable" and any(f.kind == "source_error" for f in r.findings)
+            with log.open("a") as f:
+                f.write(log_lines(30))
+            await until(lambda: hub.snapshot().runs[0].state == "live", what="live")
+            r = hub.snapshot().runs[0]
+            assert r.shown_verdict == "healthy" and not any(f.kind == "source_error" for f in r.findings)
+
+    asyncio.run(main())

@@ -1,12 +1,14 @@
 """One path from any target to a judged run: `check --json`, `watch --jsonl` (a real subprocess)
 and the TUI's hub end on the same verdict, active findings (kind, step) and last step, for every
-corpus file and a set of generated runs (text logs, JSONL with timestamps, a TensorBoard file)."""
+file of both real-log corpora, held-out runs of the fault benchmark and a few generated here (text
+logs, JSONL with timestamps, a TensorBoard file)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+import os
 import queue
 import random
 import shutil
@@ -26,6 +28,7 @@ from tests.test_tfevents import event, simple
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "real"
+BENCH_CORPUS = ROOT / "bench" / "corpus" / "real"
 
 Outcome = tuple[str, tuple[tuple[str, float], ...], float | None]
 """(shown verdict, active findings as (kind, step) sorted, last step)"""
@@ -147,14 +150,24 @@ def by_hub(folders: list[Path], runs: int) -> dict[str, Outcome]:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_check_watch_and_hub_agree_on_every_run(tmp_path: Path) -> None:
-    folders = [tmp_path / "generated"]
+    folders = [tmp_path / "generated", tmp_path / "faults"]
     generated_runs(folders[0])
-    if CORPUS.is_dir():
-        # A copy keeps the corpus files' ages (copy2) and their paths out of the shared folder.
-        shutil.copytree(CORPUS, tmp_path / "corpus", copy_function=shutil.copy2)
-        folders.append(tmp_path / "corpus")
+    # Held-out generated runs: the fault benchmark's test families, one base each (seconds).
+    from bench.faults.plan import TEST_FAMILIES
+    from bench.make_faults import generate
+
+    generate(folders[1], quick=True, only=list(TEST_FAMILIES))
+    for name, corpus in (("corpus", CORPUS), ("bench-corpus", BENCH_CORPUS)):
+        if corpus.is_dir():
+            # A copy keeps the shared folders out of it; its files are dated days ago, so that no
+            # run crosses a time threshold (stalled after 15 min, idle after 2 h) between channels.
+            shutil.copytree(corpus, tmp_path / name)
+            old = time.time() - 3 * 86400
+            for f in (tmp_path / name).rglob("*"):
+                os.utime(f, (old, old))
+            folders.append(tmp_path / name)
     checked = by_check(folders)
-    assert len(checked) >= 8
+    assert len(checked) >= 30
     hub = by_hub(folders, len(checked))
     watched = by_watch(folders, len(checked))
     assert set(hub) == set(checked) == set(watched)

@@ -57,6 +57,17 @@ CASES = [
     ),
     ("fairseq-json-2.log", None, "fairseq", "num_updates", "step", 1, (104.0, {"train_loss": 1.603})),
     (
+        "fairseq-text.log",
+        "train.log",
+        "fairseq",
+        "num_updates",
+        "step",
+        2,
+        (40200.0, {"loss": 3.153, "ppl": 8.89, "lr": 0.00015772, "gnorm": 0.483, "epoch": 143.0}),
+    ),
+    ("fairseq-old.log", None, "fairseq", "num_updates", "step", 2, (27301.0, {"train_loss": 0.158, "train_lr": 1e-05})),
+    ("fairseq-tqdm.log", None, "fairseq", "num_updates", "step", 2, (2.0, {"train_loss": 2.313, "train_F1-score": 0})),
+    (
         "mmengine.log",
         "20250415_164957.log",
         "mmengine",
@@ -163,6 +174,26 @@ CASES = [
         3,
         (1.0, {"Train Loss": 4.052, "Val Loss": 3.2508}),
     ),
+    (
+        "epoch-title-case.log",
+        "train-lr25.out",
+        "generic",
+        "Epoch e",
+        "epoch",
+        5,
+        (1.0, {"Average Training Loss": 0.6956538477751214}),
+    ),
+    (
+        "python-logging-epochs.log",
+        "train.log",
+        "generic",
+        "Epoch e",
+        "epoch",
+        2,
+        (0.0, {"Average Loss": 4.1224, "Average Accuracy": 0.0474}),
+    ),
+    ("swin-style.log", "output.log", "meters", "epoch", "epoch", 2, (0.0, {"loss": 2.3636, "lr": 0.0003})),
+    ("basicsr-config-and-iter.log", "nohup.out", "generic", "iter", "step", 1, (100.0, {"l_mos": 2.6487e-03})),
     (
         "timm-train.log",
         "train.log",
@@ -399,3 +430,40 @@ def test_metric_logger_lines_dino_deit_torchvision() -> None:
     last = test.replace("[0/7]", "[6/7]")  # the same line shape at the last batch
     more = parser.feed(last)  # type: ignore[attr-defined]
     assert more == [Row(83.0, {"val/loss": 0.3814, "val/acc1": 90.2344, "val/acc5": 99.4792})]
+
+
+def test_fairseq_valid_lines_are_prefixed_and_training_ends() -> None:
+    _, rows, _ = _read("fairseq-text.log")
+    assert rows[1].step == 40297.0
+    assert rows[1].values["valid_loss"] == 12.677 and rows[1].values["valid_bleu"] == 29.52
+    assert classify("valid_loss") is Role.EVAL_LOSS and classify("valid_bleu") is Role.EVAL_UP
+    _, rows, parser = _read("fairseq-old.log")
+    assert rows[1].values["valid_accuracy"] == 0.833231 and parser.finished  # type: ignore[attr-defined]
+
+
+def test_generic_title_case_names_and_evaluation_lines() -> None:
+    _, rows, _ = _read("epoch-title-case.log", "train-lr25.out")
+    assert rows[-1] == Row(4.0, {"Validation Accuracy": 0.5435296434902501})
+    assert classify("Average Training Loss") is Role.TRAIN_LOSS
+    assert classify("Validation Accuracy") is Role.EVAL_UP
+    _, rows, _ = _read("python-logging-epochs.log", "train.log")
+    assert rows[1] == Row(0.0, {"eval/Average Loss": 3.9494, "eval/Average Accuracy": 0.2038, "eval/Samples": 211.0})
+    assert classify("eval/Average Loss") is Role.EVAL_LOSS
+
+
+def test_generic_skips_printed_configs_and_source_locations() -> None:
+    _, rows, parser = _read("basicsr-config-and-iter.log", "nohup.out")
+    assert all("loss_weight" not in r.values for r in rows)  # the YAML dump above the metrics
+    assert parser.step_key == "iter"  # type: ignore[attr-defined]
+    # a line of bench/corpus/real/oumi-trl-sft-llama32-1b-oom-step0-crashed/train.out
+    oumi = (
+        "[2025-02-13 15:01:09,965][oumi][rank0][pid:1122761][MainThread][INFO]][train.py:147] "
+        "Oumi version: 0.1.5.dev41+g957dae1"
+    )
+    _, rows = parse_lines([oumi])
+    assert rows == []
+
+
+def test_swin_style_validate_lines_give_the_epoch_averages() -> None:
+    _, rows, _ = _read("swin-style.log", "output.log")
+    assert rows[1] == Row(0.0, {"val/Loss": 2.3866, "val/Acc@1": 10.01})

@@ -76,6 +76,7 @@ KEPT = [
     "sha256 3f786850e387550fdab836ed7e6dc881de23001b3f786850e387550fdab836ed",
     "python train.py --password-file /run/secrets/db --max-tokens 100",
     "Error: token expired",
+    "Loading token embeddings from the checkpoint, token position 12",
     "https://github.com/acme/model.git@main",
 ]
 

@@ -182,3 +182,31 @@ def test_evidence_summary_and_every_file_hold_no_raw_escape(tmp_path: Path) -> N
     for f in bundle.path.iterdir():
         assert _raw(f.read_text()) == [], f.name
     assert _raw(bundle.path.name) == []
+
+
+@pytest.mark.timeout(60)
+def test_hub_snapshots_and_the_tui_info_pane_show_paths_and_errors_safely(tmp_path: Path) -> None:
+    from monitor.hub import Hub
+    from tui.runinfo import info_sections
+
+    log, _ = _hostile_run(tmp_path)
+    missing = tmp_path / f"gone{OSC0}.log"
+
+    async def go() -> list[object]:
+        async with Hub([str(log), str(missing)], gpu=False, poll=0.05) as hub:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                runs = hub.snapshot().runs
+                if len(runs) == 2 and all(r.last_step or r.source_error for r in runs):
+                    break
+                await asyncio.sleep(0.05)
+            runs = hub.snapshot().runs
+            return [*runs, info_sections(runs[0], hub.analysis(runs[0].id))]
+
+    *runs, sections = asyncio.run(go())
+    for r in runs:
+        for text in (r.name, r.target, r.source, r.source_error or ""):
+            assert _raw(text) == [], text
+    assert any("␛]0;" in (r.source_error or "") for r in runs)
+    shown = " ".join(f"{k} {v}" for _, rows in sections for k, v in rows)  # type: ignore[attr-defined]
+    assert "path" in shown and _raw(shown) == []

@@ -105,7 +105,7 @@ def _live_app(log: Path, config: Config) -> tuple[RunwatchApp, Hub]:
 
 
 def _notes(app: RunwatchApp) -> list[str]:
-    return [f"{n.title}: {n.message}" for n in app._notifications]
+    return [f"{n.title}: {n.message}" for n in app.notices]
 
 
 def _dialog_text(app: RunwatchApp) -> str:

@@ -29,6 +29,7 @@ from tui.screens.detail import DetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.scripted import ScriptedHub, finding, sample_scene
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 from tui.widgets.run_table import RunTable
 from tui.widgets.summary import SummaryBar
@@ -83,7 +84,7 @@ def _badge(app: RunwatchApp, run_id: str) -> str:
 
 
 def _notes(app: RunwatchApp) -> list[str]:
-    return [f"{n.title}: {n.message}" for n in app._notifications]
+    return [f"{n.title}: {n.message}" for n in app.notices]
 
 
 @run_async
@@ -295,8 +296,9 @@ async def test_stop_escalate_evidence_reach_the_actions_from_the_table_and_the_d
         await until(pilot, lambda: "EvidenceSaved" in rec.names())
         await pilot.press("e")
         await until(pilot, lambda: "ReviewerFailed" in rec.names())
-        # Toasts are plain text: as markup, "[reviewer] command = [...]" would lose its brackets.
-        assert not any(n.markup for n in app._notifications)
+        # Notices are plain text: as markup, "[reviewer] command = [...]" would lose its brackets.
+        bar = str(app.screen.query_one(NoticeBar).render())
+        assert "[reviewer]" in bar and "[reviewer]" in app.notices[-1].message
         await pilot.press("s")
         await until(pilot, lambda: isinstance(app.screen, ConfirmStopScreen))
         await pilot.press("escape")

@@ -129,15 +129,14 @@ async def test_compare_cycles_its_x_axes_and_ranks_a_nan_run_last_never_improvin
         ranking = screen.query_one("#ranking")
         row = [str(c) for c in ranking.get_row("short-2")]  # type: ignore[attr-defined]
         assert "diverged" in row and not any(c.startswith("-") for c in row[5:6])
+        # Step keys differ (train/global_step, iter, step): compare opens on % of each run.
+        assert screen.options.x_axis == "pct"
+        assert "relative %" in str(screen.query_one("#compare-head").render())
         axes = []
         for _ in range(4):
             await pilot.press("x")
             axes.append(screen.options.x_axis)
-        assert axes == ["pct", "time", "wall", "step"]
-        await pilot.press("x")
-        await _settle(pilot)
-        head = str(screen.query_one("#compare-head").render())
-        assert "relative %" in head
+        assert axes == ["time", "wall", "step", "pct"]
 
 
 @run_async
@@ -149,7 +148,7 @@ async def test_many_runs_turning_bad_share_one_toast_and_the_log_keeps_it() -> N
         for r in snap.runs:
             hub.emit(HubEvent(NOW, "verdict", r.id, r.name, Verdict.BAD, Decision.STOP, "diverging", "live"))
         await pilot.pause(0.6)
-        toasts = [n for n in app._notifications if "bad" in n.title]
+        toasts = [n for n in app.notices if "bad" in n.title]
         assert len(toasts) == 1 and toasts[0].title.startswith("✗ 4 runs turned bad")
         assert isinstance(app.screen, MainScreen)
         await pilot.press("n")
@@ -175,3 +174,44 @@ async def test_steps_per_second_decay_and_the_age_counts_on_a_quiet_run() -> Non
         table.tick(clock[0])
         assert str(table.get_cell("healthy", "speed")) == "0/s"
         assert str(table.get_cell("healthy", "age")) == "5m"
+
+
+@run_async
+async def test_a_run_being_caught_up_reads_reading_until_the_hub_says_caught_up() -> None:
+    hub, snap = sample_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(RunTable)
+        hub.emit(HubEvent(NOW, "run", "healthy", "gpt-small", Verdict.HEALTHY, Decision.CONTINUE, "", "live"))
+        hub.publish(dataclasses.replace(snap, time=NOW + 1))
+        await _settle(pilot)
+        assert str(table.get_cell("healthy", "state")) == "reading"
+        hub.emit(HubEvent(NOW, "caught_up", "healthy", "gpt-small", Verdict.HEALTHY, Decision.CONTINUE, "", "live"))
+        hub.publish(dataclasses.replace(snap, time=NOW + 2))
+        await _settle(pilot)
+        assert str(table.get_cell("healthy", "state")) == "live"
+
+
+@run_async
+async def test_a_stall_message_keeps_counting_in_the_detail_view() -> None:
+    from monitor.model import Severity
+    from tui.scripted import finding
+    from tui.widgets.findings import FindingsList
+
+    hub, snap = sample_scene(NOW)
+    stall = finding("stalled", Severity.WARN, 299, "no new step for 21s after step 299 (usual interval 1s)")
+    runs = tuple(dataclasses.replace(r, findings=(stall,)) if r.id == "healthy" else r for r in snap.runs)
+    hub.initial = dataclasses.replace(snap, runs=runs)
+    clock = [NOW + 20]
+    app = make_app(Config(), hub=hub, clock=lambda: clock[0], redraw_interval=0.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        app.screen.query_one(RunTable).select("healthy")
+        await pilot.press("enter")
+        await _settle(pilot)
+        findings = app.screen.query_one(FindingsList)
+        assert "no new step for 22s" in str(findings.render())  # the store's last row came at NOW - 2
+        clock[0] = NOW + 118
+        app.screen.tick(clock[0])
+        assert "no new step for 2m" in str(findings.render())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from monitor.analysis import RunAnalysis, RunInfo
-from monitor.model import Finding, Row, Severity
+from monitor.model import Finding, Row, Severity, Verdict
 from monitor.roles import classify
 from tui import format as fmt
 from tui.metricgrid import grid_shape, matches, panes, stem
@@ -170,3 +170,31 @@ def test_info_pane_redacts_secrets_from_config_and_command_line() -> None:
     assert "s3cretvalue99" not in text and "[REDACTED]" in text
     assert ("optim.lr", "0.0003") in sections["config"]
     assert ("loss", "2") in sections["summary (latest values)"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "badge"),
+    [
+        ({"shown_verdict": "unreadable", "state": "unreadable"}, "! unreadable"),
+        ({"shown_verdict": "waiting", "state": "connecting"}, "… waiting"),
+        ({"shown_verdict": "stale", "state": "stale"}, "~ stale"),
+        ({"shown_verdict": "bad", "verdict": Verdict.BAD, "stale": True}, "✗ bad"),
+        ({"shown_verdict": "healthy", "state": "finished"}, "✓ healthy"),
+    ],
+)
+def test_badges_follow_the_verdict_the_snapshot_says_to_show(fields: dict[str, object], badge: str) -> None:
+    assert fmt.badge_text(run_snapshot("r", **fields)) == badge
+
+
+def test_progress_bar_fits_its_width_and_says_the_percentage() -> None:
+    assert fmt.progress_bar(43, 100, 12) == "▕███░░░░▏43%"
+    assert fmt.progress_bar(0, 10, 8) == "▕░░░░▏0%" and fmt.progress_bar(10, 10, 9) == "▕███▏100%"
+    assert all(len(fmt.progress_bar(d, 100, 10)) == 10 for d in (0, 5, 50, 99))
+
+
+def test_run_names_keep_both_ends_when_clipped() -> None:
+    from tui.widgets.run_table import clip_middle
+
+    a, b = clip_middle("llmc-gpt2-124m-healthy/main.log", 17), clip_middle("llmc-gpt2-124m-healthy/eval.log", 17)
+    assert a != b and len(a) == 17 and a.startswith("llmc-gpt") and a.endswith(".log")
+    assert clip_middle("short", 17) == "short"

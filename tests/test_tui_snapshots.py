@@ -68,7 +68,7 @@ def test_detail_nan_run_160x50(snap_compare: Any) -> None:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_compare_mixed_step_keys(snap_compare: Any, size: tuple[int, int]) -> None:
-    assert snap_compare(_app(scene=mixed_scene), terminal_size=size, run_before=_keys("c", "x"))
+    assert snap_compare(_app(scene=mixed_scene), terminal_size=size, run_before=_keys("c"))
 
 
 def test_compare_160x50_high_contrast(snap_compare: Any) -> None:

@@ -58,7 +58,9 @@ class ActionSpec:
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("back", "escape", "Back", "close this view", (DETAIL, COMPARE, MODAL), display="esc"),
     ActionSpec("open_detail", "enter", "Detail", "open the selected run's detail", (MAIN,), display="⏎"),
-    ActionSpec("compare", "c", "Compare", "compare the marked runs (or the top six)", (MAIN,)),
+    ActionSpec(
+        "compare", "c", "Compare", "compare the marked runs (or all shown): all ranked, the best six plotted", (MAIN,)
+    ),
     ActionSpec("mark", "space", "Mark", "mark or unmark a run for comparison", (MAIN,), footer=()),
     ActionSpec("sort", "o", "Sort", "sort by the next column (verdict, run, state, step, speed, loss, age)", (MAIN,)),
     ActionSpec("sort_reverse", "O", "Reverse", "reverse the sort order", (MAIN,), footer=(), display="O"),

@@ -48,6 +48,7 @@ from tui.screens.base import RunwatchScreen
 from tui.screens.confirm_stop import ConfirmStopScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.widgets.notice_bar import NoticeBar
 
 if TYPE_CHECKING:
     from monitor.actions import Actions, ReviewerAnswer
@@ -81,13 +82,6 @@ class RunwatchApp(App[int]):
     TITLE = "runwatch"
     # Every command is a key in the action registry (footer and `?`); the palette would be a second list.
     ENABLE_COMMAND_PALETTE = False
-    # Toasts are compact, narrow and few (verdict changes coalesce), so they cover as little as possible.
-    CSS = """
-    Toast {
-        padding: 0 1;
-        max-width: 56;
-    }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         *actions.bindings(actions.APP),
         # Ctrl-C quits like q (the demo must clean up on it), rather than Textual's hint to press Ctrl-Q.
@@ -120,6 +114,8 @@ class RunwatchApp(App[int]):
         self._stopping: set[str] = set()
         self._stale_notified: set[str] = set()
         self._hub_stopped = False
+        self.reading: set[str] = set()
+        """Runs whose source is still being caught up (the hub said `run`, not yet `caught_up`)."""
         self.notices: list[Notice] = []
         """Every toast shown this session, oldest first (bounded)."""
         self._turned_bad: list[tuple[str, str]] = []
@@ -153,10 +149,16 @@ class RunwatchApp(App[int]):
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, self.exit, 128 + sig)
-        await self.hub.start()
+        # The first frame (the table's frame, "waiting for the first snapshot") is drawn before the
+        # hub starts reading: catching up a big file must not keep the screen blank.
+        self.call_after_refresh(self._start_hub)
         self.set_interval(1.0, self._tick)
         if self.banner:
             self.notify(self.banner, title="runwatch", timeout=10)
+
+    async def _start_hub(self) -> None:
+        if not self._hub_stopped:
+            await self.hub.start()
 
     async def on_unmount(self) -> None:
         await self.stop_hub()
@@ -184,7 +186,11 @@ class RunwatchApp(App[int]):
     def on_event_arrived(self, message: EventArrived) -> None:
         ev = message.event
         errored = any(f.kind == "source_error" for f in ev.findings)
-        if ev.kind == "state":
+        if ev.kind == "run":
+            self.reading.add(ev.run_id)
+        elif ev.kind == "caught_up":
+            self.reading.discard(ev.run_id)
+        elif ev.kind == "state":
             if errored and ev.run_id not in self._stale_notified:
                 self._stale_notified.add(ev.run_id)
                 self.notify(f"{ev.name}: {ev.detail}", title="~ Source unreachable, retrying", severity="warning")
@@ -233,8 +239,14 @@ class RunwatchApp(App[int]):
                 screen.tick(self.clock())
 
     # ---- run actions: the one place `s`, `e` and `b` land, and what came of them ---------------
+    def _bundle_screenshot(self) -> str:
+        """The screen as SVG for a bundle, secrets redacted (hostile wall: none in the bundle's screen)."""
+        from monitor.actions.screenshot import redact_screenshot
+
+        return redact_screenshot(self.export_screenshot())
+
     def on_evidence_requested(self, message: EvidenceRequested) -> None:
-        svg = _redacted_screenshot(self)  # hostile wall: no secrets in the bundle's screen
+        svg = self._bundle_screenshot()
         self.run_worker(
             _workers().save_evidence(self.actions, self.post_message, message.run_id, message.run_name, svg),
             group="evidence",
@@ -252,7 +264,7 @@ class RunwatchApp(App[int]):
             return
         self._stopping.add(message.run_id)
         # The screen as the person saw it when asking; it goes into the bundle saved before the stop.
-        svg = _redacted_screenshot(self)  # hostile wall: no secrets in the bundle's screen
+        svg = self._bundle_screenshot()
         self.run_worker(
             _workers().plan_stop(
                 self.actions, self.post_message, message.run_id, message.run_name, svg, confirm=message.confirm
@@ -347,11 +359,22 @@ class RunwatchApp(App[int]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """A toast, as plain text by default: run names, paths and errors hold `[…]` that markup would eat."""
+        """A notice on the screen's notice line (never a toast over the plots), kept for the log (`n`).
+
+        Always literal text: run names, paths and errors hold `[…]` that markup would eat.
+        """
         message, title = outward(message, keep_newlines=True), outward(title)  # hostile wall: no secrets, no escapes
         self.notices.append(Notice(self.clock(), severity, title, message))
         del self.notices[:-NOTICES_KEPT]
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        del markup  # never markup: kept for Textual's signature
+        if not self.is_running:
+            return
+        # The top screen with a notice line (a dialog over it leaves the line in sight).
+        for screen in reversed(self.screen_stack):
+            bars = list(screen.query(NoticeBar))
+            if bars:
+                bars[0].show_notice(title, message, severity, timeout)
+                return
 
     # ---- app-wide actions ----------------------------------------------------------------
     async def action_quit(self) -> None:
@@ -385,10 +408,3 @@ def make_app(
     if hub is None:
         hub = Hub(list(targets), config, fmt=fmt, clock=clock)
     return RunwatchApp(hub, config, theme=theme, clock=clock, banner=banner, redraw_interval=redraw_interval)
-
-
-def _redacted_screenshot(app: App[int]) -> str:
-    """The screen as an SVG with secrets redacted in place (hostile wall: no secrets in a bundle's screen)."""
-    from monitor.actions.screenshot import redact_screenshot  # the actions stack loads on first use
-
-    return redact_screenshot(app.export_screenshot())

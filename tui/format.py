@@ -20,29 +20,38 @@ _SPARK = "▁▂▃▄▅▆▇█"
 
 
 def badge_kind(run: RunSnapshot) -> str:
-    """Which badge a run shows: `healthy`, `unsure`, `bad`, `stale` or `error` (the theme variable suffix)."""
+    """Which badge a run shows: `healthy`, `unsure`, `bad`, `stale`, `waiting` or `error`.
+
+    The snapshot's `shown_verdict` (decided in `monitor.runstate` for every front end) wins: a run
+    not read now is stale or unreadable, one not read yet is waiting, never healthy.
+    """
+    shown = getattr(run, "shown_verdict", "")
     if run.verdict is Verdict.BAD:
         return "bad"  # a bad run stays bad even when its source went quiet
-    if run.state in _ERROR_STATES:
+    if shown == "unreadable" or run.state in _ERROR_STATES:
         return "error"
-    if run.stale:
+    if run.stale or shown == "stale":
         return "stale"
+    if shown == "waiting":
+        return "waiting"
     return str(run.verdict)
 
 
 def badge_text(run: RunSnapshot) -> str:
-    """Glyph and word, never colour alone: `✓ healthy`, `? unsure`, `✗ bad`, `~ stale`, `! error`."""
+    """Glyph and word, never colour alone: `✓ healthy`, `? unsure`, `✗ bad`, `~ stale`, `… waiting`, `! error`."""
     kind = badge_kind(run)
     if kind == "error":
-        return f"{ERROR_GLYPH} error"
+        return f"{ERROR_GLYPH} {'unreadable' if getattr(run, 'shown_verdict', '') == 'unreadable' else 'error'}"
     if kind == "stale":
         return f"{STALE_GLYPH} stale"
+    if kind == "waiting":
+        return "… waiting"
     return f"{GLYPH[run.verdict]} {run.verdict}"
 
 
 def theme_variable(kind: str) -> str:
     """The theme variable holding a badge kind's colour."""
-    return "verdict-stale" if kind in ("stale", "error") else f"verdict-{kind}"
+    return "verdict-stale" if kind in ("stale", "error", "waiting") else f"verdict-{kind}"
 
 
 def num(x: float | None, digits: int = 4) -> str:
@@ -88,7 +97,7 @@ def _short(x: float, digits: int) -> str:
 def tick_labels(ticks: Sequence[float]) -> list[str]:
     """SI labels for axis ticks, with just enough digits that neighbours read differently."""
     labels = [si(t) for t in ticks]
-    for digits in (2, 3, 4, 5):
+    for digits in range(2, 10):
         labels = [si(t, digits) for t in ticks]
         if len(set(labels)) == len(labels):
             break
@@ -170,6 +179,15 @@ def sparkline(values: Sequence[float], width: int = 12) -> str:
     return "".join(out)
 
 
+def progress_bar(done: float, total: float, width: int = 10) -> str:
+    """`▕███░░▏43%` in `width` characters: how much of a source has been read."""
+    frac = max(0.0, min(1.0, done / total)) if total else 0.0
+    pct = f"{frac * 100:.0f}%"
+    cells = max(1, width - len(pct) - 2)
+    full = round(frac * cells)
+    return f"▕{'█' * full}{'░' * (cells - full)}▏{pct}"
+
+
 def live_rate(steps_per_s: float | None, age: float | None) -> float | None:
     """Steps/s as it is now: a run that logged nothing for a while decays towards 0.
 
@@ -213,6 +231,8 @@ def counts_line(snap: HubSnapshot) -> str:
     parts.append(f"? {kinds.count('unsure')} unsure")
     parts.append(f"✗ {kinds.count('bad')} bad")
     stale = kinds.count("stale") + kinds.count("error")
+    if kinds.count("waiting"):
+        parts.append(f"… {kinds.count('waiting')} waiting")
     if stale:
         parts.append(f"~ {stale} stale")
     return " · ".join(parts)
@@ -233,7 +253,7 @@ def worst_finding(snap: HubSnapshot) -> tuple[RunSnapshot, Finding] | None:
 def sort_key(run: RunSnapshot, index: int) -> tuple[int, int, int]:
     """Worst first: bad, unsure, stale/error, healthy; ties keep the listed order."""
     kind = badge_kind(run)
-    rank = {"bad": 0, "unsure": 1, "error": 2, "stale": 2, "healthy": 3}[kind]
+    rank = {"bad": 0, "unsure": 1, "error": 2, "stale": 2, "waiting": 3, "healthy": 3}[kind]
     return (rank, 0, index)
 
 

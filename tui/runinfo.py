@@ -13,6 +13,7 @@ from typing import Any
 from monitor.actions.redact import Redactor
 from monitor.analysis import RunAnalysis
 from monitor.hub import RunSnapshot
+from monitor.outward import outward
 from tui import format as fmt
 
 _CMD_KEYS = ("command", "cmd", "cmdline", "command_line", "args", "argv", "program")
@@ -59,4 +60,4 @@ def info_sections(run: RunSnapshot | None, a: RunAnalysis | None) -> list[tuple[
     if a is not None and a.store.metrics:
         summary = [(k, fmt.num(s.last)) for k, s in sorted(a.store.metrics.items())]
         sections.append(("summary (latest values)", summary))
-    return sections
+    return [(t, [(outward(k), outward(v, redactor=red)) for k, v in rows]) for t, rows in sections]  # hostile wall

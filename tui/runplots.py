@@ -24,7 +24,7 @@ ROLE_TITLES = {
     Role.GRAD_NORM: "grad norm",
 }
 _WIDE = 4096  # downsampling to the pane's width happens in the widget; this bounds a spec's arrays
-_NO_MARKER = ("converged", "source_error", "gpu_idle")
+_NO_MARKER = ("converged", "source_error", "gpu_idle", "stalled")  # about the clock, not the curve
 
 
 def data_version(a: RunAnalysis | None) -> int:
@@ -33,8 +33,9 @@ def data_version(a: RunAnalysis | None) -> int:
 
 
 def axis_name(a: RunAnalysis) -> str:
-    """The run's own x unit: what its parser says the axis is (`epoch`, `tokens`), else its step key."""
-    return str(getattr(a.info, "axis", None) or a.info.step_key or "step")
+    """The run's own x unit: what its parser says the axis counts (`epoch`, `token`), else the step key."""
+    axis = str(getattr(a.info, "axis", "") or "step")
+    return axis if axis != "step" else (a.info.step_key or "step")
 
 
 def run_panes(a: RunAnalysis | None, pattern: str = "") -> list[Pane]:

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from bench.faults.train import RunConfig, Trajectory
-from bench.faults.writers import Row, Written, _evals, eval_row, hf_filtered_loss, logged
+from bench.faults.writers import Row, Written, _evals, eval_row, hf_filtered_loss, logged, overflow_mark
 
 _EVAL_N = 512
 
@@ -58,7 +58,7 @@ def hf_log(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], header: str
             out.append(f"  Continuing training from global step {cfg.resume_at - 1}\n")
         d = _hf_train(cfg, traj, r, spe, comps)
         out.append(repr(d) + "\n")
-        rows.append((float(s), _hf_row(d, comps)))
+        rows.append((float(s), overflow_mark(r, _hf_row(d, comps))))
         if s in evs:
             out.append("***** Running Evaluation *****\n")
             out.append(f"  Num examples = {_EVAL_N}\n  Batch size = 64\n")
@@ -101,7 +101,7 @@ def hf_state(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], spe: int)
         d["epoch"] = s / spe
         d["step"] = s
         history.append(dict(sorted(d.items())))
-        rows.append((float(s), _hf_row(d, comps)))
+        rows.append((float(s), overflow_mark(r, _hf_row(d, comps))))
         if s in evs:
             e = _hf_eval(cfg, evs[s], spe, r["t"])
             e["epoch"] = s / spe
@@ -134,7 +134,8 @@ def hf_state(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], spe: int)
         "trial_name": None,
         "trial_params": None,
     }
-    return Written("trainer_state.json", json.dumps(doc, indent=2) + "\n", rows, stream=False)
+    saved = traj.train[upto - 1]["t"] if 0 < upto <= len(traj.train) else cfg.t0
+    return Written("trainer_state.json", json.dumps(doc, indent=2) + "\n", rows, stream=False, mtime=saved)
 
 
 def lightning(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], spe: int) -> Written:

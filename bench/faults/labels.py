@@ -2,7 +2,8 @@
 
 The injected fault says where to look; what the run actually did decides the label. Per file, from
 the rows that file shows (axis, metrics):
-- nan: first row at/after the fault with a non-finite loss, component loss, eval value or grad norm.
+- nan: first row at/after the fault with a non-finite loss, component loss, eval value or grad norm
+  (not a grad norm that is an fp16 overflow skip with a finite loss: that is the trap).
 - spike: the first of the 5 rows after the fault above the pre-fault level + 6 robust sigmas, 1.5×
   the level, the last 30 rows' maximum and 1.2× the twin's maximum over those rows; recovered
   when a 5-row median later comes back within 2 sigmas, else it is a divergence.
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.faults.writers import Row, Written
+from bench.faults.writers import OVERFLOW, Row, Written
 
 _SKIP = ("lr",)
 
@@ -54,7 +55,7 @@ def first_nonfinite(rows: list[Row], b: float, keys: tuple[str, ...] | None = No
         if a < b:
             continue
         for k, v in m.items():
-            if k in _SKIP or (keys and k not in keys):
+            if k in _SKIP or (keys and k not in keys) or (k == "gnorm" and OVERFLOW in m):
                 continue
             if not math.isfinite(v):
                 return a
@@ -255,3 +256,23 @@ def _plateau(rows: list[Row], trows: list[Row], b: float) -> list[dict[str, Any]
     if not (t_end < 0.8 * f_end and abs(math.log(f_end / f_start)) < math.log(1.15)):
         return None
     return [ev("plateau", b, note="only the output bias still learns; the LR is unchanged")]
+
+
+def natural_overfit(rows: list[Row]) -> float | str | None:
+    """Whether a healthy run overfits on its own: "drop" when its final eval loss is over 15 % above
+    its best, the onset of the mild rise (5 %, kept) for an optional event, or None."""
+    evs = [(a, v) for a, v in _train(rows, "eval_loss") if math.isfinite(v)]
+    if len(evs) < 4:
+        return None
+    best_i = min(range(len(evs)), key=lambda i: evs[i][1])
+    best = evs[best_i][1]
+    final = float(np.median([v for _, v in evs[-3:]]))
+    if final > 1.15 * best:
+        return "drop"
+    if final <= 1.05 * best:
+        return None
+    after = evs[best_i + 1 :]
+    for i, (a, v) in enumerate(after):
+        if v > 1.05 * best and all(x > 1.025 * best for _, x in after[i:]):
+            return a
+    return None

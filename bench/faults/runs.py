@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.faults import configs, frameworks, writers
-from bench.faults.labels import file_events
+from bench.faults.labels import ev, file_events, natural_overfit
 from bench.faults.plan import FAMILIES, Base, stronger
 from bench.faults.tails import CRASHES
 from bench.faults.train import Fault, Trajectory, Twins
@@ -117,7 +117,18 @@ def generate_base(base: Base, out: Path) -> list[str]:
     check_time = twins.healthy.end_time + CHECK_DELAY
     twin_id = f"{base.name}-healthy"
     common = traps(base, twins.healthy)
-    _save(out / twin_id, base, "none", None, twin_id, healthy_files, conf, twins.healthy, [], common, check_time)
+    # a healthy run that overfits clearly on its own is no healthy twin; a mild rise is an optional event
+    mild = [natural_overfit(w.rows) for w in healthy_files]
+    if "drop" in mild:
+        return []
+    optional = [
+        [ev("overfit", m, miss=True, note="the healthy run's eval loss drifts 5-15 % above its best")]
+        if isinstance(m, float)
+        else []
+        for m in mild
+    ]
+    per_twin = [(w.name, o) for w, o in zip(healthy_files, optional, strict=True) if o]
+    _save(out / twin_id, base, "none", None, twin_id, healthy_files, conf, twins.healthy, per_twin, common, check_time)
     written = [twin_id]
     for f0 in base.faults:
         fault: Fault | None = f0
@@ -132,6 +143,8 @@ def generate_base(base: Base, out: Path) -> list[str]:
             continue
         run_id = f"{base.name}-{fault.kind}"
         per_file = [(w.name, e or []) for w, e in zip(files, events, strict=True)]
+        for (_, evs), o, w in zip(per_file, optional, files, strict=True):  # the twin's drift, before the fault
+            evs += [e for e in o if e["onset_step"] < w.axis(fault.step)]
         notes = list(common)
         if fault.kind == "fp16_burst":
             notes.append(f"a burst of {int(fault.mag)} fp16 overflows from step {fault.step}: skipped steps, not NaN")
@@ -172,7 +185,9 @@ def label_toml(
     primary = per_file[0][1] if per_file else []
     everywhere = [e for _, evs in per_file for e in evs]
     required = sorted((e for e in primary if not e["acceptable_to_miss"]), key=lambda e: e["onset_step"])
-    required = required or [e for e in everywhere if not e["acceptable_to_miss"]] or everywhere
+    required = required or [e for e in everywhere if not e["acceptable_to_miss"]]
+    if fault not in ("none", "fp16_burst"):
+        required = required or everywhere
     head: dict[str, Any] = {
         "generator": "make_faults",
         "family": cfg.family,
@@ -217,7 +232,8 @@ def _save(
     end = traj.end_time if traj.end == "finished" else last
     for w in files:
         (d / w.name).write_text(w.text)
-        os.utime(d / w.name, (end, end))
+        t = w.mtime if w.mtime is not None and traj.end != "finished" else end
+        os.utime(d / w.name, (t, t))
     for name, text in conf.items():
         (d / name).write_text(text)
         os.utime(d / name, (base.cfg.t0, base.cfg.t0))

@@ -30,6 +30,8 @@ class Written:
     """Maps a training step to this file's step axis."""
     stream: bool = True
     """Appended line by line while training (a document rewritten whole is not)."""
+    mtime: float | None = None
+    """When the file was last written, where that is not the run's last record (a checkpoint)."""
 
 
 def when(t: float) -> str:
@@ -45,11 +47,21 @@ def interval(traj: Trajectory, s: int, n: int) -> list[dict[str, Any]]:
     return traj.train[max(0, s - n) : s]
 
 
+OVERFLOW = "_overflow"
+"""Row marker: this grad norm is an fp16 overflow skip with a finite loss (a trap, not a NaN event)."""
+
+
+def overflow_mark(r: dict[str, Any], row: dict[str, float]) -> dict[str, float]:
+    if r["skipped"] and math.isfinite(r["loss"]):
+        row[OVERFLOW] = 1.0
+    return row
+
+
 def train_row(r: dict[str, Any], comps: tuple[str, ...], loss: float | None = None) -> dict[str, float]:
     row = {"loss": r["loss"] if loss is None else loss, "lr": r["lr"], "gnorm": r["gnorm"]}
     for c in comps:
         row[c] = r[c]
-    return row
+    return overflow_mark(r, row)
 
 
 def eval_row(ev: dict[str, Any]) -> dict[str, float]:
@@ -141,7 +153,7 @@ def llmc(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...]) -> Written:
     for r in logged(cfg, traj):
         s = r["step"]
         out.append(f"s:{s} trl:{r['loss']:.4f} lr:{r['lr']:.6f} norm:{r['gnorm']:.2f}\n")
-        rows.append((float(s), {"loss": r["loss"], "lr": round(r["lr"], 6), "gnorm": r["gnorm"]}))
+        rows.append((float(s), overflow_mark(r, {"loss": r["loss"], "lr": round(r["lr"], 6), "gnorm": r["gnorm"]})))
         if s in evs:
             out.append(f"s:{s} tel:{evs[s]['eval_loss']:.4f}\n")
             rows.append((float(s), {"eval_loss": evs[s]["eval_loss"]}))
@@ -176,6 +188,11 @@ def nanogpt(cfg: RunConfig, traj: Trajectory, comps: tuple[str, ...], header: st
             mfu = m if mfu < 0 else 0.9 * mfu + 0.1 * m
         out.append(f"iter {it}: loss {r['loss']:.4f}, time {dt:.2f}ms, mfu {mfu * 100:.2f}%\n")
         rows.append((float(it), {"loss": r["loss"]}))
+    end = cfg.steps
+    if traj.end == "finished" and end in evs and end % cfg.eval_every == 0:  # the eval at iter max_iters
+        ev = evs[end]
+        out.append(f"step {end}: train loss {ev['train_eval_loss']:.4f}, val loss {ev['eval_loss']:.4f}\n")
+        rows.append((float(end), {"eval_loss": ev["eval_loss"], "train_eval_loss": ev["train_eval_loss"]}))
     out.append(tail)
     return Written("train.log", "".join(out), rows, axis=lambda s: float(s - 1))
 

@@ -54,7 +54,6 @@ __all__ = [
     "NO_METRICS",
     "PARSERS",
     "Detection",
-    "NoMetricsFound",
     "ParseStats",
     "Parser",
     "clean_line",
@@ -179,10 +178,6 @@ def resolve_name(name: str) -> str:
 def make_parser(name: str) -> Parser:
     """A fresh parser for format `name` (or an alias); FormatError for an unknown name."""
     return PARSERS[resolve_name(name)]()
-
-
-class NoMetricsFound(FormatError):
-    """An input that was read but holds no metric in any known format (or no line at all)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,12 @@ from monitor.parsers.base import Parser
 from monitor.parsers.common import to_float
 
 # The tag fairseq's progress bar prints (`| INFO | train_inner |`), or an old log's leading `| epoch 001`.
-_TAG = re.compile(r"\| (train_inner|train|valid|test|dev)\s*\| |^\| (?=epoch \d{3}\b)")
+_TAG = re.compile(r"\| (train_inner|train|valid|test|dev)\s*\| |^\| (?=epoch \d{3}\b)|^(?=epoch \d{3}[:\s])")
 _EPOCH = re.compile(r"epoch (\d+)")
 _INNER_PAIR = re.compile(r"(?<![\w.])([A-Za-z_]\w*+)=([-+]?(?:nan|inf|\d[\d.]*+(?:[eE][-+]?\d++)?))(?![\w.])", re.I)
-_SNIFF = re.compile(r"\| epoch \d{3}\b|\| (?:train_inner|train|valid) \| (?:\{\"epoch\"|epoch \d)")
+_SNIFF = re.compile(
+    r"\| epoch \d{3}\b|\| (?:train_inner|train|valid) \| (?:\{\"epoch\"|epoch \d)|^epoch \d{3}(?: \| |:\s+\d+ / \d+ )"
+)
 _PHASE_OF_OLD = re.compile(r"valid on '([^']+)' subset")
 
 
@@ -49,13 +51,13 @@ class FairseqParser(Parser):
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
-        n = sum(1 for line in head if "| " in line and _SNIFF.search(line))
+        n = sum(1 for line in head if ("| " in line or line.startswith("epoch ")) and _SNIFF.search(line))
         return 0.0 if not n else min(0.97, 0.9 + 0.01 * n)
 
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
         stats.lines += 1
-        m = _TAG.search(line) if "| " in line else None
+        m = _TAG.search(line) if "| " in line or line.startswith("epoch ") else None
         if m is None:
             if "done training" in line:
                 self.finished = True

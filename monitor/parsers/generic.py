@@ -44,6 +44,20 @@ _EPOCH_BATCH = re.compile(r"Epoch\W{0,12}\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+
 # `Epoch 3/100 - Train Loss: ...`: an epoch counter (the axis is then epochs).
 _EPOCH_OF = re.compile(r"\bEpoch\s*:?\s*(\d+)\s*/\s*(\d+)", re.I)
 _FIELD_SPLIT = re.compile(r"\||,|;|\s-\s")
+# `Epoch 3: ...`, `Epoch 3 - ...`: an epoch counter without a total (lowest priority of the counters).
+_EPOCH_N = re.compile(r"\bEpoch\s*:?\s*(\d+)\b(?!\s*/)", re.I)
+# `Average Training Loss = 0.69`, `Validation Accuracy: 0.5`: a Title-Case name of up to four words.
+_TITLE_PAIR = re.compile(
+    r"(?<![\w./\-])((?:[A-Z][a-z]++ ){1,3}[A-Z][\w@/.\-]*+)\s*+[=:]\s*+"
+    r"([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?|[-+]?(?:nan|inf))(?![\w.:])",
+)
+# Words before the first field that make the line an evaluation's (`Evaluation Epoch 0 - Average Loss: ...`).
+_EVAL_WORDS = re.compile(r"\b(?:eval(?:uation|uating)?|validat(?:e|ion|ing)|valid|val|test(?:ing)?)\b", re.I)
+# A line of a YAML or config dump: one indented `key: value` and nothing else.
+# (or one `key=value,` line of a printed dataclass such as `TrainingArguments(`).
+_CONFIG_LINE = re.compile(r"^\s+[\w.\-/]+(?::\s*\S+|\s*=\s*\S+,)\s*$")
+#: A key that names a source file (`train.py:147` in a log prefix) is no metric.
+_SOURCE_FILE = (".py", ".cc", ".cpp", ".c", ".h", ".cu", ".rs", ".go", ".java", ".js", ".ts")
 # A leading `e/n` counter (`12/100 ...`, `[ 12/100]`).
 _E_OF_N = re.compile(r"^\W{0,3}(\d+)\s*/\s*(\d+)\b")
 _METRIC = re.compile(
@@ -56,6 +70,7 @@ _METRIC = re.compile(
 _EPOCH_RULE = "Epoch [e][i/n] (e×n + i)"
 _COUNTER_RULE = "e/n counter"
 _EPOCH_OF_RULE = "Epoch e/n"
+_EPOCH_N_RULE = "Epoch e"
 
 
 class KeyValueParser(Parser):
@@ -83,7 +98,11 @@ class KeyValueParser(Parser):
         self._count = 0
         self._seen: set[str] = set()
         self._metrics: set[str] = set()
-        """Keys seen so far, and those among them whose names look like metrics."""
+        self._upper: set[str] = set()
+        self._plain: set[str] = set()
+        self._previous: set[str] = set()
+        """The keys of the latest metric line (before its step field was taken out)."""
+        """Keys seen so far; those whose names look like metrics; the capitalised ones and the others."""
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
@@ -97,36 +116,89 @@ class KeyValueParser(Parser):
         stats = self.stats
         stats.lines += 1
         pairs = _PAIR.findall(line)
-        # reversed, so that the first of repeated keys wins
-        values = {k: float(number or special) for k, number, special in reversed(pairs)}
+        values: dict[str, float] = {}
+        for key, number, special in pairs:
+            if key not in values:  # the first of repeated keys wins
+                values[key] = float(number or special)
+        # The common line (`step=10 loss=2.3 lr=1e-4`: the keys of the previous metric line, the first
+        # at the start, none repeated) needs none of the slower readings below.
+        if not (
+            pairs
+            and values.keys() == self._previous
+            and len(values) == len(pairs)
+            and line.startswith(pairs[0][0])
+            and "|" not in line
+        ):
+            if not (
+                1 < len(values) == len(pairs)
+                and self._plain.issuperset(values)
+                and line.startswith(pairs[0][0])
+                and "|" not in line
+            ):
+                read = self._slow(line, pairs, values)
+                if read is None:
+                    stats.noise += 1
+                    return []
+                values = read
+            if self._metrics.isdisjoint(values) and not self._learn(values):
+                stats.noise += 1  # (before the step: a line without metrics must not choose the axis)
+                return []
+            self._previous = set(values)
+        chosen = self._key
+        # the chosen step field is usually on the line
+        step = values.pop(chosen) if chosen is not None and chosen in values else self._step(line, values)
+        stats.metric_lines += 1
+        self._last = step
+        return [_new_row(Row, (step, values, None))]
+
+    def _slow(self, line: str, pairs: list[tuple[str, str, str]], values: dict[str, float]) -> dict[str, float] | None:
+        """The rest of a line's reading: argument dumps and config lines (None: not metrics), fields
+        with multi-word names, Title-Case names, and the `eval/` prefix of an evaluation's line."""
         if line[:1] == "N" and line.startswith("Namespace("):
             self.config.update(parse_namespace(line))  # a script's arguments, not metrics
-            stats.noise += 1
-            return []
+            return None
+        if len(pairs) == 1 and line[:1] in (" ", "\t") and _CONFIG_LINE.match(line):
+            return None  # `  loss_weight: 1.0` in a printed config is not a metric
         # multi-word names (`Train Loss: 4.05, Val Loss: 3.25`) show as a repeated or lone pair key
         if (len(values) < 2 or len(values) != len(pairs) or "|" in line) and (
             "|" in line or "," in line or " - " in line or ";" in line
         ):
             self._fields(line, values)
-        key = self._key
-        # the common case first: the chosen step field is on the line
-        step = values.pop(key) if key is not None and key in values else self._step(line, values)
-        if self._metrics.isdisjoint(values) and not self._learn(values):
-            stats.noise += 1
-            return []
-        stats.metric_lines += 1
-        self._last = step
-        return [_new_row(Row, (step, values, None))]
+        self._learn(values)
+        if not self._upper.isdisjoint(values):  # Title-Case names may have more words before them
+            self._titles(line, values)
+        if pairs:
+            at = line.find(pairs[0][0])
+            if at > 0 and _EVAL_WORDS.search(line, 0, at):
+                values = {k if _EVAL_WORDS.search(k) else "eval/" + k: v for k, v in values.items()}
+        self._learn(values)
+        return values
 
     def _learn(self, values: dict[str, float]) -> bool:
         """Classify the keys not seen before; whether one of them looks like a metric."""
         found = False
         for key in values.keys() - self._seen:
             self._seen.add(key)
-            if _METRIC.search(key) is not None:
+            if key[:1].isupper():
+                self._upper.add(key)
+            else:
+                self._plain.add(key)
+            if _METRIC.search(key.removeprefix("eval/")) is not None and not key.endswith(_SOURCE_FILE):
                 self._metrics.add(key)
                 found = True
         return found
+
+    @staticmethod
+    def _titles(line: str, values: dict[str, float]) -> None:
+        """Replace a one-word key by its whole Title-Case name (`Average Training Loss` for `Loss`)."""
+        for name, number in _TITLE_PAIR.findall(line):
+            if name in values:
+                continue
+            x = float(number)
+            last = name.rpartition(" ")[2]
+            if values.get(last) == x or (last in values and x != x):
+                del values[last]
+            values[name] = x
 
     @staticmethod
     def _fields(line: str, values: dict[str, float]) -> None:
@@ -157,6 +229,9 @@ class KeyValueParser(Parser):
         if key is _EPOCH_OF_RULE:
             m = _EPOCH_OF.search(line)
             return float(m.group(1)) if m else self._last
+        if key is _EPOCH_N_RULE:
+            m = _EPOCH_N.search(line)
+            return float(m.group(1)) if m else self._last
         if key is not None:
             v = values.pop(key, None)
             if v is not None:
@@ -186,10 +261,12 @@ class KeyValueParser(Parser):
             key = "epoch"
         if key is None and _E_OF_N.match(line):
             key = _COUNTER_RULE
+        if key is None and _EPOCH_N.search(line):
+            key = _EPOCH_N_RULE
         if key is not None:
             self._key = key
             self.step_key = key
-            self.axis = "epoch" if key in ("epoch", _EPOCH_OF_RULE) else "step"
+            self.axis = "epoch" if key in ("epoch", _EPOCH_OF_RULE, _EPOCH_N_RULE) else "step"
         return key
 
 

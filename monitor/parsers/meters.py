@@ -19,6 +19,8 @@ _NUM = r"[-+]?(?:nan|inf|\d++\.?\d*+(?:e[-+]?\d++)?|\.\d++(?:e[-+]?\d++)?)"
 _HEAD = re.compile(
     r"(?:Epoch:?\s*\[\s*(\d+)(?:\s*/\s*\d+)?\s*\]|Train:\s*(\d+))\s*\[\s*(\d+)\s*/\s*(\d+)",
 )
+# Swin Transformer: `Train: [0/300][10/1251]`, or `Train: [3/5]` alone in scripts that log per epoch.
+_SWIN = re.compile(r"Train:\s*\[\s*(\d+)\s*/\s*\d+\s*\](?:\s*\[\s*(\d+)\s*/\s*(\d+)\s*\])?")
 # One field: a name, an optional colon, the value (a unit `s` and a `, 38.89/s` rate allowed), and
 # the running average in parentheses, which is skipped.
 _FIELD = re.compile(
@@ -61,7 +63,7 @@ class MeterLogParser(Parser):
         n = 0
         for line in head:
             if ("Epoch" in line or "Train:" in line) and "(" in line:
-                m = _HEAD.search(line)
+                m = _HEAD.search(line) or _SWIN.search(line)
                 if m and any("(" in f.group(0) for f in _FIELD.finditer(line, m.end())):
                     n += 1
         return 0.0 if not n else min(0.95, 0.86 + 0.02 * n)
@@ -70,7 +72,15 @@ class MeterLogParser(Parser):
         stats = self.stats
         stats.lines += 1
         m = _HEAD.search(line) if ("Epoch" in line or "Train:" in line) else None
+        if m is None and "Train: [" in line:
+            return self._swin(line)
         if m is None:
+            if "Validate:" in line:  # a per-epoch validation line: its averages are the results
+                i = line.index("Validate:") + 9
+                values = {"val/" + k: float(a) for k, v, a in _FIELD.findall(line, i) if a and k not in _TIMING}
+                if values:
+                    stats.metric_lines += 1
+                    return [Row(self._last, values)]
             t = _TEST.search(line) if "Test:" in line else None
             if t and int(t.group(2)) - int(t.group(1)) in (0, 1) and int(t.group(2)) > 1:
                 # the last evaluation batch (timm counts to N, MetricLogger to N-1): the running
@@ -92,6 +102,26 @@ class MeterLogParser(Parser):
         if not values:
             stats.noise += 1
             return []
+        values["epoch"] = epoch
+        self._last = step
+        stats.metric_lines += 1
+        return [Row(step, values)]
+
+    def _swin(self, line: str) -> list[Row]:
+        """A Swin-style `Train: [e/E][i/n]` line (global iteration), or `Train: [e/E]` (then the axis
+        is epochs)."""
+        stats = self.stats
+        m = _SWIN.search(line)
+        values = {k: float(v) for k, v, _ in _FIELD.findall(line, m.end()) if k not in _SKIP} if m else {}
+        if m is None or not values:
+            stats.noise += 1
+            return []
+        epoch = float(m.group(1))
+        if m.group(2) is not None:
+            step = epoch * float(m.group(3)) + float(m.group(2))
+        else:
+            step = epoch
+            self.step_key, self.axis = "epoch", "epoch"
         values["epoch"] = epoch
         self._last = step
         stats.metric_lines += 1

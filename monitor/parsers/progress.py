@@ -103,7 +103,11 @@ class TorchtuneParser(Parser):
 
     @classmethod
     def sniff(cls, head: list[str], filename: str = "") -> float:
-        n = sum(1 for line in head if _TUNE_BAR.search(line) or (line.startswith("Step ") and _TUNE_STEP.match(line)))
+        n = sum(
+            1
+            for line in head
+            if ("|Loss: " in line and _TUNE_BAR.search(line)) or (line.startswith("Step ") and _TUNE_STEP.match(line))
+        )
         return 0.0 if not n else min(0.95, 0.88 + 0.02 * n)
 
     def feed(self, line: str) -> list[Row]:

@@ -27,11 +27,11 @@ MAX_RUNS = 1000
 #: A folder in which nothing new appears is scanned less and less often, down to once per this many polls.
 _SLOWEST = 5
 #: Files with these endings are runs whatever they hold now (an empty `train.log` is one).
-_ALWAYS = (".log", ".out", ".err", ".csv", ".tsv", ".jsonl", ".ndjson")
+_ALWAYS = (".log", ".out", ".csv", ".tsv", ".jsonl", ".ndjson")
 #: Files with these endings are runs only when their first lines look like a known format.
-_SNIFFED = (".txt", ".json", ".md")
+_SNIFFED = (".txt", ".json", ".md", ".err")
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "venv", "checkpoints-old"}
-_DOC_NAMES = re.compile(r"(?i)^(readme|formats|changelog|license|contributing|notes|requirements)\b")
+_DOC_NAMES = re.compile(r"(?i)^(readme|index|formats|changelog|license|contributing|notes|requirements)\b")
 _RUN_DIR = re.compile(r"(?:offline-)?run-\d{8}_\d{6}-\w+")
 _CHECKPOINT = re.compile(r"checkpoint-\d+")
 _SNIFF_BYTES = 256 << 10

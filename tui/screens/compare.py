@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,10 +17,11 @@ from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Role, Verdict
 from tui import actions
 from tui import format as fmt
-from tui.plotdata import COMPARE_X_AXES, PlotOptions, RankStats, rank_stats
-from tui.runplots import ROLE_TITLES, compare_spec, data_version, role_values
+from tui.plotdata import COMPARE_X_AXES, PCT, PlotOptions, RankStats, rank_stats
+from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 
 METRICS = (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
@@ -64,6 +66,7 @@ class CompareScreen(PlottingScreen):
         """The metric overlaid (`k` cycles)."""
         self.options = PlotOptions()
         self._ranked: object = None
+        self._axis_chosen = False
         self.ranked_ids: tuple[str, ...] = tuple(run_ids)
         """The runs best first (the plot overlays the first OVERLAY_MAX)."""
 
@@ -72,14 +75,15 @@ class CompareScreen(PlottingScreen):
         yield PlotView(id="compare-plot")
         table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
         yield table
+        yield NoticeBar()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#ranking", DataTable)
         for label, width in (
-            ("#", 2),
-            ("run", 24),
+            ("#", 4),
+            ("run", 24 if self.app.size.width >= 100 else 14),
             ("verdict", 9),
             ("last", 9),
             ("best", 9),
@@ -94,6 +98,8 @@ class CompareScreen(PlottingScreen):
         chosen = [(rid, runs.get(rid)) for rid in self.run_ids]
         analyses = [(rid, self.analysis(rid)) for rid in self.run_ids]
         versions = tuple(data_version(a) for _, a in analyses)
+        if not self._axis_chosen and any(a is not None and a.store.rows for _, a in analyses):
+            self._choose_axis(analyses)
         ranked_key = (versions, self.metric, self.options.window, tuple(r.verdict if r else None for _, r in chosen))
         if force or ranked_key != self._ranked:
             self._ranked = ranked_key
@@ -141,7 +147,7 @@ class CompareScreen(PlottingScreen):
         for i, (rid, run, st, ev) in enumerate(rows, 1):
             diverged = st.last is not None and not math.isfinite(st.last)
             table.add_row(
-                Text(str(i) + ("" if i <= OVERLAY_MAX else " ·")),
+                self._legend(i),
                 Text(run.name if run else rid),
                 badge(self.app, run) if run else "—",
                 fmt.num(st.last),
@@ -151,6 +157,22 @@ class CompareScreen(PlottingScreen):
                 fmt.num(ev.best),
                 key=rid,
             )
+
+    def _legend(self, rank: int) -> Text:
+        """The rank, with the plotted runs' line colour: the legend, outside the plot."""
+        if rank > OVERLAY_MAX:
+            return Text(f"{rank}")
+        t = Text("━ ", style=var_style(self.app, f"plot-series-{(rank - 1) % 6 + 1}", bold=True))
+        t.append(str(rank))
+        return t
+
+    def _choose_axis(self, analyses: list[tuple[str, RunAnalysis | None]]) -> None:
+        """Runs that count steps differently (other step keys, or lengths 5x apart) start on % of each run."""
+        names = {axis_name(a) for _, a in analyses if a is not None}
+        lasts = [a.store.last_step for _, a in analyses if a is not None and a.store.last_step]
+        if len(names) > 1 or (lasts and min(lasts) > 0 and max(lasts) / min(lasts) > 5):
+            self.options = replace(self.options, x_axis=PCT)
+        self._axis_chosen = True
 
     def restyle(self) -> None:
         if self.rw.snapshot is not None:

@@ -27,6 +27,7 @@ from tui.style import badge, var_style
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotSpec
 from tui.widgets.plot_grid import PaneItem, PlotGrid
 
@@ -122,6 +123,7 @@ class DetailScreen(PlottingScreen):
             with VerticalScroll(id="info-box"):
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
+        yield NoticeBar()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -149,7 +151,7 @@ class DetailScreen(PlottingScreen):
         grid = self.query_one(PlotGrid)
         grid.show(items)
         head.update(self._head(run, grid))
-        self.query_one(FindingsList).show(run.findings, force=force)
+        self._show_findings(run, force=force)
         self._show_reviewer_line()
         if a is not None:
             tail = a.store.log_tail
@@ -157,11 +159,22 @@ class DetailScreen(PlottingScreen):
         if self.has_class("-info"):
             self._show_info(run, version)
 
+    def _show_findings(self, run: RunSnapshot, *, force: bool = False) -> None:
+        a = self.analysis(run.id)
+        last = a.store.times[-1][1] if a is not None and a.store.times else run.last_update
+        self.query_one(FindingsList).show(run.findings, force=force, last_update=last, now=self.rw.clock())
+
+    def tick(self, now: float) -> None:
+        # A stall's age counts on between snapshots ("no new step for 3m").
+        run = self.run(self.run_id)
+        if run is not None:
+            self._show_findings(run)
+
     def _head(self, run: RunSnapshot, grid: PlotGrid) -> Text:
         t = badge(self.app, run)
         t.append(f"  {run.name}", style="bold")
         t.append(f"  · step {fmt.step_text(run.last_step, run.total_steps)} · {fmt.rate_text(run.steps_per_s)}")
-        t.append(f" · {run.state}")
+        t.append(f" · {getattr(run, 'state_detail', '') or run.state}")
         if run.gpu_util is not None:
             t.append(f" · GPU {fmt.pct_text(run.gpu_util)}")
         t.append(f" · {run.format} · x: {run.step_key} · {run.source}")

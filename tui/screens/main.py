@@ -22,6 +22,7 @@ from tui.runplots import data_version, loss_spec
 from tui.screens.base import RunwatchScreen
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
+from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 from tui.widgets.run_table import COLUMNS, RunTable
 from tui.widgets.summary import SummaryBar
@@ -95,6 +96,7 @@ class MainScreen(RunwatchScreen):
             with VerticalScroll(id="preview-findings-box"):
                 yield FindingsList(id="preview-findings")
         yield FilterInput(placeholder="filter runs: words in name, source, state or verdict", id="filter")
+        yield NoticeBar()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -159,7 +161,7 @@ class MainScreen(RunwatchScreen):
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
         table.sort_column = (self.sort_by, self.sort_reverse)
-        table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked))
+        table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading))
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         self._show_preview(force=False)
 
@@ -172,6 +174,11 @@ class MainScreen(RunwatchScreen):
         if self._pending is not None and time.monotonic() - self._pending_since >= self.rw.redraw_interval:
             self.show_snapshot(self._pending, now=True)
         self.query_one(RunTable).tick(now)
+        if self.has_class("-tall"):
+            run = self._selected()
+            if run is not None:
+                dated = self._dated(run)
+                self.query_one(FindingsList).show(run.findings, last_update=dated.last_update, now=now)
 
     def restyle(self) -> None:
         self.query_one(RunTable).restyle()

@@ -1,16 +1,21 @@
-"""The live log tail of one run, filterable; rewritten only when new lines arrived or the filter changed."""
+"""The live log tail of one run, filterable; rewritten only when new lines arrived or the filter changed.
+
+Lines wrap at the pane's width (a narrow terminal must not cut a number in half), each as literal
+text: a log line holding `[/]` or `[@click=…]` is shown as written.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.content import Content
-from textual.widgets import Log
+from textual.widgets import RichLog
 
 from monitor.outward import outward_lines
 
 
-class LogTail(Log):
+class LogTail(RichLog):
     """The last lines the run's source produced (parsed or not)."""
 
     DEFAULT_CSS = """
@@ -23,7 +28,7 @@ class LogTail(Log):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, highlight=False, max_lines=2000, auto_scroll=True)
+        super().__init__(id=id, highlight=False, markup=False, wrap=True, min_width=1, max_lines=2000, auto_scroll=True)
         self._key: tuple[object, ...] | None = None
         self.filter_text = ""
 
@@ -36,7 +41,8 @@ class LogTail(Log):
         needle = self.filter_text.lower()
         shown = [ln for ln in lines if needle in ln.lower()] if needle else list(lines)
         self.clear()
-        self.write_lines(outward_lines(shown))  # hostile wall: no secrets, no escapes on screen
+        for line in outward_lines(shown):  # hostile wall: no secrets, no escapes on screen
+            self.write(Text(line, no_wrap=False))
         title = "log"
         if needle:
             title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"

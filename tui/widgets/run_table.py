@@ -49,6 +49,14 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
+def clip_middle(text: str, width: int) -> str:
+    """`hf-trainer…7471.out`: both ends of a run name stay (runs in one folder differ at the end)."""
+    if len(text) <= width:
+        return text
+    tail = max(1, (width - 1) * 2 // 5)
+    return text[: max(1, width - 1 - tail)] + "…" + text[-tail:]
+
+
 class RunTable(DataTable[Text | str]):
     """One row per run; `show(runs, now, marked)` diffs against what is on screen."""
 
@@ -77,10 +85,13 @@ class RunTable(DataTable[Text | str]):
         self._shape: tuple[object, ...] = ()
         self._name_width = 20
         self._step_width = 8
+        self._fit: dict[str, int] = {}
+        """Widths that follow the widest value shown (verdict, state), beyond the column's own."""
         self._order: list[str] = []
         self._cells: dict[str, dict[str, Text | str]] = {}
         self._runs: dict[str, RunSnapshot] = {}
         self._marked: frozenset[str] = frozenset()
+        self._reading: frozenset[str] = frozenset()
         self._now = 0.0
 
     # ---- public --------------------------------------------------------------------------
@@ -101,14 +112,26 @@ class RunTable(DataTable[Text | str]):
         if run_id in self._order:
             self.move_cursor(row=self._order.index(run_id), animate=False)
 
-    def show(self, runs: Sequence[RunSnapshot], now: float, marked: frozenset[str] = frozenset()) -> None:
-        """Show these runs in this order; unchanged cells are not touched."""
+    def show(
+        self,
+        runs: Sequence[RunSnapshot],
+        now: float,
+        marked: frozenset[str] = frozenset(),
+        reading: frozenset[str] = frozenset(),
+    ) -> None:
+        """Show these runs in this order (`reading`: runs still catching up); unchanged cells are not touched."""
         self._now = now
         self._marked = marked
+        self._reading = reading
         self._runs = {r.id: r for r in runs}
         order = [r.id for r in runs]
         # The step column fits its widest value: `1,000,000` is never cut.
         self._step_width = max([6] + [len(fmt.step_text(r.last_step)) for r in runs])
+        # `! unreadable` and `unreadable` are read whole, not cut to `! unreada`.
+        self._fit = {
+            "badge": max([COLUMNS_BY_KEY["badge"].width] + [len(fmt.badge_text(r)) for r in runs]),
+            "state": min(12, max([COLUMNS_BY_KEY["state"].width] + [len(r.state) for r in runs])),
+        }
         selected = self.selected_id
         if self._ensure_columns() or order != self._order:
             self._rebuild(order, selected=selected)
@@ -143,6 +166,8 @@ class RunTable(DataTable[Text | str]):
             return self._name_width
         if c.key == "step":
             return self._step_width
+        if c.key in self._fit:
+            return self._fit[c.key]
         if c.key == "trend" and self._narrow:
             return _NARROW_TREND
         return c.width
@@ -162,11 +187,12 @@ class RunTable(DataTable[Text | str]):
         narrow = width < NARROW_BELOW
         fixed = sum(c.width + 2 for c in COLUMNS if c.width and (c.compact or not compact))
         fixed += self._step_width - COLUMNS_BY_KEY["step"].width
+        fixed += sum(w - COLUMNS_BY_KEY[k].width for k, w in self._fit.items())
         if narrow:
             fixed -= 12 - _NARROW_TREND
         # Two columns for the cell padding of the name, one for a scrollbar's worth of slack.
         name_width = max(10, min(40, width - fixed - 3))
-        shape = (compact, narrow, name_width, self._step_width, self.sort_column)
+        shape = (compact, narrow, name_width, self._step_width, tuple(self._fit.items()), self.sort_column)
         if shape == self._shape and self.columns:
             return False
         self._shape = shape
@@ -208,7 +234,7 @@ class RunTable(DataTable[Text | str]):
     def _cells_for(self, run: RunSnapshot) -> dict[str, Text | str]:
         app = self.app
         mark = "● " if run.id in self._marked else ""
-        name = Text(_clip(mark + run.name, self._name_width))
+        name = Text(clip_middle(mark + run.name, self._name_width))
         state = run.state
         out: dict[str, Text | str] = {}
         for c in self._columns():
@@ -220,7 +246,16 @@ class RunTable(DataTable[Text | str]):
                 out[c.key] = Text(_clip(run.source, c.width))
             elif c.key == "state":
                 style = var_style(app, "verdict-stale") if run.stale else ""
-                out[c.key] = Text(_clip(state, c.width), style=style)
+                progress = getattr(run, "progress", None)
+                if progress is not None and progress[1] and progress[0] < progress[1]:
+                    # What the hub has read of what the source holds: `▕███░░▏ 43%`.
+                    out[c.key] = Text(
+                        fmt.progress_bar(progress[0], progress[1], self._width(c)), style=var_style(app, "muted")
+                    )
+                elif run.id in self._reading and not run.stale:
+                    out[c.key] = Text(_clip("reading", self._width(c)), style=var_style(app, "muted"))
+                else:
+                    out[c.key] = Text(_clip(state, self._width(c)), style=style)
             elif c.key == "step":
                 out[c.key] = Text(fmt.step_text(run.last_step), justify="right")
             elif c.key == "speed":

@@ -45,6 +45,8 @@ class SummaryBar(Static):
             t.append(" · ")
         stale = kinds.count("stale") + kinds.count("error")
         t.append(f"~ {stale} stale", style=var_style(app, "verdict-stale"))
+        if kinds.count("waiting"):
+            t.append(f" · … {kinds.count('waiting')} waiting", style=var_style(app, "verdict-stale"))
         if filter_text:
             t.append(f" · filter: {filter_text!r}", style="italic")
         if sort_text:

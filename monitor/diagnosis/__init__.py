@@ -1,0 +1,54 @@
+"""Root-cause hypotheses for a run's trouble, from its findings, metrics and config (pure: no I/O, no clock).
+
+`diagnose(facts)` returns hypotheses ranked surest and most specific first; `diagnose_analysis(a)` does
+the same for a `RunAnalysis`. Each says its cause, confidence, evidence (steps and numbers), fix,
+expected effect and how to verify it. Nothing here is certain: confidence says how direct the evidence is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from monitor.diagnosis import optim, progress
+from monitor.diagnosis.facts import RunFacts, facts_of
+from monitor.diagnosis.model import Confidence, Hypothesis
+
+if TYPE_CHECKING:
+    from monitor.analysis import RunAnalysis
+
+__all__ = ["Confidence", "Hypothesis", "RunFacts", "diagnose", "diagnose_analysis", "facts_of"]
+
+_RULES: tuple[Callable[[RunFacts], Hypothesis | list[Hypothesis] | None], ...] = (
+    optim.lr_too_high,
+    optim.lr_schedule,
+    optim.exploding,
+    optim.vanishing,
+    optim.bad_batch,
+    optim.fp16_overflow,
+    optim.nonfinite,
+    progress.not_learning,
+    progress.overfitting,
+    progress.eval_data,
+    progress.stalled,
+    progress.throughput,
+    progress.crashed,
+)
+
+
+def diagnose(facts: RunFacts) -> tuple[Hypothesis, ...]:
+    """Every hypothesis the facts support, surest and most specific first (one per cause)."""
+    best: dict[str, Hypothesis] = {}
+    for rule in _RULES:
+        got = rule(facts)
+        for h in got if isinstance(got, list) else [got] if got is not None else []:
+            if h.cause_id not in best or h.rank_key() > best[h.cause_id].rank_key():
+                best[h.cause_id] = h
+    if facts.verdict_healthy:  # a healthy run has no trouble to explain, only incidents worth knowing
+        best = {k: h for k, h in best.items() if h.incidental}
+    return tuple(sorted(best.values(), key=Hypothesis.rank_key, reverse=True))
+
+
+def diagnose_analysis(analysis: RunAnalysis) -> tuple[Hypothesis, ...]:
+    """The hypotheses for a run as its analysis holds it now."""
+    return diagnose(facts_of(analysis))
