@@ -166,15 +166,50 @@ def _wandb_env(tmp: Path, n: int, rate: float, stop: threading.Event) -> tuple[A
 
 
 def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, seconds: float, tmp: Path) -> None:
-    import socket
-
-    env = dict(os.environ)
-    server = None
     if ssh and not loopback_ssh.available():
         print("fleet: SSH runs skipped (needs root and /usr/sbin/sshd: apt-get install openssh-server)")
         ssh = 0
-    if ssh:
-        server, env = loopback_ssh.start(tmp, [f"gpu{h}" for h in range(hosts)])
+    stop = threading.Event()
+    started: list[Any] = []  # released in reverse order whatever happens
+    try:
+        env = dict(os.environ)
+        if ssh:
+            server, env = loopback_ssh.start(tmp, [f"gpu{h}" for h in range(hosts)])
+            started.append(lambda: loopback_ssh.stop(server))
+        wb_server, wb_env, wb_targets = _wandb_env(tmp, wandb_runs, rate, stop)
+        started.append(wb_server.stop)
+        env.update(wb_env)
+        _measure_fleet(local, ssh, hosts, wandb_runs, wb_targets, rate, seconds, tmp, env, stop, started)
+    finally:
+        stop.set()
+        for release in reversed(started):
+            release()
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _measure_fleet(
+    local: int,
+    ssh: int,
+    hosts: int,
+    wandb_runs: int,
+    wb_targets: list[str],
+    rate: float,
+    seconds: float,
+    tmp: Path,
+    env: dict[str, str],
+    stop: threading.Event,
+    started: list[Any],
+) -> None:
+    import socket
+
     logs = [tmp / f"local{k:03d}.log" for k in range(local)]
     ssh_logs = [tmp / f"ssh{k:03d}.log" for k in range(ssh)]
     for p in (*logs, *ssh_logs):
@@ -182,10 +217,8 @@ def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, 
     probe = tmp / "probe.log"
     probe.write_text("".join(f"iter {i}: loss 3.0000, time 100.00ms, mfu 40.00%\n" for i in range(10)))
     targets = [str(p) for p in logs] + [f"gpu{k % hosts}:{p}" for k, p in enumerate(ssh_logs)] + [str(probe)]
-    stop = threading.Event()
     writer = _writers([*logs, *ssh_logs], rate, stop)
-    wb_server, wb_env, wb_targets = _wandb_env(tmp, wandb_runs, rate, stop)
-    env.update(wb_env)
+    started.append(lambda: writer.join(5))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -193,78 +226,58 @@ def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, 
     tf.write_text("\n".join([*targets, *wb_targets]) + "\n")
     url = f"http://127.0.0.1:{port}/metrics"
     total = len(targets) + wandb_runs
+    argv = ["watch", "--jsonl", "--targets-file", str(tf), "--metrics-addr", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tui.cli",
-            "watch",
-            "--jsonl",
-            "--targets-file",
-            str(tf),
-            "--metrics-addr",
-            f"127.0.0.1:{port}",
-        ],
+        [sys.executable, "-m", "tui.cli", *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp / "watch.err").open("w"),
     )
+    started.append(lambda: _stop_process(proc))
     what = f"{local} local + {ssh} SSH over {hosts if ssh else 0} aliases + {wandb_runs} W&B + 1 probe"
-    try:
-        t_start, seen = time.monotonic(), 0
-        while time.monotonic() - t_start < 180:
-            time.sleep(1)
-            try:
-                text, _ = _get(url)
-            except OSError:
-                continue
-            seen = sum(1 for x in text.splitlines() if x.startswith("runwatch_run_verdict{"))
-            live = sum(1 for x in text.splitlines() if 'runwatch_run_state="live"' in x and x.endswith(" 1.0"))
-            if seen >= total and live >= total - 1:
-                break
-        print(f"fleet: {seen}/{total} runs exported ({live} live) after {time.monotonic() - t_start:.0f} s")
-        c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
-        time.sleep(min(15.0, seconds))  # the hub's own cost, with nothing scraping
-        quiet = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
-        c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
-        peak, scrapes, size = 0.0, [], 0
-        while time.monotonic() - t0 < seconds:
-            text, took = _get(url)
-            scrapes.append(took)
-            size = len(text)
-            peak = max(peak, _rss_mb(proc.pid))
-            time.sleep(max(0.0, 5.0 - took))
-        cpu = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
-        lat = []
-        for k in range(5):
-            step = 1000 + k
-            with probe.open("a") as f:
-                f.write(f"iter {step}: loss 2.9000, time 100.00ms, mfu 40.00%\n")
-            wrote = time.monotonic()
-            while time.monotonic() - wrote < 30 and _last_step(_get(url)[0], str(probe)) != step:
-                time.sleep(0.05)
-            lat.append(time.monotonic() - wrote)
-            time.sleep(1)
-        scrapes.sort()
-        lat.sort()
-        print(
-            f"fleet: {what} = {total} runs, {rate:g} rows/s each, scraped every 5 s for {seconds:g} s: "
-            f"watch CPU {cpu:.1f}% of one core ({quiet:.1f}% unscraped), peak RSS {peak:.0f} MB, "
-            f"scrape median {scrapes[len(scrapes) // 2] * 1000:.0f} ms / max {scrapes[-1] * 1000:.0f} ms "
-            f"({size / 1024:.0f} KiB), write->metric latency median {lat[2]:.2f} s / max {lat[-1]:.2f} s"
-        )
-    finally:
-        stop.set()
-        writer.join(5)
-        proc.terminate()
+    t_start, seen, live = time.monotonic(), 0, 0
+    while time.monotonic() - t_start < 180:
+        time.sleep(1)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        wb_server.stop()
-        if server is not None:
-            loopback_ssh.stop(server)
+            text, _ = _get(url)
+        except OSError:
+            continue
+        seen = sum(1 for x in text.splitlines() if x.startswith("runwatch_run_verdict{"))
+        live = sum(1 for x in text.splitlines() if 'runwatch_run_state="live"' in x and x.endswith(" 1.0"))
+        if seen >= total and live >= total - 1:
+            break
+    print(f"fleet: {seen}/{total} runs exported ({live} live) after {time.monotonic() - t_start:.0f} s")
+    c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+    time.sleep(min(15.0, seconds))  # the hub's own cost, with nothing scraping
+    quiet = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
+    c0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+    peak, scrapes, size = 0.0, [], 0
+    while time.monotonic() - t0 < seconds:
+        text, took = _get(url)
+        scrapes.append(took)
+        size = len(text)
+        peak = max(peak, _rss_mb(proc.pid))
+        time.sleep(max(0.0, 5.0 - took))
+    cpu = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
+    lat = []
+    for k in range(5):
+        step = 1000 + k
+        with probe.open("a") as f:
+            f.write(f"iter {step}: loss 2.9000, time 100.00ms, mfu 40.00%\n")
+        wrote = time.monotonic()
+        while time.monotonic() - wrote < 30 and _last_step(_get(url)[0], str(probe)) != step:
+            time.sleep(0.05)
+        lat.append(time.monotonic() - wrote)
+        time.sleep(1)
+    scrapes.sort()
+    lat.sort()
+    print(
+        f"fleet: {what} = {total} runs, {rate:g} rows/s each, scraped every 5 s for {seconds:g} s: "
+        f"watch CPU {cpu:.1f}% of one core ({quiet:.1f}% unscraped), peak RSS {peak:.0f} MB, "
+        f"scrape median {scrapes[len(scrapes) // 2] * 1000:.0f} ms / max {scrapes[-1] * 1000:.0f} ms "
+        f"({size / 1024:.0f} KiB), write->metric latency median {lat[2]:.2f} s / max {lat[-1]:.2f} s"
+    )
 
 
 def bench_backfill(steps: int, cache: Path) -> None:
