@@ -129,6 +129,9 @@ class Hub:
         self._stopping = False
         self._context = SourceContext(lambda: self.ssh_pool, poll)
         self._discoveries: dict[str, asyncio.Task[Any]] = {}
+        self._pollers: list[Any] = []
+        self._wandb_added: dict[str, tuple[asyncio.Task[Any], Any]] = {}
+        """W&B targets added while running: each has its own poller (task, WandbTarget)."""
         self._gpu_hosts: set[str] = set()
 
     # ---- listeners -------------------------------------------------------------------------
@@ -210,19 +213,19 @@ class Hub:
     def add_target(self, raw: str) -> str | None:
         """Start watching one more target now; None, or one line saying why it was not added.
 
-        Files, folders and SSH paths come and go freely; W&B targets are polled by one poller
-        built at start, so a W&B target added later needs a restart."""
+        Files, folders and SSH paths come and go freely. The W&B targets given at start share one
+        batched poller; one added later gets a poller of its own."""
         if raw in self.raw_targets:
             return None
-        from monitor.sources.wandb_api import parse_wandb_target
-
-        if parse_wandb_target(raw) is not None and self._started:
-            return f"{raw}: W&B targets are read at start; restart to add one"
         self.raw_targets.append(raw)
         if not self._started:
             return None
         opened = self._open_target(raw)
-        if opened is not None and self.gpu:
+        if opened is not None and opened.target.kind == WANDB_API:
+            task = self._start_wandb([opened.target])
+            if task is not None:
+                self._wandb_added[raw] = (task, opened.target.wandb)
+        elif opened is not None and self.gpu:
             host = opened.target.ssh.host if opened.target.kind == SSH and opened.target.ssh else "localhost"
             if host not in self._gpu_hosts:
                 self._gpu_hosts.add(host)
@@ -239,10 +242,14 @@ class Hub:
             return None
         from monitor.sources.wandb_api import parse_wandb_target
 
-        if parse_wandb_target(raw) is not None:
-            return f"{raw}: W&B targets are read at start; restart to remove one"
+        added = self._wandb_added.pop(raw, None)
+        if parse_wandb_target(raw) is not None and added is None:
+            return f"{raw}: the W&B targets given at start share one poller; restart to remove one"
         self.raw_targets.remove(raw)
         tasks: list[asyncio.Task[Any]] = []
+        if added is not None:
+            tasks.append(added[0])
+            self._tasks.remove(added[0])
         found = self._discoveries.pop(raw, None)
         if found is not None:
             tasks.append(found)
@@ -531,7 +538,7 @@ class Hub:
                 self._source_problem(run, error, connection=word)
         self._dirty.set()
 
-    def _start_wandb(self, targets: list[Target]) -> None:
+    def _start_wandb(self, targets: list[Target]) -> asyncio.Task[Any] | None:
         from monitor.sources.wandb_poller import WandbPoller
 
         def on_rows(wt: Any, rows: tuple[Row, ...]) -> None:
@@ -555,7 +562,7 @@ class Hub:
             )
 
         try:
-            self._poller = WandbPoller(
+            poller = WandbPoller(
                 [t.wandb for t in targets if t.wandb is not None],
                 on_rows,
                 on_state,
@@ -564,12 +571,22 @@ class Hub:
         except RunwatchError as e:
             for t in targets:
                 self._failed_target(t.raw, e.message)
-            return
+            return None
+        self._poller = self._poller or poller
+        self._pollers.append(poller)
         for t in targets:
             assert t.wandb is not None
             if t.wandb.run_id:
                 self._wandb_run(t.wandb)
-        self._spawn(self._poller.run())
+        task = asyncio.ensure_future(poller.run())
+        self._tasks.append(task)
+
+        def forget(_task: asyncio.Task[Any]) -> None:
+            if poller in self._pollers:
+                self._pollers.remove(poller)
+
+        task.add_done_callback(forget)
+        return task
 
     def _wandb_run(self, wt: Any) -> _Run:
         run_id = f"wandb://{wt.entity}/{wt.project}/{wt.run_id}"
@@ -595,8 +612,8 @@ class Hub:
 
     def note_anomaly(self) -> None:
         """Ask remote pollers for their shortest interval (an anomaly was seen)."""
-        if self._poller is not None:
-            self._poller.scheduler.anomaly()
+        for poller in self._pollers:
+            poller.scheduler.anomaly()
 
     # ---- GPUs ------------------------------------------------------------------------------
     def _on_gpu(self, snap: GpuSnapshot) -> None:
