@@ -53,6 +53,7 @@ def run_snapshot(run_id: str = "/data/run1/train.log", **kw: object) -> RunSnaps
         step_key="step",
         url=None,
         version=1,
+        rows=1200,
         shown_verdict="healthy",
         role_values=(("train_loss", "train/loss", 2.31), ("lr", "lr", 3e-4), ("grad_norm", "grad_norm", 0.9)),
     )
@@ -167,6 +168,17 @@ def test_families_from_a_snapshot(served: tuple[SnapshotCollector, str]) -> None
     }
     used = {k for (n, lab) in samples(text) if n.startswith("runwatch_") for k, _ in lab}
     assert used <= allowed, used - allowed
+
+
+def test_a_run_not_read_has_no_verdict(served: tuple[SnapshotCollector, str]) -> None:
+    col, base = served
+    unread = run_snapshot("/a.log", rows=0, state="unreadable", shown_verdict="unreadable", last_step=None)
+    stale = run_snapshot("/b.log", state="stale", stale=True, shown_verdict="stale", verdict=Verdict.UNSURE)
+    col.update(hub_snapshot(unread, stale))
+    text = get(base + "/metrics")[2]
+    assert not [k for k in samples(text) if k[0] == "runwatch_run_verdict" and ("run", "/a.log") in k[1]]
+    assert value(text, "runwatch_run_info", run="/a.log", verdict="unreadable") == 1
+    assert value(text, "runwatch_run_verdict", run="/b.log") == 1  # the last verdict stays while stale
 
 
 def test_a_removed_run_disappears(served: tuple[SnapshotCollector, str]) -> None:

@@ -25,7 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor import runstate
-from monitor.model import Severity
+from monitor.model import Severity, Verdict
 from monitor.redact import Redactor
 from monitor.snapshot import HubSnapshot, RunSnapshot
 
@@ -110,7 +110,11 @@ class _Families:
     def __init__(self, label: Callable[[str], str]) -> None:
         self._label = label
         g, lab = GaugeMetricFamily, _RUN_LABELS
-        self.verdict = g("runwatch_run_verdict", "The judge's verdict: 0 healthy, 1 unsure, 2 bad.", labels=lab)
+        self.verdict = g(
+            "runwatch_run_verdict",
+            "The judge's verdict: 0 healthy, 1 unsure, 2 bad (absent until the run's metrics were read).",
+            labels=lab,
+        )
         self.info = InfoMetricFamily("runwatch_run", "The run's name, shown verdict, decision and state.", labels=lab)
         self.state = StateSetMetricFamily("runwatch_run_state", "The run's state.", labels=lab)
         self.last_step = g("runwatch_run_last_step", "Last step the run logged.", labels=lab)
@@ -139,7 +143,8 @@ class _Families:
     def add_run(self, r: RunSnapshot) -> None:
         _label = self._label
         key = [_label(r.id), _label(r.source), _label(r.host)]
-        self.verdict.add_metric(key, float(int(r.verdict)))
+        if r.rows > 0 or r.verdict is Verdict.BAD:  # nothing read is never "healthy": no verdict yet
+            self.verdict.add_metric(key, float(int(r.verdict)))
         shown = r.shown_verdict or str(r.verdict)
         self.info.add_metric(
             key,
