@@ -133,6 +133,7 @@ class Hub:
         self._wandb_added: dict[str, tuple[asyncio.Task[Any], Any]] = {}
         """W&B targets added while running: each has its own poller (task, WandbTarget)."""
         self._gpu_hosts: set[str] = set()
+        self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
 
     # ---- listeners -------------------------------------------------------------------------
     def add_snapshot_listener(self, cb: Callable[[HubSnapshot], Any]) -> None:
@@ -186,7 +187,7 @@ class Hub:
             if local_gpu:
                 self._start_local_gpu()
             for host in ssh_hosts:
-                self._spawn(self._remote_gpu(host))
+                self._start_remote_gpu(host)
         self._spawn(self._publisher())
         self._spawn(self._ticker())
         if local_gpu and self.writer_poll > 0:
@@ -232,7 +233,7 @@ class Hub:
                 if host == "localhost":
                     self._start_local_gpu()
                 else:
-                    self._spawn(self._remote_gpu(host))
+                    self._start_remote_gpu(host)
         self._dirty.set()
         return None
 
@@ -256,6 +257,14 @@ class Hub:
             self._tasks.remove(found)
         for run_id in [i for i, r in self.runs.items() if raw in (r.ref.origin, r.target.raw)]:
             tasks.extend(self.runs.pop(run_id).tasks)
+        in_use = {r.target.ssh.host for r in self.runs.values() if r.target.ssh is not None}
+        for host in [h for h in self._gpu_streams if h not in in_use]:  # its last run went: stop its GPU stream
+            stream = self._gpu_streams.pop(host)
+            tasks.append(stream)
+            self._tasks.remove(stream)
+            self._gpu_hosts.discard(host)
+            for table in (self.gpus, self.gpu_history, self.hosts):
+                table.pop(host, None)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -263,6 +272,11 @@ class Hub:
                 await t
         self._dirty.set()
         return None
+
+    def _start_remote_gpu(self, host: str) -> None:
+        task = asyncio.ensure_future(self._remote_gpu(host))
+        self._tasks.append(task)
+        self._gpu_streams[host] = task
 
     async def stop(self) -> None:
         """Stop every source and task; idempotent."""

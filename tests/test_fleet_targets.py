@@ -110,6 +110,8 @@ def test_ssh_target_added_and_removed_while_running(ssh_home: SSHHome, tmp_path:
             await until(lambda: "testhost" in dict(hub.snapshot().gpus), timeout=20, what="gpu status")
             assert await hub.remove_target(target) is None
             assert set(hub.runs) == {str(local)} and hub.runs[str(local)].analysis.store.rows == 30
+            # Its host's last run went: its GPU stream and rows go too.
+            assert "testhost" not in dict(hub.snapshot().gpus) and "testhost" not in hub._gpu_streams
 
     asyncio.run(go())
 
