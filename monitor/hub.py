@@ -697,7 +697,8 @@ class Hub:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self.publish()
+            if self._snapshot_listeners:  # `watch` alone has none: no snapshot to build
+                self.publish()
             await asyncio.sleep(self.publish_interval)
 
     def publish(self) -> HubSnapshot:

@@ -268,3 +268,23 @@ def test_secrets_in_names_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
         server.close()
     assert secret not in text
     assert "runwatch_run_verdict{" in text
+
+
+def test_pulled_snapshots_are_fresh_per_scrape_and_a_failed_pull_serves_the_last() -> None:
+    snaps = [hub_snapshot(run_snapshot("/a.log", last_step=1.0)), hub_snapshot(run_snapshot("/a.log", last_step=2.0))]
+
+    def pull() -> HubSnapshot:
+        if not snaps:
+            raise TimeoutError("hub loop busy")
+        return snaps.pop(0)
+
+    col = SnapshotCollector(pull)
+    server = MetricsServer("127.0.0.1:0", col)
+    server.start()
+    try:
+        base = f"http://{server.address}"
+        assert get(base + "/healthz")[0] == 200
+        steps = [value(get(base + "/metrics")[2], "runwatch_run_last_step", run="/a.log") for _ in range(3)]
+    finally:
+        server.close()
+    assert steps == [1.0, 2.0, 2.0]

@@ -10,6 +10,7 @@ or names); escaping quotes, backslashes and newlines is the client library's job
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -56,11 +57,16 @@ def _plain(text: str) -> str:
 
 
 class SnapshotCollector(Collector):
-    """A collector that turns the latest hub snapshot into metric families on each scrape."""
+    """A collector that turns a hub snapshot into metric families on each scrape.
 
-    def __init__(self) -> None:
+    Pushed (`update`, a hub snapshot listener) or pulled: with `pull`, each scrape asks for a fresh
+    snapshot, so a service builds one per scrape instead of four a second; when the pull fails the
+    last snapshot is served."""
+
+    def __init__(self, pull: Callable[[], HubSnapshot] | None = None) -> None:
         self._snapshot: HubSnapshot | None = None
         self._lock = threading.Lock()
+        self.pull = pull
         # Its own redactor (secret-named environment variables), used under the lock: scrapes run
         # in server threads, and its cache makes the same labels cheap on every scrape.
         self._redactor = Redactor()
@@ -73,11 +79,14 @@ class SnapshotCollector(Collector):
 
     @property
     def ready(self) -> bool:
-        """Whether a snapshot has arrived since start."""
-        return self._snapshot is not None
+        """Whether there is something to serve: a snapshot arrived, or one can be pulled."""
+        return self._snapshot is not None or self.pull is not None
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
+            if self.pull is not None:
+                with contextlib.suppress(Exception):  # a hub shutting down: serve the last snapshot
+                    self._snapshot = self.pull()
             families = snapshot_families(self._snapshot, self._redactor.text)
         yield from families
 
