@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -165,7 +166,9 @@ def _wandb_env(tmp: Path, n: int, rate: float, stop: threading.Event) -> tuple[A
     return server, env, ["wandb://bench/fleet"] if n else []
 
 
-def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, seconds: float, tmp: Path) -> None:
+def bench_fleet(
+    local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, seconds: float, tmp: Path, profile: Path | None
+) -> None:
     if ssh and not loopback_ssh.available():
         print("fleet: SSH runs skipped (needs root and /usr/sbin/sshd: apt-get install openssh-server)")
         ssh = 0
@@ -179,15 +182,15 @@ def bench_fleet(local: int, ssh: int, hosts: int, wandb_runs: int, rate: float, 
         wb_server, wb_env, wb_targets = _wandb_env(tmp, wandb_runs, rate, stop)
         started.append(wb_server.stop)
         env.update(wb_env)
-        _measure_fleet(local, ssh, hosts, wandb_runs, wb_targets, rate, seconds, tmp, env, stop, started)
+        _measure_fleet(local, ssh, hosts, wandb_runs, wb_targets, rate, seconds, tmp, env, stop, started, profile)
     finally:
         stop.set()
         for release in reversed(started):
             release()
 
 
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
+def _stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    proc.send_signal(sig)
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
@@ -207,6 +210,7 @@ def _measure_fleet(
     env: dict[str, str],
     stop: threading.Event,
     started: list[Any],
+    profile: Path | None,
 ) -> None:
     import socket
 
@@ -228,13 +232,14 @@ def _measure_fleet(
     total = len(targets) + wandb_runs
     argv = ["watch", "--jsonl", "--targets-file", str(tf), "--metrics-addr", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", *argv],
+        [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), "-m", "tui.cli", *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp / "watch.err").open("w"),
     )
-    started.append(lambda: _stop_process(proc))
+    # SIGINT: a clean stop that also lets cProfile write its file.
+    started.append(lambda: _stop_process(proc, signal.SIGINT if profile else signal.SIGTERM))
     what = f"{local} local + {ssh} SSH over {hosts if ssh else 0} aliases + {wandb_runs} W&B + 1 probe"
     t_start, seen, live = time.monotonic(), 0, 0
     while time.monotonic() - t_start < 180:
@@ -312,13 +317,15 @@ def main() -> int:
     ap.add_argument("--fleet-hosts", type=int, default=4)
     ap.add_argument("--fleet-wandb", type=int, default=5)
     ap.add_argument("--fleet-full", action="store_true", help="500 runs: 250 local, 200 SSH over 20 aliases, 50 W&B")
+    ap.add_argument("--profile", type=Path, help="run the fleet's watch under cProfile, writing this file")
     a = ap.parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
     if a.fleet or a.fleet_full:
         if a.fleet_full:
             a.fleet_local, a.fleet_ssh, a.fleet_hosts, a.fleet_wandb = 250, 200, 20, 50
         with tempfile.TemporaryDirectory(prefix="runwatch-fleet-") as tmp:
-            bench_fleet(a.fleet_local, a.fleet_ssh, a.fleet_hosts, a.fleet_wandb, a.rate, a.seconds, Path(tmp))
+            args = (a.fleet_local, a.fleet_ssh, a.fleet_hosts, a.fleet_wandb, a.rate, a.seconds, Path(tmp), a.profile)
+            bench_fleet(*args)
         return 0
     with tempfile.TemporaryDirectory(prefix="runwatch-scale-") as tmp:
         bench_ssh(a.runs, a.hosts, a.rate, a.seconds, Path(tmp))
