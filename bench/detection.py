@@ -62,6 +62,8 @@ SHARED = ROOT.parent / "shared" / "corpus" / "real"
 REAL = ROOT / "bench" / "corpus" / "real"
 GENERATED = ROOT / "bench" / ".cache" / "faults"
 _SKIP_SUFFIXES = {".toml", ".yaml", ".yml"}
+#: Files kept beside a log for context, never logs themselves.
+_SKIP_NAMES = {"wandb-summary.json", "config.json", "training_args.json"}
 
 
 @dataclass
@@ -133,7 +135,7 @@ def load_cases(dirs: list[Path]) -> list[Case]:
             fmt = str(label.get("format", "?"))
             files = []
             for i, f in enumerate(label.get("files", [])):
-                if Path(f).suffix in _SKIP_SUFFIXES:
+                if Path(f).suffix in _SKIP_SUFFIXES or Path(f).name in _SKIP_NAMES:
                     continue
                 ff = fmt if i == 0 or not generated else Path(f).suffix.lstrip(".")
                 files.append((f, ff.split(" ")[0]))

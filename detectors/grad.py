@@ -127,7 +127,10 @@ class GradExplosionDetector(Detector):
                 )
             return False
         self._run = 0
-        return self.active and self._resolve(step, f"{self.metric} back to its usual level by {self.axis} {fmt(step)}")
+        cur = self.current
+        if cur is None or not cur.active:
+            return False
+        return self._resolve(step, f"{self.metric} back to its usual level by {self.axis} {fmt(step)}")
 
 
 class GradVanishingDetector(Detector):
@@ -168,4 +171,7 @@ class GradVanishingDetector(Detector):
                 )
             return False
         self._run = 0
-        return self.active and self._resolve(step, f"{self.metric} recovered by {self.axis} {fmt(step)}")
+        cur = self.current
+        if cur is None or not cur.active:
+            return False
+        return self._resolve(step, f"{self.metric} recovered by {self.axis} {fmt(step)}")

@@ -36,16 +36,19 @@ class NanDetector(Detector):
         self._th = th
         self._finite_after = 0
 
-    def nonfinite(self, step: float, x: float) -> bool:
+    def nonfinite(self, step: float, x: float, onset: float | None = None) -> bool:
+        """A NaN/Inf value (or 0s that stand for them from `onset`: see `_LossMonitor._hidden_nan`)."""
         self._finite_after = 0
         cur = self.current
         if cur is not None and cur.active:
             return False
+        at = step if onset is None else onset
+        what = fmt(x) if x != 0.0 else "exactly 0 right after real values (NaN steps left out of its average)"
         return self._fire(
             Severity.BAD,
             step,
-            step,
-            f"{self.metric} is {fmt(x)} at {self.axis} {fmt(step)}",
+            at,
+            f"{self.metric} is {what} at {self.axis} {fmt(at)}",
             {"value": str(x)},
         )
 

@@ -45,7 +45,7 @@ _RETIRED_KEPT = 64
 class _LossMonitor:
     """Training loss: NaN, spike, divergence, plateau/converged."""
 
-    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats")
+    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats", "total")
 
     def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
@@ -54,11 +54,14 @@ class _LossMonitor:
         self.div = DivergenceDetector(key, th, axis)
         self.plateau = PlateauDetector(key, th, axis)
         self.lr = lr
+        self.total = is_total_loss(key)
         self.nan_only = False
         """Only NaN/Inf is judged (reinforcement learning and GAN losses are not objectives that fall)."""
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
+            return self.nan.nonfinite(step, x)
+        if x == 0.0 and self.total and self._hidden_nan():
             return self.nan.nonfinite(step, x)
         changed = self.nan.finite(step) if self.nan.current is not None else False
         if self.nan_only:
@@ -92,6 +95,10 @@ class _LossMonitor:
                 if nan.nonfinite(step, x):
                     changed = True
                 continue
+            if x == 0.0 and self.total and self._hidden_nan():
+                if nan.nonfinite(step, x):
+                    changed = True
+                continue
             update(step, x)
             if nan.current is not None and nan.finite(step):
                 changed = True
@@ -102,6 +109,19 @@ class _LossMonitor:
             if plateau(s, step, ratio):
                 changed = True
         return changed
+
+    def _hidden_nan(self) -> bool:
+        """Whether an exact 0 of a total loss stands for NaN steps.
+
+        HF Trainer's nan_inf_filter leaves NaN steps out of the logged average, which reads 0 when
+        every step was NaN: a total loss that falls to exactly 0 right after clearly non-zero values
+        (or stays 0 while already NaN) is NaN training. Components of a loss may well be 0 (a batch
+        with no objects); a total does not fall to exactly 0 within one logging interval."""
+        cur = self.nan.current
+        if cur is not None and cur.active:
+            return True
+        st = self.stats
+        return st.n > 8 and st.last_value > 0.01 * abs(st.first)
 
     def detectors(self) -> tuple[Detector, ...]:
         return (self.nan, self.spike, self.div, self.plateau)
@@ -405,15 +425,18 @@ class RunDetectors:
         for block in blocks:
             if not len(block.steps):
                 continue
-            if self._goes_back(block.steps):
-                # Rare (a relaunch in the same log): judge this block row by row, which restarts.
+            handlers = self._handlers
+            if self._goes_back(block.steps) or any(
+                isinstance(handlers.get(k) or self._route(k), _EvalMonitor) for k in block.keys
+            ):
+                # Judged row by row: a relaunch in the same log (rare) restarts; and evaluations (sparse)
+                # are read beside the training loss and accuracy of their own row, whatever the blocks.
                 if self.ingest_many(block.rows(), now):
                     changed = True
                 continue
             handlers = self._handlers
             steps = block.steps.tolist()
             order = sorted(range(len(block.keys)), key=lambda j: _ROLE_ORDER.get(self._roles(block.keys[j]), 1))
-            evals: list[tuple[Handler, list[float]]] = []
             for j in order:
                 key = block.keys[j]
                 h = handlers.get(key)
@@ -422,9 +445,6 @@ class RunDetectors:
                 if h is _skip:
                     continue
                 xs = block.values[:, j].tolist()
-                if isinstance(h, _EvalMonitor):
-                    evals.append((h, xs))
-                    continue
                 many = getattr(h, "many", None)
                 if many is not None:
                     if many(steps, xs):
@@ -433,13 +453,6 @@ class RunDetectors:
                 for step, x in zip(steps, xs, strict=True):
                     if h(step, x):
                         changed = True
-            if evals:
-                # Evaluations (sparse) are judged row by row together: an eval loss is read beside the
-                # accuracy of the same evaluation.
-                for i, step in enumerate(steps):
-                    for h, xs in evals:
-                        if h(step, xs[i]):
-                            changed = True
             n += len(steps)
             top = max(steps)
             self.last_step = top if self.last_step is None else max(self.last_step, top)
@@ -540,10 +553,15 @@ class RunDetectors:
 
     def set_crash(self, crash: Crash | None) -> bool:
         """What the log's text after its last metric line shows (`detectors.crash.find_crash`)."""
-        if self.crash.update(crash, self.last_step):
-            self.version += 1
-            return True
-        return False
+        if not self.crash.update(crash, self.last_step):
+            return False
+        # A process that died is over, not stalled; if training went on after all, it may stall again.
+        if crash is not None:
+            self.stall.finish(self.last_step or 0.0)
+        else:
+            self.stall.finished = False
+        self.version += 1
+        return True
 
     def exited(self, code: int | None) -> bool:
         """The process's recorded exit code (a W&B exit record); non-zero makes the run crashed."""

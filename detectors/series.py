@@ -142,8 +142,7 @@ class SeriesStats:
             self.best_step = step
             return
         n = self.n = self.n + 1
-        r = y - self.level
-        self.residual = r
+        r = self.residual = y - self.level
         s = self.scale
         self.z = r / (s if s > 1e-3 else 1e-3)
         # The level follows the median of the last three points: one outlier never moves it, a real
@@ -152,8 +151,8 @@ class SeriesStats:
         lo, hi = (pp, prev) if pp <= prev else (prev, pp)
         self._y2 = prev
         m = hi if y > hi else (y if y > lo else lo)
-        level = self.level + self._alpha * (m - self.level)
-        self.level = level
+        level = self.level
+        level = self.level = level + self._alpha * (m - level)
         a = r if r >= 0.0 else -r
         lim = 4.0 * s
         # Early on the scale must learn quickly from a handful of points.
@@ -179,7 +178,7 @@ class SeriesStats:
             sa = self._slow_alpha
             slow = self.slow = self.slow + (sa if n * sa > 1.0 else 1.0 / n) * (level - self.slow)
         # Nor does it lag far behind a real descent: it stays within one noise unit of the level.
-        top = level + self.absdiff * SIGMA_PER_ABSDIFF
+        top = level + self.absdiff * SIGMA_PER_ABSDIFF  # (absdiff as just updated)
         if slow > top:
             slow = self.slow = top
         if slow < self.best and n >= _BURN_IN:

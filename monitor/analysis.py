@@ -141,7 +141,10 @@ class RunAnalysis:
         """Metric keys already seen to be printable (checking a row against it is one C call)."""
         self._text_seen: tuple[int, str | None] = (0, None)
         self._config_seen: dict[str, Any] | None = None
-        self._beside: dict[str, Any] | None = None
+        # The config saved beside a metrics file is known before any row, whichever front end reads it.
+        self._beside = config_beside(info.target)
+        self._config_seen = info.config
+        self.detectors.declare({**self._beside, **info.config})
 
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
@@ -190,8 +193,6 @@ class RunAnalysis:
         self.detectors.set_axis(self.info.axis)
         if self.info.config is not self._config_seen:
             self._config_seen = self.info.config
-            if self._beside is None:
-                self._beside = config_beside(self.info.target)
             self.detectors.declare({**self._beside, **self.info.config})
         tail = self.store.log_tail
         seen = (len(tail), tail[-1] if tail else None)

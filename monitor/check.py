@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from monitor import runstate, verdicts
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
+from monitor.diagnosis import diagnose_analysis
 from monitor.errors import FormatError, RunwatchError, TargetError
 from monitor.feeds import make_feed
 from monitor.model import Finding, Severity, Verdict
@@ -180,6 +181,8 @@ def to_json(results: list[CheckResult]) -> dict[str, Any]:
                 "noise_lines": info.noise,
                 "malformed_lines": info.malformed,
                 "findings": [f.to_json() for f in j.findings],
+                # Root-cause hypotheses, surest first (monitor/diagnosis); empty for a healthy run.
+                "diagnosis": [h.to_json() for h in diagnose_analysis(a)],
             }
         )
         if r.review is not None:

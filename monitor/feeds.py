@@ -122,9 +122,10 @@ class TextFeed:
                 self.resume_offset = offset + len(data)
         finally:
             self._detect_lines = _DETECT_LINES
-        yield self._settle(now)
         if final:
             yield self.end(now)
+        # Else a log just started (a launcher banner, no metric line yet) keeps waiting, live, for
+        # lines that say its format (`tick`).
 
     def _is_document(self) -> bool:
         return isinstance(self.parser, DocumentParser)
@@ -178,13 +179,13 @@ class TextFeed:
         return self._parse(lines, now)
 
     def tick(self, now: float) -> bool:
-        """Commit to a format after waiting long enough for a confident one."""
+        """Commit to a format once waiting longer for a confident one is not worth it."""
         if self.parser is None and self._pending:
-            return self._try_detect(now, force=True)
+            return self._try_detect(now, force=False)
         return False
 
     def _settle(self, now: float) -> bool:
-        """Catching up is over: commit to a format with what there is."""
+        """The input is complete: commit to a format with what there is."""
         return self._try_detect(now, force=True) if self.parser is None and self._pending else False
 
     def end(self, now: float) -> bool:

@@ -15,31 +15,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from monitor import runstate
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import FormatError, RunwatchError
-from monitor.feeds import Feed, TextFeed, make_feed
-from monitor.gpu import GpuMonitor, GpuSnapshot, NvidiaSmiParser, NvmlSampler, nvidia_smi_command
-from monitor.hubgpu import gpu_for, gpu_idle_finding
-from monitor.model import Finding, Role, Row, Severity, Verdict
-from monitor.outward import env_redactor, outward
-from monitor.runstate import RunState, SourceFacts
+from monitor.feeds import TextFeed, make_feed
+from monitor.gpu import GpuMonitor, GpuSnapshot, NvmlSampler
+from monitor.hubgpu import gpu_idle_finding
+from monitor.hubremote import RemoteSources
+from monitor.hubrun import HubRun, run_snapshot
+from monitor.model import Finding, Severity, Verdict
+from monitor.outward import env_redactor
+from monitor.runstate import SourceFacts
 from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
 from monitor.sources.base import API, Chunk, Opened, RunRef, SourceContext, open_source, open_sources
 from monitor.targets import SSH, WANDB_API, Target
 
 __all__ = ["Hub", "HubEvent", "HubSnapshot", "RunSnapshot"]
 
-_SPARK_POINTS = 48
 _GPU_HISTORY = 120
 #: A file not modified for this long when opened is complete as it stands (its last line too).
 _SETTLED_SECONDS = 30.0
+#: Seconds to wait for a remote file's modification time before following it without.
+_STAT_TIMEOUT = 10.0
 #: A source reading this long without an error has its retry backoff reset.
 _HEALTHY_RESET = 30.0
 #: States in which a local file's writer is looked for.
@@ -48,36 +51,7 @@ ALIVE = frozenset({runstate.LIVE, runstate.IDLE, runstate.WAITING})
 _RECOVERED_AFTER = 2.0
 
 
-@dataclass
-class _Run:
-    id: str
-    ref: RunRef
-    analysis: RunAnalysis
-    feed: Feed | None = None
-    facts: SourceFacts = field(default_factory=SourceFacts)
-    state: RunState = field(default_factory=lambda: RunState(runstate.CONNECTING))
-    last_update: float | None = None
-    verdict: Verdict | None = None
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    retries: int = 0
-    """Times its source failed and was opened again."""
-    writer_seen: bool = False
-    """Whether a process was seen holding the run's local file open for writing."""
-    ended_by_writer: bool = False
-    trusted: bool = True
-    """Whether data from the source clears its error (not while a failed source is re-read)."""
-    opened_at: float = 0.0
-
-    @property
-    def target(self) -> Target:
-        return self.ref.target
-
-    @property
-    def source_error(self) -> str | None:
-        return self.facts.error
-
-
-class Hub:
+class Hub(RemoteSources):
     """Watches targets; see the module docstring."""
 
     def __init__(
@@ -112,7 +86,7 @@ class Hub:
         self.writer_poll = writer_poll
         self.gpu = gpu
         self.raw_targets = list(targets)
-        self.runs: dict[str, _Run] = {}
+        self.runs: dict[str, HubRun] = {}
         self.hosts: dict[str, str] = {}
         self.gpus: dict[str, GpuSnapshot] = {}
         self.gpu_history: dict[str, list[GpuSnapshot]] = {}
@@ -129,11 +103,11 @@ class Hub:
         self._stopping = False
         self._context = SourceContext(lambda: self.ssh_pool, poll)
         self._discoveries: dict[str, asyncio.Task[Any]] = {}
+        self._gpu_hosts: set[str] = set()
+        self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
         self._pollers: list[Any] = []
         self._wandb_added: dict[str, tuple[asyncio.Task[Any], Any]] = {}
         """W&B targets added while running: each has its own poller (task, WandbTarget)."""
-        self._gpu_hosts: set[str] = set()
-        self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
 
     # ---- listeners -------------------------------------------------------------------------
     def add_snapshot_listener(self, cb: Callable[[HubSnapshot], Any]) -> None:
@@ -142,7 +116,7 @@ class Hub:
     def add_event_listener(self, cb: Callable[[HubEvent], Any]) -> None:
         self._event_listeners.append(cb)
 
-    def _emit(self, run: _Run, kind: str, detail: str = "") -> None:
+    def _emit(self, run: HubRun, kind: str, detail: str = "") -> None:
         j = run.analysis.judgement()
         ev = HubEvent(
             self.clock(),
@@ -302,15 +276,15 @@ class Hub:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _spawn(self, coro: Awaitable[Any], run: _Run | None = None) -> None:
+    def _spawn(self, coro: Awaitable[Any], run: HubRun | None = None) -> None:
         task = asyncio.ensure_future(coro)
         (run.tasks if run is not None else self._tasks).append(task)
 
     # ---- runs ------------------------------------------------------------------------------
-    def _add_run(self, ref: RunRef) -> _Run:
+    def _add_run(self, ref: RunRef) -> HubRun:
         cfg = self.config.run_for(ref.origin) or self.config.run_for(ref.id)
         info = RunInfo(target=ref.id, name=ref.name, url=ref.id if ref.feed == API else None)
-        run = _Run(ref.id, ref, RunAnalysis(info, cfg, self.config.thresholds))
+        run = HubRun(ref.id, ref, RunAnalysis(info, cfg, self.config.thresholds))
         self.runs[ref.id] = run
         self._emit(run, "run", ref.target.raw)
         self._dirty.set()
@@ -323,12 +297,13 @@ class Hub:
         self._spawn(self._supervise(run), run)
 
     def _failed_target(self, raw: str, error: str) -> None:
-        """A target that names nothing readable: a row that says why (never a crash)."""
+        """A target that cannot be opened (no W&B credentials, a missing W&B folder): a row that says
+        why, stale rather than a crash."""
         from monitor.targets import FILE
 
         target = Target(raw, FILE)
         run = self._add_run(RunRef(raw, target, raw, "text", raw))
-        self._source_problem(run, error, unreadable=True)
+        self._source_problem(run, error)
 
     async def _discover(self, opened: Opened) -> None:
         assert opened.discover is not None
@@ -348,7 +323,7 @@ class Hub:
 
     # ---- run state -------------------------------------------------------------------------
     def _source_problem(
-        self, run: _Run, error: str, *, unreadable: bool = False, connection: str | None = None
+        self, run: HubRun, error: str, *, unreadable: bool = False, connection: str | None = None
     ) -> None:
         """The source cannot be read now: a `source_error` finding, and the state says so."""
         step = run.analysis.detectors.last_step or 0.0
@@ -357,14 +332,14 @@ class Hub:
         run.facts = SourceFacts(error, unreadable, connection, run.facts.ended, run.facts.caught_up)
         self._refresh(run)
 
-    def _source_ok(self, run: _Run, connection: str | None = None) -> None:
+    def _source_ok(self, run: HubRun, connection: str | None = None) -> None:
         """The source delivers again (or is connecting for the first time, without an error)."""
         if run.facts.error is not None:
             run.analysis.detectors.clear_external("source_error")
         run.facts = SourceFacts(None, False, connection, run.facts.ended, run.facts.caught_up)
         self._refresh(run)
 
-    def _refresh(self, run: _Run) -> None:
+    def _refresh(self, run: HubRun) -> None:
         """Re-decide the run's state; one `state` event when its word (or its error) changes."""
         runstate.note_end_markers(run.analysis)
         new = runstate.decide(run.analysis, run.facts)
@@ -377,15 +352,16 @@ class Hub:
             self._emit(run, "state", run.facts.error or new.label)
         self._dirty.set()
 
-    def _note_unreadable(self, run: _Run, why: str) -> None:
+    def _note_unreadable(self, run: HubRun, why: str) -> None:
         step = run.analysis.detectors.last_step or 0.0
         run.analysis.detectors.set_external(Finding("source_error", Severity.WARN, "source", step, step, why, {}))
 
-    def _after_rows(self, run: _Run, changed: bool, data: bool = True) -> None:
+    def _after_rows(self, run: HubRun, changed: bool, data: bool = True) -> None:
         if data:
             run.last_update = self.clock()
             if run.facts.error is not None and run.trusted:
                 self._source_ok(run)
+        self._refresh(run)  # first: a verdict line carries the state it is shown with
         if changed or run.verdict is None:
             v = run.analysis.judgement().verdict
             if v != run.verdict:
@@ -393,9 +369,36 @@ class Hub:
                 run.verdict = v
                 if not first or v is not Verdict.HEALTHY:
                     self._emit(run, "verdict")
-        self._refresh(run)
 
-    def _take_chunk(self, run: _Run, chunk: Chunk) -> None:
+    def _caught_up(self, run: HubRun, mtime: float) -> None:
+        """What the file held when opened has been read: judge it as of now, then follow."""
+        assert run.feed is not None
+        if self.clock() - mtime > _SETTLED_SECONDS:
+            run.feed.end(mtime)  # untouched for a while: complete as it stands, its last line too
+        if run.analysis.store.rows == 0:
+            run.analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
+        run.analysis.tick(self.clock())
+        f = run.facts
+        run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
+        self._after_rows(run, True, data=False)
+        self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
+
+    async def _remote_stat(self, ref: RunRef) -> tuple[float, int] | None:
+        """A remote file's modification time and size, or None when they cannot be had quickly."""
+        ssh = ref.target.ssh
+        assert ssh is not None
+        path = ssh.path
+        quoted = '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
+        try:
+            res = await asyncio.wait_for(
+                self.ssh_pool.run(ssh, f"stat -L -c '%Y %s' -- {quoted}", timeout=_STAT_TIMEOUT), _STAT_TIMEOUT + 1
+            )
+            mtime, size = res.stdout.split()[:2]
+            return float(mtime), int(size)
+        except (RunwatchError, TimeoutError, OSError, ValueError):
+            return None  # the tail says why, if the file cannot be read at all
+
+    def _take_chunk(self, run: HubRun, chunk: Chunk, written: float | None = None) -> None:
         if chunk.problem:
             self._source_problem(run, chunk.problem, connection=runstate.WAITING)
             return
@@ -406,12 +409,12 @@ class Hub:
                 run.ended_by_writer = False
                 run.analysis.info.state = "running"
                 run.analysis.detectors.stall.finished = False
-        changed = run.feed.chunk(chunk, self.clock())
+        changed = run.feed.chunk(chunk, self.clock() if written is None else written)
         if chunk.data or chunk.reset or changed:
             self._after_rows(run, changed, data=bool(chunk.data or chunk.reset))
 
     # ---- sources ---------------------------------------------------------------------------
-    async def _supervise(self, run: _Run) -> None:
+    async def _supervise(self, run: HubRun) -> None:
         """Read the run's source; on any error mark it stale, wait (backing off) and read it again."""
         delay = self.retry_initial
         while True:
@@ -433,7 +436,7 @@ class Hub:
             await asyncio.sleep(delay)
             delay = min(self.retry_cap, delay * 2)
 
-    async def _read(self, run: _Run) -> None:
+    async def _read(self, run: HubRun) -> None:
         """Catch up with what a local file holds now, then follow it (any source) until it ends."""
         ref = run.ref
         cfg = self.config.run_for(ref.origin) or self.config.run_for(ref.id)
@@ -462,22 +465,21 @@ class Hub:
         )
         offset = 0
         path = ref.path
+        remote: tuple[float, int] | None = None
+        """A remote file's modification time and size when opened: bytes up to there are caught up."""
         if path is not None and path.is_file():
             mtime = path.stat().st_mtime
             run.facts = SourceFacts(run.facts.error, run.facts.unreadable, run.facts.connection, False, False)
             for changed in feed.catch_up(path, mtime, final=False):
                 self._after_rows(run, changed)
                 await asyncio.sleep(0)
-            if self.clock() - mtime > _SETTLED_SECONDS:
-                feed.end(mtime)
-            if run.analysis.store.rows == 0:
-                run.analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
-            run.analysis.tick(self.clock())
             offset = feed.resume_offset
-            f = run.facts
-            run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
-            self._after_rows(run, True, data=False)
-            self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
+            self._caught_up(run, mtime)
+        elif ref.target.ssh is not None:
+            remote = await self._remote_stat(ref)
+            if remote is not None and remote[1] == 0:
+                self._caught_up(run, remote[0])
+                remote = None
         if ref.target.kind == "stdin":
             f = run.facts
             run.facts = SourceFacts(f.error, f.unreadable, runstate.WAITING, f.ended, f.caught_up)
@@ -485,7 +487,14 @@ class Hub:
         self._closers.append(source.close)
         try:
             async for chunk in source:
-                self._take_chunk(run, chunk)
+                if remote is None:
+                    self._take_chunk(run, chunk)
+                    continue
+                # What the remote file held when opened was written by its modification time.
+                self._take_chunk(run, chunk, remote[0] if chunk.end <= remote[1] else None)
+                if chunk.end >= remote[1] and (chunk.data or chunk.reset):
+                    self._caught_up(run, remote[0])
+                    remote = None
         finally:
             with contextlib.suppress(Exception):
                 res = source.close()
@@ -513,121 +522,11 @@ class Hub:
                     run.analysis.finish()
                     self._after_rows(run, True, data=False)
 
-    def _recovered(self, run: _Run, attempt: int) -> None:
+    def _recovered(self, run: HubRun, attempt: int) -> None:
         """The re-opened source has not failed again for a while: the outage is over."""
         if run.retries == attempt and run.facts.error is not None and not run.trusted:
             run.trusted = True
             self._source_ok(run)
-
-    @property
-    def ssh_pool(self) -> Any:
-        """The session's SSH connections (one per host), created on first use; actions share it."""
-        if self._ssh_pool is None:
-            from monitor.sources.ssh import SSHPool
-
-            self._ssh_pool = SSHPool()
-            self._closers.append(self._ssh_pool.close)  # a pool passed in is its owner's to close
-        if not self._pool_listening:
-            self._ssh_pool.add_listener(self._on_host_state)
-            self._pool_listening = True
-        return self._ssh_pool
-
-    def _on_host_state(self, st: Any) -> None:
-        if self._stopping:
-            return
-        line = st.describe()
-        self.hosts[st.host] = line
-        status = str(st.status)
-        for run in self.runs.values():
-            if run.target.ssh is None or run.target.ssh.host != st.host:
-                continue
-            if status == "live":
-                self._source_ok(run)
-            elif status == "connecting" and run.facts.error is None:
-                self._source_ok(run, connection=runstate.CONNECTING)
-            else:
-                # Retrying after an outage keeps the outage's error: one outage, one notice.
-                word = f"retrying in {st.retry_in:.0f} s" if st.retry_in is not None else status.replace("_", " ")
-                error = run.facts.error if status == "connecting" and run.facts.error else line
-                self._source_problem(run, error, connection=word)
-        self._dirty.set()
-
-    def _start_wandb(self, targets: list[Target]) -> asyncio.Task[Any] | None:
-        from monitor.sources.wandb_poller import WandbPoller
-
-        def on_rows(wt: Any, rows: tuple[Row, ...]) -> None:
-            run = self._wandb_run(wt)
-            changed = run.analysis.add_rows(rows, self.clock())
-            self._after_rows(run, changed)
-
-        def on_state(status: Any) -> None:
-            run = self._wandb_run(status.target)
-            if status.display_name:
-                run.analysis.info.name = status.display_name
-            run.analysis.info.step_key = status.step_key
-            if status.state in ("finished", "failed", "crashed", "killed") and run.analysis.info.state == "running":
-                run.analysis.finish("finished" if status.state == "finished" else "crashed")
-            if status.stale:
-                self._source_problem(run, status.error or status.state, connection=status.state)
-            else:
-                self._source_ok(run)
-            self.hosts[f"W&B {status.target.entity}/{status.target.project}"] = (
-                status.error if status.stale and status.error else "ok"
-            )
-
-        try:
-            poller = WandbPoller(
-                [t.wandb for t in targets if t.wandb is not None],
-                on_rows,
-                on_state,
-                client_factory=self._wandb_client_factory,
-            )
-        except RunwatchError as e:
-            for t in targets:
-                self._failed_target(t.raw, e.message)
-            return None
-        self._poller = self._poller or poller
-        self._pollers.append(poller)
-        for t in targets:
-            assert t.wandb is not None
-            if t.wandb.run_id:
-                self._wandb_run(t.wandb)
-        task = asyncio.ensure_future(poller.run())
-        self._tasks.append(task)
-
-        def forget(_task: asyncio.Task[Any]) -> None:
-            if poller in self._pollers:
-                self._pollers.remove(poller)
-
-        task.add_done_callback(forget)
-        return task
-
-    def _wandb_run(self, wt: Any) -> _Run:
-        run_id = f"wandb://{wt.entity}/{wt.project}/{wt.run_id}"
-        run = self.runs.get(run_id)
-        if run is None:
-            raw = self._wandb_origin(wt, run_id)
-            run = self._add_run(RunRef(run_id, Target(raw, WANDB_API, wandb=wt), wt.run_id, API, raw))
-            run.analysis.info.url = run_id
-        return run
-
-    def _wandb_origin(self, wt: Any, run_id: str) -> str:
-        """The target string that named a W&B run: the run itself, else its project."""
-        from monitor.sources.wandb_api import parse_wandb_target
-
-        named = {raw: parse_wandb_target(raw) for raw in self.raw_targets}
-        for raw, t in named.items():
-            if t is not None and (t.entity, t.project, t.run_id) == (wt.entity, wt.project, wt.run_id):
-                return raw
-        for raw, t in named.items():
-            if t is not None and t.run_id is None and (t.entity, t.project) == (wt.entity, wt.project):
-                return raw
-        return run_id
-
-    def note_anomaly(self) -> None:
-        """Ask remote pollers for their shortest interval (an anomaly was seen)."""
-        for poller in self._pollers:
-            poller.scheduler.anomaly()
 
     # ---- GPUs ------------------------------------------------------------------------------
     def _on_gpu(self, snap: GpuSnapshot) -> None:
@@ -642,18 +541,7 @@ class Hub:
         mon.start()
         self._closers.append(mon.stop)
 
-    async def _remote_gpu(self, host: str) -> None:
-        parser = NvidiaSmiParser(host)
-        stream = self.ssh_pool.lines(host, nvidia_smi_command(2))
-        async for line in stream:
-            snap = parser.feed(line, self.clock())
-            if snap is not None:
-                self._on_gpu(snap)
-        status = getattr(stream, "exit_status", None)
-        if status not in (None, 0):
-            self._on_gpu(GpuSnapshot(host, self.clock(), (), "nvidia-smi not found" if status == 127 else "N/A"))
-
-    def _check_gpu_idle(self, run: _Run, now: float) -> None:
+    def _check_gpu_idle(self, run: HubRun, now: float) -> None:
         live = run.state.word == runstate.LIVE
         history = self.gpu_history.get(run.target.host)
         step = run.analysis.detectors.last_step
@@ -716,60 +604,8 @@ class Hub:
     def snapshot(self) -> HubSnapshot:
         now = self.clock()
         red = env_redactor()  # once per snapshot: checking the environment per run cost a quarter core at 300 runs
-        runs = tuple(self._run_snapshot(r, red) for r in self.runs.values())
+        runs = tuple(run_snapshot(r, self.gpus.get(r.target.host), now, red) for r in self.runs.values())
         return HubSnapshot(now, runs, tuple(sorted(self.hosts.items())), tuple(sorted(self.gpus.items())))
 
-    def _run_snapshot(self, run: _Run, red: Any = None) -> RunSnapshot:
-        a = run.analysis
-        j = a.judgement()
-        info = a.info
-        loss_key = a.key_for(Role.TRAIN_LOSS)
-        trend: tuple[float, ...] = ()
-        loss = None
-        if loss_key is not None and loss_key in a.store.metrics:
-            _, values = a.store.metrics[loss_key].recent()
-            trend = tuple(values[-_SPARK_POINTS:].tolist())
-            loss = a.store.last(loss_key)
-        util, mem = gpu_for(self.gpus.get(run.target.host))
-        roles = tuple(
-            (role.value, key, value)
-            for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
-            if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
-        )
-        state = run.state
-        detail = state.label if state.word != runstate.STALE else (run.facts.connection or state.label)
-        return RunSnapshot(
-            id=run.id,
-            name=info.name,
-            # hostile wall: paths and remote errors are outside text, shown in the TUI; the run's id stays raw.
-            target=outward(run.target.raw, redactor=red),
-            source=outward(run.target.source_label, redactor=red),
-            host=run.target.host,
-            state=state.word,
-            stale=state.stale,
-            source_error=outward(run.facts.error, redactor=red) if run.facts.error else run.facts.error,
-            verdict=j.verdict,
-            decision=j.decision,
-            reason=j.reason,
-            findings=j.findings,
-            last_step=a.detectors.last_step,
-            total_steps=info.total_steps,
-            steps_per_s=a.store.steps_per_second(self.clock()),
-            last_update=a.detectors.stall.last_time or run.last_update,
-            rows=a.store.rows,
-            loss_key=loss_key,
-            loss=loss,
-            loss_trend=trend,
-            headline=tuple({key: value for _, key, value in roles}.items()),  # = a.headline(), read once
-            gpu_util=util,
-            gpu_mem_pct=mem,
-            format=info.format,
-            step_key=info.step_key,
-            url=info.url,
-            version=a.detectors.version,
-            shown_verdict=runstate.shown_verdict(state, j.verdict),
-            state_detail=detail,
-            exit_code=info.exit_code,
-            reconnects=run.retries,
-            role_values=roles,
-        )
+    def _run_snapshot(self, run: HubRun) -> RunSnapshot:
+        return run_snapshot(run, self.gpus.get(run.target.host), self.clock())

@@ -58,7 +58,9 @@ def event_text(ev: HubEvent) -> str:
         return f"{ts} + run     {ev.name}  ({ev.detail})"
     if ev.kind == "caught_up":
         return f"{ts} = read    {ev.name}  {verdicts.badge(ev.shown_verdict or ev.verdict)} [{ev.state}]: {ev.detail}"
-    return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail and ev.detail != ev.state else "")
+    if ev.detail.startswith(ev.state):  # "idle since ...": the detail says it all
+        return f"{ts} ~ state   {ev.name}  {ev.detail}"
+    return f"{ts} ~ state   {ev.name}  {ev.state}" + (f": {ev.detail}" if ev.detail else "")
 
 
 def action_json(record: dict[str, Any], now: float) -> dict[str, Any]:

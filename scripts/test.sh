@@ -12,6 +12,8 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v tmux >/dev/null || need+=(tmux)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+# Chromium opens `runwatch report`'s HTML headless (tests/test_report_browser.py).
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq

@@ -166,3 +166,11 @@ def test_exit_codes_and_failed_states() -> None:
     assert rd.exited(137)
     f = rd.judgement().worst
     assert f is not None and f.kind == "crashed" and "137" in f.message and f.step == 5.0
+
+
+def test_a_crashed_run_is_over_not_stalled(tmp_path: Path) -> None:
+    lines = [f"{{'loss': {2.0 - i / 1000:.4f}, 'epoch': {i / 100:.2f}}}" for i in range(300)]
+    p = _write(tmp_path, "train.log", lines + _DATALOADER.splitlines())
+    a = check_target(str(p), Config(), now=p.stat().st_mtime + 7 * 86400)
+    live = {f.kind for f in a.judgement().findings if f.active}
+    assert "crashed" in live and "stalled" not in live

@@ -349,3 +349,47 @@ def test_the_schedule_saved_beside_a_metrics_file_is_the_declared_one(tmp_path: 
     a = check_target(str(tmp_path / "metrics.jsonl"), Config())
     assert "lr_anomaly" in {f.kind for f in a.findings()}
     assert config_beside(str(tmp_path / "metrics.jsonl"))["lr_scheduler"] == "linear"
+
+
+def test_a_total_loss_that_reads_exactly_zero_beside_nan_gradients_is_nan_at_its_first_zero() -> None:
+    # HF Trainer's nan_inf_filter: NaN steps are left out of the logged average, which then reads 0.0.
+    rows = [Row(float(s), {"loss": 1.0 - s / 400, "grad_norm": 0.3}) for s in range(200)]
+    rows += [Row(float(s), {"loss": 0.0, "grad_norm": math.nan}) for s in range(200, 230)]
+    _, bad = _feed(rows)
+    assert bad and min(f.onset_step for f in bad) == 200.0 and {f.kind for f in bad} == {"nan"}
+    # A loss component may be exactly 0 (no objects in a batch); that is not NaN.
+    rows = [Row(float(s), {"loss_mask": 0.0 if s % 7 == 0 and s > 20 else 0.5 - s / 1000}) for s in range(200)]
+    _, bad = _feed(rows)
+    assert not bad
+
+
+def test_a_gradient_norm_climbing_steadily_far_above_its_usual_level_is_an_explosion() -> None:
+    rnd = random.Random(12)
+    gn = [0.5 * math.exp(rnd.gauss(0, 0.1)) for _ in range(400)]
+    gn += [0.5 * math.exp(0.15 * k + rnd.gauss(0, 0.1)) for k in range(1, 60)]
+    rd, _ = _feed([Row(float(i), {"grad_norm": v}) for i, v in enumerate(gn)])
+    boom = [f for f in rd.findings() if f.kind == "grad_explosion"]
+    assert boom and boom[0].onset_step >= 400 and boom[0].step <= 430
+    rnd = random.Random(13)
+    drift = [0.3 * math.exp(i / 2000 + rnd.gauss(0, 0.2)) for i in range(4000)]  # healthy slow growth
+    rd, _ = _feed([Row(float(i), {"grad_norm": v}) for i, v in enumerate(drift)])
+    assert not [f for f in rd.findings() if f.kind == "grad_explosion"]
+
+
+def test_reinforcement_learning_losses_are_judged_for_nan_only() -> None:
+    # PPO: the value loss follows the returns' scale; it jumps when rewards change sign.
+    rows = [
+        Row(
+            float(s),
+            {
+                "train/value_loss": 9000.0 * math.exp(-s / 20) + (18000.0 if s > 80 else 0.0),
+                "train/policy_gradient_loss": -0.01 * math.sin(s),
+                "rollout/ep_rew_mean": -90.0 + s,
+            },
+        )
+        for s in range(120)
+    ]
+    rd, bad = _feed(rows)
+    assert not bad and rd.judgement().verdict is Verdict.HEALTHY
+    rd, bad = _feed([*rows, Row(120.0, {"train/value_loss": math.nan})])
+    assert [f.kind for f in bad] == ["nan"]

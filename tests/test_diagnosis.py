@@ -129,8 +129,13 @@ def test_overfitting_names_where_eval_was_best() -> None:
 
 def test_crash_out_of_memory_suggests_a_smaller_batch() -> None:
     oom = Finding(
-        "crashed", Severity.BAD, "process", 890.0, 890.0,
-        "run crashed at step 890: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", {},
+        "crashed",
+        Severity.BAD,
+        "process",
+        890.0,
+        890.0,
+        "run crashed at step 890: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        {},
     )
     f = RunFacts(findings=(oom,), loss=curve(range(10), np.linspace(2, 1, 10), "loss"), verdict_healthy=False)
     h = top(diagnose(f))
@@ -202,3 +207,97 @@ def test_ranking_puts_problems_before_incidents(conf: Confidence) -> None:
     a = Hypothesis("a", "a", Confidence.HIGH, "", "", "", "", incidental=True)
     b = Hypothesis("b", "b", conf, "", "", "", "")
     assert sorted([a, b], key=Hypothesis.rank_key, reverse=True)[0] is b
+
+
+def _flagged(cols: dict[str, list], n: int, config: dict | None = None, dt: float = 1.0) -> RunFacts:
+    return _facts(run_of(cols, list(range(n)), config=config, dt=dt))
+
+
+def test_vanishing_gradients_while_the_loss_stalls() -> None:
+    rng = np.random.default_rng(9)
+    n = 600
+    loss = healthy_loss(n, rng)
+    loss[250:] = loss[250] + rng.normal(0, 0.002, n - 250)
+    grad = 1.0 + rng.normal(0, 0.03, n)
+    grad[250:] *= np.exp(-np.arange(n - 250) / 20)
+    h = next(
+        h
+        for h in diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": [1e-3] * n}, n))
+        if h.cause_id == "vanishing_gradients"
+    )
+    assert h.confidence is Confidence.HIGH and "grad norm fell" in h.evidence
+
+
+def test_lr_jump_above_its_peak() -> None:
+    rng = np.random.default_rng(10)
+    n = 500
+    lr = np.full(n, 1e-3)
+    lr[300:] = 1e-2
+    h = next(
+        h
+        for h in diagnose(_flagged({"loss": list(healthy_loss(n, rng)), "lr": list(lr)}, n))
+        if h.cause_id == "lr_jump"
+    )
+    assert 300 in h.steps and "x10" in h.evidence
+
+
+def test_lr_that_never_stops_rising() -> None:
+    rng = np.random.default_rng(11)
+    n = 500
+    lr = 1e-5 * np.exp(np.arange(n) / 100)
+    h = next(
+        h
+        for h in diagnose(_flagged({"loss": list(healthy_loss(n, rng)), "lr": list(lr)}, n))
+        if h.cause_id == "warmup_never_ends"
+    )
+    assert "rising all the way" in h.evidence
+
+
+def test_warm_up_then_flat_lr_is_a_possible_missing_decay() -> None:
+    rng = np.random.default_rng(12)
+    n = 500
+    lr = np.minimum(np.arange(n) / 50, 1.0) * 1e-3
+    h = next(
+        h
+        for h in diagnose(_flagged({"loss": list(healthy_loss(n, rng)), "lr": list(lr)}, n))
+        if h.cause_id == "no_decay"
+    )
+    assert h.confidence is Confidence.MEDIUM and "possibly" in h.cause and h.settle
+
+
+def test_eval_only_nan_points_at_the_validation_set() -> None:
+    nan = Finding("nan", Severity.BAD, "eval_loss", 500.0, 500.0, "eval_loss is NaN at step 500", {})
+    loss = curve(range(0, 1000, 10), np.linspace(2, 1, 100), "loss")
+    h = top(diagnose(RunFacts(findings=(nan,), loss=loss, verdict_healthy=False)))
+    assert h.cause_id == "eval_data_bad" and h.confidence is Confidence.HIGH
+    cleared = Finding("nan", Severity.BAD, "eval_loss", 500.0, 500.0, "eval_loss was NaN at step 500", {}, active=False)
+    h2 = top(diagnose(RunFacts(findings=(cleared,), loss=loss, verdict_healthy=False)))
+    assert h2.cause_id == "eval_numerics" and h2.confidence is Confidence.LOW
+
+
+def test_throughput_regression_from_arrival_times() -> None:
+    steps = np.arange(200.0)
+    times = np.cumsum(np.where(steps < 120, 1.0, 3.0))
+    f = RunFacts(
+        findings=(),
+        loss=curve(steps, np.linspace(2, 1, 200), "loss"),
+        times=curve(steps, times, "time"),
+        verdict_healthy=False,
+    )
+    h = next(h for h in diagnose(f) if h.cause_id == "throughput_regression")
+    assert h.confidence is Confidence.MEDIUM and "x3" in h.evidence and 120 in h.steps
+
+
+def test_stalled_job_is_a_possibility_not_a_certainty() -> None:
+    stall = Finding("stalled", Severity.WARN, "steps", 150.0, 150.0, "no new step for 61 min after step 150", {})
+    f = RunFacts(findings=(stall,), loss=curve(range(150), np.linspace(2, 1, 150), "loss"), verdict_healthy=False)
+    h = top(diagnose(f))
+    assert h.cause_id == "stalled" and h.confidence is Confidence.MEDIUM and "possibly" in h.cause and h.settle
+
+
+def test_not_learning_at_chance_level_from_the_first_loss() -> None:
+    rng = np.random.default_rng(13)
+    n = 300
+    loss = math.log(50257) + rng.normal(0, 0.02, n)
+    h = next(h for h in diagnose(_flagged({"loss": list(loss), "lr": [1e-3] * n}, n)) if h.cause_id == "not_learning")
+    assert h.confidence is Confidence.MEDIUM and "ln(50257)" in h.evidence and "inferred" in h.evidence

@@ -93,6 +93,7 @@ def test_a_folder_is_every_run_inside_it_once(tmp_path: Path) -> None:
     (run_dir / "run-abc.wandb").write_bytes(wandb_bytes(3))
     (run_dir / "files" / "output.log").write_text("console\n")
     (tmp_path / "c" / "wandb" / "latest-run").symlink_to(run_dir)
+    (tmp_path / "c" / "wandb" / "debug.log").write_text("wandb's own log\n")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "events.out.tfevents.1.host").write_bytes(tf_file(range(3)))
     (tmp_path / "README.md").write_text("step=1 loss=2\n" * 300)
@@ -243,6 +244,8 @@ class _Flaky:
 def test_a_source_that_raises_is_stale_retried_and_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "train.log"
     log.write_text(log_lines(50))
+    written = time.time() - 60  # finished writing a minute ago: read as it stands
+    os.utime(log, (written, written))
     _Flaky.calls = 0
     monkeypatch.setitem(base.SOURCES, "file", lambda ref, ctx, off: _Flaky(ref, ctx, off, failures=3, hang=False))
 
@@ -307,10 +310,22 @@ def test_check_reads_an_ssh_path_and_a_remote_tfevents_file(ssh_home: SSHHome, t
     log.write_text(log_lines(100, nan_at=80))
     tb = tmp_path / "events.out.tfevents.1.host"
     tb.write_bytes(tf_file(range(50), wall=time.time()))
-    results = check_mod.check([f"testhost:{log}", f"ssh://testhost{tb}"], Config())
+    old = tmp_path / "old.log"
+    old.write_text(log_lines(100))
+    written = time.time() - 3 * 3600
+    os.utime(old, (written, written))
+    targets = [f"testhost:{log}", f"ssh://testhost{tb}", f"testhost:{old}"]
+    results = check_mod.check(targets, Config())
     docs = check_mod.to_json(results)["runs"]
-    assert [d["verdict"] for d in docs] == ["bad", "healthy"], docs
+    assert [d["verdict"] for d in docs] == ["bad", "healthy", "healthy"], docs
     assert docs[0]["last_step"] == 99 and docs[1]["last_step"] == 49 and docs[1]["format"] == "tfevents"
+    # The remote file's own modification time dates its rows, as a local file's does.
+    assert docs[2]["state"] == "idle" and docs[2]["last_update"] == pytest.approx(written, abs=2)
+    local = check_mod.to_json(check_mod.check([str(old)], Config()))["runs"][0]
+    assert local["state"] == "idle"
+    assert [(f["kind"], f["step"], f["message"]) for f in local["findings"]] == [
+        (f["kind"], f["step"], f["message"]) for f in docs[2]["findings"]
+    ]
     assert check_mod.exit_code(results) == 2
 
 
@@ -321,7 +336,7 @@ with open(sys.argv[1], "a") as f:
         f.write(f"step={i} loss={3 * math.exp(-i / 40) + 1:.4f}\\n")
         f.flush()
         time.sleep(0.02)
-    time.sleep(1.0)
+    time.sleep(6.0)  # alive a while after its last line (a key=value log's format is settled after 3 s)
 """
 
 
@@ -420,5 +435,23 @@ def test_a_log_without_metrics_is_unreadable_until_they_come(tmp_path: Path) -> 
             await until(lambda: hub.snapshot().runs[0].state == "live", what="live")
             r = hub.snapshot().runs[0]
             assert r.shown_verdict == "healthy" and not any(f.kind == "source_error" for f in r.findings)
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_log_opened_before_its_first_metric_line_waits_to_know_its_format(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("using world size: 8\nbatch_size=12 lr=0.0006 warmup=100\n")
+
+    async def main() -> None:
+        async with Hub([str(log)], gpu=False, poll=0.05, tick_interval=0.1) as hub:
+            await until(lambda: bool(hub.runs) and hub.runs[str(log)].facts.caught_up, what="caught up")
+            await asyncio.sleep(0.5)
+            with log.open("a") as f:
+                f.writelines(f"iter {i}: loss {4 - i / 100:.4f}, time 100.00ms, mfu 10.00%\n" for i in range(50))
+            await until(lambda: hub.snapshot().runs[0].last_step == 49, what="rows")
+            r = hub.snapshot().runs[0]
+            assert r.format == "nanogpt" and r.loss_key == "loss"  # not the banner's key=value line
 
     asyncio.run(main())

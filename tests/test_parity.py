@@ -102,7 +102,7 @@ def by_watch(folders: list[Path], runs: int, timeout: float = 90.0) -> dict[str,
     reader.start()
     try:
         deadline = time.monotonic() + timeout
-        settled_at: float | None = None
+        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             try:
                 ev = json.loads(lines.get(timeout=0.1))
@@ -112,9 +112,9 @@ def by_watch(folders: list[Path], runs: int, timeout: float = 90.0) -> dict[str,
                 last[ev["run"]] = ev
                 if ev["event"] == "caught_up":
                     caught.add(ev["run"])
-            if len(caught) >= runs and settled_at is None:
-                settled_at = time.monotonic()
-            if settled_at is not None and time.monotonic() - settled_at > 2.5:  # a tick or two after
+            if ev is not None:
+                quiet_since = time.monotonic()
+            if len(caught) >= runs and time.monotonic() - quiet_since > 5.0:  # formats waited on, ticks
                 break
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
@@ -129,12 +129,17 @@ def by_watch(folders: list[Path], runs: int, timeout: float = 90.0) -> dict[str,
     return {k: outcome_from_json(v["verdict"], v["findings"], v.get("last_step")) for k, v in last.items()}
 
 
+def _decided(feed: Any) -> bool:
+    """Whether a run's feed has settled on its format (a fresh log waits a few seconds for that)."""
+    return feed is not None and getattr(feed, "parser", True) is not None
+
+
 def by_hub(folders: list[Path], runs: int) -> dict[str, Outcome]:
     async def main() -> dict[str, Outcome]:
         async with Hub([str(f) for f in folders], Config(), gpu=False, poll=0.05) as hub:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
-                if len(hub.runs) >= runs and all(r.facts.caught_up and r.feed for r in hub.runs.values()):
+                if len(hub.runs) >= runs and all(r.facts.caught_up and _decided(r.feed) for r in hub.runs.values()):
                     break
                 await asyncio.sleep(0.05)
             hub.tick()

@@ -133,10 +133,14 @@ async def test_compare_cycles_its_x_axes_and_ranks_a_nan_run_last_never_improvin
         assert screen.options.x_axis == "pct"
         assert "relative %" in str(screen.query_one("#compare-head").render())
         axes = []
-        for _ in range(4):
+        for _ in range(5):
             await pilot.press("x")
             axes.append(screen.options.x_axis)
-        assert axes == ["time", "wall", "step", "pct"]
+        assert axes == ["epoch", "time", "wall", "step", "pct"]  # the HF run logs epochs
+        await pilot.press("x")  # epoch: only runs that know their epochs are drawn
+        await _settle(pilot)
+        plot = screen.query_one("#compare-plot")
+        assert "hf-bert-base" in str(plot.border_title) and "nanogpt" not in str(plot.border_title)
 
 
 @run_async
@@ -215,3 +219,35 @@ async def test_a_stall_message_keeps_counting_in_the_detail_view() -> None:
         clock[0] = NOW + 118
         app.screen.tick(clock[0])
         assert "no new step for 2m" in str(findings.render())
+
+
+_ACTED_ELSEWHERE = {"quit", "stop", "escalate", "evidence", "confirm", "cancel", "back", "help"}
+
+
+@run_async
+async def test_every_key_of_every_view_does_something_without_breaking_the_app() -> None:
+    """Each registry key pressed in its view: the app keeps running and the view stays usable."""
+    from tui import actions as registry
+
+    hub, _ = yolo_scene(NOW)
+    app = _app(hub)
+    opened = {registry.MAIN: (), registry.DETAIL: ("enter",), registry.COMPARE: ("c",)}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        for scope, how in opened.items():
+            for spec in registry.ACTIONS:
+                if scope not in spec.scopes or spec.id in _ACTED_ELSEWHERE:
+                    continue
+                await pilot.press(*how)
+                await _settle(pilot, 2)
+                view = type(app.screen)
+                await pilot.press(spec.key.split(",")[0])
+                await _settle(pilot, 2)
+                assert app.is_running and app.return_code is None, f"{scope}: {spec.id} ended the app"
+                # Back to the table: close whatever the key opened (a filter box, a view, the log).
+                for _ in range(4):
+                    if isinstance(app.screen, MainScreen) and not app.screen.query_one("#filter").has_focus:
+                        break
+                    await pilot.press("escape")
+                    await _settle(pilot, 2)
+                assert isinstance(app.screen, MainScreen), f"{scope} ({view.__name__}): {spec.id} left us stuck"

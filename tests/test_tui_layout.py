@@ -137,8 +137,11 @@ def test_trend_is_the_whole_run_and_rates_and_stalls_move_with_the_clock() -> No
     spark = fmt.sparkline(bucket_means(falling, 12), 12)
     assert spark[0] == "█" and spark[-1] == "▁" and list(spark) == sorted(spark, reverse=True)
     assert fmt.sparkline([1.0, math.nan, 2.0], 3) == "▁!█"
-    assert fmt.live_rate(2.7, 1.0) == 2.7 and fmt.live_rate(2.7, 30.0) == pytest.approx(1 / 30)
+    assert fmt.live_rate(2.7, 1.0) == 2.7 and fmt.live_rate(2.7, 30.0) == pytest.approx(2.7 * 5 / 30)
     assert fmt.live_rate(2.7, 120.0) == 0.0 and fmt.rate_text(0.0) == "0/s"
+    # A run logging a row every 10 s at 10 steps/s is not slowing down 15 s after its last row.
+    assert fmt.live_rate(10.0, 15.0, interval=10.0) == 10.0 and fmt.live_rate(10.0, 60.0, interval=10.0) == 5.0
+    assert fmt.live_rate(10.0, 250.0, interval=10.0) == 0.0
     stall = Finding("stalled", Severity.WARN, "step", 5, 5, "no new step for 21s after step 5 (usual interval 2s)", {})
     assert fmt.live_message(stall, 1000.0, 1080.0).startswith("no new step for 1m after step 5")
 
@@ -198,3 +201,16 @@ def test_run_names_keep_both_ends_when_clipped() -> None:
     a, b = clip_middle("llmc-gpt2-124m-healthy/main.log", 17), clip_middle("llmc-gpt2-124m-healthy/eval.log", 17)
     assert a != b and len(a) == 17 and a.startswith("llmc-gpt") and a.endswith(".log")
     assert clip_middle("short", 17) == "short"
+
+
+def test_a_pane_of_many_metrics_draws_a_few_and_says_how_to_pick_the_rest() -> None:
+    from monitor.roles import classify as role_of
+    from tui.runplots import PANE_SERIES_MAX, pane_spec, run_panes
+
+    a = RunAnalysis(RunInfo(target="/runs/w", name="w"))
+    keys = [f"layer{i}/grad_norm" for i in range(40)]
+    a.add_rows([Row(float(s), dict.fromkeys(keys, 1.0 + s)) for s in range(5)], 0.0)
+    (pane,) = run_panes(a)
+    assert pane.title == "grad norm" and len(pane.keys) == 40 and role_of(keys[0]).name == "GRAD_NORM"
+    spec = pane_spec(a, pane, (), PlotOptions())
+    assert len(spec.series) == PANE_SERIES_MAX and spec.title == f"grad norm ({PANE_SERIES_MAX} of 40: / picks)"

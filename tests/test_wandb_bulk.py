@@ -206,7 +206,7 @@ def test_other_headers_are_refused_in_one_line(header: bytes) -> None:
 
 
 def test_resume_state_hands_the_bulk_readers_place_to_a_live_reader(tmp_path: Path) -> None:
-    from monitor.wandb.reader import ResumeState
+    from monitor.wandb.resume import ResumeState
 
     records = [
         history(n, {("_step",): str(n), ("train/global_step",): str(10 * n), ("loss",): "1.5"}) for n in range(1, 50)

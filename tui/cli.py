@@ -137,6 +137,21 @@ def cmd_formats(_a: argparse.Namespace) -> int:
     return 0
 
 
+# --- `runwatch report` (monitor/report) ---
+def cmd_report(a: argparse.Namespace) -> int:
+    from monitor.report.command import run_report
+
+    cfg = _load_config(a.config)
+    targets = a.targets or [r.target for r in cfg.runs]
+    if not targets:
+        print("runwatch: no targets: name files or runs, or list [[run]] tables in the config", file=sys.stderr)
+        return UNREADABLE_EXIT
+    return run_report(a, cfg, targets)
+
+
+# --- end `runwatch report` ---
+
+
 def build_parser() -> argparse.ArgumentParser:
     from monitor.config import THEMES
 
@@ -202,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--theme", choices=THEMES, default=argparse.SUPPRESS)
     u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     u.set_defaults(func=cmd_ui)
+    from monitor.report.command import add_report_parser  # `runwatch report`
+
+    add_report_parser(sub, cmd_report)
     f = sub.add_parser("formats", help="list the log formats runwatch reads")
     f.set_defaults(func=cmd_formats)
     return ap

@@ -188,17 +188,22 @@ def progress_bar(done: float, total: float, width: int = 10) -> str:
     return f"▕{'█' * full}{'░' * (cells - full)}▏{pct}"
 
 
-def live_rate(steps_per_s: float | None, age: float | None) -> float | None:
+def live_rate(steps_per_s: float | None, age: float | None, interval: float | None = None) -> float | None:
     """Steps/s as it is now: a run that logged nothing for a while decays towards 0.
 
-    Nothing in `age` seconds means fewer than one step in that time, so the rate is at most 1/age
-    once the gap is clearly longer than the run's usual interval, and 0 after a minute.
+    `interval` is the run's usual time between logged rows (a run may log every 100 steps). Until
+    the gap is three of those (and 5 s) the rate stands; then it falls as 1/age, to 0 once the gap
+    is twenty intervals (and a minute): nothing came, so nothing is being done that we can see.
     """
-    if steps_per_s is None or age is None or age <= 5 or age * steps_per_s <= 3:
+    if steps_per_s is None or age is None:
         return steps_per_s
-    if age > 60:
+    usual = interval if interval and interval > 0 else 1.0 / steps_per_s if steps_per_s > 0 else 1.0
+    quiet = max(5.0, 3.0 * usual)
+    if age <= quiet:
+        return steps_per_s
+    if age > max(60.0, 20.0 * usual):
         return 0.0
-    return min(steps_per_s, 1.0 / age)
+    return steps_per_s * quiet / age
 
 
 _STALL_AGE = re.compile(r"no new step for \S+")

@@ -25,11 +25,15 @@ WALL = "wall"
 """x: clock time."""
 PCT = "pct"
 """x: percent of each run's own last step (lines up runs that count steps differently)."""
-X_AXES = (STEP, WALL, TIME)
+EPOCH = "epoch"
+"""x: the run's epoch (its own axis, or its logged `epoch` metric mapped onto its steps)."""
+X_AXES: tuple[str, ...] = (STEP, WALL, TIME)
 """What `x` cycles through in the detail view."""
-COMPARE_X_AXES = (STEP, PCT, TIME, WALL)
+COMPARE_X_AXES: tuple[str, ...] = (STEP, PCT, TIME, WALL)
+COMPARE_X_AXES_EPOCH: tuple[str, ...] = (STEP, PCT, EPOCH, TIME, WALL)
+"""The compare view's cycle when some compared run knows its epochs."""
 """What `x` cycles through in the compare view."""
-X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %"}
+X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %", EPOCH: "epoch"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +149,22 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np
 
 
 def map_x(
-    x: np.ndarray, axis: str, times: Iterable[tuple[float, float]] = (), last_step: float | None = None
+    x: np.ndarray,
+    axis: str,
+    times: Iterable[tuple[float, float]] = (),
+    last_step: float | None = None,
+    epochs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock` or `%`."""
+    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock`, `%` or `epoch`.
+
+    For `epoch`, `epochs` is the run's (step, epoch) pairs; without them x stays in steps.
+    """
+    if axis == EPOCH:
+        if epochs is None or len(epochs[0]) == 0 or len(x) == 0:
+            return x, "step"
+        es, ev = epochs
+        order = np.argsort(es, kind="stable")
+        return np.interp(x, es[order], ev[order]), "epoch"
     if axis == TIME:
         return wall_time(x, times)
     if axis == WALL:
@@ -184,11 +201,12 @@ def prepare_series(
     width: int,
     times: Iterable[tuple[float, float]] = (),
     last_step: float | None = None,
+    epochs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Prepared:
     """Window, smooth, map the x axis, set non-finite values apart, drop what the axis cannot show, downsample."""
     x, y = last_window(np.asarray(x, dtype=float), np.asarray(y, dtype=float), opts.window)
     y = ema(y, opts.ema)
-    x, unit = map_x(x, opts.x_axis, times, last_step)
+    x, unit = map_x(x, opts.x_axis, times, last_step, epochs)
     finite = np.isfinite(y)
     bad = ~finite & np.isfinite(x)
     bad_x, bad_y = x[bad], np.full(int(bad.sum()), np.nan)

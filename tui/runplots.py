@@ -14,7 +14,7 @@ from monitor.analysis import RunAnalysis
 from monitor.gpu import GpuSnapshot
 from monitor.model import Finding, Role
 from tui.metricgrid import Pane, panes
-from tui.plotdata import PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
+from tui.plotdata import EPOCH, PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
 from tui.widgets.plot import PlotSpec, Series
 
 ROLE_TITLES = {
@@ -24,6 +24,8 @@ ROLE_TITLES = {
     Role.GRAD_NORM: "grad norm",
 }
 _WIDE = 4096  # downsampling to the pane's width happens in the widget; this bounds a spec's arrays
+PANE_SERIES_MAX = 6
+"""Lines in one pane at most (one per theme series colour)."""
 _NO_MARKER = ("converged", "source_error", "gpu_idle", "stalled")  # about the clock, not the curve
 
 
@@ -72,6 +74,8 @@ def _xlabel(opts: PlotOptions, unit: str, name: str) -> str:
         return "wall time"
     if opts.x_axis == PCT:
         return "% of each run's steps"
+    if opts.x_axis == EPOCH:
+        return "epoch"
     return name
 
 
@@ -106,7 +110,11 @@ def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], op
         return PlotSpec(title, ())
     series: list[Series] = []
     unit = "step"
-    for i, key in enumerate(pane.keys):
+    drawn = pane.keys[:PANE_SERIES_MAX]
+    if len(pane.keys) > len(drawn):
+        # 150 per-layer grad norms in one pane read as noise: the first few, and the picker for the rest.
+        title += f" ({len(drawn)} of {len(pane.keys)}: / picks)"
+    for i, key in enumerate(drawn):
         if key in a.store.metrics:
             s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}")
             series.extend(s)
@@ -175,6 +183,22 @@ def gpu_spec(host: str, history: Sequence[GpuSnapshot], now: float) -> PlotSpec:
     return PlotSpec(f"{title} · {n} GPU{'s' if n != 1 else ''}", tuple(series), xlabel="minutes ago")
 
 
+_EPOCH_KEYS = ("epoch", "train/epoch", "trainer/epoch", "epochs")
+
+
+def epochs_of(a: RunAnalysis) -> tuple[np.ndarray, np.ndarray] | None:
+    """A run's (step, epoch) pairs: its steps when its axis is the epoch, else a logged epoch metric."""
+    if axis_name(a) == "epoch":
+        steps = np.asarray([s for s, _ in a.store.times], dtype=float)
+        return (steps, steps) if len(steps) else None
+    for key in _EPOCH_KEYS:
+        if key in a.store.metrics:
+            steps, values = a.store.metrics[key].series()
+            ok = np.isfinite(values)
+            return (steps[ok], values[ok]) if ok.any() else None
+    return None
+
+
 def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opts: PlotOptions) -> PlotSpec:
     """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time)."""
     title = ROLE_TITLES[role]
@@ -190,7 +214,10 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         if key is None or key not in a.store.metrics:
             continue
         steps, values = a.store.metrics[key].series()
-        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
+        epochs = epochs_of(a) if opts.x_axis == EPOCH else None
+        if opts.x_axis == EPOCH and epochs is None:
+            continue  # a run that logs no epochs has no place on an epoch axis
+        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, epochs)
         unit = p.unit
         series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y))
         step_keys.add(axis_name(a))

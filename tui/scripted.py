@@ -248,7 +248,9 @@ def yolo_scene(now: float = 1000.0) -> tuple[ScriptedHub, HubSnapshot]:
 
 def mixed_scene(now: float = 1000.0) -> tuple[ScriptedHub, HubSnapshot]:
     """Runs that count steps differently: an HF run to step 6,000, three 600-step runs (one goes NaN), a 1M-step run."""
-    hf = analysis("hf", _metric_rows(range(0, 6001, 50), lambda s: {"loss": _curve(s // 20, 1.9)}), now - 2)
+    hf = analysis(
+        "hf", _metric_rows(range(0, 6001, 50), lambda s: {"loss": _curve(s // 20, 1.9), "epoch": s / 2000}), now - 2
+    )
     hf.info.step_key = "train/global_step"
     analyses = {"hf": hf}
     runs = [

@@ -12,8 +12,10 @@ the rows that file shows (axis, metrics):
 - lr_anomaly: first row where the logged LR differs from the twin's (the declared schedule) by > 5 %.
 - grad_explosion / grad_vanishing: first row with a grad norm 10× above / below the pre-fault median.
 - plateau: the fault step, when the twin ends 20 % lower and the faulty loss stays within 15 %.
-- overfit / eval_degradation: first eval after the fault above the best eval so far by a margin
-  (3 %, or 2.5 robust sigmas of the twin's eval-to-eval changes) that every later eval keeps.
+- overfit / eval_degradation: first eval (of the eval loss or any eval component loss) after the
+  fault above the best so far by a margin (3 %, or 2.5 robust sigmas of the twin's eval-to-eval
+  changes) that every later eval keeps. Other faults that make the eval worse get it as an
+  optional eval_degradation event.
 - stalled / crashed: the last step the file shows.
 An event a file cannot show (no LR or grad norm printed) is kept with `acceptable_to_miss = true`.
 `None` means the fault did not show: the caller retries it stronger or drops the instance.
@@ -141,16 +143,23 @@ def grad_onset(fault: list[Row], b: float, up: bool) -> float | None:
 
 
 def eval_rise(fault: list[Row], twin: list[Row], b: float) -> float | None:
+    """The earliest `eval_rise_of` over the eval loss and every eval component loss."""
+    keys = sorted({k for _, m in fault for k in m if k.startswith("eval_") and k.endswith("loss")})
+    found = [o for k in keys if (o := eval_rise_of(fault, twin, b, k)) is not None]
+    return min(found, default=None)
+
+
+def eval_rise_of(fault: list[Row], twin: list[Row], b: float, key: str) -> float | None:
     """First eval after the fault that is worse than the best so far by a margin every later eval keeps.
 
     The margin is 3 %, or 2.5 robust sigmas of the twin's eval-to-eval changes over the same steps
     (how much evals move when nothing is wrong), in log space.
     """
-    evs = _train(fault, "eval_loss")
+    evs = _train(fault, key)
     pre = [v for a, v in evs if a < b]
     if len(pre) < 2 or not all(math.isfinite(v) and v > 0 for _, v in evs):
         return None
-    tw = np.log([v for a, v in _train(twin, "eval_loss") if a >= b and math.isfinite(v) and v > 0])
+    tw = np.log([v for a, v in _train(twin, key) if a >= b and math.isfinite(v) and v > 0])
     d = np.diff(tw)
     noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) if len(d) >= 3 else 0.0
     margin = max(math.log(1.03), 2.5 * noise)
@@ -174,7 +183,7 @@ def ev(verdict: str, onset: float, *, miss: bool = False, alternatives: list[str
 
 
 def consequences(fault: list[Row], twin: list[Row], b: float) -> list[dict[str, Any]]:
-    """Divergence and NaN that followed a fault whose own kind is something else."""
+    """Divergence, NaN (required) and a worse eval (optional) that followed a fault of another kind."""
     out = []
     d = divergence_onset(fault, twin, b)
     if d is not None:
@@ -182,6 +191,10 @@ def consequences(fault: list[Row], twin: list[Row], b: float) -> list[dict[str, 
     n = first_nonfinite(fault, b)
     if n is not None:
         out.append(ev("nan", n))
+    e = eval_rise(fault, twin, b)
+    if e is not None and (n is None or e < n):
+        note = "the eval got worse as a consequence of the fault"
+        out.append(ev("eval_degradation", e, miss=True, alternatives=["overfit"], note=note))
     return out
 
 
@@ -259,20 +272,25 @@ def _plateau(rows: list[Row], trows: list[Row], b: float) -> list[dict[str, Any]
 
 
 def natural_overfit(rows: list[Row]) -> float | str | None:
-    """Whether a healthy run overfits on its own: "drop" when its final eval loss is over 15 % above
-    its best, the onset of the mild rise (5 %, kept) for an optional event, or None."""
-    evs = [(a, v) for a, v in _train(rows, "eval_loss") if math.isfinite(v)]
-    if len(evs) < 4:
-        return None
-    best_i = min(range(len(evs)), key=lambda i: evs[i][1])
-    best = evs[best_i][1]
-    final = float(np.median([v for _, v in evs[-3:]]))
-    if final > 1.15 * best:
-        return "drop"
-    if final <= 1.05 * best:
-        return None
-    after = evs[best_i + 1 :]
-    for i, (a, v) in enumerate(after):
-        if v > 1.05 * best and all(x > 1.025 * best for _, x in after[i:]):
-            return a
-    return None
+    """Whether a healthy run overfits on its own, on its eval loss or any eval component loss:
+    "drop" when one ends over 15 % above its best, the earliest onset of a 5-15 % rise (kept, as an
+    optional event), or None."""
+    keys = sorted({k for _, m in rows for k in m if k.startswith("eval_") and k.endswith("loss")})
+    onsets = []
+    for key in keys:
+        evs = [(a, v) for a, v in _train(rows, key) if math.isfinite(v)]
+        if len(evs) < 4:
+            continue
+        best_i = min(range(len(evs)), key=lambda i: evs[i][1])
+        best = evs[best_i][1]
+        final = float(np.median([v for _, v in evs[-3:]]))
+        if final > 1.15 * best:
+            return "drop"
+        if final <= 1.05 * best:
+            continue
+        after = evs[best_i + 1 :]
+        for i, (a, v) in enumerate(after):
+            if v > 1.05 * best and all(x > 1.025 * best for _, x in after[i:]):
+                onsets.append(a)
+                break
+    return min(onsets, default=None)

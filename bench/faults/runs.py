@@ -144,7 +144,7 @@ def generate_base(base: Base, out: Path) -> list[str]:
         run_id = f"{base.name}-{fault.kind}"
         per_file = [(w.name, e or []) for w, e in zip(files, events, strict=True)]
         for (_, evs), o, w in zip(per_file, optional, files, strict=True):  # the twin's drift, before the fault
-            evs += [e for e in o if e["onset_step"] < w.axis(fault.step)]
+            evs += [e for e in o if e["onset_step"] < w.axis(fault.step) or fault.kind == "fp16_burst"]
         notes = list(common)
         if fault.kind == "fp16_burst":
             notes.append(f"a burst of {int(fault.mag)} fp16 overflows from step {fault.step}: skipped steps, not NaN")

@@ -51,6 +51,7 @@ from monitor.actions.runref import RunRef
 from monitor.actions.screenshot import redact_screenshot
 from monitor.actions.summary import render_summary
 from monitor.actions.textplot import text_plot
+from monitor.diagnosis import Hypothesis, diagnose, facts_of
 from monitor.errors import RunwatchError
 from monitor.model import Judgement, Role
 from monitor.redact import Redactor
@@ -102,6 +103,10 @@ class Evidence:
     screenshot_svg: str | None = None
     action: dict[str, Any] | None = None
     """The stop plan, when the bundle is saved right before a stop."""
+    diagnosis: tuple[Hypothesis, ...] = ()
+    """Root-cause hypotheses (monitor/diagnosis), surest first."""
+    overview_svg: str | None = None
+    """The run's overview picture (loss/eval, LR, grad norm with finding markers), as in `runwatch report`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,10 @@ def collect_evidence(
     run_config: dict[str, Any] = {}
     if rc is not None:
         run_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(rc).items()}
+    from monitor.report.pictures import overview_svg
+
+    facts = facts_of(a)
+    judgement = a.judgement()
     return Evidence(
         run_id=ref.run_id,
         name=info.name,
@@ -147,7 +156,7 @@ def collect_evidence(
         step_key=info.step_key,
         last_step=a.detectors.last_step,
         total_steps=info.total_steps,
-        judgement=a.judgement(),
+        judgement=judgement,
         headline=tuple(a.headline().items()),
         series=series,
         plot_keys=tuple(plots),
@@ -160,6 +169,8 @@ def collect_evidence(
         review=review,
         screenshot_svg=screenshot_svg,
         action=action,
+        diagnosis=diagnose(facts),
+        overview_svg=overview_svg(info.name, facts, judgement.findings, info.step_key),
     )
 
 
@@ -189,6 +200,7 @@ def render_files(ev: Evidence, env: Mapping[str, str] | None = None, red: Redact
             "last_step": _jnum(ev.last_step),
             "step_key": ev.step_key,
             "findings": [f.to_json() for f in ev.judgement.findings],
+            "diagnosis": [h.to_json() for h in ev.diagnosis],
         }
     )
     # Only numbers and metric names (redacted one by one): a text pass over millions of rows would
@@ -210,6 +222,8 @@ def render_files(ev: Evidence, env: Mapping[str, str] | None = None, red: Redact
     out = {name: safe_text(red.text(text), keep_newlines=True).encode() for name, text in files.items()}
     if ev.screenshot_svg:
         out["screenshot.svg"] = redact_screenshot(ev.screenshot_svg, red).encode()
+    if ev.overview_svg:
+        out["overview.svg"] = redact_screenshot(ev.overview_svg, red).encode()
     out["metrics.csv"] = csv_text.encode()
     return {name: out[name] for name in _ORDER if name in out} | out
 

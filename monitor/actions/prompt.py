@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from monitor.actions.runref import RunRef
+from monitor.diagnosis import diagnose_analysis
 from monitor.model import Finding, Role, Severity, Verdict
 from monitor.outward import outward, ref_redactor
 
@@ -80,6 +81,10 @@ def _prompt_text(ref: RunRef, question: str | None) -> str:
         out += [f"- {_finding(f)}" for f in findings]
     else:
         out.append("The detectors found nothing.")
+    hyps = diagnose_analysis(a)
+    if hyps:
+        out += ["", "The monitor's root-cause hypotheses (suspicions, surest first; weigh them, do not trust them):"]
+        out += [f"- [{h.confidence}] {h.cause}: {h.evidence}" for h in hyps[:4]]
     out += ["", "What is uncertain: " + (question or _uncertain(j.verdict, j.reason, findings)), ""]
     out += [
         "Answer with exactly one word on the first line: STOP (the run is broken or wasting compute),",

@@ -55,6 +55,19 @@ def render_summary(ev: Evidence) -> str:
         out += [_finding(f) for f in sorted(j.findings, key=lambda f: (not f.active, -f.severity, f.onset_step))]
     else:
         out.append("The detectors found nothing.")
+    if ev.diagnosis:
+        out += [
+            "",
+            "## Likely causes",
+            "",
+            "Hypotheses, surest first; none is certain (confidence says how direct the evidence is).",
+            "",
+        ]
+        for h in ev.diagnosis:
+            out.append(f"- **{h.cause}** [{h.confidence}]: {h.evidence}")
+            out.append(f"  - fix: {h.fix}; expect: {h.expect}; verify: {h.verify}")
+            if h.settle:
+                out.append(f"  - would settle it: {h.settle}")
     if ev.review is not None:
         r = ev.review
         asked = datetime.fromtimestamp(r.asked_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -72,6 +85,8 @@ def render_summary(ev: Evidence) -> str:
     out += [f"- `plot_{name}.txt`: {', '.join(keys)} as a text plot" for name, keys in ev.plot_keys]
     if ev.screenshot_svg:
         out.append("- `screenshot.svg`: the screen when this was saved")
+    if ev.overview_svg:
+        out.append("- `overview.svg`: loss/eval, LR and grad norm with a line where each finding began")
     out += [
         f"- `log_tail.txt`: the last {len(ev.log_tail)} log lines",
         "- `config.json`: the run's config entry and what the source reported (secrets redacted)",

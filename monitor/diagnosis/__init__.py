@@ -8,6 +8,7 @@ expected effect and how to verify it. Nothing here is certain: confidence says h
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from monitor.diagnosis import optim, progress
@@ -36,6 +37,10 @@ _RULES: tuple[Callable[[RunFacts], Hypothesis | list[Hypothesis] | None], ...] =
 )
 
 
+#: Causes kept (as notes) on a run judged healthy.
+_SCHEDULE_NOTES = frozenset({"schedule_reset", "no_decay", "warmup_never_ends", "lr_jump"})
+
+
 def diagnose(facts: RunFacts) -> tuple[Hypothesis, ...]:
     """Every hypothesis the facts support, surest and most specific first (one per cause)."""
     best: dict[str, Hypothesis] = {}
@@ -44,8 +49,14 @@ def diagnose(facts: RunFacts) -> tuple[Hypothesis, ...]:
         for h in got if isinstance(got, list) else [got] if got is not None else []:
             if h.cause_id not in best or h.rank_key() > best[h.cause_id].rank_key():
                 best[h.cause_id] = h
-    if facts.verdict_healthy:  # a healthy run has no trouble to explain, only incidents worth knowing
-        best = {k: h for k, h in best.items() if h.incidental}
+    if facts.verdict_healthy:
+        # A healthy run has no trouble to explain, only incidents worth knowing: what happened without
+        # harm, and an LR schedule that looks wrong although the loss is fine so far.
+        best = {
+            k: h if h.incidental else replace(h, incidental=True)
+            for k, h in best.items()
+            if h.incidental or (k in _SCHEDULE_NOTES and h.confidence >= Confidence.MEDIUM)
+        }
     return tuple(sorted(best.values(), key=Hypothesis.rank_key, reverse=True))
 
 

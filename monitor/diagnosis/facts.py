@@ -70,6 +70,8 @@ class RunFacts:
     loss: Curve | None = None
     eval_loss: Curve | None = None
     eval_up: Curve | None = None
+    eval_down: Curve | None = None
+    """An eval metric where lower is better that is not a loss (WER, perplexity)."""
     lr: Curve | None = None
     grad: Curve | None = None
     scale: Curve | None = None
@@ -141,6 +143,7 @@ def facts_of(analysis: RunAnalysis) -> RunFacts:
         loss=by_role(Role.TRAIN_LOSS),
         eval_loss=by_role(Role.EVAL_LOSS),
         eval_up=by_role(Role.EVAL_UP),
+        eval_down=by_role(Role.EVAL_DOWN),
         lr=by_role(Role.LR),
         grad=by_role(Role.GRAD_NORM),
         scale=by_role(Role.LOSS_SCALE),

@@ -22,9 +22,18 @@ _CLIP_KEYS = (
 )
 
 
+def spike_at(f: RunFacts, step: float) -> Finding | None:
+    """A training-loss spike that began within two logging intervals of `step`."""
+    iv = _interval(f)
+    return next((x for x in f.of("spike") if not evalish(x.metric) and abs(x.onset_step - step) <= 2 * iv), None)
+
+
 def trouble(f: RunFacts) -> Finding | None:
-    """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse."""
-    cands = f.of("divergence", warn=True) + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
+    """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse.
+
+    A divergence that began with a one-point spike and came back is that spike's aftermath, not trouble."""
+    div = [x for x in f.of("divergence", warn=True) if x.active or spike_at(f, x.onset_step) is None]
+    cands = div + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
     if not cands:
         cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD]
     return min(cands, key=lambda x: x.onset_step) if cands else None
@@ -102,13 +111,22 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     # The onset a detector reports is approximate by a logging interval or two.
     g = grad_rise(f, s + 2 * _interval(f), 2.0)
     parts = [what, f"the LR was {fmt(lr_s)} there" + (f", x{lr_s / early:.3g} its early {fmt(early)}" if rose else "")]
-    parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
+    whole = f.lr.finite()
+    later = float(whole.values.max())
+    if later > 1.05 * top:
+        at = float(whole.steps[int(np.argmax(whole.values))])
+        parts.append(f"it was still rising (to its peak {fmt(later)} at {f.where(at)})")
+    else:
+        parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
     if g is not None:
-        parts.append(f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, first")
+        when = "first" if g[0] < s else "at about the same time" if g[0] <= s + _interval(f) else "soon after"
+        parts.append(f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, {when}")
         steps.insert(1, g[0])
-    if rose and recent_peak and (g is not None or f.grad is None):
-        conf, weight = Confidence.HIGH if g is not None else Confidence.MEDIUM, 0.9
+    # Direct evidence: the grad norm moved no later than one logging interval after the loss did.
+    g_in_time = g is not None and g[0] <= s + _interval(f)
+    if rose and recent_peak and (g_in_time or f.grad is None):
+        conf, weight = Confidence.HIGH if g_in_time else Confidence.MEDIUM, 0.9
     elif rose and recent_peak:
         conf, weight = Confidence.MEDIUM, 0.7
     elif g is not None:
@@ -125,7 +143,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         f"the loss keeps falling past {f.where(s)} and the grad norm stays near "
         f"{fmt(g[1]) if g else 'its early level'}",
         f"rerun from a checkpoint before {f.where(steps[0])} with the lower LR and compare the loss at {f.where(s)}",
-        steps=tuple(steps),
+        steps=tuple(sorted(set(steps))),
         settle=""
         if conf >= Confidence.MEDIUM
         else "log the gradient norm every step; a rise before the loss would confirm it",
@@ -149,7 +167,7 @@ _SCHEDULE = (
         "the LR follows the declared schedule down; the loss drops further late in training",
     ),
     (
-        re.compile(r"restarted|reset"),
+        re.compile(r"restarted|reset|rising again"),
         "schedule_reset",
         "the LR schedule restarted on resume",
         "restore the scheduler's state (or pass the global step) when resuming",
@@ -178,7 +196,7 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     for x in f.of("lr_anomaly", warn=True):
         for pat, cid, cause, fix, expect in _SCHEDULE:
             if pat.search(x.message):
-                sure = "after the schedule had started to decay" not in x.message
+                sure = "after the schedule had started to decay" not in x.message and " or " not in x.message
                 out.append(
                     Hypothesis(
                         cid,
@@ -195,11 +213,11 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
                 )
                 break
     if not out and f.lr is not None:
-        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), _lr_jumped(f), _lr_keeps_rising(f)) if h]
+        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), lr_jumped(f), _lr_keeps_rising(f)) if h]
     return out
 
 
-def _lr_jumped(f: RunFacts) -> Hypothesis | None:
+def lr_jumped(f: RunFacts) -> Hypothesis | None:
     """The LR multiplied at once, above anything it reached before, from a level near its peak."""
     assert f.lr is not None
     lr = f.lr.finite()
@@ -208,9 +226,11 @@ def _lr_jumped(f: RunFacts) -> Hypothesis | None:
         return None
     before = np.maximum.accumulate(v)[:-1]
     up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before) & (v[:-1] >= 0.5 * before))[0] + 1
-    if not len(up):
+    # Not a warm-up step: the LR was flat just before, and the jump is past the first tenth of the run.
+    jumps = [int(i) for i in up if i >= max(2, len(v) // 10) and v[i - 2] >= 0.95 * v[i - 1]]
+    if not jumps:
         return None
-    i = int(up[0])
+    i = jumps[0]
     st = float(lr.steps[i])
     return Hypothesis(
         "lr_jump",
@@ -442,7 +462,23 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     ev = f"{x.message}{gtxt}"
     if followed and t is not None:
         ev += f"; but the loss went wrong after it ({t.kind} from {f.where(t.onset_step)})"
-    if recovered and gspike and not followed:
+    # With the LR climbing into the spike, the spike is a symptom of the LR, not of one batch.
+    lr_rising = False
+    if f.lr is not None and len(f.lr.finite().before(x.onset_step)) >= 3:
+        lr_rising = f.lr.finite().at(x.onset_step) >= 2.0 * _early(f.lr, x.onset_step) and lr_jumped(f) is None
+        lr_rising = lr_rising or lr_jumped(f) is not None
+    if lr_rising:
+        ev += "; the LR had been rising into it"
+    iv = _interval(f)
+    others = [
+        y
+        for y in f.findings
+        if y.active
+        and y.severity >= Severity.BAD
+        and abs(y.onset_step - x.onset_step) > 2 * iv
+        and y.kind not in ("spike", "converged")
+    ]
+    if recovered and gspike and not followed and not lr_rising:
         conf = Confidence.HIGH
     elif recovered and not followed:
         conf = Confidence.MEDIUM
@@ -460,7 +496,8 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         steps=(x.onset_step,),
         settle="" if conf > Confidence.LOW else "log the grad norm and per-sample losses around the spike",
         weight=0.6 if not followed else 0.2,
-        incidental=recovered and not followed,
+        # On a run judged healthy it is a note; on a flagged run it may be the very reason it was flagged.
+        incidental=recovered and not followed and (f.verdict_healthy or bool(others)),
     )
 
 
@@ -488,11 +525,21 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     if drops:
         steps += [d[0] for d in drops]
         parts.append("loss scale dropped " + ", ".join(f"{fmt(a)} -> {fmt(b)} at {fmt(st)}" for st, a, b in drops[:3]))
-    harmful = trouble(f) is not None or len(skips) > 10
+    t = trouble(f)
+    iv = _interval(f)
+    # Harmful when the loss went wrong soon after a skip, or the skips are many.
+    after = [x.onset_step for x in f.of("spike") if not evalish(x.metric)]
+    if t is not None and t.kind in ("divergence", "nan"):
+        after.append(t.onset_step)
+    # A dynamic scaler halves its scale now and then by design; a scale that collapses is not that.
+    collapsed = f.scale is not None and bool(drops) and _collapsed(f.scale)
+    harmful = (
+        len(skips) > 10 or collapsed or (bool(skips) and any(0 <= a - st <= 10 * iv for a in after for st in steps))
+    )
     return Hypothesis(
         "fp16_overflow",
         "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),
-        Confidence.HIGH if skips or len(drops) >= 1 else Confidence.MEDIUM,
+        Confidence.HIGH if skips or collapsed else Confidence.MEDIUM,
         "; ".join(parts) + (f"; fp16={f.config.get('fp16')}" if "fp16" in f.config else ""),
         "nothing while skips are rare; if they repeat: train in bf16, lower the LR, or lower the scaler's growth",
         "fewer NaN grad norms; the loss scale settles instead of dropping",
@@ -506,6 +553,12 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
 def _interval(f: RunFacts) -> float:
     c = f.loss or f.grad
     return c.interval() if c is not None else 1.0
+
+
+def _collapsed(scale: Curve) -> bool:
+    """The loss scale ended 64x or more below its peak."""
+    v = scale.finite().values
+    return len(v) >= 2 and v.max() > 0 and v[-1] <= v.max() / 64
 
 
 def nonfinite(f: RunFacts) -> Hypothesis | None:

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from monitor.diagnosis import optim
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.model import Severity
@@ -55,6 +56,22 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 steps=(float(lo.steps[0]), float(lo.steps[-1])),
                 weight=0.8,
             )
+    if k is None and abs(gain) < 0.05:
+        guess = _chance_from_first(first)
+        if guess is not None and abs(tail - math.log(guess)) <= 0.05 * math.log(guess):
+            return Hypothesis(
+                "not_learning",
+                "the model is likely not learning at all (the loss stays at a uniform guess)",
+                Confidence.MEDIUM,
+                f"loss {fmt(first)} at the start and {fmt(tail)} at the end; the first loss is ln({guess}) = "
+                f"{fmt(math.log(guess))}, a uniform guess over {guess} classes/tokens (inferred, not from the config)",
+                "check the labels match the inputs, that gradients reach the weights and the LR is not ~0",
+                f"the loss falls below {fmt(math.log(guess))} within the first few hundred steps",
+                "overfit one small batch first: its loss must go to ~0",
+                steps=(float(lo.steps[0]), float(lo.steps[-1])),
+                settle="the number of classes or the vocab size in the config would confirm the chance level",
+                weight=0.7,
+            )
     plateaus = [x for x in f.of("plateau", warn=True) if x.active and not evalish(x.metric)]
     if abs(gain) < 0.02 and len(lo) >= 20:
         return Hypothesis(
@@ -80,8 +97,16 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
         lv = f.lr.finite()
         at, top = lv.at(since), float(lv.values.max())
         if at == at and top > 0:
-            lr_txt = f"; the LR was {fmt(at)} ({at / top:.0%} of its peak), so this is not convergence"
-            conf = Confidence.MEDIUM if at >= 0.3 * top else Confidence.LOW
+            # Flat at a constant LR may be that LR's noise floor: only an LR that was still moving
+            # (a schedule) makes a flat loss look stuck.
+            constant = float(np.min(lv.since(since).values)) >= 0.97 * float(np.max(lv.since(since).values))
+            if at < 0.3 * top:
+                lr_txt = f"; the LR was {fmt(at)} ({at / top:.0%} of its peak): it may simply have converged"
+            elif constant:
+                lr_txt = f"; the LR stayed at {fmt(at)}: it may be that LR's noise floor (decaying it would tell)"
+            else:
+                lr_txt = f"; the LR was {fmt(at)} ({at / top:.0%} of its peak) and still scheduled: not convergence"
+                conf = Confidence.MEDIUM
     return Hypothesis(
         "not_learning",
         "learning likely stopped (the updates no longer reach the weights that matter)",
@@ -95,6 +120,18 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
         settle="" if conf > Confidence.LOW else "the LR and per-module update norms around that step would settle it",
         weight=0.55,
     )
+
+
+#: Class and vocabulary counts common enough that a first loss of ln(K) names them.
+_COMMON_K = (2, 3, 5, 10, 100, 1000, 65, 256, 32000, 32768, 50257, 50304, 128256, 151936)
+
+
+def _chance_from_first(first: float) -> int | None:
+    """K when the first loss is within 1% of ln(K) for a common class/vocab count K."""
+    for k in _COMMON_K:
+        if abs(first - math.log(k)) <= 0.01 * math.log(k):
+            return k
+    return None
 
 
 def _eval_curve(f: RunFacts) -> tuple[Curve, bool] | None:
@@ -131,18 +168,33 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
             falls = (a, z)
     gap = f"; the training loss went {fmt(falls[0])} -> {fmt(falls[1])} meanwhile" if falls else ""
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
-    if train_falls and worse >= 0.25 and after >= 3 and any(x.kind == "overfit" for x in found):
+    lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and optim.lr_jumped(f) is not None)
+    # An eval loss that rises while the task metric holds is overconfidence more than memorising.
+    task_held = ""
+    for task, higher in ((f.eval_up, True), (f.eval_down, False)):
+        if not lower or task_held or task is None or len(task.finite()) < 2:
+            continue
+        tv = task.finite()
+        at_best, end = tv.at(bstep), float(tv.values[-1])
+        if at_best == at_best and (end >= at_best if higher else end <= at_best):
+            task_held = f"; but {tv.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
+    overfit_found = any(x.kind == "overfit" for x in found)
+    if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
         conf = Confidence.HIGH
-    elif train_falls or found:
+    elif (train_falls or found) and (worse >= 0.1 or (overfit_found and worse >= 0.05)):
         conf = Confidence.MEDIUM
     else:
         conf = Confidence.LOW
     return Hypothesis(
         "overfitting",
-        "the model is likely overfitting (memorising the training set)" if conf else "possibly overfitting",
+        "eval loss rising while the task metric holds: overconfident predictions (mild overfitting)"
+        if task_held
+        else "the model is likely overfitting (memorising the training set)"
+        if conf
+        else "possibly overfitting",
         conf,
         f"{ev.key} best {fmt(best)} at {f.where(bstep)}, {fmt(last)} at the end "
-        f"({worse:+.1%} worse over {after} evals){gap}",
+        f"({worse:+.1%} worse over {after} evals){gap}{task_held}",
         f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
         "more data or augmentation, more weight decay or dropout",
         f"{ev.key} stays near {fmt(best)} or improves after {f.where(bstep)}; the train/eval gap stops widening",
@@ -160,6 +212,19 @@ def eval_data(f: RunFacts) -> Hypothesis | None:
         return None
     x = nans[0]
     ok = f.loss is not None and len(f.loss.since(x.onset_step).finite()) == len(f.loss.since(x.onset_step))
+    if not x.active:  # a bad sample would be bad at every evaluation; this one came back
+        return Hypothesis(
+            "eval_numerics",
+            "a transient non-finite eval value (evaluation numerics, e.g. fp16 in eval)",
+            Confidence.LOW,
+            x.message,
+            "evaluate in fp32 or bf16; guard divisions in the metric",
+            "finite eval metrics at every evaluation",
+            "rerun the evaluation of that checkpoint in fp32",
+            steps=(x.onset_step,),
+            settle="the per-sample eval losses of that checkpoint",
+            weight=0.3,
+        )
     return Hypothesis(
         "eval_data_bad",
         "likely a bad sample in the validation set (or unsafe numerics in evaluation)",
@@ -183,7 +248,9 @@ def stalled(f: RunFacts) -> Hypothesis | None:
     ev = x.message + (f"; before that, {slow[3]}" if slow else "")
     return Hypothesis(
         "stalled",
-        "the job likely hung (data loader, a collective or I/O)" if not slow else "the data loader likely stalled",
+        "steps stopped: the job possibly hung (data loader, a collective, I/O) or ended without an end marker"
+        if not slow
+        else "the data loader likely stalled (steps slowed, then stopped)",
         Confidence.MEDIUM,
         ev,
         "py-spy dump the process to see where it waits; use a timeout on the data loader/collectives; "
@@ -264,6 +331,13 @@ _CRASHES = (
         Confidence.MEDIUM,
         "check dmesg / the scheduler's log; lower data loader workers or prefetch, memory-map the dataset",
         "host memory stays flat; the run passes the crash step",
+    ),
+    (
+        re.compile(r"DataLoader|dataloader worker", re.I),
+        "the data loader failed (a worker died or timed out)",
+        Confidence.MEDIUM,
+        "check the workers' memory (/dev/shm, host RAM) and the data files; fewer workers or a larger timeout",
+        "the loader keeps feeding batches past the crash step",
     ),
     (
         re.compile(r"NCCL|Watchdog|timed out|timeout", re.I),

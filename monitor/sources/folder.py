@@ -123,13 +123,14 @@ def _walk(root: Path, depth: int) -> Iterator[Path]:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return
-    in_run_dir = _RUN_DIR.fullmatch(root.name) is not None
+    # A W&B folder's own files (debug.log, the run's files/output.log) repeat its `.wandb` logs.
+    in_run_dir = _RUN_DIR.fullmatch(root.name) is not None or root.name == "wandb"
     for e in entries:
         if e.name.startswith("."):
             continue
         try:
             if e.is_dir(follow_symlinks=False):
-                if depth > 0 and e.name not in _SKIP_DIRS and not in_run_dir:
+                if depth > 0 and e.name not in _SKIP_DIRS and (not in_run_dir or _RUN_DIR.fullmatch(e.name)):
                     yield from _walk(Path(e.path), depth - 1)
             elif e.is_file() and (not in_run_dir or e.name.endswith(".wandb")):
                 # Inside a W&B run directory only the `.wandb` log is the run (files/output.log repeats it).

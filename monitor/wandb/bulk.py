@@ -41,7 +41,6 @@ from monitor.wandb.reader import (
     HEADER_SIZE,
     LAST,
     MIDDLE,
-    ResumeState,
     WandbEvent,
     WandbLogReader,
     _check_header,
@@ -49,6 +48,7 @@ from monitor.wandb.reader import (
     _number,
     history_values,
 )
+from monitor.wandb.resume import ResumeState
 
 _PIECE = 32 << 20  # bytes read and decoded at a time
 _PAD = 512  # room after a piece: fixed-offset reads past a record's end stay inside the buffer

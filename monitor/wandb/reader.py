@@ -30,6 +30,7 @@ from monitor.errors import FormatError, TargetError
 from monitor.model import Row
 from monitor.protowire import Fields, last, message, signed, timestamp, varint
 from monitor.stepaxis import StepAxis
+from monitor.wandb.resume import ResumeState
 
 MAGIC = b":W&B\xe1\xbe"
 VERSIONS = (0, 1)
@@ -142,21 +143,6 @@ class Summary:
 
 
 WandbEvent = Row | RunMeta | ConfigUpdate | Summary | SystemStats | ConsoleOutput | Exit
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeState:
-    """Where a reader stopped and what carries on to the next record: the byte offset of the next
-    whole record, the step axis, the step counter, console lines waiting for their newline and the
-    counts so far. `WandbBulkReader.resume_state()` gives one; `WandbLogReader.resume(state)` goes on."""
-
-    offset: int
-    axis: StepAxis
-    last_step: float
-    console: tuple[tuple[str, str], ...]
-    records: int
-    bad_records: int
-    skipped_bytes: int
 
 
 class WandbLogReader:

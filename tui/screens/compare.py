@@ -17,8 +17,8 @@ from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Role, Verdict
 from tui import actions
 from tui import format as fmt
-from tui.plotdata import COMPARE_X_AXES, PCT, PlotOptions, RankStats, rank_stats
-from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, role_values
+from tui.plotdata import COMPARE_X_AXES, COMPARE_X_AXES_EPOCH, PCT, PlotOptions, RankStats, rank_stats
+from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epochs_of, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.widgets.notice_bar import NoticeBar
@@ -168,6 +168,8 @@ class CompareScreen(PlottingScreen):
 
     def _choose_axis(self, analyses: list[tuple[str, RunAnalysis | None]]) -> None:
         """Runs that count steps differently (other step keys, or lengths 5x apart) start on % of each run."""
+        if any(a is not None and epochs_of(a) is not None for _, a in analyses):
+            self.X_AXES = COMPARE_X_AXES_EPOCH
         names = {axis_name(a) for _, a in analyses if a is not None}
         lasts = [a.store.last_step for _, a in analyses if a is not None and a.store.last_step]
         if len(names) > 1 or (lasts and min(lasts) > 0 and max(lasts) / min(lasts) > 5):

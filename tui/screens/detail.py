@@ -24,6 +24,7 @@ from tui.runinfo import info_sections
 from tui.runplots import data_version, gpu_spec, has_gpu, pane_spec, run_panes
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.widgets.diagnosis import DiagnosisList
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
@@ -121,6 +122,7 @@ class DetailScreen(PlottingScreen):
                 yield LogTail(id="log")
                 yield FilterInput(placeholder="filter log lines", id="log-filter")
             with VerticalScroll(id="info-box"):
+                yield DiagnosisList(id="diagnosis")
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
         yield NoticeBar()
@@ -149,6 +151,8 @@ class DetailScreen(PlottingScreen):
             gpu_key = (run.host, len(history), history[-1].time if history else None)
             items.append(PaneItem("gpu", gpu_key, lambda: gpu_spec(run.host, history, snap.time)))
         grid = self.query_one(PlotGrid)
+        if (len(items) > 1) != (len(grid.items) > 1):
+            self.refresh_bindings()  # `g` and `f` come and go with a second pane
         grid.show(items)
         head.update(self._head(run, grid))
         self._show_findings(run, force=force)
@@ -158,6 +162,15 @@ class DetailScreen(PlottingScreen):
             self.query_one(LogTail).show(list(tail), (len(tail), id(tail[-1]) if tail else None, a.info.lines))
         if self.has_class("-info"):
             self._show_info(run, version)
+            self.query_one(DiagnosisList).show(a, (run.id, version, run.findings))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
+        if action in ("next_plot", "full_pane") and self.is_mounted:
+            return len(self.query_one(PlotGrid).items) > 1 or self.query_one(PlotGrid).full
+        if action in ("next_run", "prev_run"):
+            return len(self.order) > 1
+        return True
 
     def _show_findings(self, run: RunSnapshot, *, force: bool = False) -> None:
         a = self.analysis(run.id)

@@ -134,6 +134,15 @@ class MainScreen(RunwatchScreen):
             return run
         return dataclasses.replace(run, last_update=a.store.times[-1][1], loss_trend=self._trend(run, a))
 
+    def _interval(self, run_id: str) -> float | None:
+        """The run's usual seconds between logged rows (median over its last rows), for the rate's decay."""
+        a = self.analysis(run_id)
+        if a is None or len(a.store.times) < 3:
+            return None
+        times = [t for _, t in list(a.store.times)[-17:]]
+        gaps = sorted(b - c for b, c in zip(times[1:], times[:-1], strict=False) if b > c)
+        return gaps[len(gaps) // 2] if gaps else None
+
     def _trend(self, run: RunSnapshot, a: RunAnalysis) -> tuple[float, ...]:
         """The loss over the whole run in a few bucket means (not the last dozen points, which read as noise)."""
         key = run.loss_key
@@ -157,13 +166,23 @@ class MainScreen(RunwatchScreen):
             self._pending = snap
             return
         self._pending = None
+        first = self._drawn_at < 0
         self._drawn_at = time.monotonic()
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
+        had_runs = bool(table.order)
         table.sort_column = (self.sort_by, self.sort_reverse)
-        table.show(self.visible_runs(snap), self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading))
+        runs = self.visible_runs(snap)
+        intervals = {r.id: iv for r in runs if (iv := self._interval(r.id)) is not None}
+        table.show(runs, self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading), intervals)
+        if had_runs != bool(table.order):
+            self.refresh_bindings()
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
-        self._show_preview(force=False)
+        if first:
+            # The table's first frame goes out before the preview plot is built.
+            self.call_after_refresh(self._show_preview, False)
+        else:
+            self._show_preview(force=False)
 
     def _redraw(self) -> None:
         if self.rw.snapshot is not None:
@@ -261,11 +280,21 @@ class MainScreen(RunwatchScreen):
         self.query_one(FilterInput).open()
 
     def on_input_changed(self, event: FilterInput.Changed) -> None:
+        if bool(self.filter_text) != bool(event.value.strip()):
+            self.refresh_bindings()
         self.filter_text = event.value.strip()
         self._redraw()
 
     def on_filter_input_closed(self, _event: FilterInput.Closed) -> None:
         self.query_one(RunTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run keys are shown only when there is a run to act on; `esc` only with a filter to clear."""
+        if action in ("open_detail", "compare", "stop", "escalate", "evidence", "mark", "sort", "sort_reverse"):
+            return bool(self.is_mounted and self.query_one(RunTable).order)
+        if action == "clear_filter":
+            return bool(self.filter_text)
+        return True
 
     def _request(self, cls: type[RunActionRequested]) -> None:
         run = self._selected()

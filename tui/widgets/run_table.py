@@ -92,6 +92,7 @@ class RunTable(DataTable[Text | str]):
         self._runs: dict[str, RunSnapshot] = {}
         self._marked: frozenset[str] = frozenset()
         self._reading: frozenset[str] = frozenset()
+        self._intervals: dict[str, float] = {}
         self._now = 0.0
 
     # ---- public --------------------------------------------------------------------------
@@ -118,11 +119,13 @@ class RunTable(DataTable[Text | str]):
         now: float,
         marked: frozenset[str] = frozenset(),
         reading: frozenset[str] = frozenset(),
+        intervals: dict[str, float] | None = None,
     ) -> None:
         """Show these runs in this order (`reading`: runs still catching up); unchanged cells are not touched."""
         self._now = now
         self._marked = marked
         self._reading = reading
+        self._intervals = intervals or {}
         self._runs = {r.id: r for r in runs}
         order = [r.id for r in runs]
         # The step column fits its widest value: `1,000,000` is never cut.
@@ -260,7 +263,9 @@ class RunTable(DataTable[Text | str]):
                 out[c.key] = Text(fmt.step_text(run.last_step), justify="right")
             elif c.key == "speed":
                 age = None if run.last_update is None else self._now - run.last_update
-                out[c.key] = Text(fmt.rate_text(fmt.live_rate(run.steps_per_s, age)), justify="right")
+                out[c.key] = Text(
+                    fmt.rate_text(fmt.live_rate(run.steps_per_s, age, self._intervals.get(run.id))), justify="right"
+                )
             elif c.key == "loss":
                 style = var_style(app, "verdict-bad") if fmt.num(run.loss) in ("NaN", "Inf") else ""
                 out[c.key] = Text(fmt.num(run.loss), justify="right", style=style)
