@@ -149,6 +149,7 @@ class RunAnalysis:
     def add_rows(self, rows: Iterable[Row], now: float) -> bool:
         """Store and judge rows; True when a finding changed."""
         rows = _safe_keys(rows if isinstance(rows, list) else list(rows), self._printable_keys)
+        self._sync_config()
         self.store.add_many(rows, now)
         self.detectors.set_axis(self.info.axis)
         return self.detectors.ingest_many(rows, now)
@@ -156,6 +157,7 @@ class RunAnalysis:
     def add_columns(self, blocks: list[Columns], now: float) -> bool:
         """Store and judge column blocks (the backfill path); True when a finding changed."""
         blocks = [b if all(map(str.isprintable, b.keys)) else b._replace(keys=_shown_keys(b.keys)) for b in blocks]
+        self._sync_config()
         self.store.add_columns(blocks, now)
         self.detectors.set_axis(self.info.axis)
         return self.detectors.ingest_columns(blocks, now)
@@ -191,15 +193,21 @@ class RunAnalysis:
         """Take what the source learned besides rows (axis name, declared config), and judge the log
         tail again when it changed: does the text after the last metric line show a crash?"""
         self.detectors.set_axis(self.info.axis)
-        if self.info.config is not self._config_seen:
-            self._config_seen = self.info.config
-            self.detectors.declare({**self._beside, **self.info.config})
+        self._sync_config()
         tail = self.store.log_tail
         seen = (len(tail), tail[-1] if tail else None)
         if seen[0] == self._text_seen[0] and seen[1] is self._text_seen[1]:
             return
         self._text_seen = seen
         self.detectors.set_crash(self._crash_in(list(tail)))
+
+    def _sync_config(self) -> None:
+        """Declare the run's configuration to the detectors as soon as it is known, before the rows
+        that follow: the LR is then compared with its schedule point by point, the same whenever
+        (and however often) the run is judged."""
+        if self.info.config is not self._config_seen:
+            self._config_seen = self.info.config
+            self.detectors.declare({**self._beside, **self.info.config})
 
     def _crash_in(self, lines: list[str]) -> Crash | None:
         if not lines or not might_crash(lines):
