@@ -37,7 +37,7 @@ class NanDetector(Detector):
         self._finite_after = 0
 
     def nonfinite(self, step: float, x: float, onset: float | None = None) -> bool:
-        """A NaN/Inf value (or 0s that stand for them from `onset`: see `_LossMonitor._hidden_nan`)."""
+        """A NaN/Inf value (or a 0 standing for one: `detectors.monitors.LossMonitor._hidden_nan`)."""
         self._finite_after = 0
         cur = self.current
         if cur is not None and cur.active:

@@ -13,14 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, fmt
+from detectors.base import fmt
 from detectors.crash import Crash, CrashDetector
-from detectors.evals import EvalDetector
-from detectors.grad import GradExplosionDetector, GradNonFiniteDetector, GradVanishingDetector
 from detectors.judge import judge
-from detectors.loss import DivergenceDetector, NanDetector, PlateauDetector, SpikeDetector, is_total_loss
+from detectors.loss import is_total_loss
 from detectors.lr import LrDetector, Schedule
-from detectors.series import SeriesStats
+from detectors.monitors import EvalMonitor, GradMonitor, LossMonitor
 from detectors.stall import StallDetector
 from detectors.thresholds import DEFAULT, Thresholds
 from monitor.model import Finding, Judgement, Role, Row
@@ -40,189 +38,6 @@ _PARTIAL_QUALITY = re.compile(r"precision|recall")
 
 #: Findings of earlier segments (before the steps went back) kept for the record.
 _RETIRED_KEPT = 64
-
-
-class _LossMonitor:
-    """Training loss: NaN, spike, divergence, plateau/converged."""
-
-    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats", "total")
-
-    def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
-        self.stats = SeriesStats(th.level_span, th.trend_window)
-        self.nan = NanDetector(key, th, axis)
-        self.spike = SpikeDetector(key, th, axis)
-        self.div = DivergenceDetector(key, th, axis)
-        self.plateau = PlateauDetector(key, th, axis)
-        self.lr = lr
-        self.total = is_total_loss(key)
-        self.nan_only = False
-        """Only NaN/Inf is judged (reinforcement learning and GAN losses are not objectives that fall)."""
-
-    def __call__(self, step: float, x: float) -> bool:
-        if x - x != 0.0:
-            return self.nan.nonfinite(step, x)
-        if x == 0.0 and self.total and self._hidden_nan():
-            return self.nan.nonfinite(step, x)
-        changed = self.nan.finite(step) if self.nan.current is not None else False
-        if self.nan_only:
-            return changed
-        s = self.stats
-        s.update(step, x)
-        lr = self.lr()
-        changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step, self.spike, lr is not None and lr.warming) or changed
-        return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
-
-    def many(self, steps: list[float], xs: list[float]) -> bool:
-        """`self(step, x)` over a column of points, with the learning rate as it stands (a column
-        block judges the LR first, so that is where it ends in the block)."""
-        s = self.stats
-        update = s.update
-        nan = self.nan
-        spiker = self.spike
-        spike, div, plateau = spiker.update, self.div.update, self.plateau.update
-        lr = self.lr()
-        ratio = lr.ratio if lr is not None else None
-        warming = lr is not None and lr.warming
-        changed = False
-        if self.nan_only:
-            for step, x in zip(steps, xs, strict=True):
-                if nan.nonfinite(step, x) if x - x != 0.0 else nan.current is not None and nan.finite(step):
-                    changed = True
-            return changed
-        for step, x in zip(steps, xs, strict=True):
-            if x - x != 0.0:
-                if nan.nonfinite(step, x):
-                    changed = True
-                continue
-            if x == 0.0 and self.total and self._hidden_nan():
-                if nan.nonfinite(step, x):
-                    changed = True
-                continue
-            update(step, x)
-            if nan.current is not None and nan.finite(step):
-                changed = True
-            if spike(s, step):
-                changed = True
-            if div(s, step, spiker, warming):
-                changed = True
-            if plateau(s, step, ratio):
-                changed = True
-        return changed
-
-    def _hidden_nan(self) -> bool:
-        """Whether an exact 0 of a total loss stands for NaN steps.
-
-        HF Trainer's nan_inf_filter leaves NaN steps out of the logged average, which reads 0 when
-        every step was NaN: a total loss that falls to exactly 0 right after clearly non-zero values
-        (or stays 0 while already NaN) is NaN training. Components of a loss may well be 0 (a batch
-        with no objects); a total does not fall to exactly 0 within one logging interval."""
-        cur = self.nan.current
-        if cur is not None and cur.active:
-            return True
-        st = self.stats
-        return st.n > 8 and st.last_value > 0.01 * abs(st.first)
-
-    def detectors(self) -> tuple[Detector, ...]:
-        return (self.nan, self.spike, self.div, self.plateau)
-
-
-class _EvalMonitor:
-    """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
-
-    __slots__ = ("evals", "nan", "quality", "train")
-
-    def __init__(
-        self,
-        key: str,
-        th: Thresholds,
-        role: Role,
-        baseline: float | None,
-        train: Callable[[], SeriesStats | None],
-        axis: str = "step",
-        quality: Callable[[], tuple[str, float, float, float] | None] | None = None,
-    ) -> None:
-        self.nan: NanDetector | None = NanDetector(key, th, axis)
-        self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
-        self.train = train
-        self.quality = quality if role is Role.EVAL_LOSS else None
-
-    def __call__(self, step: float, x: float) -> bool:
-        nan = self.nan
-        if x - x != 0.0:
-            return nan.nonfinite(step, x) if nan is not None else False
-        changed = nan.finite(step) if nan is not None and nan.current is not None else False
-        t = self.train()
-        better = self.quality() if self.quality is not None else None
-        return self.evals.update(step, x, t.level if t is not None and t.n else None, better) or changed
-
-    def many(self, steps: list[float], xs: list[float]) -> bool:
-        """`self(step, x)` over a column of points, with the training level as it stands (a column
-        block judges the training loss before evals)."""
-        nan = self.nan
-        update = self.evals.update
-        t = self.train()
-        level = t.level if t is not None and t.n else None
-        better = self.quality() if self.quality is not None else None
-        changed = False
-        for step, x in zip(steps, xs, strict=True):
-            if x - x != 0.0:
-                if nan is not None and nan.nonfinite(step, x):
-                    changed = True
-                continue
-            if nan is not None and nan.current is not None and nan.finite(step):
-                changed = True
-            if update(step, x, level, better):
-                changed = True
-        return changed
-
-    def detectors(self) -> tuple[Detector, ...]:
-        return (self.evals,) if self.nan is None else (self.nan, self.evals)
-
-
-class _GradMonitor:
-    """Gradient norm: overflow skips / NaN gradients, explosion, vanishing."""
-
-    __slots__ = ("explode", "nonfinite", "stats", "vanish")
-
-    def __init__(self, key: str, th: Thresholds, axis: str = "step") -> None:
-        self.stats = SeriesStats(th.level_span, th.trend_window, full=False, floor=1e-9)
-        self.nonfinite = GradNonFiniteDetector(key, th, axis)
-        self.explode = GradExplosionDetector(key, th, axis)
-        self.vanish = GradVanishingDetector(key, th, axis)
-
-    def __call__(self, step: float, x: float) -> bool:
-        if x - x != 0.0:
-            return self.nonfinite.nonfinite(step, x)
-        s = self.stats
-        s.update(step, x)
-        changed = self.nonfinite.finite(step) if self.nonfinite.current is not None else False
-        changed = self.explode.update(s, step) or changed
-        return self.vanish.update(s, step) or changed
-
-    def many(self, steps: list[float], xs: list[float]) -> bool:
-        """`self(step, x)` over a column of points."""
-        s = self.stats
-        update = s.update
-        nonfinite = self.nonfinite
-        explode, vanish = self.explode.update, self.vanish.update
-        changed = False
-        for step, x in zip(steps, xs, strict=True):
-            if x - x != 0.0:
-                if nonfinite.nonfinite(step, x):
-                    changed = True
-                continue
-            update(step, x)
-            if nonfinite.current is not None and nonfinite.finite(step):
-                changed = True
-            if explode(s, step):
-                changed = True
-            if vanish(s, step):
-                changed = True
-        return changed
-
-    def detectors(self) -> tuple[Detector, ...]:
-        return (self.nonfinite, self.explode, self.vanish)
 
 
 def _skip(step: float, x: float) -> bool:
@@ -255,8 +70,8 @@ class RunDetectors:
         self._th = thresholds
         self._baselines = dict(baselines or {})
         self._handlers: dict[str, Handler] = {}
-        self._monitors: list[_LossMonitor | _EvalMonitor | _GradMonitor | LrDetector] = []
-        self._train: _LossMonitor | None = None
+        self._monitors: list[LossMonitor | EvalMonitor | GradMonitor | LrDetector] = []
+        self._train: LossMonitor | None = None
         self._total: str | None = None
         self._not_objective = False
         self._lr: LrDetector | None = None
@@ -275,19 +90,19 @@ class RunDetectors:
     def _loss_trouble(self) -> str | None:
         """What is live and wrong with the training (a loss diverging or spiking, gradients exploding)."""
         for m in self._monitors:
-            if isinstance(m, _GradMonitor) and m.explode.active:
+            if isinstance(m, GradMonitor) and m.explode.active:
                 return f"{m.explode.metric} is exploding"
-            if isinstance(m, _LossMonitor) and not m.nan_only:
+            if isinstance(m, LossMonitor) and not m.nan_only:
                 if m.div.active:
                     return f"{m.div.metric} is diverging"
                 if m.spike.in_spike:
                     return f"{m.spike.metric} is spiking"
         return None
 
-    def _another_loss_holding(self, mon: _LossMonitor) -> bool:
+    def _another_loss_holding(self, mon: LossMonitor) -> bool:
         """Whether another training loss of the run holds at its best (a trade-off between components)."""
         return any(
-            isinstance(m, _LossMonitor) and m is not mon and not m.nan_only and m.div.holding(m.stats)
+            isinstance(m, LossMonitor) and m is not mon and not m.nan_only and m.div.holding(m.stats)
             for m in self._monitors
         )
 
@@ -297,16 +112,16 @@ class RunDetectors:
             # Reinforcement learning or a GAN: its losses move with the policy or the opponent.
             self._not_objective = True
             for m in self._monitors:
-                if isinstance(m, _LossMonitor):
+                if isinstance(m, LossMonitor):
                     m.nan_only = True
         th = self._th
         handler: Handler
         if role is Role.TRAIN_LOSS:
-            mon = _LossMonitor(key, th, lambda: self._lr, self.axis)
+            mon = LossMonitor(key, th, lambda: self._lr, self.axis)
             if is_total_loss(key) and self._total is None:
                 self._total = key
                 for other in self._monitors:
-                    if isinstance(other, _LossMonitor):
+                    if isinstance(other, LossMonitor):
                         other.div.component = True
             mon.div.component = self._total is not None and self._total != key
             mon.div.siblings = lambda mon=mon: self._another_loss_holding(mon)
@@ -316,7 +131,7 @@ class RunDetectors:
             self._monitors.append(mon)
             handler = mon
         elif role in (Role.EVAL_LOSS, Role.EVAL_DOWN, Role.EVAL_UP):
-            emon = _EvalMonitor(
+            emon = EvalMonitor(
                 key,
                 th,
                 role,
@@ -328,7 +143,7 @@ class RunDetectors:
             self._monitors.append(emon)
             handler = emon
         elif role is Role.GRAD_NORM:
-            gmon = _GradMonitor(key, th, self.axis)
+            gmon = GradMonitor(key, th, self.axis)
             gmon.nonfinite.trouble = self._loss_trouble
             self._monitors.append(gmon)
             handler = gmon
@@ -349,7 +164,7 @@ class RunDetectors:
         trade against each other) and WER-like metrics only when there is nothing else."""
         best: tuple[int, tuple[str, float, float, float]] | None = None
         for mon in self._monitors:
-            if isinstance(mon, _EvalMonitor) and mon.quality is None:
+            if isinstance(mon, EvalMonitor) and mon.quality is None:
                 last, top = mon.evals.last_y, mon.evals.best_y
                 if last is None or top is None:
                     continue
@@ -427,7 +242,7 @@ class RunDetectors:
                 continue
             handlers = self._handlers
             if self._goes_back(block.steps) or any(
-                isinstance(handlers.get(k) or self._route(k), _EvalMonitor) for k in block.keys
+                isinstance(handlers.get(k) or self._route(k), EvalMonitor) for k in block.keys
             ):
                 # Judged row by row: a relaunch in the same log (rare) restarts; and evaluations (sparse)
                 # are read beside the training loss and accuracy of their own row, whatever the blocks.

@@ -38,7 +38,15 @@ def test_report_on_real_runs_has_every_section_and_a_picture(tmp_path: Path) -> 
     files = write(rep, tmp_path / "out")
     md = files.markdown.read_text()
     assert len(rep.runs) >= 5 and all(r.error is None for r in rep.runs)
-    for heading in ("## Ranking", "## Next experiments", "**Good**", "**Bad**", "**Ugly**", "**Diagnosis**"):
+    for heading in (
+        "## Ranking",
+        "## Across runs",
+        "## Next experiments",
+        "**Good**",
+        "**Bad**",
+        "**Ugly**",
+        "**Diagnosis**",
+    ):
         assert heading in md, heading
     assert "Step axis:" in md
     n_exp = len(re.findall(r"^\d\. \*\*", md.split("## Next experiments")[1].split("\n## ")[0], re.M))

@@ -144,6 +144,10 @@ def test_trend_is_the_whole_run_and_rates_and_stalls_move_with_the_clock() -> No
     assert fmt.live_rate(10.0, 250.0, interval=10.0) == 0.0
     stall = Finding("stalled", Severity.WARN, "step", 5, 5, "no new step for 21s after step 5 (usual interval 2s)", {})
     assert fmt.live_message(stall, 1000.0, 1080.0).startswith("no new step for 1m after step 5")
+    # The detector writes durations as `21 s`, `40 min`, `1.2 h`: the unit goes with the number.
+    for written in ("21 s", "40 min", "1.2 h"):
+        f = Finding("stalled", Severity.WARN, "step", 5, 5, f"no new step for {written} after step 5", {})
+        assert fmt.live_message(f, 1000.0, 1000.0 + 7200).startswith("no new step for 2.0h after step 5")
 
 
 def test_nan_points_are_kept_as_marks_on_the_curve() -> None:

@@ -206,7 +206,7 @@ def live_rate(steps_per_s: float | None, age: float | None, interval: float | No
     return steps_per_s * quiet / age
 
 
-_STALL_AGE = re.compile(r"no new step for \S+")
+_STALL_AGE = re.compile(r"no new step for [\d.]+(?: ?(?:s|min|h|d)\b)?")
 
 
 def live_message(f: Finding, last_update: float | None, now: float | None) -> str:

@@ -198,8 +198,12 @@ def consequences(fault: list[Row], twin: list[Row], b: float) -> list[dict[str, 
     return out
 
 
-def file_events(kind: str, f: Written, twin: Written, fault_step: int) -> list[dict[str, Any]] | None:
-    """The events `f` shows for fault `kind` switched on at `fault_step`; None when it shows nothing."""
+def file_events(
+    kind: str, f: Written, twin: Written, fault_step: int, primary: bool = True
+) -> list[dict[str, Any]] | None:
+    """The events `f` shows for fault `kind` switched on at `fault_step`; None when it shows nothing
+    (or, for the `primary` file, when the fault did not do what it is meant to: a growing LR that
+    never made the loss diverge is retried stronger)."""
     b = f.axis(fault_step)
     rows, trows = f.rows, twin.rows
     has = {k for _, m in rows for k in m}
@@ -218,7 +222,7 @@ def file_events(kind: str, f: Written, twin: Written, fault_step: int) -> list[d
         else:
             out.append(ev("lr_anomaly", b, miss=True, note="this log does not print the learning rate"))
         more = consequences(rows, trows, b)
-        if kind == "lr_grows" and not any(e["verdict"] in ("divergence", "nan") for e in more):
+        if primary and kind == "lr_grows" and not any(e["verdict"] in ("divergence", "nan") for e in more):
             return None
         return out + more
     if kind in ("grad_explosion", "grad_vanishing"):

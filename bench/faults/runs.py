@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.faults import configs, frameworks, writers
-from bench.faults.labels import ev, file_events, natural_overfit
+from bench.faults.labels import consequences, ev, file_events, natural_overfit
 from bench.faults.plan import FAMILIES, Base, stronger
 from bench.faults.tails import CRASHES
 from bench.faults.train import Fault, Trajectory, Twins
@@ -135,14 +135,19 @@ def generate_base(base: Base, out: Path) -> list[str]:
         while fault is not None:
             traj = twins.faulty(fault)
             files, _ = channels(base, traj, crash, fam.n_train)
-            events = [file_events(fault.kind, w, h, fault.step) for w, h in zip(files, healthy_files, strict=True)]
+            pairs = zip(files, healthy_files, strict=True)
+            events = [file_events(fault.kind, w, h, fault.step, i == 0) for i, (w, h) in enumerate(pairs)]
             if events[0] is not None:
                 break
             fault = stronger(fault)
         if fault is None:
             continue
         run_id = f"{base.name}-{fault.kind}"
-        per_file = [(w.name, e or []) for w, e in zip(files, events, strict=True)]
+        # a channel that does not show the fault itself still shows what followed it
+        per_file = [
+            (w.name, e if e is not None else consequences(w.rows, h.rows, w.axis(fault.step)))
+            for w, h, e in zip(files, healthy_files, events, strict=True)
+        ]
         for (_, evs), o, w in zip(per_file, optional, files, strict=True):  # the twin's drift, before the fault
             evs += [e for e in o if e["onset_step"] < w.axis(fault.step) or fault.kind == "fp16_burst"]
         notes = list(common)

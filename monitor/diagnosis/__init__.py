@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from monitor.diagnosis import optim, progress
+from monitor.diagnosis import optim, progress, schedule
 from monitor.diagnosis.facts import RunFacts, facts_of
 from monitor.diagnosis.model import Confidence, Hypothesis
 
@@ -22,7 +22,7 @@ __all__ = ["Confidence", "Hypothesis", "RunFacts", "diagnose", "diagnose_analysi
 
 _RULES: tuple[Callable[[RunFacts], Hypothesis | list[Hypothesis] | None], ...] = (
     optim.lr_too_high,
-    optim.lr_schedule,
+    schedule.lr_schedule,
     optim.exploding,
     optim.vanishing,
     optim.bad_batch,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
+from monitor.diagnosis.schedule import lr_jumped
 from monitor.model import Finding, Severity
 
 _CLIP_KEYS = (
@@ -148,188 +148,6 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         if conf >= Confidence.MEDIUM
         else "log the gradient norm every step; a rise before the loss would confirm it",
         weight=weight,
-    )
-
-
-_SCHEDULE = (
-    (
-        re.compile(r"warm-up never ended"),
-        "warmup_never_ends",
-        "the LR warm-up never ends",
-        "fix the scheduler's warm-up length (warmup_steps) so it stops at the peak",
-        "the LR flattens at its peak after the warm-up and then decays",
-    ),
-    (
-        re.compile(r"not decaying"),
-        "no_decay",
-        "the LR schedule is not applied (no decay)",
-        "check that scheduler.step() is called and the scheduler is attached to the optimizer",
-        "the LR follows the declared schedule down; the loss drops further late in training",
-    ),
-    (
-        re.compile(r"restarted|reset|rising again"),
-        "schedule_reset",
-        "the LR schedule restarted on resume",
-        "restore the scheduler's state (or pass the global step) when resuming",
-        "the LR continues from where it was at the resume instead of warming up again",
-    ),
-    (
-        re.compile(r"jumped.*after the schedule had started to decay"),
-        "schedule_reset",
-        "the LR schedule likely restarted (a resume that lost the scheduler state?)",
-        "restore the scheduler's state (or pass the global step) when resuming",
-        "the LR continues from where it was at the resume",
-    ),
-    (
-        re.compile(r"jumped"),
-        "lr_jump",
-        "the learning rate jumped (a config or schedule change)",
-        "find what changed the LR at that step (resume with a new config, a schedule bug) and restore it",
-        "the LR stays on its schedule; no jump in the loss or grad norm",
-    ),
-)
-
-
-def lr_schedule(f: RunFacts) -> list[Hypothesis]:
-    """LR schedule mistakes the LR detector found: warm-up that never ends, no decay, reset on resume, a jump."""
-    out: list[Hypothesis] = []
-    for x in f.of("lr_anomaly", warn=True):
-        for pat, cid, cause, fix, expect in _SCHEDULE:
-            if pat.search(x.message):
-                sure = "after the schedule had started to decay" not in x.message and " or " not in x.message
-                out.append(
-                    Hypothesis(
-                        cid,
-                        cause,
-                        Confidence.HIGH if sure else Confidence.MEDIUM,
-                        f"{x.message} (from {f.where(x.onset_step)})",
-                        fix,
-                        expect,
-                        "plot the LR of the fixed run against the schedule the config declares; "
-                        f"it should match from {f.where(x.onset_step)}",
-                        steps=(x.onset_step, x.step),
-                        weight=0.8,
-                    )
-                )
-                break
-    if not out and f.lr is not None:
-        out += [h for h in (_lr_restarted(f), _lr_never_decays(f), lr_jumped(f), _lr_keeps_rising(f)) if h]
-    return out
-
-
-def lr_jumped(f: RunFacts) -> Hypothesis | None:
-    """The LR multiplied at once, above anything it reached before, from a level near its peak."""
-    assert f.lr is not None
-    lr = f.lr.finite()
-    v = lr.values
-    if len(v) < 10:
-        return None
-    before = np.maximum.accumulate(v)[:-1]
-    up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before) & (v[:-1] >= 0.5 * before))[0] + 1
-    # Not a warm-up step: the LR was flat just before, and the jump is past the first tenth of the run.
-    jumps = [int(i) for i in up if i >= max(2, len(v) // 10) and v[i - 2] >= 0.95 * v[i - 1]]
-    if not jumps:
-        return None
-    i = jumps[0]
-    st = float(lr.steps[i])
-    return Hypothesis(
-        "lr_jump",
-        "the learning rate jumped (a config or schedule change)",
-        Confidence.MEDIUM,
-        f"LR x{v[i] / v[i - 1]:.3g} ({fmt(float(v[i - 1]))} -> {fmt(float(v[i]))}) at {f.where(st)}, "
-        f"above its earlier peak {fmt(float(before[i - 1]))}",
-        "find what changed the LR at that step (a resume with a new config, a schedule bug) and restore it",
-        "the LR stays on its schedule; no jump in the loss or grad norm",
-        f"compare the LR of a rerun with this one around {f.where(st)}",
-        steps=(st,),
-        settle="the job's config and scheduler state at that step",
-        weight=0.75,
-    )
-
-
-def _lr_keeps_rising(f: RunFacts) -> Hypothesis | None:
-    """The LR still rising through the second half of the run, by 2x or more."""
-    assert f.lr is not None
-    lr = f.lr.finite()
-    v = lr.values
-    if len(v) < 20:
-        return None
-    half = v[len(v) // 2 :]
-    if not (half[0] > 0 and half[-1] >= 2.0 * half[0] and np.mean(np.diff(half) >= 0) >= 0.9):
-        return None
-    st = float(lr.steps[len(v) // 2])
-    return Hypothesis(
-        "warmup_never_ends",
-        "the LR keeps rising: a warm-up that never ends or a schedule growing the LR",
-        Confidence.MEDIUM,
-        f"LR {fmt(float(half[0]))} at {f.where(st)} and {fmt(float(half[-1]))} at {f.where(float(lr.steps[-1]))}, "
-        "rising all the way",
-        "fix the scheduler (warm-up length, or the sign/base of the schedule) so the LR peaks and then decays",
-        "the LR flattens at its peak and decays",
-        "compare the logged LR with the schedule the config declares",
-        steps=(st,),
-        settle="the scheduler and warm-up length the config declares",
-        weight=0.75,
-    )
-
-
-def _lr_restarted(f: RunFacts) -> Hypothesis | None:
-    """One climb back to about the peak after the LR had decayed (several climbs are restarts by design)."""
-    assert f.lr is not None
-    lr = f.lr.finite()
-    v = lr.values
-    if len(v) < 10:
-        return None
-    peak_so_far = np.maximum.accumulate(v)
-    up = np.nonzero((v[1:] > 1.5 * v[:-1]) & (v[:-1] < 0.7 * peak_so_far[:-1]))[0] + 1
-    if len(up) != 1:
-        return None
-    i = int(up[0])
-    later = v[i:]
-    if later.max() < 0.5 * peak_so_far[i - 1]:
-        return None
-    st = float(lr.steps[i])
-    return Hypothesis(
-        "schedule_reset",
-        "the LR schedule likely restarted (a resume that lost the scheduler state?)",
-        Confidence.MEDIUM,
-        f"LR back up from {fmt(float(v[i - 1]))} to {fmt(float(later.max()))} at {f.where(st)} after it had decayed "
-        f"from its peak {fmt(float(peak_so_far[i - 1]))}; once only, so not a restart schedule",
-        "restore the scheduler's state (or pass the global step) when resuming",
-        "the LR continues from where it was at the resume",
-        f"plot the LR around {f.where(st)} against the schedule the config declares",
-        steps=(st,),
-        settle="whether the job resumed from a checkpoint at that step, and the scheduler it declared",
-        weight=0.7,
-    )
-
-
-def _lr_never_decays(f: RunFacts) -> Hypothesis | None:
-    """A warm-up, then the LR flat at its peak for the rest of a long run."""
-    assert f.lr is not None
-    lr = f.lr.finite()
-    v = lr.values
-    if len(v) < 20 or not v.max() > 0:
-        return None
-    top = float(v.max())
-    i = int(np.nonzero(v >= 0.999 * top)[0][0])
-    warm = v[0] < 0.5 * top and i > 0
-    flat = np.all(np.abs(v[i:] - top) <= 1e-3 * top)
-    total = f.total_steps or float(lr.steps[-1])
-    if not (warm and flat and lr.steps[-1] - lr.steps[i] >= 0.5 * total):
-        return None
-    st = float(lr.steps[i])
-    return Hypothesis(
-        "no_decay",
-        "the LR possibly never decays after its warm-up (a schedule not applied?)",
-        Confidence.MEDIUM if f.lr is not None else Confidence.LOW,
-        f"LR warmed up to {fmt(top)} by {f.where(st)} and stayed exactly there to {f.where(float(lr.steps[-1]))}",
-        "if the config declares a decay: check the scheduler is stepped and attached to the optimizer",
-        "the LR falls along the declared schedule; the loss drops further late in training",
-        "compare the logged LR with the schedule the config declares",
-        steps=(st,),
-        settle="the scheduler the config declares (a constant schedule with warm-up is fine)",
-        weight=0.5,
     )
 
 
@@ -577,6 +395,8 @@ def nonfinite(f: RunFacts) -> Hypothesis | None:
         if f.grad is not None and len(f.grad.finite().before(n)):
             last = f" (last finite grad norm {fmt(float(f.grad.finite().before(n).values[-1]))})"
         build = f"no build-up before it in the loss or grad norm{last}: it came abruptly"
+        if f.loss is not None and len(f.loss) and not len(f.loss.finite().before(n)):
+            build = "from the very first logged step: the initialisation, the data or a dtype/loss-scale setting"
         conf, weight = Confidence.MEDIUM, 0.65
     if x.metric == _key(f.grad):
         part = " (seen in the gradients; a logged loss average may hide NaN steps)"

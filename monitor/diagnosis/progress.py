@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 
-from monitor.diagnosis import optim
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
+from monitor.diagnosis.schedule import lr_jumped
 from monitor.model import Severity
 
 _CLASS_KEYS = ("num_classes", "n_classes", "num_labels", "nc", "classes", "vocab_size", "n_vocab", "padded_vocab_size")
@@ -168,7 +168,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
             falls = (a, z)
     gap = f"; the training loss went {fmt(falls[0])} -> {fmt(falls[1])} meanwhile" if falls else ""
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
-    lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and optim.lr_jumped(f) is not None)
+    lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and lr_jumped(f) is not None)
     # An eval loss that rises while the task metric holds is overconfidence more than memorising.
     task_held = ""
     for task, higher in ((f.eval_up, True), (f.eval_down, False)):
@@ -181,6 +181,8 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
     overfit_found = any(x.kind == "overfit" for x in found)
     if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
         conf = Confidence.HIGH
+    elif falls is not None and falls[1] > 1.05 * falls[0]:
+        return None  # the training loss rose too: the run got worse overall, which is not overfitting
     elif (train_falls or found) and (worse >= 0.1 or (overfit_found and worse >= 0.05)):
         conf = Confidence.MEDIUM
     else:

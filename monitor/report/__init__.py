@@ -19,7 +19,7 @@ from monitor.report import pictures, render
 from monitor.report.model import Report
 from monitor.report.ranking import choose_primary, config_diff, rank, what_helped
 from monitor.report.runs import RunSummary, summarise
-from monitor.report.sections import judge_run, next_experiments, top_causes
+from monitor.report.sections import across_runs, judge_run, next_experiments, top_causes
 
 __all__ = ["ReportFiles", "build", "write"]
 
@@ -59,11 +59,12 @@ def build(
     when = (_dt.datetime.fromtimestamp(now, _dt.UTC) if now else _dt.datetime.now(_dt.UTC)).strftime(
         "%Y-%m-%d %H:%M UTC"
     )
+    verdicts = [judge_run(r) for r in runs]
     rep = Report(
         targets=list(targets),
         when=when,
         runs=runs,
-        verdicts=[judge_run(r) for r in runs],
+        verdicts=verdicts,
         svgs=svgs,
         pictures=[None] * len(runs),
         primary=prim,
@@ -74,6 +75,7 @@ def build(
         axis_note=note,
         causes={id(r): top_causes(r.hypotheses) for r in runs},
         overlay_svg=pictures.overlay(ranked, prim),
+        overall=across_runs(ranked, {id(r): v for r, v in zip(runs, verdicts, strict=True)}, prim),
     )
     return rep
 

@@ -26,5 +26,7 @@ class Report:
     experiments: list[Experiment]
     axis_note: str
     causes: dict[int, str] = field(default_factory=dict)
+    overall: Verdicts = field(default_factory=Verdicts)
+    """Good / Bad / Ugly across all runs."""
     overlay_svg: str | None = None
     overlay_file: str | None = None

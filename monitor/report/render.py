@@ -68,6 +68,12 @@ def markdown(rep: Report) -> str:
             "- no difference lines up with the ranking yet (fewer than 3 runs or no trend)"
         ]
         o.append("")
+    if len(rep.runs) > 1:
+        o += ["## Across runs", ""]
+        for title, items in (("Good", rep.overall.good), ("Bad", rep.overall.bad), ("Ugly", rep.overall.ugly)):
+            o.append(f"**{title}**")
+            o += [f"- {s}" for s in items] or ["- nothing"]
+            o.append("")
     if rep.overlay_file:
         o += [f"![overlay of the best runs]({rep.overlay_file})", ""]
     o += ["## Next experiments", ""]
@@ -159,6 +165,18 @@ def html(rep: Report) -> str:
                 f"<tr><td><code>{e(k)}</code></td>" + "".join(f"<td>{e(_cell(vals[i]))}</td>" for i in order) + "</tr>"
             )
         o.append("</table><ul>" + "".join(f"<li>{e(s)}</li>" for s in rep.helped) + "</ul>")
+    if len(rep.runs) > 1:
+        o.append("<h2>Across runs</h2>")
+        for title, items, cls in (
+            ("Good", rep.overall.good, "good"),
+            ("Bad", rep.overall.bad, "badl"),
+            ("Ugly", rep.overall.ugly, "ugly"),
+        ):
+            o.append(
+                f'<div class="box {cls}"><b>{title}</b><ul>'
+                + ("".join(f"<li>{e(s)}</li>" for s in items) or "<li>nothing</li>")
+                + "</ul></div>"
+            )
     if rep.overlay_svg:
         o.append(_img(rep.overlay_svg, "overlay of the best runs"))
     o.append("<h2>Next experiments</h2><ol>")

@@ -94,6 +94,40 @@ def judge_run(r: RunSummary) -> Verdicts:
     return v
 
 
+def across_runs(ranked: list[Ranked], verdicts: dict[int, Verdicts], primary: Primary | None) -> Verdicts:
+    """Good / Bad / Ugly over all runs: the best result, the limits they share, the failures and their causes."""
+    v = Verdicts()
+    runs = [x.run for x in ranked if x.run.error is None]
+    if not runs:
+        v.ugly.append("no run could be read")
+        return v
+    best = next((x for x in ranked if x.best is not None), None)
+    if best is not None and primary is not None:
+        v.good.append(f"best {primary.key}: {fmt(best.best or 0.0)} by {best.run.name}")
+    healthy = [r for r in runs if r.verdict == "healthy"]
+    if healthy:
+        v.good.append(f"{len(healthy)} of {len(runs)} runs healthy")
+    still = [r for r in runs if any("under-trained" in b for b in verdicts[id(r)].bad)]
+    if still:
+        v.bad.append(
+            f"{len(still)} of {len(runs)} runs still improving at the end: " + ", ".join(r.name for r in still[:4])
+        )
+    causes: dict[str, list[str]] = {}
+    for r in runs:
+        for h in r.hypotheses:
+            if not h.incidental and h.confidence >= Confidence.MEDIUM:
+                causes.setdefault(h.cause, []).append(r.name)
+                break
+    for cause, names in sorted(causes.items(), key=lambda kv: -len(kv[1])):
+        (v.ugly if any(r.verdict == "bad" for r in runs if r.name in names) else v.bad).append(
+            f"{cause}: {len(names)} run{'s' if len(names) > 1 else ''} ({', '.join(names[:4])})"
+        )
+    unread = [x.run for x in ranked if x.run.error is not None]
+    if unread:
+        v.ugly.append(f"{len(unread)} target(s) could not be read")
+    return v
+
+
 @dataclass(frozen=True)
 class Experiment:
     what: str
