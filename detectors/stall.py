@@ -81,6 +81,14 @@ class StallDetector(Detector):
                 kind="idle",
             )
         usual = f"usual interval {iv:.0f}s" if iv else "interval unknown"
+        if self._last_step == -float("inf"):  # stuck before its first step (data loading, a hung launch)
+            return self._fire(
+                Severity.WARN,
+                0.0,
+                0.0,
+                f"no step logged {_dur(gap)} after the source last showed life",
+                {"seconds_since_update": round(gap, 1), "interval": iv},
+            )
         return self._fire(
             Severity.WARN,
             self._last_step,
