@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,10 @@ class RunAnalysis:
         self.store = RunStore()
         self._printable_keys: set[str] = set()
         """Metric keys already seen to be printable (checking a row against it is one C call)."""
-        self._text_seen: tuple[int, str | None] = (0, None)
+        self._text_seen = 0
+        """How many log lines the store had added when the tail was last judged."""
+        self._quick_hit = -1
+        """Number (0-based, in the order added) of the newest log line that might show a crash."""
         self._config_seen: dict[str, Any] | None = None
         # The config saved beside a metrics file is known before any row, whichever front end reads it.
         self._beside = config_beside(info.target)
@@ -194,12 +198,20 @@ class RunAnalysis:
         tail again when it changed: does the text after the last metric line show a crash?"""
         self.detectors.set_axis(self.info.axis)
         self._sync_config()
-        tail = self.store.log_tail
-        seen = (len(tail), tail[-1] if tail else None)
-        if seen[0] == self._text_seen[0] and seen[1] is self._text_seen[1]:
+        store = self.store
+        added = store.log_lines_added
+        if added == self._text_seen:
             return
-        self._text_seen = seen
-        self.detectors.set_crash(self._crash_in(list(tail)))
+        tail = store.log_tail
+        # Only the lines new since the last look go through the cheap filter; the newest that
+        # passes it is remembered (by its number), so a tail of harmless lines costs no rescan.
+        for back, line in enumerate(islice(reversed(tail), min(added - self._text_seen, len(tail)))):
+            if might_crash((line,)):
+                self._quick_hit = added - 1 - back
+                break
+        self._text_seen = added
+        could = self._quick_hit >= added - len(tail)  # some line still in the tail might show a crash
+        self.detectors.set_crash(self._crash_in(list(tail)) if could else None)
 
     def _sync_config(self) -> None:
         """Declare the run's configuration to the detectors as soon as it is known, before the rows
@@ -210,7 +222,8 @@ class RunAnalysis:
             self.detectors.declare({**self._beside, **self.info.config})
 
     def _crash_in(self, lines: list[str]) -> Crash | None:
-        if not lines or not might_crash(lines):
+        """The crash the tail shows; the caller has checked some line passes `might_crash`."""
+        if not lines:
             return None
         try:
             parser = make_parser(self.info.format)

@@ -181,6 +181,8 @@ class RunStore:
         self._last_step: float | None = None
         self._rows = 0
         self.log_tail: deque[str] = deque(maxlen=log_lines)
+        self.log_lines_added = 0
+        """Log lines ever added to `log_tail` (so a reader can tell which of its lines are new)."""
 
     def add(self, row: Row, now: float) -> None:
         """Store one row; `now` stands in for rows without their own time."""
@@ -300,7 +302,12 @@ class RunStore:
 
     def add_log_lines(self, lines: Iterable[str]) -> None:
         """Keep the last lines for the log tail; a line's escapes and controls are shown, never sent raw."""
-        self.log_tail.extend(safe_text(line.removesuffix("\n").removesuffix("\r")) for line in lines)
+        got = lines if isinstance(lines, list) else list(lines)
+        self.log_lines_added += len(got)
+        keep = self.log_tail.maxlen
+        # Lines the deque would drop at once are not worth sanitising.
+        kept = got[-keep:] if keep is not None and len(got) > keep else got
+        self.log_tail.extend(safe_text(line.removesuffix("\n").removesuffix("\r")) for line in kept)
 
     def last(self, key: str) -> float | None:
         """Latest value of a metric, if it was ever logged."""
