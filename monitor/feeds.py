@@ -127,6 +127,10 @@ class TextFeed:
             self._detect_lines = _DETECT_LINES
         if final:
             yield self.end(now)
+        elif self.parser is None and len(self._pending) >= self._detect_lines:
+            # Enough lines to settle the format as the next live line or tick would (on the same
+            # first lines): settle it now, so the view does not wait a tick for the rows.
+            yield self._try_detect(now, force=False)
         # Else a log just started (a launcher banner, no metric line yet) keeps waiting, live, for
         # lines that say its format (`tick`).
 
