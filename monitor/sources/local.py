@@ -26,6 +26,10 @@ Clock = Callable[[], float]
 
 READ_SIZE = 1 << 20
 """Most bytes one read delivers, so a big backlog streams in pieces and the loop stays responsive."""
+BACKOFF = 0.25
+"""An idle file is polled every `BACKOFF` × the time since it last grew (never less than `poll`)..."""
+MAX_NAP = 1.0
+"""...and at least every `MAX_NAP` seconds (or `poll`, if that is longer): growth snaps it back."""
 
 
 class LocalTail:
@@ -67,6 +71,7 @@ class LocalTail:
         self._behind = False  # the last read was a full `read_size`: more is likely waiting
         self._closed = False
         self._nap = _Nap(sleep)
+        self._grew_at = clock()
 
     @property
     def offset(self) -> int:
@@ -95,9 +100,15 @@ class LocalTail:
                 if chunk.data or chunk.reset:
                     self._problem = None  # readable again
                     self._behind = len(chunk.data) == self._read_size
+                    self._grew_at = self._clock()
                 return chunk
-            await self._nap(self.poll)
+            await self._nap(self._interval())
         raise StopAsyncIteration
+
+    def _interval(self) -> float:
+        """How long to wait before looking again: `poll` while the file is busy, longer while it is idle."""
+        idle = self._clock() - self._grew_at
+        return min(max(self.poll, idle * BACKOFF), max(self.poll, MAX_NAP))
 
     def close(self) -> None:
         """Stop following and release the file; iteration ends."""
@@ -397,7 +408,14 @@ class _Nap:
         self._cut = False
 
     async def __call__(self, delay: float) -> None:
-        self._future = asyncio.ensure_future(self._sleep(delay))
+        if self._sleep is asyncio.sleep:
+            # A bare future woken by a timer: no task per nap (hundreds of files poll ten times a second).
+            loop = asyncio.get_running_loop()
+            self._future = loop.create_future()
+            wake = loop.call_later(delay, _wake, self._future)
+        else:
+            self._future = asyncio.ensure_future(self._sleep(delay))
+            wake = None
         try:
             await self._future
         except asyncio.CancelledError:
@@ -406,8 +424,15 @@ class _Nap:
                 raise
         finally:
             self._future = None
+            if wake is not None:
+                wake.cancel()
 
     def cut(self) -> None:
         self._cut = True
         if self._future is not None:
             self._future.cancel()
+
+
+def _wake(future: asyncio.Future[object]) -> None:
+    if not future.done():
+        future.set_result(None)
