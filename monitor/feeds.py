@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from monitor.analysis import RunAnalysis
 from monitor.backfill import parse_batch, parse_in_worker, worth_parallel
+from monitor.catchup import Piece, parse_rest, worth_it
 from monitor.columns import Columns
 from monitor.errors import FormatError
 from monitor.gpu import GpuSnapshot
@@ -120,9 +121,14 @@ class TextFeed:
             return
         self._detect_lines = _CATCH_UP_DETECT_LINES
         try:
+            size = path.stat().st_size
             for offset, data in file_pieces(path):
                 yield self.chunk(Chunk(offset, data), now)
                 self.resume_offset = offset + len(data)
+                if self.parser is not None and not self._is_document() and worth_it(size - self.resume_offset):
+                    # The format is settled and much is left: a worker parses the rest meanwhile.
+                    yield from self._rest_in_worker(path, size, now)
+                    break
         finally:
             self._detect_lines = _DETECT_LINES
         if final:
@@ -133,6 +139,31 @@ class TextFeed:
             yield self._try_detect(now, force=False)
         # Else a log just started (a launcher banner, no metric line yet) keeps waiting, live, for
         # lines that say its format (`tick`).
+
+    def _rest_in_worker(self, path: Path, stop: int, now: float) -> Iterator[bool]:
+        """Catch up from `resume_offset` to `stop` with a worker parsing (see `monitor.catchup`)."""
+        assert self.parser is not None
+        a = self.analysis
+        pieces = parse_rest(path, self.resume_offset, stop, self.splitter, self.parser, _PIECE, _BATCH, _TAIL)
+        for piece in pieces:
+            if not isinstance(piece, Piece):
+                self.splitter, self.resume_offset = piece
+                return
+            # As `_parse` does with the same lines, in the same order.
+            a.store.add_log_lines(piece.tail)
+            changed = False
+            for blocks, total in piece.batches:
+                a.set_total_steps(total)
+                if blocks:
+                    changed = a.add_columns(blocks, now) or changed
+            self.parser = piece.parser
+            a.info.read_parser(piece.parser)
+            ended = piece.parser.finished or (a.info.state == "running" and piece.marks_end)
+            if ended and a.info.state == "running":
+                a.finish()
+                changed = True
+            yield changed
+            self.resume_offset = piece.end
 
     def _is_document(self) -> bool:
         return isinstance(self.parser, DocumentParser)
