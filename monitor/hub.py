@@ -84,6 +84,8 @@ class Hub(SupervisedSources, RemoteSources):
         self._event_listeners: list[Callable[[HubEvent], Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()
+        """Set when a snapshot should not wait out the publisher's pause (a run was just caught up)."""
         self._ssh_pool = ssh_pool
         self._pool_listening = False
         self._wandb_client_factory = wandb_client_factory
@@ -434,7 +436,10 @@ class Hub(SupervisedSources, RemoteSources):
             self._dirty.clear()
             if self._snapshot_listeners:  # `watch` alone has none: no snapshot to build
                 self.publish()
-            await asyncio.sleep(self.publish_interval)
+            if not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self.publish_interval)
+            self._urgent.clear()
 
     def publish(self) -> HubSnapshot:
         """Build a snapshot and hand it to the snapshot listeners."""

@@ -46,6 +46,7 @@ class SupervisedSources:
     runs: dict[str, HubRun]
     _context: SourceContext
     _closers: list[Callable[[], Awaitable[Any] | Any]]
+    _urgent: asyncio.Event
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -199,6 +200,8 @@ class SupervisedSources:
         run.progress = None
         run.told_caught_up = True
         self._after_rows(run, True, data=False)
+        if all(r.told_caught_up for r in self.runs.values()):
+            self._urgent.set()  # everything is read: show it now, not after the publisher's pause
         self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
 
     async def _remote_stat(self, ref: RunRef) -> tuple[float, int] | None:
