@@ -16,6 +16,7 @@ import numpy as np
 from detectors.base import fmt
 from detectors.crash import Crash, CrashDetector
 from detectors.judge import judge
+from detectors.layers import LayerLens
 from detectors.loss import is_total_loss
 from detectors.lr import LrDetector, Schedule
 from detectors.monitors import EvalMonitor, GradMonitor, LossMonitor
@@ -80,6 +81,8 @@ class RunDetectors:
         self.stall = StallDetector(thresholds)
         self.rl = RlLens(axis=axis)
         """The RL / LLM lens (KL, entropy, clip fraction, reward vs task metric): `detectors/rl.py`."""
+        self.layers = LayerLens(thresholds, axis)
+        """Per-layer gradients (dead, exploding, vanishing layers): `detectors/layers.py`."""
         self.total_steps = total_steps
         self.version = 0
         """Bumped whenever any finding appears, changes or clears."""
@@ -157,7 +160,7 @@ class RunDetectors:
             self._monitors.append(lr)
             handler = lr.update
         else:
-            handler = _skip
+            handler = self.layers.route(key, role) or _skip  # per-layer gradients (detectors/layers.py)
         handler = self.rl.route(key, role, handler, _skip)  # RL / LLM lens (detectors/rl.py)
         self._handlers[key] = handler
         return handler
@@ -309,6 +312,7 @@ class RunDetectors:
                     changed = True
                 retired.extend(d.findings())
         retired.extend(self.rl.restart(step, top))  # RL / LLM lens
+        retired.extend(self.layers.restart(step, top))  # per-layer gradients
         del retired[:-_RETIRED_KEPT]
         self._handlers = {}
         self._monitors = []
@@ -368,6 +372,7 @@ class RunDetectors:
         self.axis = axis
         self.crash.rename_axis(axis)
         self.rl.rename_axis(axis)
+        self.layers.rename_axis(axis)
         for mon in self._monitors:
             for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
                 d.rename_axis(axis)
@@ -408,6 +413,7 @@ class RunDetectors:
             for d in dets:
                 out.extend(d.findings())
         out.extend(self.rl.findings())
+        out.extend(self.layers.findings())
         out.extend(self.stall.findings())
         out.extend(self.crash.findings())
         out.extend(self._external.values())

@@ -63,6 +63,7 @@ from monitor.sources.wandb_api import (
     resolve_credentials,
 )
 from monitor.stepaxis import StepAxis
+from monitor.wandb.reader import histogram_norm
 
 _MAX_WIDTH = 2**50  # keeps minStep/maxStep well inside Int64
 _NONFINITE = {"nan": math.nan, "infinity": math.inf, "inf": math.inf}
@@ -445,6 +446,8 @@ def _numeric_values(row: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, dict):
                 if "_type" not in v:  # W&B media and histograms carry a _type
                     walk(f"{prefix}{k}/", v)
+                elif (x := histogram_norm(v)) is not None:  # per-layer gradients (detectors/layers.py)
+                    out[f"{prefix}{k}"] = x
             elif (x := _number(v)) is not None:
                 out[f"{prefix}{k}"] = x
 
