@@ -11,8 +11,10 @@ import pytest
 
 from detectors.layers import layer_of
 from detectors.run import RunDetectors
+from monitor.analysis import RunAnalysis, RunInfo
 from monitor.check import check_target
 from monitor.config import Config
+from monitor.diagnosis import Confidence, Hypothesis, diagnose_analysis
 from monitor.model import Finding, Role, Row, Severity, Verdict
 from monitor.roles import RoleMap, classify
 from monitor.wandb.reader import histogram_norm, read_wandb_file
@@ -159,3 +161,29 @@ def test_api_history_histograms_become_per_layer_norms() -> None:
         "media": {"_type": "image-file", "path": "x.png"},
     }
     assert _numeric_values(row) == {"loss": 0.5, "gradients/fc.weight": pytest.approx(8**0.5)}
+
+
+def _diagnosis(rd_norm: object) -> list[Hypothesis]:
+    a = RunAnalysis(RunInfo(target="t", name="t"))
+    rnd = random.Random(0)
+    rows = []
+    for i in range(120):
+        values = {"loss": 2.0 / (1 + i / 20) * (1 + rnd.gauss(0, 0.02)), "grad_norm": 1.0 + rnd.gauss(0, 0.05)}
+        for j, name in enumerate(LAYERS):
+            values["gradients/" + name] = rd_norm(i, j) * math.exp(rnd.gauss(0, 0.1))  # type: ignore[operator]
+        rows.append(Row(float(i), values, 1_700_000_000.0 + i))
+    a.add_rows(rows, 1_700_000_200.0)
+    return list(diagnose_analysis(a))
+
+
+def test_diagnosis_names_the_dead_layer_not_vanishing_gradients() -> None:
+    hs = _diagnosis(lambda i, j: 0.0 if j == 2 and i >= 40 else 0.1)
+    assert hs and hs[0].cause_id == "dead_layers" and "layer2.weight" in hs[0].evidence
+    assert hs[0].confidence is Confidence.MEDIUM and hs[0].fix and hs[0].verify
+    assert "vanishing_gradients" not in [h.cause_id for h in hs]
+
+
+def test_diagnosis_of_one_exploding_layer() -> None:
+    hs = _diagnosis(lambda i, j: 0.1 * (300.0 if j == 5 and i >= 80 else 1.0))
+    ids = [h.cause_id for h in hs]
+    assert "layer_grad_exploding" in ids and "exploding_gradients" not in ids
