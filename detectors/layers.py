@@ -21,6 +21,11 @@ _LAYER = re.compile(r"^(?:gradients|grad_norms?|grad_2\.0_norm|gradient_norms?|g
 
 #: Logged points in a row with an all-zero gradient that make a layer dead.
 DEAD_POINTS = 5
+#: Input-side layers' gradient norms this many times smaller than the output side's...
+DEPTH_RATIO = 1e-3
+#: ...in this many logged rows in a row: gradients vanish with depth.
+DEPTH_ROWS = 3
+_INDEX = re.compile(r"(?:^|[._/])(?:layers?|blocks?|h|fc|conv|linear|dense|encoder|decoder|stage)?[._]?(\d+)[._/]")
 
 
 def layer_of(key: str, role: Role) -> str | None:
@@ -68,6 +73,57 @@ class DeadLayerDetector(Detector):
         )
 
 
+def depth_of(layer: str) -> int | None:
+    """A weight's depth from its name (`layers.3.mlp.weight`, `fc2.weight`): the first layer index in it.
+    None for biases and norms (their gradient norms are not comparable with the weights') and unnumbered ones."""
+    low = layer.lower()
+    if not low.endswith("weight") or "norm" in low or "ln" in low.split(".") or "bn" in low:
+        return None
+    m = _INDEX.search(layer)
+    return int(m.group(1)) if m else None
+
+
+class DepthDetector(Detector):
+    """Gradient norms falling by orders of magnitude from the output-side layers to the input-side ones."""
+
+    __slots__ = ("_onset", "_run")
+    kind = "grad_vanishing"
+
+    def __init__(self, metric: str, axis: str = "step") -> None:
+        super().__init__(metric, axis)
+        self._run = 0
+        self._onset = 0.0
+
+    def row(self, step: float, norms: dict[int, list[tuple[str, float]]]) -> bool:
+        """One logged row's per-layer norms by depth."""
+        depths = sorted(norms)
+        if len(depths) < 3:
+            return False
+        first, last = norms[depths[0]], norms[depths[-1]]
+        lo = sorted(x for _, x in first)[len(first) // 2]
+        hi = sorted(x for _, x in last)[len(last) // 2]
+        if not (hi > 0.0 and lo < DEPTH_RATIO * hi):
+            self._run = 0
+            cur = self.current
+            if cur is None or not cur.active:
+                return False
+            return self._resolve(step, f"per-layer gradients comparable across depth again by {self.axis} {fmt(step)}")
+        if self._run == 0:
+            self._onset = step
+        self._run += 1
+        if self._run < DEPTH_ROWS or self._already(Severity.WARN):
+            return False
+        self.metric = first[0][0]
+        return self._fire(
+            Severity.WARN,
+            step,
+            self._onset,
+            f"gradients vanish towards the input: {first[0][0]} {fmt(lo)} vs {last[0][0]} {fmt(hi)} at "
+            f"{self.axis} {fmt(step)} ({fmt(hi / max(lo, 1e-300))}x smaller) for {self._run} logged rows",
+            {"input_norm": lo, "output_norm": hi, "input_layer": first[0][0], "output_layer": last[0][0]},
+        )
+
+
 class LayerLens:
     """The per-layer gradient detectors of one run."""
 
@@ -78,6 +134,9 @@ class LayerLens:
         """The last step at which any layer had a non-zero gradient."""
         self._monitors: list[GradMonitor] = []
         self._dead: list[DeadLayerDetector] = []
+        self.depth = DepthDetector("gradients", axis)
+        self._row_step = -float("inf")
+        self._row: dict[int, list[tuple[str, float]]] = {}
 
     def route(self, key: str, role: Role) -> Callable[[float, float], bool] | None:
         """Set up `key`'s detectors when it is a per-layer gradient; the handler to call, else None."""
@@ -88,16 +147,29 @@ class LayerLens:
         self._monitors.append(mon)
         self._dead.append(dead)
 
+        depth = depth_of(layer_of(key, role) or "")
+
         def handler(step: float, x: float) -> bool:
-            a = dead.update(step, x)
+            a = self._tick(step)
+            if depth is not None and x > 0.0 and x < float("inf"):
+                self._row.setdefault(depth, []).append((key, x))
+            a = dead.update(step, x) or a
             if x == 0.0:
                 return a  # a dead layer is said once, not as a vanishing norm too
             return mon(step, x) or a
 
         return handler
 
+    def _tick(self, step: float) -> bool:
+        """A new row began: judge the last one across depth (O(layers) once a row)."""
+        if step == self._row_step:
+            return False
+        row, self._row, done = self._row, {}, self._row_step
+        self._row_step = step
+        return self.depth.row(done, row) if row else False
+
     def detectors(self) -> list[Detector]:
-        out: list[Detector] = list(self._dead)
+        out: list[Detector] = [self.depth, *self._dead]
         for m in self._monitors:
             out.extend(m.detectors())
         return out
@@ -109,6 +181,8 @@ class LayerLens:
             d._resolve(step, f"{was} (the run restarted at {self.axis} {fmt(step)} after {fmt(top)})")
             out.extend(d.findings())
         self._monitors, self._dead = [], []
+        self.depth = DepthDetector("gradients", self.axis)
+        self._row, self._row_step = {}, -float("inf")
         self.live_step = -float("inf")
         return out
 

@@ -70,8 +70,24 @@ def test_one_layer_exploding(noise: float) -> None:
 def test_one_layer_vanishing() -> None:
     rd = _run(lambda i, j: 0.1 * (1e-5 if j == 0 and i >= 60 else 1.0), noise=0.1)
     got = _layer_findings(rd)
-    assert [f.kind for f in got] == ["grad_vanishing"] and got[0].metric == "grad_norm/layer0.weight"
-    assert "vanishing" in got[0].message
+    # Said of the layer over time, and (it is the input layer) across depth.
+    assert {f.kind for f in got} == {"grad_vanishing"} and {f.metric for f in got} == {"grad_norm/layer0.weight"}
+    assert any("vanishing" in f.message for f in got) and any("towards the input" in f.message for f in got)
+
+
+@pytest.mark.parametrize("noise", (0.05, 0.2, 0.5))
+def test_gradients_vanishing_towards_the_input_layers(noise: float) -> None:
+    """Norms 10x smaller per layer from the output (layer5) to the input (layer0): 1e5 across the stack."""
+    rd = _run(lambda i, j: 0.1 * 10.0 ** (j - 5), noise=noise)
+    got = _layer_findings(rd)
+    assert [f.kind for f in got] == ["grad_vanishing"], [f.message for f in got]
+    assert got[0].metric == "grad_norm/layer0.weight" and "towards the input" in got[0].message
+    assert got[0].evidence["output_layer"] == "grad_norm/layer5.weight" and got[0].onset_step <= 3
+
+
+def test_a_steep_but_normal_depth_profile_is_fine() -> None:
+    rd = _run(lambda i, j: 0.1 * 3.0 ** (j - 5), noise=0.3)  # 243x across six layers: within bounds
+    assert _layer_findings(rd) == []
 
 
 @pytest.mark.parametrize(
