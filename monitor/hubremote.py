@@ -159,6 +159,11 @@ class RemoteSources:
                 return raw
         return run_id
 
+    @property
+    def api_answered(self) -> int:
+        """How many W&B polls were answered (0 also without W&B targets)."""
+        return self._poller.answered if self._poller is not None else 0
+
     def note_anomaly(self) -> None:
         """Ask remote pollers for their shortest interval (an anomaly was seen)."""
         for poller in self._pollers:

@@ -246,3 +246,15 @@ def test_eval_finding_shows_the_latest_evaluation_and_does_not_flap() -> None:
     # Once bad, a slightly better evaluation (0.25) does not bring the verdict back to unsure.
     first_bad = verdicts.index(Verdict.BAD)
     assert all(v is Verdict.BAD for v in verdicts[first_bad:])
+
+
+def test_a_source_stuck_before_its_first_step_is_stalled_at_step_0_not_minus_inf() -> None:
+    from detectors.stall import StallDetector
+
+    stall = StallDetector(DEFAULT)
+    stall.touch(1000.0)
+    assert not stall.tick(1000.0 + DEFAULT.stall_min_seconds / 2)
+    assert stall.tick(1000.0 + 3600.0)
+    f = stall.current
+    assert f is not None and f.kind == "stalled" and f.step == 0.0
+    assert "no step logged" in f.message and "inf" not in f.message.lower()

@@ -473,3 +473,14 @@ def test_catching_up_a_big_file_reports_its_progress(tmp_path: Path) -> None:
         assert seen[-1] is None  # caught up: no bar any more
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_check_of_a_wandb_project_without_running_runs_ends_when_the_api_answered(
+    server: FakeWandbServer,  # noqa: F811
+) -> None:
+    server.add_run("ent", "quiet", "old", state="finished", rows=[{"loss": 1.0}])
+    t0 = time.monotonic()
+    results = check_mod.check(["wandb://ent/quiet"], Config())
+    assert time.monotonic() - t0 < 20
+    assert results[0].error and "no runs found" in results[0].error and check_mod.exit_code(results) == 3
