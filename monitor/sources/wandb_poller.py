@@ -253,8 +253,8 @@ class WandbPoller:
             proj = self._projects.setdefault(
                 (t.base_url, t.entity, t.project, t.select), _Project(t.base_url, t.entity, t.project, select=t.select)
             )
-            if t.run_id is None and t.select is None:
-                proj.watch_running = True
+            if t.run_id is None:
+                proj.watch_running = t.select is None  # a selection is listed once instead
             else:
                 self._add_run(proj, t)
 
