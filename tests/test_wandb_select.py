@@ -21,7 +21,7 @@ from wandb_server import FakeWandbServer
 from monitor.errors import TargetError
 from monitor.sources.wandb_api import WandbTarget, build_poll_query, parse_wandb_target
 from monitor.sources.wandb_select import MAX_SELECT, Selection, apply_selection
-from tests.test_wandb_api import E, P, FakeClock, Sink, make_poller, poll, server  # noqa: F401
+from tests.test_wandb_api import E, FakeClock, P, Sink, make_poller, poll, server  # noqa: F401
 
 
 def _sweep(server: FakeWandbServer) -> None:  # noqa: F811

@@ -141,9 +141,7 @@ class FakeWandbServer:
         self._httpd = _HTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-wandb", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-wandb", daemon=True)
         self._thread.start()
         return self
 
@@ -234,9 +232,7 @@ class FakeWandbServer:
         """Recorded POSTs to /graphql, optionally only those of one operation."""
         with self._lock:
             return [
-                r
-                for r in self.requests
-                if r.path == "/graphql" and (operation is None or r.operation == operation)
+                r for r in self.requests if r.path == "/graphql" and (operation is None or r.operation == operation)
             ]
 
     def operations(self) -> list[str | None]:
@@ -454,9 +450,7 @@ class _RunNode(gql.Node):
         hi = 2**63 if hi is None else int(hi)
         return [row for row in self.r.rows if lo <= row["_step"] < hi]
 
-    def f_history(
-        self, samples: int = 500, minStep: int | None = None, maxStep: int | None = None
-    ) -> list[str]:
+    def f_history(self, samples: int = 500, minStep: int | None = None, maxStep: int | None = None) -> list[str]:
         return [json.dumps(row) for row in _sample(self._between(minStep, maxStep), samples)]
 
     def f_sampledHistory(self, specs: list[str]) -> list[list[dict[str, Any]]]:

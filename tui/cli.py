@@ -124,9 +124,7 @@ def cmd_watch(a: argparse.Namespace) -> int:
         from dataclasses import replace
 
         cfg = replace(cfg, evidence_dir=a.evidence_dir)
-    run = watch(
-        targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run, fleet=fleet
-    )
+    run = watch(targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run, fleet=fleet)
     return asyncio.run(run)
 
 
