@@ -32,7 +32,9 @@ SMI_FIELDS = (
 )
 
 #: The command for one long-lived stream; fill `{interval}` (whole seconds) or use `nvidia_smi_command`.
-NVIDIA_SMI_QUERY = "nvidia-smi --query-gpu=" + ",".join(SMI_FIELDS) + " --format=csv,noheader,nounits -l {interval}"
+NVIDIA_SMI_QUERY = (
+    "nvidia-smi --query-gpu=" + ",".join(SMI_FIELDS) + " --format=csv,noheader,nounits -l {interval}"
+)
 
 #: nvidia-smi exit codes with a status word of their own (from `man nvidia-smi`).
 _EXIT_STATUS = {127: STATUS_NO_SMI, 9: STATUS_NO_DRIVER, 12: STATUS_NO_DRIVER, 6: STATUS_NO_GPU}
