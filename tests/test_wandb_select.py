@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from wandb_server import FakeWandbServer
 
-from monitor.errors import TargetError
+from monitor.errors import RunwatchError, TargetError
 from monitor.sources.wandb_api import WandbTarget, build_poll_query, parse_wandb_target
 from monitor.sources.wandb_select import MAX_SELECT, Selection, apply_selection
 from tests.test_wandb_api import E, FakeClock, P, Sink, make_poller, poll, server  # noqa: F401
@@ -88,7 +88,7 @@ def test_apply_selection_touches_only_project_targets() -> None:
     assert out == ["wandb://e/p?last=4&state=finished&tag=a", "wandb://e/p/run9", "runs/", "wandb://e/q?tag=x"]
     assert apply_selection(raws) == raws  # no flag: unchanged
     assert apply_selection(["wandb://e/p"], default=True) == ["wandb://e/p?last=20"]
-    with pytest.raises(TargetError, match="W&B project"):
+    with pytest.raises(RunwatchError, match="W&B project"):
         apply_selection(["runs/", "wandb://e/p/run9"], last=3)
 
 

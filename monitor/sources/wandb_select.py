@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from monitor.errors import TargetError
+from monitor.errors import RunwatchError, TargetError
 
 #: The most runs one selection lists (one page of W&B's `Runs` query).
 MAX_SELECT = 100
@@ -146,19 +146,22 @@ def apply_selection(
     """`targets` with the selection added to each W&B project target that has none.
 
     With no flag given, targets are unchanged unless `default` (then the projects get the default
-    selection: the newest `DEFAULT_LAST` runs of any state). Flags without a project target to
-    apply to raise `TargetError`.
+    selection: the newest `DEFAULT_LAST` runs of any state). Bad flag values, or flags without a
+    project target to apply to, raise `RunwatchError` ("Bad selection").
     """
     from monitor.sources.wandb_api import parse_wandb_target
 
     given = last is not None or bool(states) or bool(tags)
     if not given and not default:
         return list(targets)
-    sel = Selection(
-        _last(last if last is not None else DEFAULT_LAST, "--last"),
-        _states(states or (), "--state"),
-        _tags(tags or ()),
-    )
+    try:
+        sel = Selection(
+            _last(last if last is not None else DEFAULT_LAST, "--last"),
+            _states(states or (), "--state"),
+            _tags(tags or ()),
+        )
+    except TargetError as e:
+        raise RunwatchError(e.message, title="Bad selection") from None
     out, applied = [], False
     for raw in targets:
         try:
@@ -171,5 +174,8 @@ def apply_selection(
                 raw = f"{raw.rstrip('/')}?{sel.query()}"
         out.append(raw)
     if given and not applied:
-        raise TargetError("--last, --state and --tag select runs of a W&B project: name one as wandb://ENTITY/PROJECT")
+        raise RunwatchError(
+            "--last, --state and --tag select runs of a W&B project: name one as wandb://ENTITY/PROJECT",
+            title="Bad selection",
+        )
     return out
