@@ -66,6 +66,7 @@ from monitor.sources.wandb_api import (
     WandbTarget,
     resolve_credentials,
 )
+from monitor.sources.wandb_select import Selection
 from monitor.stepaxis import StepAxis
 
 _MAX_WIDTH = 2**50  # keeps minStep/maxStep well inside Int64
@@ -215,8 +216,8 @@ class _Project:
     list_in: int = 0
     list_after: str | None = None
     runs: list[WandbTarget] = field(default_factory=list)
-    select: Any = None
-    """The target's `Selection`, listed once (`selected` afterwards)."""
+    select: Selection | None = None
+    """The target's selection, listed once (`selected` afterwards)."""
     selected: bool = False
 
 
@@ -245,7 +246,7 @@ class WandbPoller:
         self.answered = 0
         """Polls that every backend answered (a project's first answer lists its running runs)."""
         self._clients: dict[str | None, WandbClient] = {}
-        self._projects: dict[tuple[str | None, str, str, Any], _Project] = {}
+        self._projects: dict[tuple[str | None, str, str, Selection | None], _Project] = {}
         self._tracks: dict[WandbTarget, _Track] = {}
         for t in targets:
             if t.base_url not in self._clients:
