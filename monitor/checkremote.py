@@ -58,7 +58,9 @@ async def _check(
                 state = runstate.decide(run.analysis, run.facts)
                 results.append(CheckResult(run.id, run.analysis, error=None, state=state))
             if not results:
-                why = "no running runs in this W&B project" if raw.startswith("wandb://") else "nothing read"
+                why = "nothing read"
+                if raw.startswith("wandb://"):
+                    why = "no run matches the selection" if "?" in raw else "no running runs in this W&B project"
                 results.append(CheckResult(raw, error=f"{raw}: no runs found ({why})"))
             out.append(results)
         return out
