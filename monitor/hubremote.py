@@ -15,7 +15,7 @@ from monitor.errors import RunwatchError
 from monitor.gpu import GpuSnapshot, NvidiaSmiParser, nvidia_smi_command
 from monitor.hubrun import HubRun
 from monitor.model import Row
-from monitor.sources.base import API, RunRef
+from monitor.sources.base import API, FolderState, RunRef
 from monitor.targets import WANDB_API, Target
 
 
@@ -37,6 +37,7 @@ class RemoteSources:
     _closers: list[Callable[[], Awaitable[Any] | Any]]
 
     _dirty: asyncio.Event
+    folder_listings: dict[str, str | None]
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -83,6 +84,25 @@ class RemoteSources:
                 error = run.facts.error if status == "connecting" and run.facts.error else line
                 self._source_problem(run, error, connection=word)
         self._dirty.set()
+
+    def _folder_state(self, st: FolderState) -> None:
+        """A remote folder was listed (`error` None) or could not be (a row for the folder says why,
+        stale with a `source_error`, until a listing works; its runs then take its place)."""
+        self.folder_listings[st.origin] = st.error
+        row = self.runs.get(st.origin)
+        placeholder = row is not None and row.target.kind != "ssh"  # see `Hub._failed_target`
+        if st.error is None:
+            if placeholder:
+                del self.runs[st.origin]
+                self._dirty.set()
+            return
+        if any(r.ref.origin == st.origin for r in self.runs.values()) and not placeholder:
+            return  # its runs are known: each one's own source says whether it can be read
+        error = f"{st.origin}: {st.error} (listed again later)"
+        if row is None:
+            self._failed_target(st.origin, error)
+        else:
+            self._source_problem(row, error)
 
     def _start_wandb(self, targets: list[Target]) -> asyncio.Task[Any] | None:
         from monitor.sources.wandb_poller import WandbPoller
