@@ -137,3 +137,13 @@ def test_hub_follows_a_remote_folder_and_its_new_runs(ssh_home: SSHHome, tmp_pat
             assert len(hub.ssh_pool.states()) == 1  # one connection for every run and listing
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_remote_folder_on_a_host_that_is_down_is_stale_with_the_reason() -> None:
+    t0 = time.monotonic()
+    results = check_mod.check(["no-such-host.invalid:/var/runs/"], Config())
+    (doc,) = check_mod.to_json(results)["runs"]
+    assert doc["state"] == "stale" and doc["verdict"] == "stale", doc
+    assert any(f["kind"] == "source_error" and "no-such-host.invalid" in f["message"] for f in doc["findings"])
+    assert check_mod.exit_code(results) == 3 and time.monotonic() - t0 < 20

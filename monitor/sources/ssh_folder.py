@@ -16,6 +16,7 @@ it turns out to be a file, that file is the one run (named exactly as given, so 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 #: A listing of a folder slower than this is given up (and retried).
 LIST_TIMEOUT = 20.0
+#: How long a listing waits for the host's connection before saying why there is none.
+CONNECT_WAIT = 10.0
 #: Between listings in which nothing new appeared, the interval doubles up to this many polls.
 _SLOWEST = 10
 #: The longest wait before listing an unlistable folder again, in seconds.
@@ -163,6 +166,7 @@ class RemoteFolderWatcher:
 
     async def _fetch(self) -> tuple[list[Entry], str | None]:
         pool = self._ctx.ssh_pool()
+        await _connected(pool.host(self.ssh))
         res = await pool.run(self.ssh, list_command(self.ssh.path), timeout=LIST_TIMEOUT)
         return parse_listing(res.stdout), listing_error(res.exit_status, res.stdout, res.stderr)
 
@@ -232,6 +236,20 @@ class RemoteFolderWatcher:
         root = PurePosixPath(self.ssh.path.rstrip("/")).name or self.ssh.path
         name = f"{self.named}/{rel}" if self.named else f"{self.ssh.host}:{root}/{rel}"
         return RunRef(run_id, Target(run_id, SSH, ssh=ssh), name, feed_kind(rel), self.target.raw)
+
+
+async def _connected(host: Any) -> None:
+    """Wait for the host's connection; `TargetError` with the host's state as soon as a try has
+    failed (host down, unknown name, refused key), or after `CONNECT_WAIT` s. The pool keeps
+    reconnecting meanwhile; the next listing tries again."""
+    from monitor.errors import TargetError
+
+    deadline = time.monotonic() + CONNECT_WAIT
+    while host.connection is None:
+        st = host.state
+        if st.error or time.monotonic() > deadline:
+            raise TargetError(st.describe())
+        await asyncio.sleep(0.05)
 
 
 def _state_of(rel: str) -> PurePosixPath | None:
