@@ -88,8 +88,9 @@ def test_the_search_rules_are_the_local_ones() -> None:
 @pytest.mark.timeout(120)
 def test_check_lists_a_remote_folder_and_reports_a_missing_one(ssh_home: SSHHome, tmp_path: Path) -> None:  # noqa: F811
     runs = make_folder(tmp_path)
-    missing = tmp_path / "nowhere"
-    results = check_mod.check([f"testhost:{runs}/", f"testhost:{missing}/"], Config())
+    missing, empty = tmp_path / "nowhere", tmp_path / "empty"
+    empty.mkdir()
+    results = check_mod.check([f"testhost:{runs}/", f"testhost:{missing}/", f"testhost:{empty}"], Config())
     docs = check_mod.to_json(results)["runs"]
     by = {d["target"]: d for d in docs}
     want = {f"testhost:{runs}/{n}" for n in ("healthy.log", "nan.log", "sub/metrics.csv")}
@@ -101,7 +102,8 @@ def test_check_lists_a_remote_folder_and_reports_a_missing_one(ssh_home: SSHHome
     gone = by[f"testhost:{missing}/"]
     assert gone["state"] == "stale" and gone["verdict"] == "stale", gone
     assert any(f["kind"] == "source_error" and "No such file" in f["message"] for f in gone["findings"]), gone
-    assert len(docs) == 4  # README.md and the hidden folder are not runs
+    assert "no log, metrics file" in by[f"testhost:{empty}"]["error"]
+    assert len(docs) == 5  # README.md and the hidden folder are not runs
     assert check_mod.exit_code(results) == 3
 
 
