@@ -29,7 +29,7 @@ from monitor.hubgpu import gpu_idle_finding
 from monitor.hubloop import SupervisedSources
 from monitor.hubremote import RemoteSources
 from monitor.hubrun import HubRun, run_snapshot
-from monitor.model import Finding, Severity, Verdict
+from monitor.model import Decision, Finding, Severity, Verdict
 from monitor.outward import env_redactor
 from monitor.runstate import SourceFacts
 from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
@@ -110,14 +110,15 @@ class Hub(SupervisedSources, RemoteSources):
 
     def _emit(self, run: HubRun, kind: str, detail: str = "") -> None:
         j = run.analysis.judgement()
+        decision, reason = runstate.shown_decision(run.state, j)  # an unread run is WAIT, with its reason
         ev = HubEvent(
             self.clock(),
             kind,
             run.id,
             run.analysis.info.name,
             j.verdict,
-            j.decision,
-            j.reason,
+            Decision(decision),
+            reason,
             run.state.word,
             detail,
             tuple(f for f in j.findings if f.active),
