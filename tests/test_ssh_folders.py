@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,14 @@ from monitor.config import Config
 from monitor.hub import Hub
 from monitor.sources import folder
 from monitor.sources.base import open_sources
-from monitor.sources.ssh_folder import Entry, is_remote_folder, list_command, listing_error, parse_listing
+from monitor.sources.ssh_folder import (
+    Entry,
+    is_remote_folder,
+    list_command,
+    listing_error,
+    parse_listing,
+    portable_list_command,
+)
 from tests.sshd import SSHHome, ssh_home, sshd  # noqa: F401  (fixtures)
 
 
@@ -81,6 +89,21 @@ def test_the_search_rules_are_the_local_ones() -> None:
     assert folder.in_search("runs", ("a", "b", "c", "d", "e", "x.log"))
     assert folder.name_kind("README.md") == folder.NOT_RUN and folder.name_kind("out.txt") == folder.SNIFF
     assert folder.without_checkpoints(PurePosixPath("o/checkpoint-5/trainer_state.json")) == PurePosixPath("o")
+
+
+def test_both_listing_commands_list_the_same_files(tmp_path: Path) -> None:
+    runs = make_folder(tmp_path)
+    gnu, portable = (
+        parse_listing(subprocess.run(["sh", "-c", cmd(f"{runs}/")], capture_output=True, text=True).stdout)
+        for cmd in (list_command, portable_list_command)
+    )
+    want = {"healthy.log", "nan.log", "sub/metrics.csv", "README.md"}  # the hidden folder is pruned
+    assert {e.rel for e in gnu} == {e.rel for e in portable} == want
+    assert all(e.size > 0 for e in gnu) and all(e.size == -1 for e in portable)
+    log = runs / "nan.log"
+    for cmd in (list_command, portable_list_command):  # a file named as a folder is its one run
+        out = subprocess.run(["sh", "-c", cmd(str(log))], capture_output=True, text=True).stdout
+        assert [e.rel for e in parse_listing(out)] == [""]
 
 
 # ---- against the real sshd ----------------------------------------------------------------

@@ -3,7 +3,8 @@ rules local folders follow (`monitor.sources.folder`: which names are runs, whic
 searched, five levels down, one run per HF output folder).
 
 The folder is listed with one bounded `find` over the host's shared SSH connection (sizes and
-modification times included); files whose names alone do not decide are sniffed with `head`.
+modification times included where `find` has `-printf`, names alone elsewhere); files whose
+names alone do not decide are sniffed with `head`.
 `RemoteFolderWatcher` lists it again and again (less often while nothing new appears) and yields
 each run once; every run is then an ordinary SSH path followed by the pool's one shared follower
 per host. A folder that cannot be listed (no such folder, permission denied, host down) yields a
@@ -56,14 +57,29 @@ def open_remote_folder(target: Target, named: str | None) -> Opened:
 
 def list_command(path: str, depth: int = folder.MAX_DEPTH) -> str:
     """The remote command listing a folder's files: `SIZE MTIME RELPATH` records, NUL-ended
-    (RELPATH empty when `path` is a file). Hidden and skipped folders are pruned remotely."""
+    (RELPATH empty when `path` is a file). Hidden and skipped folders are pruned remotely. Where
+    `find` has no `-printf` (BSD, busybox), `portable_list_command` lists names without stats."""
     from monitor.sources.ssh_remote import shell_path
 
     root = shell_path(path.rstrip("/") or "/")
     return (
-        f"if [ -f {root} ]; then find {root} -maxdepth 0 -printf '%s %T@ \\0';"
+        "if find / -maxdepth 0 -printf '' 2>/dev/null; then"
+        f" if [ -f {root} ]; then find {root} -maxdepth 0 -printf '%s %T@ \\0';"
         f" else find {root} -mindepth 1 -maxdepth {depth + 1} \\( {_PRUNE} \\) -prune"
-        f" -o -type f -printf '%s %T@ %P\\0'; fi"
+        f" -o -type f -printf '%s %T@ %P\\0'; fi;"
+        f" else {portable_list_command(path, depth)}; fi"
+    )
+
+
+def portable_list_command(path: str, depth: int = folder.MAX_DEPTH) -> str:
+    """`list_command` for a `find` without `-printf`: `? ? RELPATH` records (no size or time)."""
+    from monitor.sources.ssh_remote import shell_path
+
+    root = shell_path(path.rstrip("/") or "/")
+    return (
+        f"if [ -f {root} ]; then printf '? ? \\0'; else cd {root} &&"
+        f" find . -mindepth 1 -maxdepth {depth + 1} \\( {_PRUNE} \\) -prune"
+        f" -o -type f -exec printf '? ? %s\\0' {{}} +; fi"
     )
 
 
@@ -83,6 +99,8 @@ def parse_listing(out: str) -> list[Entry]:
     for rec in out.split("\0"):
         size, _, rest = rec.partition(" ")
         mtime, _, rel = rest.partition(" ")
+        if size == "?":  # a portable listing: no stats, paths from `find .`
+            size, mtime, rel = "-1", "0", rel.removeprefix("./")
         try:
             entries.append(Entry(rel, int(size), float(mtime)))
         except ValueError:
@@ -96,8 +114,8 @@ def listing_error(status: int, out: str, err: str) -> str | None:
     if status == 0 or out.strip("\0\n "):
         return None
     lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
-    if status == 127 or any("printf" in ln and "unknown" in ln.lower() for ln in lines):
-        return "cannot list the folder: this host's find has no -printf (GNU findutils needed)"
+    if status == 127:
+        return "cannot list the folder: no find on this host"
     return lines[0] if lines else f"cannot list the folder (find exited {status})"
 
 
