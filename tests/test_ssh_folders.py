@@ -149,7 +149,8 @@ def test_hub_follows_a_remote_folder_and_its_new_runs(ssh_home: SSHHome, tmp_pat
             snap = {r.id: r for r in hub.snapshot().runs}
             assert snap[nan_id].shown_verdict == "bad"
             assert snap[f"testhost:{runs}/healthy.log"].shown_verdict == "healthy"
-            assert snap[f"ssh://testhost{later}/"].stale
+            missing = snap[f"ssh://testhost{later}/"]
+            assert missing.stale and missing.source == "testhost" and "No such file" in str(missing.source_error)
             # A run created later appears; the folder that was missing comes into being with one.
             (runs / "sub" / "late.log").write_text(log_lines(30))
             later.mkdir()
