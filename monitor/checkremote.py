@@ -62,8 +62,10 @@ async def _check(
                 state = runstate.decide(run.analysis, run.facts)
                 results.append(CheckResult(run.id, run.analysis, error=None, state=state))
             if not results:
-                why = "no running runs in this W&B project" if raw.startswith("wandb://") else "nothing read"
-                if raw in folders and hub.folder_listings.get(raw) is None:
+                why = "nothing read"
+                if raw.startswith("wandb://"):
+                    why = "no run matches the selection" if "?" in raw else "no running runs in this W&B project"
+                elif raw in folders and hub.folder_listings.get(raw) is None:
                     why = "no log, metrics file, event file or W&B run in this remote folder"
                 results.append(CheckResult(raw, error=f"{raw}: no runs found ({why})"))
             out.append(results)

@@ -118,6 +118,9 @@ class RemoteSources:
             if status.display_name:
                 run.analysis.info.name = status.display_name
             run.analysis.info.step_key = status.step_key
+            if status.config is not None:  # the run's config and summary, once the API sent them
+                run.analysis.info.config = dict(status.config)
+                run.analysis.info.summary = dict(status.summary or {})
             if status.state in ("finished", "failed", "crashed", "killed") and run.analysis.info.state == "running":
                 run.analysis.finish("finished" if status.state == "finished" else "crashed")
             if status.stale:
