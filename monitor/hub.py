@@ -93,6 +93,8 @@ class Hub(SupervisedSources, RemoteSources):
         self._stopping = False
         self._context = SourceContext(lambda: self.ssh_pool, poll)
         self._discoveries: dict[str, asyncio.Task[Any]] = {}
+        self.folder_listings: dict[str, str | None] = {}
+        """Remote folders listed so far: why the last listing failed, or None (`hubremote`)."""
         self._gpu_hosts: set[str] = set()
         self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
         self._pollers: list[Any] = []
@@ -298,11 +300,14 @@ class Hub(SupervisedSources, RemoteSources):
 
     async def _discover(self, opened: Opened) -> None:
         assert opened.discover is not None
-        found = opened.discover(self.discover_poll)
+        found = opened.discover(self.discover_poll, self._context)
         self._closers.append(found.close)
         try:
             async for ref in found:
-                self._open_run(ref)
+                if isinstance(ref, RunRef):
+                    self._open_run(ref)
+                else:  # a remote folder listed, or not (monitor.hubremote)
+                    self._folder_state(ref)
         finally:  # a target removed while running stops looking for runs in it now
             res = found.close()
             if asyncio.iscoroutine(res):
