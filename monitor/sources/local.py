@@ -26,8 +26,10 @@ Clock = Callable[[], float]
 
 READ_SIZE = 1 << 20
 """Most bytes one read delivers, so a big backlog streams in pieces and the loop stays responsive."""
-BACKOFF = 0.25
-"""An idle file is polled every `BACKOFF` × the time since it last grew (never less than `poll`)..."""
+IDLE_AFTER = 5.0
+"""A file that has not grown for this long is idle (a live run writing every few seconds is not)..."""
+BACKOFF = 0.1
+"""...and is polled every `BACKOFF` × the time since it last grew (never less than `poll`)..."""
 MAX_NAP = 1.0
 """...and at least every `MAX_NAP` seconds (or `poll`, if that is longer): growth snaps it back."""
 
@@ -108,6 +110,8 @@ class LocalTail:
     def _interval(self) -> float:
         """How long to wait before looking again: `poll` while the file is busy, longer while it is idle."""
         idle = self._clock() - self._grew_at
+        if idle < IDLE_AFTER:
+            return self.poll
         return min(max(self.poll, idle * BACKOFF), max(self.poll, MAX_NAP))
 
     def close(self) -> None:
