@@ -190,6 +190,9 @@ class RunwatchApp(App[int]):
             self.reading.add(ev.run_id)
         elif ev.kind == "caught_up":
             self.reading.discard(ev.run_id)
+            screen = self._drawing_screen()
+            if not self.reading and isinstance(screen, MainScreen):
+                screen.all_caught_up()
         elif ev.kind == "state":
             if errored and ev.run_id not in self._stale_notified:
                 self._stale_notified.add(ev.run_id)

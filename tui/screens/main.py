@@ -86,6 +86,8 @@ class MainScreen(RunwatchScreen):
         self._drawn_at = -1e9
         self._drawn_verdicts: tuple[tuple[str, str], ...] = ()
         self._pending: HubSnapshot | None = None
+        self._all_read = False
+        """Every run was just caught up: the next snapshot is drawn whole, at once."""
         self._pending_since = 0.0
 
     def compose(self) -> ComposeResult:
@@ -156,8 +158,14 @@ class MainScreen(RunwatchScreen):
         self._trends[run.id] = (a.store.rows, trend)
         return trend
 
+    def all_caught_up(self) -> None:
+        """Every run has been read to where it stood: its whole view should not wait for the pacing."""
+        self._all_read = True
+
     def show_snapshot(self, snap: HubSnapshot, *, now: bool = False) -> None:
         # Live numbers redraw at most every `redraw_interval`; a verdict or state change draws at once.
+        urgent, self._all_read = self._all_read, False
+        now = now or urgent
         verdicts = tuple((r.id, fmt.badge_kind(r)) for r in snap.runs)
         due = time.monotonic() - self._drawn_at >= self.rw.redraw_interval
         if not (now or due or verdicts != self._drawn_verdicts):
@@ -180,9 +188,9 @@ class MainScreen(RunwatchScreen):
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         if first:
             # The table's first frame goes out before the preview plot is built.
-            self.call_after_refresh(self._show_preview, False)
+            self.call_after_refresh(self._show_preview, False, urgent)
         else:
-            self._show_preview(force=False)
+            self._show_preview(force=False, now=urgent)
 
     def _redraw(self) -> None:
         if self.rw.snapshot is not None:
@@ -204,7 +212,7 @@ class MainScreen(RunwatchScreen):
         self._redraw()
         self._show_preview(force=True)
 
-    def _show_preview(self, force: bool) -> None:
+    def _show_preview(self, force: bool, now: bool = False) -> None:
         if not self.has_class("-tall"):
             return
         run_id = self.query_one(RunTable).selected_id
@@ -216,7 +224,7 @@ class MainScreen(RunwatchScreen):
             return
         a = self.analysis(run.id)
         opts = PlotOptions()
-        plot.show((run.id, data_version(a), run.findings), lambda: loss_spec(a, run.findings, opts))
+        plot.show((run.id, data_version(a), run.findings), lambda: loss_spec(a, run.findings, opts), now=now)
         plot.border_subtitle = Content(run.name)
         findings.show(run.findings, force=force, last_update=self._dated(run).last_update, now=self.rw.clock())
 

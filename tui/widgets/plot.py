@@ -95,16 +95,17 @@ class PlotView(Static):
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
 
-    def show(self, key: Hashable, builder: Builder) -> None:
-        """New content identified by `key` (e.g. a data version and the options); built lazily."""
+    def show(self, key: Hashable, builder: Builder, *, now: bool = False) -> None:
+        """New content identified by `key` (e.g. a data version and the options); built lazily.
+        `now`: draw it at once, not held back by the redraw pacing (the data just became complete)."""
         self._key = key
         self._builder = builder
-        self._redraw()
+        self._redraw(now)
 
     def on_resize(self) -> None:
         self._redraw()
 
-    def _redraw(self) -> None:
+    def _redraw(self, now: bool = False) -> None:
         if self._builder is None or not self.is_mounted:
             return
         w, h = self.content_size
@@ -118,7 +119,7 @@ class PlotView(Static):
         # table; the timer only catches the last data when the stream stops.
         interval = PLOT_EVERY * getattr(self.app, "redraw_interval", 0.0)
         wait = self._drawn_at + interval - time.monotonic()
-        if wait > _SLACK and isinstance(self._drawn, tuple) and state[1:] == self._drawn[1:]:
+        if not now and wait > _SLACK and isinstance(self._drawn, tuple) and state[1:] == self._drawn[1:]:
             if self._timer is None:
                 self._timer = self.set_timer(wait + interval, self._deferred)
             return
