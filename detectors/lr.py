@@ -19,6 +19,9 @@ from monitor.model import Severity
 
 _DECAYING = ("linear", "cosine", "polynomial", "inverse_sqrt", "inverse-square-root", "exponential", "wsd", "step")
 _RESTARTS = ("restart", "cyclic", "one_cycle", "onecycle", "sgdr", "triangular")
+#: Restart schedules whose LR climbs gradually within a cycle; the others (SGDR, cosine with warm
+#: restarts) jump back up in one step, so a climb point after point there is a warm-up run again.
+_GRADUAL = ("cyclic", "one_cycle", "onecycle", "triangular")
 _CONSTANT = ("constant",)
 _PLATEAU = ("plateau",)
 
@@ -114,6 +117,7 @@ class LrDetector(Detector):
         "_last",
         "_last_step",
         "_peak",
+        "_restarts_jump",
         "_restarts_ok",
         "_rise_limit",
         "_rising_since",
@@ -141,6 +145,7 @@ class LrDetector(Detector):
         self._rise_limit = math.inf
         self._flat_from = math.inf
         self._restarts_ok = False
+        self._restarts_jump = False
 
     @property
     def ratio(self) -> float | None:
@@ -189,7 +194,10 @@ class LrDetector(Detector):
             start = sched.warmup or 0.0
             flat = start + 0.3 * (total - start)
         self._flat_from = flat
-        self._restarts_ok = sched is not None and sched.style == "restarts"
+        restarts = sched is not None and sched.style == "restarts"
+        gradual = restarts and sched is not None and any(k in sched.name for k in _GRADUAL)
+        self._restarts_ok = gradual
+        self._restarts_jump = restarts and not gradual
 
     def update(self, step: float, x: float) -> bool:
         if not 0.0 <= x < math.inf:
@@ -232,6 +240,10 @@ class LrDetector(Detector):
     def _after_decay(self, step: float, last: float, x: float) -> bool:
         th = self._th
         peak = self._peak
+        if self._restarts_jump and self._climb < 3:
+            # Warm restarts jump back up in one step, to the peak or to a decayed peak: any single
+            # rise is a restart; only a climb point after point (below) is not.
+            return False
         if x > last * math.exp(th.lr_jump_ratio):
             if 0.8 * peak <= x <= 1.2 * peak:
                 return False  # a warm restart: back to the same peak

@@ -269,6 +269,26 @@ _HF = {"lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000}
             {},
             False,
         ),
+        (
+            "warm restarts to a decayed peak (timm cycle_decay)",
+            lambda s: 1e-3 * 0.5 ** (s // 400) * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400)),
+            {"lr_scheduler": "CosineAnnealingWarmRestarts"},
+            False,
+        ),
+        (
+            "warm restarts declared, a warm-up run again after a resume",
+            lambda s: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400)) * (
+                min(1.0, (s - 1030 + 5) / 100) if 1030 <= s < 1130 else 1.0
+            ),
+            {"lr_scheduler_type": "cosine_with_restarts"},
+            True,
+        ),
+        (
+            "one-cycle declared: climbs point after point by design",
+            lambda s: 1e-3 * (s / 600 if s < 600 else max(0.0, (2000 - s) / 1400)) * (1 if s < 1000 else 0.5),
+            {"scheduler": "OneCycleLR"},
+            False,
+        ),
         ("sudden jump above the peak", lambda s: _cosine(s) * (20 if s >= 1500 else 1), _HF, True),
         ("schedule reset after a resume", lambda s: _cosine(s if s < 1200 else s - 1200), _HF, True),
         ("warm-up still running under step decays", lambda s: 1e-5 * (s + 1) * (0.1 if s >= 1600 else 1.0), {}, True),
