@@ -68,6 +68,15 @@ class Schedule:
         return cls(style, name, warmup if warmup and warmup > 0 else None, total)
 
 
+def declared_length(config: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """The run length a configuration declares: steps (`max_steps`, Megatron `train_iters`, nanoGPT
+    `max_iters`) and epochs (YOLO `epochs`, Lightning `max_epochs`, HF `num_train_epochs`)."""
+    get = _Lookup(config)
+    steps = get.number("max_steps", "train_iters", "max_iters", "total_steps", "num_training_steps")
+    epochs = get.number("max_epochs", "num_train_epochs", "epochs", "n_epochs", "num_epochs")
+    return (steps if steps and steps > 0 else None), (epochs if epochs and epochs > 0 else None)
+
+
 class _Lookup:
     """Case-insensitive lookups in a flat or W&B-style (`{"value": x}`) config, one level of nesting too."""
 

@@ -17,7 +17,7 @@ from detectors.base import fmt
 from detectors.crash import Crash, CrashDetector
 from detectors.judge import judge
 from detectors.loss import is_total_loss
-from detectors.lr import LrDetector, Schedule
+from detectors.lr import LrDetector, Schedule, declared_length
 from detectors.monitors import EvalMonitor, GradMonitor, LossMonitor
 from detectors.stall import StallDetector
 from detectors.thresholds import DEFAULT, Thresholds
@@ -78,6 +78,10 @@ class RunDetectors:
         self._external: dict[str, Finding] = {}
         self.stall = StallDetector(thresholds)
         self.total_steps = total_steps
+        self._steps: float | None = None
+        self._epochs: float | None = None
+        """The run length its configuration declared, in steps and in epochs (for an epoch axis)."""
+        self.stall.total = total_steps
         self.version = 0
         """Bumped whenever any finding appears, changes or clears."""
         self.last_step: float | None = None
@@ -320,8 +324,13 @@ class RunDetectors:
     def set_total_steps(self, total: float | None) -> None:
         """The planned run length, when a source learns it (`iteration N/TOTAL`)."""
         self.total_steps = total
+        self._stall_total()
         if self._lr is not None:
             self._lr.total_steps = total
+
+    def _stall_total(self) -> None:
+        """The length at which the run is finished, on the axis its steps are counted in."""
+        self.stall.total = self._epochs if self.axis == "epoch" else (self._steps or self.total_steps)
 
     def tick(self, now: float) -> bool:
         """Time-based checks (stall); True when a finding changed."""
@@ -346,6 +355,8 @@ class RunDetectors:
         """The run's configuration (TrainingArguments, W&B config, Megatron args): its declared LR
         schedule is what the logged LR is compared with."""
         schedule = Schedule.from_config(config) if config else None
+        self._steps, self._epochs = declared_length(config) if config else (None, None)
+        self._stall_total()
         if schedule == self._schedule:
             return False
         self._schedule = schedule
@@ -361,6 +372,7 @@ class RunDetectors:
         if axis == self.axis:
             return
         self.axis = axis
+        self._stall_total()
         self.crash.rename_axis(axis)
         for mon in self._monitors:
             for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():

@@ -277,8 +277,10 @@ _HF = {"lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000}
         ),
         (
             "warm restarts declared, a warm-up run again after a resume",
-            lambda s: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400)) * (
-                min(1.0, (s - 1030 + 5) / 100) if 1030 <= s < 1130 else 1.0
+            lambda s: (
+                1e-3
+                * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400))
+                * (min(1.0, (s - 1030 + 5) / 100) if 1030 <= s < 1130 else 1.0)
             ),
             {"lr_scheduler_type": "cosine_with_restarts"},
             True,
