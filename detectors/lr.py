@@ -36,13 +36,18 @@ class Schedule:
     total: float | None = None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Schedule | None:
-        """The schedule a run's configuration declares, or None when it declares none."""
+    def from_config(cls, config: Mapping[str, Any], epochs: bool = False) -> Schedule | None:
+        """The schedule a run's configuration declares, or None when it declares none; with `epochs`,
+        its warm-up and length in epochs (for a log whose axis counts epochs, e.g. YOLO's results.csv)."""
         get = _Lookup(config)
         name = get.text("lr_scheduler_type", "lr_decay_style", "lr_scheduler", "scheduler", "lr_schedule", "sched")
         decay_lr = get.text("decay_lr")
         if name is None and decay_lr is not None:
             name = "cosine" if decay_lr.lower() in ("true", "1") else "constant"
+        cos_lr = get.text("cos_lr")
+        if name is None and cos_lr is not None:
+            # Ultralytics YOLO: a cosine decay with cos_lr, else a linear one down to lrf.
+            name = "cosine" if cos_lr.lower() in ("true", "1") else "linear"
         if name is None:
             return None
         low = name.lower()
@@ -56,12 +61,18 @@ class Schedule:
             style = "constant"
         elif any(k in low for k in _DECAYING):
             style = "decay"
-        total = get.number(
-            "lr_decay_iters", "max_steps", "train_iters", "max_iters", "total_steps", "num_training_steps"
-        )
+        if epochs:
+            total = declared_length(config)[1]
+            warmup = get.number("warmup_epochs", "lr_warmup_epochs")
+        else:
+            total = get.number(
+                "lr_decay_iters", "max_steps", "train_iters", "max_iters", "total_steps", "num_training_steps"
+            )
+            warmup = get.number(
+                "warmup_steps", "lr_warmup_iters", "warmup_iters", "num_warmup_steps", "lr_warmup_steps"
+            )
         if total is not None and total <= 0:
             total = None
-        warmup = get.number("warmup_steps", "lr_warmup_iters", "warmup_iters", "num_warmup_steps", "lr_warmup_steps")
         ratio = get.number("warmup_ratio", "lr_warmup_fraction")
         if (warmup is None or warmup <= 0) and ratio is not None and 0 < ratio < 1 and total is not None:
             warmup = ratio * total
@@ -328,7 +339,7 @@ class LrDetector(Detector):
                     step,
                     start,
                     f"learning rate still {fmt(x)} (its peak) at {self.axis} {fmt(step)} although the run "
-                    f"declared a {sched.name} schedule over {fmt(total)} steps: it is not decaying",
+                    f"declared a {sched.name} schedule over {fmt(total)} {self.axis}s: it is not decaying",
                     {"lr": x, "peak": self._peak, "schedule": sched.name, "total_steps": total},
                 )
         return False

@@ -78,6 +78,7 @@ class RunDetectors:
         self._external: dict[str, Finding] = {}
         self.stall = StallDetector(thresholds)
         self.total_steps = total_steps
+        self._config: Mapping[str, Any] = {}
         self._steps: float | None = None
         self._epochs: float | None = None
         """The run length its configuration declared, in steps and in epochs (for an epoch axis)."""
@@ -153,7 +154,7 @@ class RunDetectors:
             handler = gmon
         elif role is Role.LR and self._lr is None:
             lr = self._lr = LrDetector(key, th, self.axis)
-            lr.total_steps = self.total_steps
+            lr.total_steps = self._lr_total()
             lr.declare(self._schedule)
             self._monitors.append(lr)
             handler = lr.update
@@ -326,7 +327,11 @@ class RunDetectors:
         self.total_steps = total
         self._stall_total()
         if self._lr is not None:
-            self._lr.total_steps = total
+            self._lr.total_steps = self._lr_total()
+
+    def _lr_total(self) -> float | None:
+        """The run length the LR schedule is judged against, in the axis's units."""
+        return self._epochs if self.axis == "epoch" else self.total_steps
 
     def _stall_total(self) -> None:
         """The length at which the run is finished, on the axis its steps are counted in."""
@@ -354,13 +359,16 @@ class RunDetectors:
     def declare(self, config: Mapping[str, Any]) -> bool:
         """The run's configuration (TrainingArguments, W&B config, Megatron args): its declared LR
         schedule is what the logged LR is compared with."""
-        schedule = Schedule.from_config(config) if config else None
+        self._config = config
+        schedule = Schedule.from_config(config, self.axis == "epoch") if config else None
         self._steps, self._epochs = declared_length(config) if config else (None, None)
         self._stall_total()
+        if self._lr is not None:
+            self._lr.total_steps = self._lr_total()
         if schedule == self._schedule:
             return False
         self._schedule = schedule
-        if schedule is not None and schedule.total and not self.total_steps:
+        if schedule is not None and schedule.total and not self.total_steps and self.axis != "epoch":
             self.set_total_steps(schedule.total)
         if self._lr is not None and self._lr.declare(schedule):
             self.version += 1
@@ -377,6 +385,9 @@ class RunDetectors:
         for mon in self._monitors:
             for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
                 d.rename_axis(axis)
+        if self._config:
+            # The declared schedule's length and warm-up in the axis's own units (epochs or steps).
+            self.declare(self._config)
 
     def set_crash(self, crash: Crash | None) -> bool:
         """What the log's text after its last metric line shows (`detectors.crash.find_crash`)."""

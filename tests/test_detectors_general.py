@@ -415,3 +415,31 @@ def test_reinforcement_learning_losses_are_judged_for_nan_only() -> None:
     assert not bad and rd.judgement().verdict is Verdict.HEALTHY
     rd, bad = _feed([*rows, Row(120.0, {"train/value_loss": math.nan})])
     assert [f.kind for f in bad] == ["nan"]
+
+
+@pytest.mark.parametrize(
+    ("config", "lr", "anomaly"),
+    [
+        # YOLO opt.yaml beside results.csv: the axis counts epochs, the config both epochs and steps.
+        ({"epochs": "171", "cos_lr": "true", "max_steps": 1368}, lambda e: 4e-3 * min(1.0, (e + 1) / 2), True),
+        (
+            {"epochs": "171", "cos_lr": "true", "max_steps": 1368},
+            lambda e: 4e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * e / 171))),
+            False,
+        ),
+        ({"epochs": "171", "cos_lr": "false"}, lambda e: 4e-3 * ((1 - e / 171) * 0.99 + 0.01), False),
+        ({"epochs": "171", "cos_lr": "false"}, lambda e: 4e-3, True),  # YOLO decays linearly to lrf
+    ],
+)
+def test_an_epoch_axis_is_judged_against_the_declared_epochs(
+    config: dict[str, object], lr: Callable[[int], float], anomaly: bool
+) -> None:
+    rd = RunDetectors(RoleMap())
+    rd.declare(config)
+    rd.set_axis("epoch")
+    for e in range(171):
+        rd.ingest(Row(float(e), {"x/lr0": lr(e)}), 0.0)
+    found = [f for f in rd.findings() if f.kind == "lr_anomaly"]
+    assert bool(found) is anomaly, found
+    if found:
+        assert found[0].step < 0.4 * 171 and "171 epochs" in found[0].message
