@@ -179,6 +179,13 @@ class LrDetector(Detector):
         """Still in the LR's initial warm-up: rising to new peaks, never decayed."""
         return not self._decaying and self._rising_since is not None
 
+    @property
+    def in_warmup(self) -> bool:
+        """Rising through its initial warm-up right now (not a constant LR, not a warm-up that was
+        already found never to end)."""
+        cur = self.current
+        return self._rose and not self._decaying and self._rising_since is not None and not (cur and cur.active)
+
     def declare(self, schedule: Schedule | None) -> bool:
         """The schedule the run declared; the LR seen so far is compared with it at once."""
         if schedule == self._schedule:

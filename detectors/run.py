@@ -144,6 +144,7 @@ class RunDetectors:
                 lambda: self._train.stats if self._train else None,
                 self.axis,
                 self._quality,
+                lambda: self._lr,
             )
             self._monitors.append(emon)
             handler = emon

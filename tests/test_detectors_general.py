@@ -443,3 +443,22 @@ def test_an_epoch_axis_is_judged_against_the_declared_epochs(
     assert bool(found) is anomaly, found
     if found:
         assert found[0].step < 0.4 * 171 and "171 epochs" in found[0].message
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.1, 0.3])
+def test_an_eval_worse_than_its_best_during_the_lr_warmup_is_no_stop(noise: float) -> None:
+    # A tiny validation set evaluated every epoch while the LR warms up for 20 epochs: an early lucky
+    # eval is no reference; after the warm-up the eval improves on its operating point.
+    rnd = random.Random(int(noise * 100))
+    rows = []
+    for e in range(80):
+        lr = 2e-3 * min(1.0, (e + 1) / 20) * (1 - max(0, e - 20) / 100)
+        ev = (1.4 if e == 1 else 3.5 - 2.0 * max(0, e - 20) / 60) * math.exp(rnd.gauss(0, noise))
+        rows.append(Row(float(e), {"train/loss": 3.0 * math.exp(-e / 40), "lr/pg0": lr, "val/loss": ev}))
+    _, bad = _feed(rows)
+    assert not bad, bad
+    # The same eval rise after the warm-up (the LR decaying, the early best made at the operating
+    # point) is bad.
+    rows = [Row(r.step, {**r.values, "lr/pg0": 2e-3 * (1 - r.step / 100)}) for r in rows]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind in ("overfit", "eval_degradation")
