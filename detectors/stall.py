@@ -82,15 +82,25 @@ class StallDetector(Detector):
             when = datetime.fromtimestamp(self._last_t, UTC).strftime("%Y-%m-%d %H:%M UTC")
             if self._already(Severity.INFO, "idle"):
                 return False
+            step = self._last_step if self._last_step > -float("inf") else 0.0
+            at = f"step {fmt(step)}" if self._last_step > -float("inf") else "no step logged"
             return self._fire(
                 Severity.INFO,
-                self._last_step,
-                self._last_step,
-                f"not updated since {when} (step {fmt(self._last_step)}, no end marker)",
+                step,
+                step,
+                f"not updated since {when} ({at}, no end marker)",
                 {"seconds_since_update": round(gap, 1), "last_update": self._last_t},
                 kind="idle",
             )
         usual = f"usual interval {iv:.0f}s" if iv else "interval unknown"
+        if self._last_step == -float("inf"):  # stuck before its first step (data loading, a hung launch)
+            return self._fire(
+                Severity.WARN,
+                0.0,
+                0.0,
+                f"no step logged {_dur(gap)} after the source last showed life",
+                {"seconds_since_update": round(gap, 1), "interval": iv},
+            )
         return self._fire(
             Severity.WARN,
             self._last_step,

@@ -39,6 +39,8 @@ class ParseSummary:
     noise: int = 0
     malformed: int = 0
     tail: list[str] = field(default_factory=list)
+    axis: str = "step"
+    """The step axis's unit (`Parser.axis`): step, epoch, ..."""
 
 
 def worth_parallel(path: Path) -> bool:
@@ -108,6 +110,7 @@ def _worker(path: str, fmt: str, conn: Connection) -> None:
             st.noise,
             st.malformed,
             tail,
+            parser.axis,
         )
         conn.send(("done", summary, None))
     except BaseException as e:  # the parent turns this into one clear line

@@ -88,7 +88,9 @@ def read_run(ref: RunRef, config: Config, fmt: str | None, wall: float) -> Check
             error = f"{ref.id}: cannot read: {e.message}"
         except OSError as e:
             raise TargetError(f"{ref.id}: cannot read ({e.strerror or e})") from None
-        if analysis.store.rows == 0:
+        if error is None and analysis.store.rows == 0 and analysis.info.lines == 0:
+            error = f"{ref.id}: empty file: no metrics found"  # what exists now is all `check` reads
+        if analysis.store.rows == 0 and error is None:  # an unreadable file is not a stalled run
             analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already
         facts = SourceFacts(error=error, unreadable=error is not None)
     runstate.note_end_markers(analysis)
@@ -160,13 +162,14 @@ def to_json(results: list[CheckResult]) -> dict[str, Any]:
         j = a.judgement()
         info = a.info
         state = r.state or RunState(runstate.LIVE)
+        decision, reason = runstate.shown_decision(state, j)
         runs.append(
             {
                 "target": r.target,
                 "name": info.name,
                 "verdict": runstate.shown_verdict(state, j.verdict),
-                "decision": str(j.decision),
-                "reason": j.reason,
+                "decision": decision,
+                "reason": reason,
                 "last_step": _jnum(a.detectors.last_step),
                 "total_steps": _jnum(info.total_steps),
                 "state": state.word,
@@ -218,8 +221,9 @@ def to_text(results: list[CheckResult], verbose: bool = False) -> str:
         step = a.detectors.last_step
         where = f"step {_fmt_step(step)}" + (f"/{_fmt_step(info.total_steps)}" if info.total_steps else "")
         badge = verdicts.badge(runstate.shown_verdict(state, j.verdict))
-        out.append(f"{badge:<10} {info.name}  {where}  [{state.label}]  -> {str(j.decision).upper()}")
-        out.append(f"    {j.reason}")
+        decision, reason = runstate.shown_decision(state, j)
+        out.append(f"{badge:<10} {info.name}  {where}  [{state.label}]  -> {decision.upper()}")
+        out.append(f"    {reason}")
         shown = [f for f in j.findings if verbose or f.active or f.severity >= Severity.WARN]
         for f in shown:
             out.append("    " + _finding_line(f))

@@ -43,7 +43,9 @@ async def _check(
             waiting = any(
                 r.state.word in (runstate.CONNECTING, runstate.WAITING) and not r.facts.error for r in hub.runs.values()
             )
-            if hub.runs and t - last_change >= settle and not waiting:
+            # A W&B project with no running run has nothing more to show once the API answered.
+            listed = bool(hub.runs) or hub.api_answered > 0
+            if listed and t - last_change >= settle and not waiting:
                 break
         wall = time.time() if now is None else now
         out: list[list[CheckResult]] = []
@@ -56,6 +58,7 @@ async def _check(
                 state = runstate.decide(run.analysis, run.facts)
                 results.append(CheckResult(run.id, run.analysis, error=None, state=state))
             if not results:
-                results.append(CheckResult(raw, error=f"{raw}: no runs found within {timeout:.0f} s"))
+                why = "no running runs in this W&B project" if raw.startswith("wandb://") else "nothing read"
+                results.append(CheckResult(raw, error=f"{raw}: no runs found ({why})"))
             out.append(results)
         return out

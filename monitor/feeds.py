@@ -21,9 +21,10 @@ from typing import Any, Protocol
 from monitor.analysis import RunAnalysis
 from monitor.backfill import parse_batch, parse_in_worker, worth_parallel
 from monitor.columns import Columns
+from monitor.errors import FormatError
 from monitor.gpu import GpuSnapshot
 from monitor.model import Row
-from monitor.parsers import CONFIDENT, Parser, detect_format, guess_format, make_parser
+from monitor.parsers import CONFIDENT, Parser, detect_format, guess_format, make_parser, sniff_binary
 from monitor.parsers.base import DocumentParser
 from monitor.runstate import marks_end
 from monitor.sources.base import TEXT, TFEVENTS, WANDB, Chunk
@@ -41,6 +42,8 @@ _PIECE = 1 << 20
 _BATCH = 4096
 #: Log lines kept per batch for the log pane (the store keeps a bounded tail anyway).
 _TAIL = 200
+#: How much of a file's start the binary sniff reads.
+_SNIFF_BYTES = 4096
 
 
 class Feed(Protocol):
@@ -79,7 +82,7 @@ def make_feed(
     raise ValueError(f"no feed for {kind!r}")
 
 
-def _pieces(path: Path) -> Iterator[tuple[int, bytes]]:
+def file_pieces(path: Path) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of what `path` holds now, in pieces; bytes appended meanwhile are left."""
     with path.open("rb") as f:
         size = path.stat().st_size
@@ -117,7 +120,7 @@ class TextFeed:
             return
         self._detect_lines = _CATCH_UP_DETECT_LINES
         try:
-            for offset, data in _pieces(path):
+            for offset, data in file_pieces(path):
                 yield self.chunk(Chunk(offset, data), now)
                 self.resume_offset = offset + len(data)
         finally:
@@ -135,7 +138,7 @@ class TextFeed:
         a = self.analysis
         if self.parser is None:
             head: list[str] = []
-            for _, data in _pieces(path):
+            for _, data in file_pieces(path):
                 head += self.splitter.feed(data)
                 if len(head) >= _CATCH_UP_DETECT_LINES:
                     break
@@ -152,6 +155,7 @@ class TextFeed:
         info = a.info
         info.format, info.step_key, info.config = summary.format, summary.step_key, summary.config
         info.lines, info.noise, info.malformed = summary.lines, summary.noise, summary.malformed
+        info.axis = summary.axis
         a.store.add_log_lines(summary.tail)
         if summary.finished:
             a.finish()
@@ -165,6 +169,9 @@ class TextFeed:
             self._doc.clear()
         if not chunk.data:
             return False
+        if chunk.offset == 0 and (refused := sniff_binary(chunk.data[:_SNIFF_BYTES])) is not None:
+            # Not text at all (a binary, an archive, a checkpoint): refused before any parsing.
+            raise FormatError(f"{self.filename or 'input'}: {refused}; no metrics read")
         return self.lines(self.splitter.feed(chunk.data), now)
 
     def lines(self, lines: list[str], now: float) -> bool:
@@ -290,7 +297,7 @@ class TfeventsFeed:
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
         """Read what `path` holds now; its rows are judged in step order (scalars may come out of order)."""
         rows: list[Row] = []
-        for offset, data in _pieces(path):
+        for offset, data in file_pieces(path):
             rows += self.reader.feed(data)
             self.resume_offset = offset + len(data)
         yield self._rows(sorted(rows, key=lambda r: r.step), now)

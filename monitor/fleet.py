@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from monitor.errors import RunwatchError
 from monitor.hub import Hub
 from monitor.outward import outward
 from monitor.targets import parse_target
+
+T = TypeVar("T")
 
 
 def read_targets(path: Path) -> list[str]:
@@ -45,6 +47,15 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: float = 10.0) -> T:
+    """`fn()` run on the hub's loop (the hub is not thread-safe), from a server thread."""
+
+    async def call() -> T:
+        return fn()
+
+    return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
 
 
 class Fleet:
@@ -83,7 +94,8 @@ class Fleet:
         """Serve `hub`'s snapshots and follow the targets file (call inside the running loop)."""
         self._hub = hub
         if self.server is not None:
-            hub.add_snapshot_listener(self.server.collector.update)
+            loop = asyncio.get_running_loop()
+            self.server.collector.pull = lambda: _on_loop(loop, hub.snapshot)
             self.server.start()
             self.log(f"metrics on http://{self.server.address}/metrics")
         if self.targets_file is not None:

@@ -30,6 +30,7 @@ from monitor.hubloop import SupervisedSources
 from monitor.hubremote import RemoteSources
 from monitor.hubrun import HubRun, run_snapshot
 from monitor.model import Finding, Severity, Verdict
+from monitor.outward import env_redactor
 from monitor.runstate import SourceFacts
 from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
 from monitor.sources.base import API, Chunk, Opened, RunRef, SourceContext, open_sources
@@ -93,6 +94,10 @@ class Hub(SupervisedSources, RemoteSources):
         self._context = SourceContext(lambda: self.ssh_pool, poll)
         self._discoveries: dict[str, asyncio.Task[Any]] = {}
         self._gpu_hosts: set[str] = set()
+        self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
+        self._pollers: list[Any] = []
+        self._wandb_added: dict[str, tuple[asyncio.Task[Any], Any]] = {}
+        """W&B targets added while running: each has its own poller (task, WandbTarget)."""
 
     # ---- listeners -------------------------------------------------------------------------
     def add_snapshot_listener(self, cb: Callable[[HubSnapshot], Any]) -> None:
@@ -146,7 +151,7 @@ class Hub(SupervisedSources, RemoteSources):
             if local_gpu:
                 self._start_local_gpu()
             for host in ssh_hosts:
-                self._spawn(self._remote_gpu(host))
+                self._start_remote_gpu(host)
         self._spawn(self._publisher())
         self._spawn(self._ticker())
         if local_gpu and self.writer_poll > 0:
@@ -173,26 +178,26 @@ class Hub(SupervisedSources, RemoteSources):
     def add_target(self, raw: str) -> str | None:
         """Start watching one more target now; None, or one line saying why it was not added.
 
-        Files, folders and SSH paths come and go freely; W&B targets are polled by one poller
-        built at start, so a W&B target added later needs a restart."""
+        Files, folders and SSH paths come and go freely. The W&B targets given at start share one
+        batched poller; one added later gets a poller of its own."""
         if raw in self.raw_targets:
             return None
-        from monitor.sources.wandb_api import parse_wandb_target
-
-        if parse_wandb_target(raw) is not None and self._started:
-            return f"{raw}: W&B targets are read at start; restart to add one"
         self.raw_targets.append(raw)
         if not self._started:
             return None
         opened = self._open_target(raw)
-        if opened is not None and self.gpu:
+        if opened is not None and opened.target.kind == WANDB_API:
+            task = self._start_wandb([opened.target])
+            if task is not None:
+                self._wandb_added[raw] = (task, opened.target.wandb)
+        elif opened is not None and self.gpu:
             host = opened.target.ssh.host if opened.target.kind == SSH and opened.target.ssh else "localhost"
             if host not in self._gpu_hosts:
                 self._gpu_hosts.add(host)
                 if host == "localhost":
                     self._start_local_gpu()
                 else:
-                    self._spawn(self._remote_gpu(host))
+                    self._start_remote_gpu(host)
         self._dirty.set()
         return None
 
@@ -202,16 +207,28 @@ class Hub(SupervisedSources, RemoteSources):
             return None
         from monitor.sources.wandb_api import parse_wandb_target
 
-        if parse_wandb_target(raw) is not None:
-            return f"{raw}: W&B targets are read at start; restart to remove one"
+        added = self._wandb_added.pop(raw, None)
+        if parse_wandb_target(raw) is not None and added is None:
+            return f"{raw}: the W&B targets given at start share one poller; restart to remove one"
         self.raw_targets.remove(raw)
         tasks: list[asyncio.Task[Any]] = []
+        if added is not None:
+            tasks.append(added[0])
+            self._tasks.remove(added[0])
         found = self._discoveries.pop(raw, None)
         if found is not None:
             tasks.append(found)
             self._tasks.remove(found)
         for run_id in [i for i, r in self.runs.items() if raw in (r.ref.origin, r.target.raw)]:
             tasks.extend(self.runs.pop(run_id).tasks)
+        in_use = {r.target.ssh.host for r in self.runs.values() if r.target.ssh is not None}
+        for host in [h for h in self._gpu_streams if h not in in_use]:  # its last run went: stop its GPU stream
+            stream = self._gpu_streams.pop(host)
+            tasks.append(stream)
+            self._tasks.remove(stream)
+            self._gpu_hosts.discard(host)
+            for table in (self.gpus, self.gpu_history, self.hosts):
+                table.pop(host, None)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -219,6 +236,11 @@ class Hub(SupervisedSources, RemoteSources):
                 await t
         self._dirty.set()
         return None
+
+    def _start_remote_gpu(self, host: str) -> None:
+        task = asyncio.ensure_future(self._remote_gpu(host))
+        self._tasks.append(task)
+        self._gpu_streams[host] = task
 
     async def stop(self) -> None:
         """Stop every source and task; idempotent."""
@@ -410,7 +432,8 @@ class Hub(SupervisedSources, RemoteSources):
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self.publish()
+            if self._snapshot_listeners:  # `watch` alone has none: no snapshot to build
+                self.publish()
             await asyncio.sleep(self.publish_interval)
 
     def publish(self) -> HubSnapshot:
@@ -427,7 +450,8 @@ class Hub(SupervisedSources, RemoteSources):
 
     def snapshot(self) -> HubSnapshot:
         now = self.clock()
-        runs = tuple(self._run_snapshot(r) for r in self.runs.values())
+        red = env_redactor()  # once per snapshot: checking the environment per run cost a quarter core at 300 runs
+        runs = tuple(run_snapshot(r, self.gpus.get(r.target.host), now, red) for r in self.runs.values())
         return HubSnapshot(now, runs, tuple(sorted(self.hosts.items())), tuple(sorted(self.gpus.items())))
 
     def _run_snapshot(self, run: HubRun) -> RunSnapshot:

@@ -114,18 +114,27 @@ class SupervisedSources:
         remote: tuple[float, int] | None = None
         """A remote file's modification time and size when opened: bytes up to there are caught up."""
         if path is not None and path.is_file():
-            mtime = path.stat().st_mtime
+            st = path.stat()
             run.facts = SourceFacts(run.facts.error, run.facts.unreadable, run.facts.connection, False, False)
-            for changed in feed.catch_up(path, mtime, final=False):
+            run.progress = (0, st.st_size)
+            for changed in feed.catch_up(path, st.st_mtime, final=False):
+                run.progress = (feed.resume_offset, st.st_size)
                 self._after_rows(run, changed)
                 await asyncio.sleep(0)
             offset = feed.resume_offset
-            self._caught_up(run, mtime)
+            self._caught_up(run, st.st_mtime)
         elif ref.target.ssh is not None:
             remote = await self._remote_stat(ref)
             if remote is not None and remote[1] == 0:
                 self._caught_up(run, remote[0])
                 remote = None
+            elif remote is not None:
+                run.progress = (0, remote[1])
+        if remote is None and run.progress is None and not run.told_caught_up:
+            # Nothing there to catch up with (a file not created yet, stdin, a remote file whose
+            # size is unknown): what comes is followed as it comes.
+            run.told_caught_up = True
+            self._emit(run, "caught_up", "nothing to read yet; following")
         if ref.target.kind == "stdin":
             f = run.facts
             run.facts = SourceFacts(f.error, f.unreadable, runstate.WAITING, f.ended, f.caught_up)
@@ -138,6 +147,7 @@ class SupervisedSources:
                     continue
                 # What the remote file held when opened was written by its modification time.
                 self._take_chunk(run, chunk, remote[0] if chunk.end <= remote[1] else None)
+                run.progress = (min(chunk.end, remote[1]), remote[1])
                 if chunk.end >= remote[1] and (chunk.data or chunk.reset):
                     self._caught_up(run, remote[0])
                     remote = None
@@ -186,6 +196,8 @@ class SupervisedSources:
         run.analysis.tick(self.clock())
         f = run.facts
         run.facts = SourceFacts(f.error, f.unreadable, f.connection or runstate.WAITING, False, True)
+        run.progress = None
+        run.told_caught_up = True
         self._after_rows(run, True, data=False)
         self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; following")
 

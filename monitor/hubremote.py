@@ -31,6 +31,8 @@ class RemoteSources:
     _pool_listening: bool
     _stopping: bool
     _poller: Any
+    _pollers: list[Any]
+    _tasks: list[asyncio.Task[Any]]
     _wandb_client_factory: Callable[[str | None], Any] | None
     _closers: list[Callable[[], Awaitable[Any] | Any]]
 
@@ -39,6 +41,7 @@ class RemoteSources:
     if TYPE_CHECKING:  # provided by Hub
 
         def _source_ok(self, run: HubRun, connection: str | None = None) -> None: ...
+        def _emit(self, run: HubRun, kind: str, detail: str = "") -> None: ...
         def _source_problem(
             self, run: HubRun, error: str, *, unreadable: bool = False, connection: str | None = None
         ) -> None: ...
@@ -81,7 +84,7 @@ class RemoteSources:
                 self._source_problem(run, error, connection=word)
         self._dirty.set()
 
-    def _start_wandb(self, targets: list[Target]) -> None:
+    def _start_wandb(self, targets: list[Target]) -> asyncio.Task[Any] | None:
         from monitor.sources.wandb_poller import WandbPoller
 
         def on_rows(wt: Any, rows: tuple[Row, ...]) -> None:
@@ -100,12 +103,15 @@ class RemoteSources:
                 self._source_problem(run, status.error or status.state, connection=status.state)
             else:
                 self._source_ok(run)
+            if not run.told_caught_up:  # the API's first answer holds what the run logged so far
+                run.told_caught_up = True
+                self._emit(run, "caught_up", f"{run.analysis.store.rows} rows read; polling")
             self.hosts[f"W&B {status.target.entity}/{status.target.project}"] = (
                 status.error if status.stale and status.error else "ok"
             )
 
         try:
-            self._poller = WandbPoller(
+            poller = WandbPoller(
                 [t.wandb for t in targets if t.wandb is not None],
                 on_rows,
                 on_state,
@@ -114,12 +120,22 @@ class RemoteSources:
         except RunwatchError as e:
             for t in targets:
                 self._failed_target(t.raw, e.message)
-            return
+            return None
+        self._poller = self._poller or poller
+        self._pollers.append(poller)  # one per W&B target added while running (`Hub.add_target`)
         for t in targets:
             assert t.wandb is not None
             if t.wandb.run_id:
                 self._wandb_run(t.wandb)
-        self._spawn(self._poller.run())
+        task = asyncio.ensure_future(poller.run())
+        self._tasks.append(task)
+
+        def forget(_task: asyncio.Task[Any]) -> None:
+            if poller in self._pollers:
+                self._pollers.remove(poller)
+
+        task.add_done_callback(forget)
+        return task
 
     def _wandb_run(self, wt: Any) -> HubRun:
         run_id = f"wandb://{wt.entity}/{wt.project}/{wt.run_id}"
@@ -143,10 +159,15 @@ class RemoteSources:
                 return raw
         return run_id
 
+    @property
+    def api_answered(self) -> int:
+        """How many W&B polls were answered (0 also without W&B targets)."""
+        return self._poller.answered if self._poller is not None else 0
+
     def note_anomaly(self) -> None:
         """Ask remote pollers for their shortest interval (an anomaly was seen)."""
-        if self._poller is not None:
-            self._poller.scheduler.anomaly()
+        for poller in self._pollers:
+            poller.scheduler.anomaly()
 
     async def _remote_gpu(self, host: str) -> None:
         parser = NvidiaSmiParser(host)

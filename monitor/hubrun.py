@@ -13,6 +13,7 @@ from monitor.gpu import GpuSnapshot
 from monitor.hubgpu import gpu_for
 from monitor.model import Role, Verdict
 from monitor.outward import outward
+from monitor.redact import Redactor
 from monitor.runstate import RunState, SourceFacts
 from monitor.snapshot import RunSnapshot
 from monitor.sources.base import RunRef
@@ -42,6 +43,10 @@ class HubRun:
     trusted: bool = True
     """Whether data from the source clears its error (not while a failed source is re-read)."""
     opened_at: float = 0.0
+    progress: tuple[int, int] | None = None
+    """(bytes read, bytes to read) while catching up with what the file held when opened."""
+    told_caught_up: bool = False
+    """Whether the `caught_up` event was sent (views show 'reading' until then)."""
 
     @property
     def target(self) -> Target:
@@ -52,8 +57,8 @@ class HubRun:
         return self.facts.error
 
 
-def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapshot:
-    """What views are shown of one run now."""
+def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float, red: Redactor | None = None) -> RunSnapshot:
+    """What views are shown of one run now (`red`: the environment's redactor, looked up once per snapshot)."""
     a = run.analysis
     j = a.judgement()
     info = a.info
@@ -65,18 +70,23 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapsho
         trend = tuple(values[-_SPARK_POINTS:].tolist())
         loss = a.store.last(loss_key)
     util, mem = gpu_for(gpu)
+    roles = tuple(
+        (role.value, key, value)
+        for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
+        if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
+    )
     state = run.state
     detail = state.label if state.word != runstate.STALE else (run.facts.connection or state.label)
     return RunSnapshot(
         id=run.id,
         name=info.name,
         # hostile wall: paths and remote errors are outside text, shown in the TUI; the run's id stays raw.
-        target=outward(run.target.raw),
-        source=outward(run.target.source_label),
+        target=outward(run.target.raw, redactor=red),
+        source=outward(run.target.source_label, redactor=red),
         host=run.target.host,
         state=state.word,
         stale=state.stale,
-        source_error=outward(run.facts.error) if run.facts.error else run.facts.error,
+        source_error=outward(run.facts.error, redactor=red) if run.facts.error else run.facts.error,
         verdict=j.verdict,
         decision=j.decision,
         reason=j.reason,
@@ -89,7 +99,7 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapsho
         loss_key=loss_key,
         loss=loss,
         loss_trend=trend,
-        headline=tuple(a.headline().items()),
+        headline=tuple({key: value for _, key, value in roles}.items()),  # = a.headline(), read once
         gpu_util=util,
         gpu_mem_pct=mem,
         format=info.format,
@@ -99,10 +109,7 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float) -> RunSnapsho
         shown_verdict=runstate.shown_verdict(state, j.verdict),
         state_detail=detail,
         exit_code=info.exit_code,
+        progress=run.progress,
         reconnects=run.retries,
-        role_values=tuple(
-            (role.value, key, value)
-            for role in (Role.TRAIN_LOSS, Role.EVAL_LOSS, Role.LR, Role.GRAD_NORM)
-            if (key := a.key_for(role)) is not None and (value := a.store.last(key)) is not None
-        ),
+        role_values=roles,
     )

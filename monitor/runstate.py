@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from monitor.analysis import RunAnalysis
-from monitor.model import Verdict
+from monitor.model import Decision, Judgement, Verdict
 
 LIVE = "live"
 FINISHED = "finished"
@@ -130,6 +130,14 @@ def decide(analysis: RunAnalysis, source: SourceFacts) -> RunState:
     if cur is not None and cur.active and cur.kind == IDLE:
         return RunState(IDLE, stall.last_time)
     return RunState(LIVE)
+
+
+def shown_decision(state: RunState, judgement: Judgement) -> tuple[str, str]:
+    """The advice and its reason a person is shown: a run that is not read now (unreadable, stale,
+    waiting) and not already bad is `wait`, for the reason its source gives, never `continue`."""
+    if judgement.verdict is not Verdict.BAD and state.word in UNREAD:
+        return str(Decision.WAIT), state.detail or state.label
+    return str(judgement.decision), judgement.reason
 
 
 def shown_verdict(state: RunState, verdict: Verdict) -> str:

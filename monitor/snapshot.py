@@ -47,6 +47,8 @@ class RunSnapshot:
     state_detail: str = ""
     """The state in a few words: `idle since 2026-12-03 14:02 UTC`, `retrying in 5 s`, ..."""
     exit_code: int | None = None
+    progress: tuple[int, int] | None = None
+    """(bytes read, bytes to read) while the run's existing content is caught up; None after."""
     reconnects: int = 0
     """Times the run's source failed and was opened again."""
     role_values: tuple[tuple[str, str, float], ...] = ()

@@ -175,3 +175,23 @@ def test_a_bad_config_is_the_same_line_and_exit_code_everywhere(tmp_path: Path) 
     assert [o.returncode for o in outs] == [3, 3, 3]
     assert len({o.stderr for o in outs}) == 1
     assert f"{cfg}:6: run[1].formt: unknown key (did you mean 'format'?)" in outs[0].stderr
+
+
+def test_binary_and_empty_files_are_refused_unreadable_never_healthy(tmp_path: Path) -> None:
+    elf = tmp_path / "libjunk.log"
+    elf.write_bytes(Path(sys.executable).resolve().read_bytes()[:65536])
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    old = time.time() - 3 * 3600
+    for p in (elf, empty):
+        os.utime(p, (old, old))
+    for p, why in ((elf, "binary data"), (empty, "empty file")):
+        r = runwatch("check", str(p), "--json")
+        assert r.returncode == 3, r.stdout + r.stderr
+        run = json.loads(r.stdout)["runs"][0]
+        assert run["verdict"] == "unreadable" and run["decision"] == "wait"
+        assert why in run["reason"]
+        kinds = {f["kind"] for f in run["findings"]}
+        assert kinds == {"source_error"}, kinds  # an unread file is not a stalled or idle run
+        text = runwatch("check", str(p))
+        assert text.returncode == 3 and "-> WAIT" in text.stdout and "inf" not in text.stdout.lower()

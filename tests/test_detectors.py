@@ -271,3 +271,15 @@ def test_a_run_that_reached_its_declared_length_finished_and_is_not_stalled(
         rd.ingest(Row(float(s), {"loss": 1.0 / (1 + s)}, time=t), 0.0)
     rd.tick(t + 3600.0)
     assert ("stalled" in _active(rd)) is stalled
+
+
+def test_a_source_stuck_before_its_first_step_is_stalled_at_step_0_not_minus_inf() -> None:
+    from detectors.stall import StallDetector
+
+    stall = StallDetector(DEFAULT)
+    stall.touch(1000.0)
+    assert not stall.tick(1000.0 + DEFAULT.stall_min_seconds / 2)
+    assert stall.tick(1000.0 + 3600.0)
+    f = stall.current
+    assert f is not None and f.kind == "stalled" and f.step == 0.0
+    assert "no step logged" in f.message and "inf" not in f.message.lower()

@@ -220,3 +220,60 @@ def test_shipped_dashboard_queries_only_exported_metrics() -> None:
     assert names and names <= known, names - known
     rules = RULES.read_text()
     assert set(re.findall(r"runwatch_[a-z_]+", rules)) <= known
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None or shutil.which("amtool") is None,
+    reason="promtool / amtool not installed: run `bash scripts/test.sh` as root",
+)
+def test_shipped_example_configs_pass_their_checkers() -> None:
+    deploy = ROOT / "deploy"
+    prom = subprocess.run(
+        [PROMTOOL, "check", "config", "--syntax-only", str(deploy / "prometheus" / "prometheus.yml")],  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+    )
+    assert prom.returncode == 0, prom.stdout + prom.stderr
+    am = subprocess.run(
+        ["amtool", "check-config", str(deploy / "alertmanager" / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert am.returncode == 0, am.stdout + am.stderr
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed: run `bash scripts/test.sh` as root")
+@pytest.mark.slow
+def test_hostile_file_names_and_keys_scraped_from_watch_pass_promtool(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names = ['run "quoted" {braces}.jsonl', "ünïcødé ✗ run.jsonl", "new\nline.jsonl", "back\\slash.jsonl"]
+    paths = [tmp_path / n for n in names]
+    for p in paths:
+        p.write_text(
+            "".join(json.dumps({"step": i, 'loss "q" {x}': 3.0 - i * 0.01, "lr": 1e-3}) + "\n" for i in range(20))
+        )
+    port = _free_port()
+    with _processes() as procs:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tui.cli", "watch", *map(str, paths), "--metrics-addr", f"127.0.0.1:{port}"],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+        def scraped() -> str | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            return text if text.count("runwatch_run_train_loss{") == len(paths) else None
+
+        text = _wait("every hostile run's loss exported", scraped, 60, procs)
+    runs = set()
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "runwatch_run_train_loss":
+                runs.add(s.labels["run"])
+                assert s.labels["metric"] == 'loss "q" {x}'
+    assert runs == {str(p) for p in paths}
+    res = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True)  # type: ignore[list-item]
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()

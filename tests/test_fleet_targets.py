@@ -22,6 +22,9 @@ from monitor.errors import RunwatchError
 from monitor.fleet import Fleet, read_targets
 from monitor.hub import Hub
 from monitor.model import Verdict
+from tests.sshd import SSHHome, ssh_home, sshd  # noqa: F401  (fixtures)
+from tests.test_wandb_api import server  # noqa: F401  (fixture)
+from tests.wandb_server import FakeWandbServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +86,66 @@ def test_hub_adds_and_removes_runs_keeping_the_others(tmp_path: Path) -> None:
 
             assert hub.add_target(str(b)) is None  # back again: read afresh
             await until(lambda: str(b) in hub.runs and hub.runs[str(b)].analysis.store.rows == 35, what="b again")
-            assert "restart" in (hub.add_target("wandb://team/proj/abc123") or "")
+
+    asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_ssh_target_added_and_removed_while_running(ssh_home: SSHHome, tmp_path: Path) -> None:  # noqa: F811
+    local, remote = tmp_path / "local.log", tmp_path / "remote.log"
+    local.write_text(lines(30))
+    remote.write_text(lines(40, nan_at=35))
+    target = f"testhost:{remote}"
+
+    async def go() -> None:
+        async with Hub([str(local)], gpu=True, writer_poll=0, poll=0.05) as hub:
+            await until(lambda: hub.runs[str(local)].analysis.store.rows == 30, what="local read")
+            assert hub.add_target(target) is None
+            await until(
+                lambda: target in hub.runs and hub.runs[target].analysis.judgement().verdict is Verdict.BAD,
+                timeout=40,
+                what="the SSH run read and judged",
+            )
+            # Its host's GPU stream starts with it (no nvidia-smi there: a status, not an error loop).
+            await until(lambda: "testhost" in dict(hub.snapshot().gpus), timeout=20, what="gpu status")
+            assert await hub.remove_target(target) is None
+            assert set(hub.runs) == {str(local)} and hub.runs[str(local)].analysis.store.rows == 30
+            # Its host's last run went: its GPU stream and rows go too.
+            assert "testhost" not in dict(hub.snapshot().gpus) and "testhost" not in hub._gpu_streams
+
+    asyncio.run(go())
+
+
+@pytest.mark.timeout(90)
+def test_wandb_targets_added_and_removed_while_running(server: FakeWandbServer, tmp_path: Path) -> None:  # noqa: F811
+    first = server.add_run("ent", "proj", "r1", rows=[{"loss": 3.0 - i * 0.01} for i in range(20)])
+    later = server.add_run("ent", "other", "r2", rows=[{"loss": 3.0 - i * 0.01} for i in range(20)])
+    server.append(later, {"loss": float("nan")})
+
+    async def go() -> None:
+        async with Hub(["wandb://ent/proj/r1"], gpu=False, writer_poll=0) as hub:
+            await until(lambda: hub.runs["wandb://ent/proj/r1"].analysis.store.rows == 20, what="r1 read")
+            assert hub.add_target("wandb://ent/other/r2") is None
+            r2 = "wandb://ent/other/r2"
+            await until(
+                lambda: r2 in hub.runs and hub.runs[r2].analysis.judgement().verdict is Verdict.BAD,
+                timeout=30,
+                what="r2 read and judged by its own poller",
+            )
+            assert len(hub._pollers) == 2
+            hub.note_anomaly()  # both pollers snap back
+            assert await hub.remove_target(r2) is None
+            assert set(hub.runs) == {"wandb://ent/proj/r1"}
+            assert len(hub._pollers) == 1
+            server.append(later, {"loss": 1.0})
+            server.append(first, {"loss": 2.5})
+            hub.note_anomaly()
+            await until(lambda: hub.runs["wandb://ent/proj/r1"].analysis.store.rows == 21, timeout=30, what="r1 on")
+            assert r2 not in hub.runs  # its poller is gone: nothing brings it back
+            # The targets given at start share one batched poller: removing one needs a restart.
+            assert "restart" in (await hub.remove_target("wandb://ent/proj/r1") or "")
+            assert "wandb://ent/proj/r1" in hub.runs
+        assert first.rows and not server.problems
 
     asyncio.run(go())
 

@@ -100,6 +100,7 @@ def test_missing_file_is_a_state_not_a_verdict_and_recovers(tmp_path: Path) -> N
         async with Hub([str(log)], gpu=False, poll=0.05) as hub:
             rec = Recorder(hub)
             await until(lambda: hub.snapshot().runs[0].state == "waiting", what="waiting state")
+            assert [e.detail for e in rec.kinds("caught_up")] == ["nothing to read yet; following"]
             r = hub.snapshot().runs[0]
             assert r.stale and r.source_error and "no such file" in r.source_error
             assert r.verdict is Verdict.HEALTHY  # unreachable is not broken
@@ -164,6 +165,7 @@ def test_wandb_api_run_judged_and_unreachable_api_is_a_state(server: FakeWandbSe
             await until(lambda: Verdict.BAD in rec.verdicts(), what="bad from the API")
             r = hub.snapshot().runs[0]
             assert r.last_step == 30 and r.state == "live" and r.url == "wandb://ent/proj/r1"
+            assert rec.kinds("caught_up")  # views stop showing 'reading' once the API answered
         server.stop()
         async with Hub(["wandb://ent/proj/r1"], gpu=False) as hub:
             await until(lambda: hub.snapshot().runs and hub.snapshot().runs[0].stale, what="stale state")
@@ -295,13 +297,16 @@ def test_idle_gpu_under_a_live_run_is_a_warning_and_clears(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(60)
-def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(tmp_path: Path) -> None:
+def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from monitor.analysis import RunAnalysis, RunInfo
     from monitor.sources.base import Chunk
+    from monitor.wandb import feed
     from monitor.wandb.feed import WandbFeed
     from tests.test_wandb_log import frame, history
 
-    # Every existing .wandb file is caught up with the bulk reader, then tailed record by record.
+    monkeypatch.setattr(feed, "BULK_BYTES", 0)  # every .wandb file is "long": caught up in bulk
     records = [
         history(n, {("_step",): str(n), ("train/loss",): repr(3.0 / n), ("lr",): "0.001"}) for n in range(1, 6001)
     ]

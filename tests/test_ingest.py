@@ -455,3 +455,32 @@ def test_a_log_opened_before_its_first_metric_line_waits_to_know_its_format(tmp_
             assert r.format == "nanogpt" and r.loss_key == "loss"  # not the banner's key=value line
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_catching_up_a_big_file_reports_its_progress(tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    log.write_text(log_lines(120_000))  # a few MiB: several pieces
+
+    async def main() -> None:
+        seen: list[tuple[int, int] | None] = []
+        async with Hub([str(log)], gpu=False, poll=0.05, publish_interval=0.0) as hub:
+            hub.add_snapshot_listener(lambda snap: seen.extend(r.progress for r in snap.runs))
+            await until(lambda: bool(hub.runs) and hub.runs[str(log)].told_caught_up, what="caught up")
+            hub.publish()
+        partial = [p for p in seen if p is not None]
+        assert partial and all(0 <= done <= total == log.stat().st_size for done, total in partial)
+        assert seen[-1] is None  # caught up: no bar any more
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_check_of_a_wandb_project_without_running_runs_ends_when_the_api_answered(
+    server: FakeWandbServer,  # noqa: F811
+) -> None:
+    server.add_run("ent", "quiet", "old", state="finished", rows=[{"loss": 1.0}])
+    t0 = time.monotonic()
+    results = check_mod.check(["wandb://ent/quiet"], Config())
+    assert time.monotonic() - t0 < 20
+    assert results[0].error and "no runs found" in results[0].error and check_mod.exit_code(results) == 3

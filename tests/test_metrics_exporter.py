@@ -53,6 +53,7 @@ def run_snapshot(run_id: str = "/data/run1/train.log", **kw: object) -> RunSnaps
         step_key="step",
         url=None,
         version=1,
+        rows=1200,
         shown_verdict="healthy",
         role_values=(("train_loss", "train/loss", 2.31), ("lr", "lr", 3e-4), ("grad_norm", "grad_norm", 0.9)),
     )
@@ -62,9 +63,14 @@ def run_snapshot(run_id: str = "/data/run1/train.log", **kw: object) -> RunSnaps
 
 def hub_snapshot(*runs: RunSnapshot, gpus: bool = True) -> HubSnapshot:
     gpu = GpuSnapshot("gpu1", 1_764_000_000.0, (GpuSample(0, "H100", 87.0, 40_000.0, 81_559.0), GpuSample(1)))
-    return HubSnapshot(
-        1_764_000_001.0, runs, (("gpu1", "live"), ("gpu2", "unreachable: timed out")), (("gpu1", gpu),) if gpus else ()
+    hosts = (
+        ("W&B team/proj", "ok"),
+        ("W&B team/other", "HTTP 500 from the API"),
+        ("gpu1", "gpu1: live"),
+        ("gpu2", "gpu2: retrying (next try in 8 s): Connection refused"),
+        ("gpu3", "gpu3: connecting"),
     )
+    return HubSnapshot(1_764_000_001.0, runs, hosts, (("gpu1", gpu),) if gpus else ())
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -138,7 +144,9 @@ def test_families_from_a_snapshot(served: tuple[SnapshotCollector, str]) -> None
     assert value(text, "runwatch_run_source_up", run="/data/run3.log") == 0
     assert value(text, "runwatch_run_source_up", run="/data/run1/train.log") == 1
     assert value(text, "runwatch_run_source_reconnects_total", run="gpu1:/scratch/run2/train.log") == 3
-    assert value(text, "runwatch_host_up", host="gpu1") == 1 and value(text, "runwatch_host_up", host="gpu2") == 0
+    hosts = ("gpu1", "gpu2", "gpu3", "W&B team/proj", "W&B team/other")
+    up = {h: value(text, "runwatch_host_up", host=h) for h in hosts}
+    assert up == {"gpu1": 1, "gpu2": 0, "gpu3": 0, "W&B team/proj": 1, "W&B team/other": 0}
     assert value(text, "runwatch_gpu_utilization_ratio", host="gpu1", gpu="0") == pytest.approx(0.87)
     assert value(text, "runwatch_gpu_memory_used_bytes", host="gpu1", gpu="0") == 40_000 * 1024 * 1024
     assert not [k for k in samples(text) if k[0] == "runwatch_gpu_utilization_ratio" and ("gpu", "1") in k[1]]
@@ -160,6 +168,17 @@ def test_families_from_a_snapshot(served: tuple[SnapshotCollector, str]) -> None
     }
     used = {k for (n, lab) in samples(text) if n.startswith("runwatch_") for k, _ in lab}
     assert used <= allowed, used - allowed
+
+
+def test_a_run_not_read_has_no_verdict(served: tuple[SnapshotCollector, str]) -> None:
+    col, base = served
+    unread = run_snapshot("/a.log", rows=0, state="unreadable", shown_verdict="unreadable", last_step=None)
+    stale = run_snapshot("/b.log", state="stale", stale=True, shown_verdict="stale", verdict=Verdict.UNSURE)
+    col.update(hub_snapshot(unread, stale))
+    text = get(base + "/metrics")[2]
+    assert not [k for k in samples(text) if k[0] == "runwatch_run_verdict" and ("run", "/a.log") in k[1]]
+    assert value(text, "runwatch_run_info", run="/a.log", verdict="unreadable") == 1
+    assert value(text, "runwatch_run_verdict", run="/b.log") == 1  # the last verdict stays while stale
 
 
 def test_a_removed_run_disappears(served: tuple[SnapshotCollector, str]) -> None:
@@ -234,3 +253,38 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "address already in use" in lines[0] and str(port) in lines[0], res.stderr
+
+
+def test_secrets_in_names_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "hf_Zq8wXv3LpT5nR2mK9sJ4"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    col = SnapshotCollector()
+    col.update(hub_snapshot(run_snapshot(f"/runs/{secret}/train.log", name=f"job {secret}")))
+    server = MetricsServer("127.0.0.1:0", col)
+    server.start()
+    try:
+        text = get(f"http://{server.address}/metrics")[2]
+    finally:
+        server.close()
+    assert secret not in text
+    assert "runwatch_run_verdict{" in text
+
+
+def test_pulled_snapshots_are_fresh_per_scrape_and_a_failed_pull_serves_the_last() -> None:
+    snaps = [hub_snapshot(run_snapshot("/a.log", last_step=1.0)), hub_snapshot(run_snapshot("/a.log", last_step=2.0))]
+
+    def pull() -> HubSnapshot:
+        if not snaps:
+            raise TimeoutError("hub loop busy")
+        return snaps.pop(0)
+
+    col = SnapshotCollector(pull)
+    server = MetricsServer("127.0.0.1:0", col)
+    server.start()
+    try:
+        base = f"http://{server.address}"
+        assert get(base + "/healthz")[0] == 200
+        steps = [value(get(base + "/metrics")[2], "runwatch_run_last_step", run="/a.log") for _ in range(3)]
+    finally:
+        server.close()
+    assert steps == [1.0, 2.0, 2.0]

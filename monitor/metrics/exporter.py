@@ -10,8 +10,10 @@ or names); escaping quotes, backslashes and newlines is the client library's job
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 from prometheus_client.core import (
@@ -24,8 +26,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor import runstate
-from monitor.model import Severity
-from monitor.outward import env_redactor
+from monitor.model import Severity, Verdict
+from monitor.redact import Redactor
 from monitor.snapshot import HubSnapshot, RunSnapshot
 
 #: Every state word a run can be in (`monitor.runstate`), for the state set.
@@ -50,16 +52,25 @@ _RUN_LABELS = ["run", "source", "host"]
 _MIB = 1024 * 1024
 
 
-def _label(text: str) -> str:
-    return env_redactor().text(text)
+def _plain(text: str) -> str:
+    return text
 
 
 class SnapshotCollector(Collector):
-    """A collector that turns the latest hub snapshot into metric families on each scrape."""
+    """A collector that turns a hub snapshot into metric families on each scrape.
 
-    def __init__(self) -> None:
+    Pushed (`update`, a hub snapshot listener) or pulled: with `pull`, each scrape asks for a fresh
+    snapshot, so a service builds one per scrape instead of four a second; when the pull fails the
+    last snapshot is served."""
+
+    def __init__(self, pull: Callable[[], HubSnapshot] | None = None) -> None:
         self._snapshot: HubSnapshot | None = None
         self._lock = threading.Lock()
+        self.pull = pull
+        # Its own redactor (secret-named environment variables), used under the lock: scrapes run
+        # in server threads, and its cache makes the same labels cheap on every scrape.
+        self._redactor = Redactor()
+        self._redactor.remember_env(os.environ)
 
     def update(self, snap: HubSnapshot) -> None:
         """Keep `snap` as what the next scrape shows (a hub snapshot listener)."""
@@ -68,40 +79,51 @@ class SnapshotCollector(Collector):
 
     @property
     def ready(self) -> bool:
-        """Whether a snapshot has arrived since start."""
-        return self._snapshot is not None
+        """Whether there is something to serve: a snapshot arrived, or one can be pulled."""
+        return self._snapshot is not None or self.pull is not None
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            snap = self._snapshot
-        yield from snapshot_families(snap)
+            if self.pull is not None:
+                with contextlib.suppress(Exception):  # a hub shutting down: serve the last snapshot
+                    self._snapshot = self.pull()
+            families = snapshot_families(self._snapshot, self._redactor.text)
+        yield from families
 
 
-def snapshot_families(snap: HubSnapshot | None) -> list[Metric]:
-    """The metric families for one snapshot (empty families before the first one)."""
-    f = _Families()
+def snapshot_families(snap: HubSnapshot | None, label: Callable[[str], str] = _plain) -> list[Metric]:
+    """The metric families for one snapshot (empty families before the first one); `label` redacts
+    names, paths and keys on their way into label values."""
+    f = _Families(label)
     if snap is not None:
         f.snapshot_time.add_metric([], snap.time)
         for run in snap.runs:
             f.add_run(run)
         for host, line in snap.hosts:
-            f.host_up.add_metric([_label(host)], 0.0 if _host_down(line) else 1.0)
+            f.host_up.add_metric([label(host)], 0.0 if _host_down(host, line) else 1.0)
         for host, gsnap in snap.gpus:
-            f.add_gpus(_label(host), gsnap)
+            f.add_gpus(label(host), gsnap)
     return f.all()
 
 
-def _host_down(line: str) -> bool:
-    low = line.lower()
-    return not (low == "ok" or low.startswith(("live", "connected", "ok")))
+def _host_down(host: str, line: str) -> bool:
+    """Whether a host's one-line state (`gpu1: live`, `gpu1: retrying (next try in 8 s): …`, a W&B
+    backend's `ok` or its error) says it cannot be reached now."""
+    word = line.removeprefix(f"{host}: ").split(" ", 1)[0].strip(":").lower()
+    return word not in ("live", "ok")
 
 
 class _Families:
     """The families of one scrape, filled run by run."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: Callable[[str], str]) -> None:
+        self._label = label
         g, lab = GaugeMetricFamily, _RUN_LABELS
-        self.verdict = g("runwatch_run_verdict", "The judge's verdict: 0 healthy, 1 unsure, 2 bad.", labels=lab)
+        self.verdict = g(
+            "runwatch_run_verdict",
+            "The judge's verdict: 0 healthy, 1 unsure, 2 bad (absent until the run's metrics were read).",
+            labels=lab,
+        )
         self.info = InfoMetricFamily("runwatch_run", "The run's name, shown verdict, decision and state.", labels=lab)
         self.state = StateSetMetricFamily("runwatch_run_state", "The run's state.", labels=lab)
         self.last_step = g("runwatch_run_last_step", "Last step the run logged.", labels=lab)
@@ -128,8 +150,10 @@ class _Families:
         self.snapshot_time = g("runwatch_snapshot_timestamp_seconds", "When the hub made the snapshot served.")
 
     def add_run(self, r: RunSnapshot) -> None:
+        _label = self._label
         key = [_label(r.id), _label(r.source), _label(r.host)]
-        self.verdict.add_metric(key, float(int(r.verdict)))
+        if r.rows > 0 or r.verdict is Verdict.BAD:  # nothing read is never "healthy": no verdict yet
+            self.verdict.add_metric(key, float(int(r.verdict)))
         shown = r.shown_verdict or str(r.verdict)
         self.info.add_metric(
             key,

@@ -226,6 +226,8 @@ class WandbPoller:
         self.scheduler = scheduler or PollScheduler()
         self.page_size, self.discover_every, self.tick = page_size, discover_every, tick
         self._sleep = sleep
+        self.answered = 0
+        """Polls that every backend answered (a project's first answer lists its running runs)."""
         self._clients: dict[str | None, WandbClient] = {}
         self._projects: dict[tuple[str | None, str, str], _Project] = {}
         self._tracks: dict[WandbTarget, _Track] = {}
@@ -288,6 +290,7 @@ class WandbPoller:
             self.scheduler.failed()
         elif not limited:
             self.scheduler.succeeded(new_data=new_data, changed=changed, backlog=backlog)
+            self.answered += 1
         return self.scheduler.due_in()
 
     async def stop_run(self, target: WandbTarget) -> bool:

@@ -16,6 +16,9 @@ from monitor.model import Row
 from monitor.sources.base import Chunk
 from monitor.wandb import reader as wandb_log
 
+#: A `.wandb` file at least this big is caught up with the bulk reader.
+BULK_BYTES = 16 << 20
+
 
 class WandbFeed:
     """A `.wandb` transaction log's bytes into rows, run metadata, console lines and GPU stats."""
@@ -33,10 +36,19 @@ class WandbFeed:
         analysis.info.format = "wandb"
 
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
-        """Read what `path` holds now with the bulk reader (in a worker process for a big finished
-        file), judging it a piece at a time; afterwards `chunk` goes on from `resume_offset`."""
+        """Read what `path` holds now, judging it a piece at a time: a small file record by record,
+        a big one with the bulk reader (in a worker process when finished); afterwards `chunk`
+        goes on from `resume_offset`. The choice depends on the file alone, so `check`, `watch`
+        and the TUI read the same rows in the same blocks."""
+        from monitor.feeds import file_pieces
         from monitor.wandb.bulk import WandbBulkReader  # numpy-heavy: only when a file is read
 
+        if path.stat().st_size < BULK_BYTES:
+            # The bulk reader's buffers cost more than they save on a small file.
+            for offset, data in file_pieces(path):
+                yield self.chunk(Chunk(offset, data), now)
+                self.resume_offset = offset + len(data)
+            return
         if final and worth_parallel(path):
             changed: list[bool] = []
 
@@ -53,6 +65,7 @@ class WandbFeed:
         bulk = WandbBulkReader()
         with path.open("rb") as f:
             for blocks, events in bulk.read(f):
+                self.resume_offset = bulk.resume_offset  # how far it got, for a progress bar
                 yield self._piece(blocks, events, now)
         self.reader = bulk.live_reader()
         self.resume_offset = bulk.resume_offset
