@@ -46,7 +46,10 @@ class LossMonitor:
         s.update(step, x)
         lr = self.lr()
         changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step, self.spike, lr is not None and lr.warming) or changed
+        changed = (
+            self.div.update(s, step, self.spike, lr is not None and lr.warming, lr is not None and lr.in_warmup)
+            or changed
+        )
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -60,6 +63,7 @@ class LossMonitor:
         lr = self.lr()
         ratio = lr.ratio if lr is not None else None
         warming = lr is not None and lr.warming
+        climbing = lr is not None and lr.in_warmup
         changed = False
         if self.nan_only:
             for step, x in zip(steps, xs, strict=True):
@@ -80,7 +84,7 @@ class LossMonitor:
                 changed = True
             if spike(s, step):
                 changed = True
-            if div(s, step, spiker, warming):
+            if div(s, step, spiker, warming, climbing):
                 changed = True
             if plateau(s, step, ratio):
                 changed = True

@@ -462,3 +462,24 @@ def test_an_eval_worse_than_its_best_during_the_lr_warmup_is_no_stop(noise: floa
     rows = [Row(r.step, {**r.values, "lr/pg0": 2e-3 * (1 - r.step / 100)}) for r in rows]
     _, bad = _feed(rows)
     assert bad and bad[0].kind in ("overfit", "eval_degradation")
+
+
+@pytest.mark.parametrize("noise", [0.01, 0.05, 0.2])
+def test_a_loss_rising_while_the_lr_climbs_through_warmup_warns_then_is_bad_if_it_stays_up(noise: float) -> None:
+    # A detection head's loss grows from near zero during a 300-step warm-up, then falls: no stop.
+    rnd = random.Random(int(noise * 1000))
+    rows = []
+    for s in range(0, 1500, 5):
+        lr = 4e-3 * min(1.0, (s + 5) / 300)
+        loss = (0.07 + 1.4 * s / 100 if s < 100 else 1.5 * math.exp(-(s - 100) / 800)) * math.exp(rnd.gauss(0, noise))
+        rows.append(Row(float(s), {"loss": loss, "lr": lr}))
+    _, bad = _feed(rows)
+    assert not bad, bad
+    # A loss that learned, then rose during the warm-up and stays up is a divergence: bad once the
+    # LR stops rising (it was only a warning while the LR climbed).
+    rows = [
+        Row(r.step, {**r.values, "loss": (2.0 - r.step / 100 if r.step < 100 else 6.0) * math.exp(rnd.gauss(0, noise))})
+        for r in rows
+    ]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind == "divergence" and bad[0].evidence.get("escalated_step", bad[0].step) >= 300 - 5
