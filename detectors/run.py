@@ -16,9 +16,11 @@ import numpy as np
 from detectors.base import fmt
 from detectors.crash import Crash, CrashDetector
 from detectors.judge import judge
+from detectors.layers import LayerLens
 from detectors.loss import is_total_loss
 from detectors.lr import LrDetector, Schedule, declared_length
 from detectors.monitors import EvalMonitor, GradMonitor, LossMonitor
+from detectors.rl import RlLens, policy_run
 from detectors.stall import StallDetector
 from detectors.thresholds import DEFAULT, Thresholds
 from monitor.model import Finding, Judgement, Role, Row
@@ -77,6 +79,10 @@ class RunDetectors:
         self._lr: LrDetector | None = None
         self._external: dict[str, Finding] = {}
         self.stall = StallDetector(thresholds)
+        self.rl = RlLens(axis=axis)
+        """The RL / LLM lens (KL, entropy, clip fraction, reward vs task metric): `detectors/rl.py`."""
+        self.layers = LayerLens(thresholds, axis)
+        """Per-layer gradients (dead, exploding, vanishing layers): `detectors/layers.py`."""
         self.total_steps = total_steps
         self._config: Mapping[str, Any] = {}
         self._steps: float | None = None
@@ -113,7 +119,7 @@ class RunDetectors:
 
     def _route(self, key: str) -> Handler:
         role = self._roles(key)
-        if not self._not_objective and _NOT_OBJECTIVE.search(key.lower()):
+        if not self._not_objective and (_NOT_OBJECTIVE.search(key.lower()) or policy_run(key)):
             # Reinforcement learning or a GAN: its losses move with the policy or the opponent.
             self._not_objective = True
             for m in self._monitors:
@@ -160,7 +166,8 @@ class RunDetectors:
             self._monitors.append(lr)
             handler = lr.update
         else:
-            handler = _skip
+            handler = self.layers.route(key, role) or _skip  # per-layer gradients (detectors/layers.py)
+        handler = self.rl.route(key, role, handler, _skip)  # RL / LLM lens (detectors/rl.py)
         self._handlers[key] = handler
         return handler
 
@@ -310,6 +317,8 @@ class RunDetectors:
                 ):
                     changed = True
                 retired.extend(d.findings())
+        retired.extend(self.rl.restart(step, top))  # RL / LLM lens
+        retired.extend(self.layers.restart(step, top))  # per-layer gradients
         del retired[:-_RETIRED_KEPT]
         self._handlers = {}
         self._monitors = []
@@ -383,6 +392,8 @@ class RunDetectors:
         self.axis = axis
         self._stall_total()
         self.crash.rename_axis(axis)
+        self.rl.rename_axis(axis)
+        self.layers.rename_axis(axis)
         for mon in self._monitors:
             for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
                 d.rename_axis(axis)
@@ -425,6 +436,8 @@ class RunDetectors:
             dets = (mon,) if isinstance(mon, LrDetector) else mon.detectors()
             for d in dets:
                 out.extend(d.findings())
+        out.extend(self.rl.findings())
+        out.extend(self.layers.findings())
         out.extend(self.stall.findings())
         out.extend(self.crash.findings())
         out.extend(self._external.values())

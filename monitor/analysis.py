@@ -92,6 +92,8 @@ class RunInfo:
     exit_code: int | None = None
     """The training process's exit code, when the source recorded it (a W&B exit record)."""
     config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+    """Final or chosen values the source keeps apart from the curves (a W&B run's summary)."""
     lines: int = 0
     noise: int = 0
     malformed: int = 0

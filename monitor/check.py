@@ -88,7 +88,7 @@ def read_run(ref: RunRef, config: Config, fmt: str | None, wall: float) -> Check
             error = f"{ref.id}: cannot read: {e.message}"
         except OSError as e:
             raise TargetError(f"{ref.id}: cannot read ({e.strerror or e})") from None
-        if error is None and analysis.store.rows == 0 and analysis.info.lines == 0:
+        if error is None and analysis.store.rows == 0 and path.stat().st_size == 0:
             error = f"{ref.id}: empty file: no metrics found"  # what exists now is all `check` reads
         if analysis.store.rows == 0 and error is None:  # an unreadable file is not a stalled run
             analysis.detectors.touch(mtime)  # rows, when there are some, carry the time already

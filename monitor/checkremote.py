@@ -4,6 +4,8 @@ run's analysis and state.
 
 A remote run is caught up when nothing new has arrived for `settle` seconds after its first
 data, or its source has failed (then it is stale, and `check` exits 3); `timeout` bounds it all.
+A remote folder is listed once (its runs are those it holds now); one that cannot be listed is a
+stale row saying why.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def check_remote(
 async def _check(
     targets: list[str], config: Config, fmt: str | None, now: float | None, timeout: float, settle: float
 ) -> list[list[CheckResult]]:
-    hub = Hub(targets, config, fmt=fmt, gpu=False, publish_interval=3600.0, tick_interval=3600.0)
+    folders = _remote_folders(targets)
+    hub = Hub(targets, config, fmt=fmt, gpu=False, publish_interval=3600.0, tick_interval=3600.0, discover_poll=3600.0)
     async with hub:
         start = time.monotonic()
         last_change = start
@@ -44,7 +47,8 @@ async def _check(
                 r.state.word in (runstate.CONNECTING, runstate.WAITING) and not r.facts.error for r in hub.runs.values()
             )
             # A W&B project with no running run has nothing more to show once the API answered.
-            listed = bool(hub.runs) or hub.api_answered > 0
+            listed = bool(hub.runs) or hub.api_answered > 0 or bool(folders)
+            listed = listed and all(raw in hub.folder_listings for raw in folders)
             if listed and t - last_change >= settle and not waiting:
                 break
         wall = time.time() if now is None else now
@@ -58,7 +62,28 @@ async def _check(
                 state = runstate.decide(run.analysis, run.facts)
                 results.append(CheckResult(run.id, run.analysis, error=None, state=state))
             if not results:
-                why = "no running runs in this W&B project" if raw.startswith("wandb://") else "nothing read"
+                why = "nothing read"
+                if raw.startswith("wandb://"):
+                    why = "no run matches the selection" if "?" in raw else "no running runs in this W&B project"
+                elif raw in folders and hub.folder_listings.get(raw) is None:
+                    why = "no log, metrics file, event file or W&B run in this remote folder"
                 results.append(CheckResult(raw, error=f"{raw}: no runs found ({why})"))
             out.append(results)
         return out
+
+
+def _remote_folders(targets: list[str]) -> set[str]:
+    """The targets that are remote folders (listed by the hub before their runs are known)."""
+    from monitor.errors import RunwatchError
+    from monitor.sources.ssh_folder import is_remote_folder
+    from monitor.targets import SSH, parse_target
+
+    out = set()
+    for raw in targets:
+        try:
+            t = parse_target(raw)
+        except RunwatchError:
+            continue
+        if t.kind == SSH and t.ssh is not None and is_remote_folder(t.ssh.path):
+            out.add(raw)
+    return out

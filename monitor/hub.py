@@ -29,7 +29,7 @@ from monitor.hubgpu import gpu_idle_finding
 from monitor.hubloop import SupervisedSources
 from monitor.hubremote import RemoteSources
 from monitor.hubrun import HubRun, run_snapshot
-from monitor.model import Finding, Severity, Verdict
+from monitor.model import Decision, Finding, Severity, Verdict
 from monitor.outward import env_redactor
 from monitor.runstate import SourceFacts
 from monitor.snapshot import HubEvent, HubSnapshot, RunSnapshot
@@ -93,6 +93,8 @@ class Hub(SupervisedSources, RemoteSources):
         self._stopping = False
         self._context = SourceContext(lambda: self.ssh_pool, poll)
         self._discoveries: dict[str, asyncio.Task[Any]] = {}
+        self.folder_listings: dict[str, str | None] = {}
+        """Remote folders listed so far: why the last listing failed, or None (`hubremote`)."""
         self._gpu_hosts: set[str] = set()
         self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
         self._pollers: list[Any] = []
@@ -108,14 +110,15 @@ class Hub(SupervisedSources, RemoteSources):
 
     def _emit(self, run: HubRun, kind: str, detail: str = "") -> None:
         j = run.analysis.judgement()
+        decision, reason = runstate.shown_decision(run.state, j)  # an unread run is WAIT, with its reason
         ev = HubEvent(
             self.clock(),
             kind,
             run.id,
             run.analysis.info.name,
             j.verdict,
-            j.decision,
-            j.reason,
+            Decision(decision),
+            reason,
             run.state.word,
             detail,
             tuple(f for f in j.findings if f.active),
@@ -297,11 +300,14 @@ class Hub(SupervisedSources, RemoteSources):
 
     async def _discover(self, opened: Opened) -> None:
         assert opened.discover is not None
-        found = opened.discover(self.discover_poll)
+        found = opened.discover(self.discover_poll, self._context)
         self._closers.append(found.close)
         try:
             async for ref in found:
-                self._open_run(ref)
+                if isinstance(ref, RunRef):
+                    self._open_run(ref)
+                else:  # a remote folder listed, or not (monitor.hubremote)
+                    self._folder_state(ref)
         finally:  # a target removed while running stops looking for runs in it now
             res = found.close()
             if asyncio.iscoroutine(res):

@@ -15,8 +15,9 @@ from monitor.errors import RunwatchError
 from monitor.gpu import GpuSnapshot, NvidiaSmiParser, nvidia_smi_command
 from monitor.hubrun import HubRun
 from monitor.model import Row
-from monitor.sources.base import API, RunRef
-from monitor.targets import WANDB_API, Target
+from monitor.sources.base import API, TEXT, FolderState, RunRef
+from monitor.sources.ssh_targets import parse_ssh_target
+from monitor.targets import FOLDER, SSH, WANDB_API, Target
 
 
 class RemoteSources:
@@ -37,6 +38,7 @@ class RemoteSources:
     _closers: list[Callable[[], Awaitable[Any] | Any]]
 
     _dirty: asyncio.Event
+    folder_listings: dict[str, str | None]
 
     if TYPE_CHECKING:  # provided by Hub
 
@@ -71,7 +73,7 @@ class RemoteSources:
         self.hosts[st.host] = line
         status = str(st.status)
         for run in self.runs.values():
-            if run.target.ssh is None or run.target.ssh.host != st.host:
+            if run.target.ssh is None or run.target.ssh.host != st.host or run.target.kind != SSH:
                 continue
             if status == "live":
                 self._source_ok(run)
@@ -83,6 +85,25 @@ class RemoteSources:
                 error = run.facts.error if status == "connecting" and run.facts.error else line
                 self._source_problem(run, error, connection=word)
         self._dirty.set()
+
+    def _folder_state(self, st: FolderState) -> None:
+        """A remote folder was listed (`error` None) or could not be (a row for the folder says why,
+        stale with a `source_error`, until a listing works; its runs then take its place)."""
+        self.folder_listings[st.origin] = st.error
+        row = self.runs.get(st.origin)
+        placeholder = row is not None and row.target.kind == FOLDER
+        if st.error is None:
+            if placeholder:
+                del self.runs[st.origin]
+                self._dirty.set()
+            return
+        if any(r.ref.origin == st.origin for r in self.runs.values()) and not placeholder:
+            return  # its runs are known: each one's own source says whether it can be read
+        if row is None:
+            # Kind FOLDER, not SSH: the host's connection states do not clear a listing's error.
+            target = Target(st.origin, FOLDER, ssh=parse_ssh_target(st.origin))
+            row = self._add_run(RunRef(st.origin, target, st.origin, TEXT, st.origin))
+        self._source_problem(row, f"{st.origin}: {st.error} (listed again later)")
 
     def _start_wandb(self, targets: list[Target]) -> asyncio.Task[Any] | None:
         from monitor.sources.wandb_poller import WandbPoller
@@ -97,6 +118,9 @@ class RemoteSources:
             if status.display_name:
                 run.analysis.info.name = status.display_name
             run.analysis.info.step_key = status.step_key
+            if status.config is not None:  # the run's config and summary, once the API sent them
+                run.analysis.info.config = dict(status.config)
+                run.analysis.info.summary = dict(status.summary or {})
             if status.state in ("finished", "failed", "crashed", "killed") and run.analysis.info.state == "running":
                 run.analysis.finish("finished" if status.state == "finished" else "crashed")
             if status.stale:

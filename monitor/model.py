@@ -99,6 +99,11 @@ KINDS = (
     "converged",
     "overflow_skip",
     "crashed",
+    # RL / LLM lens (detectors/rl.py)
+    "kl_anomaly",
+    "entropy_collapse",
+    "clip_anomaly",
+    "reward_hacking",
 )
 
 

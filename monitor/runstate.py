@@ -117,8 +117,9 @@ def decide(analysis: RunAnalysis, source: SourceFacts) -> RunState:
     if info.exit_code not in (None, 0) or (crash is not None and crash.active):
         ended = CRASHED  # an exit code, or the log's last lines show the process dying
     if analysis.store.rows == 0 and ended != CRASHED:  # a job that died before its first metric crashed
-        if source.caught_up and (info.lines or ended or source.ended):
+        if source.caught_up and (info.lines or info.malformed or ended or source.ended):
             what = f"{info.lines} lines" if info.format != "wandb" else f"{info.lines} records"
+            what += f", {info.malformed} damaged" if info.malformed and info.format == "wandb" else ""
             return RunState(UNREADABLE, None, f"no metrics found in {what} (format: {info.format})")
         return RunState(source.connection or CONNECTING)
     if ended is not None:

@@ -195,3 +195,35 @@ def test_binary_and_empty_files_are_refused_unreadable_never_healthy(tmp_path: P
         assert kinds == {"source_error"}, kinds  # an unread file is not a stalled or idle run
         text = runwatch("check", str(p))
         assert text.returncode == 3 and "-> WAIT" in text.stdout and "inf" not in text.stdout.lower()
+
+
+def test_a_junk_wandb_file_with_a_good_header_is_unreadable_in_check_and_watch(tmp_path: Path) -> None:
+    junk = tmp_path / "run-junk.wandb"
+    junk.write_bytes(b":W&B\xe1\xbe\x00" + bytes(range(7, 256)) * 40)  # a valid header, then no good record
+    r = runwatch("check", str(junk), "--json")
+    assert r.returncode == 3, r.stdout + r.stderr
+    run = json.loads(r.stdout)["runs"][0]
+    assert run["verdict"] == "unreadable" and run["decision"] == "wait"
+    assert [f["kind"] for f in run["findings"]] == ["source_error"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "watch", "--jsonl", str(junk)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        seen: list[dict[str, object]] = []
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(e.get("event") == "caught_up" for e in seen):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    last = seen[-1]
+    assert last["event"] == "caught_up" and last["verdict"] == "unreadable" and last["decision"] == "wait", seen
+    assert all(e["verdict"] != "healthy" for e in seen)

@@ -65,6 +65,9 @@ class FakeRun:
     created_at: str = "2024-01-01T00:00:00"
     heartbeat_at: str = "2024-01-01T00:00:00"
     stop_requested: bool = False
+    tags: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    """Summary values set apart from the history (the summary is the last value of each key, then these)."""
 
     @property
     def storage_id(self) -> str:
@@ -138,9 +141,7 @@ class FakeWandbServer:
         self._httpd = _HTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-wandb", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-wandb", daemon=True)
         self._thread.start()
         return self
 
@@ -171,9 +172,13 @@ class FakeWandbServer:
         display_name: str = "",
         rows: Iterable[dict[str, Any]] = (),
         config: dict[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        summary: dict[str, Any] | None = None,
+        created_at: str = "2024-01-01T00:00:00",
     ) -> FakeRun:
-        """Create a run, optionally with history rows (see `append`)."""
+        """Create a run, optionally with history rows (see `append`), tags and summary-only values."""
         run = FakeRun(entity, project, name, state, display_name or name, config=dict(config or {}))
+        run.tags, run.summary, run.created_at = list(tags), dict(summary or {}), created_at
         with self._lock:
             self.runs[(entity, project, name)] = run
         for row in rows:
@@ -227,9 +232,7 @@ class FakeWandbServer:
         """Recorded POSTs to /graphql, optionally only those of one operation."""
         with self._lock:
             return [
-                r
-                for r in self.requests
-                if r.path == "/graphql" and (operation is None or r.operation == operation)
+                r for r in self.requests if r.path == "/graphql" and (operation is None or r.operation == operation)
             ]
 
     def operations(self) -> list[str | None]:
@@ -320,6 +323,10 @@ class _ProjectNode(gql.Node):
         self, filters: Any = None, after: str | None = None, first: int = 50, order: str | None = None
     ) -> dict[str, Any]:
         found = self._runs(filters)
+        if order not in (None, "", "+created_at", "created_at", "-created_at"):
+            self.s._problem(f"unsupported run order {order!r}")
+        # W&B's default order is oldest first; names break ties as the backend's ids would.
+        found.sort(key=lambda r: (r.created_at, r.name), reverse=order == "-created_at")
         start = int(after) if after else 0
         page = found[start : start + (first or 50)]
         edges = [{"node": _RunNode(r), "cursor": str(start + i + 1)} for i, r in enumerate(page)]
@@ -340,6 +347,15 @@ def _matches(run: FakeRun, spec: dict[str, Any], problem: Callable[[str], None])
             continue
         if key == "$or":
             if not any(_matches(run, s, problem) for s in want):
+                return False
+            continue
+        if key == "tags":  # a list field: `{"tags": {"$in": [...]}}` matches a run carrying any of them
+            if not isinstance(want, dict) or set(want) - {"$in", "$nin"}:
+                problem(f"unsupported tags filter {want!r}")
+                return False
+            if "$in" in want and not set(want["$in"]) & set(run.tags):
+                return False
+            if "$nin" in want and set(want["$nin"]) & set(run.tags):
                 return False
             continue
         have = {"state": run.state, "name": run.name, "displayName": run.display_name}.get(key)
@@ -403,6 +419,7 @@ class _RunNode(gql.Node):
         summary: dict[str, Any] = {}
         for row in self.r.rows:
             summary.update(row)
+        summary.update(self.r.summary)
         return json.dumps(summary)
 
     def f_systemMetrics(self) -> str:
@@ -412,7 +429,7 @@ class _RunNode(gql.Node):
         return {"name": "Test User", "username": "tester"}
 
     def f_tags(self) -> list[str]:
-        return []
+        return list(self.r.tags)
 
     def f_readOnly(self) -> bool:
         return False
@@ -433,9 +450,7 @@ class _RunNode(gql.Node):
         hi = 2**63 if hi is None else int(hi)
         return [row for row in self.r.rows if lo <= row["_step"] < hi]
 
-    def f_history(
-        self, samples: int = 500, minStep: int | None = None, maxStep: int | None = None
-    ) -> list[str]:
+    def f_history(self, samples: int = 500, minStep: int | None = None, maxStep: int | None = None) -> list[str]:
         return [json.dumps(row) for row in _sample(self._between(minStep, maxStep), samples)]
 
     def f_sampledHistory(self, specs: list[str]) -> list[list[dict[str, Any]]]:

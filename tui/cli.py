@@ -50,6 +50,9 @@ def cmd_check(a: argparse.Namespace) -> int:
         print("runwatch: no targets: name files or runs, or list [[run]] tables in the config", file=sys.stderr)
         return UNREADABLE_EXIT
     try:
+        from monitor.sources.wandb_select import apply_selection
+
+        targets = apply_selection(targets, a.last, a.state, a.tag)
         results = check.check(targets, cfg, fmt=a.format, now=a.now)
     except RunwatchError as e:
         print(f"runwatch: {e.one_line()}", file=sys.stderr)
@@ -121,9 +124,7 @@ def cmd_watch(a: argparse.Namespace) -> int:
         from dataclasses import replace
 
         cfg = replace(cfg, evidence_dir=a.evidence_dir)
-    run = watch(
-        targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run, fleet=fleet
-    )
+    run = watch(targets, cfg, fmt=a.format, jsonl=a.jsonl, on_bad=a.on_bad, yes=a.yes, dry_run=a.dry_run, fleet=fleet)
     return asyncio.run(run)
 
 
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true", help="also list cleared and informational findings")
     c.add_argument("--escalate", action="store_true", help="ask the configured reviewer about each unsure run")
     c.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    from monitor.sources.wandb_select import add_selection_args
+
+    add_selection_args(c, "without any of these flags a project means its running runs")
     c.set_defaults(func=cmd_check)
     w = sub.add_parser("watch", help="watch targets live; print a line per verdict or source state change")
     w.add_argument("targets", nargs="*", help="files, W&B runs (wandb://E/P[/ID], URLs), host:/path, ssh://...")

@@ -24,6 +24,11 @@ _UNCERTAIN = {
     "gpu_idle": "the GPUs are mostly idle while the run logs",
     "overflow_skip": "mixed-precision overflow is making the optimizer skip steps",
     "source_error": "the monitor cannot currently read the run",
+    # RL / LLM lens (detectors/rl.py)
+    "kl_anomaly": "the policy's KL divergence is out of its usual range: updates too conservative or too aggressive",
+    "entropy_collapse": "the policy's entropy is falling towards zero: it may stop exploring",
+    "clip_anomaly": "most policy updates hit the clip range: the steps may be too large",
+    "reward_hacking": "the reward rises while the task metric falls: reward hacking or a verifier problem, or noise",
 }
 LOSS_POINTS = 10
 EVAL_POINTS = 3

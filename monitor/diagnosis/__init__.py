@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from monitor.diagnosis import optim, progress, schedule
+from monitor.diagnosis import layers, optim, progress, rl, schedule
 from monitor.diagnosis.facts import RunFacts, facts_of
 from monitor.diagnosis.model import Confidence, Hypothesis
 
@@ -34,6 +34,9 @@ _RULES: tuple[Callable[[RunFacts], Hypothesis | list[Hypothesis] | None], ...] =
     progress.stalled,
     progress.throughput,
     progress.crashed,
+    rl.rl_lens,  # RL / LLM lens (monitor/diagnosis/rl.py)
+    layers.dead_layers,  # per-layer gradients (monitor/diagnosis/layers.py)
+    layers.layer_gradients,
 )
 
 

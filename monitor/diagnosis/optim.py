@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from monitor.diagnosis import layers
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.diagnosis.schedule import lr_jumped
@@ -153,7 +154,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
 
 def exploding(f: RunFacts) -> Hypothesis | None:
     """Gradients growing by an order of magnitude, with no (or ineffective) clipping."""
-    fs = f.of("grad_explosion", warn=True)
+    fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or not len(f.grad.finite()):
         return None
     g = f.grad.finite()
@@ -205,7 +206,7 @@ def exploding(f: RunFacts) -> Hypothesis | None:
 
 def vanishing(f: RunFacts) -> Hypothesis | None:
     """Gradients shrinking by orders of magnitude while the loss stops improving."""
-    fs = f.of("grad_vanishing", warn=True)
+    fs = [x for x in f.of("grad_vanishing", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or len(f.grad.finite()) < 8:
         return None
     g = f.grad.finite()

@@ -26,14 +26,20 @@ def add_report_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> No
     r.add_argument("--format", help="force a log format (see `runwatch formats`)")
     r.add_argument("--now", type=float, help="judge as of this time (epoch seconds)")
     r.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    from monitor.sources.wandb_select import DEFAULT_LAST, add_selection_args
+
+    add_selection_args(r, f"without any of these flags a report reads the newest {DEFAULT_LAST} runs of any state")
     r.set_defaults(func=func)
 
 
 def run_report(a: argparse.Namespace, cfg: Config, targets: list[str]) -> int:
     """Build and write the report; 0 when every target was read, 3 when one could not be (still written)."""
     from monitor.report import build, write
+    from monitor.sources.wandb_select import apply_selection
 
     try:
+        # A report looks back: a W&B project without a selection means its newest runs, whatever their state.
+        targets = apply_selection(targets, a.last, a.state, a.tag, default=True)
         rep = build(targets, cfg, primary=a.primary, step_key=a.step_key, fmt=a.format, now=a.now)
     except RunwatchError as e:
         print(f"runwatch: {e.one_line()}", file=sys.stderr)

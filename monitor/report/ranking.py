@@ -47,12 +47,15 @@ class Ranked:
 
 
 def choose_primary(runs: list[RunSummary], forced: str | None = None) -> Primary | None:
-    """Eval accuracy/success/exact-match, else eval loss, else reward, else the training loss (or `forced`)."""
+    """Eval accuracy/success/exact-match, else eval loss, else reward, else the training loss (or `forced`).
+
+    Keys come from the runs' curves and from their summaries (a W&B run may report its eval result only
+    there)."""
     if forced:
         return Primary(forced, bool(_HIGHER.search(forced.lower())) and "loss" not in forced.lower(), "--primary")
     seen: Counter[str] = Counter()
     for r in runs:
-        seen.update(k for k, c in r.metrics.items() if len(c.finite()))
+        seen.update({k for k, c in r.metrics.items() if len(c.finite())} | set(r.summary))
     keys = sorted(seen, key=lambda k: (-seen[k], len(k), k))
 
     def pick(pred: Any) -> str | None:
@@ -77,7 +80,9 @@ def choose_primary(runs: list[RunSummary], forced: str | None = None) -> Primary
 
 
 def rank(runs: list[RunSummary], primary: Primary | None) -> list[Ranked]:
-    """Runs best first by their best value of the primary metric (runs without it last)."""
+    """Runs best first by their best value of the primary metric (runs without it last).
+
+    A run that logged the metric only in its summary is ranked by that value (no best step)."""
     out = []
     for r in runs:
         c = r.metrics.get(primary.key) if primary else None
@@ -87,6 +92,8 @@ def rank(runs: list[RunSummary], primary: Primary | None) -> list[Ranked]:
             last = float(v.values[-1])
             i = int(np.argmax(v.values) if primary and primary.higher else np.argmin(v.values))
             best, best_step = float(v.values[i]), float(v.steps[i])
+        elif primary is not None and primary.key in r.summary:
+            last = best = r.summary[primary.key]
         out.append(Ranked(r, last, best, best_step, stability(r)))
     sign = -1.0 if primary and primary.higher else 1.0
     return sorted(out, key=lambda x: (x.best is None, sign * x.best if x.best is not None else 0.0))

@@ -38,6 +38,8 @@ class RunSummary:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Curve] = field(default_factory=dict)
     error: str | None = None
+    summary: dict[str, float] = field(default_factory=dict)
+    """Final values kept apart from the curves (a W&B run's summary): ranking falls back on them."""
 
     @property
     def problems(self) -> list[Finding]:
@@ -98,6 +100,7 @@ def summarise(r: CheckResult, step_key: str | None = None) -> RunSummary:
         facts=facts,
         config=_flat(a.info.config),
         metrics=metrics,
+        summary={k: float(v) for k, v in a.info.summary.items() if isinstance(v, int | float) and math.isfinite(v)},
     )
 
 

@@ -86,10 +86,20 @@ class Source(Protocol):
     def close(self) -> Any: ...
 
 
-class Discovery(Protocol):
-    """Runs appearing under a target over time, each once: `async for ref in discovery`."""
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """Whether a folder could be listed: `error` says why not (it is listed again later), None
+    once it could be (then its runs follow). Yielded by discoveries of remote folders on change."""
 
-    def __aiter__(self) -> AsyncIterator[RunRef]: ...
+    origin: str
+    error: str | None
+
+
+class Discovery(Protocol):
+    """Runs appearing under a target over time, each once: `async for ref in discovery`
+    (a remote folder's discovery also yields a `FolderState` when listing it fails or works again)."""
+
+    def __aiter__(self) -> AsyncIterator[RunRef | FolderState]: ...
 
     def close(self) -> Any: ...
 
@@ -100,8 +110,9 @@ class Opened:
 
     target: Target
     runs: list[RunRef] = field(default_factory=list)
-    discover: Callable[[float], Discovery] | None = None
-    """Given a poll interval, something that yields runs found later (runs already listed included)."""
+    discover: Callable[[float, SourceContext], Discovery] | None = None
+    """Given a poll interval and the session's sources, something that yields runs found later
+    (runs already listed included) and, for remote folders, `FolderState`s."""
     api: WandbTarget | None = None
 
 
@@ -133,6 +144,10 @@ def open_sources(raw: str, config: Config | None = None) -> Opened:
         return Opened(target, [RunRef(raw, target, named or "stdin", TEXT, raw)])
     if target.kind == SSH:
         assert target.ssh is not None
+        from monitor.sources import ssh_folder
+
+        if ssh_folder.is_remote_folder(target.ssh.path):
+            return ssh_folder.open_remote_folder(target, named)
         return Opened(target, [RunRef(raw, target, named or short_name(target), feed_kind(target.ssh.path), raw)])
     if target.kind == WANDB_LOCAL:
         return folder.open_wandb_dir(target, named)

@@ -11,10 +11,10 @@ import asyncio
 import os
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, TypeVar
 
-from monitor.sources.base import TEXT, WANDB, Discovery, Opened, RunRef, feed_kind
+from monitor.sources.base import TEXT, WANDB, Discovery, Opened, RunRef, SourceContext, feed_kind
 
 if TYPE_CHECKING:
     from monitor.sources.local import WandbDirWatcher
@@ -34,7 +34,10 @@ _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "venv", "checkpoin
 _DOC_NAMES = re.compile(r"(?i)^(readme|index|formats|changelog|license|contributing|notes|requirements)\b")
 _RUN_DIR = re.compile(r"(?:offline-)?run-\d{8}_\d{6}-\w+")
 _CHECKPOINT = re.compile(r"checkpoint-\d+")
-_SNIFF_BYTES = 256 << 10
+SNIFF_BYTES = 256 << 10
+"""How much of a file its sniff reads."""
+
+P = TypeVar("P", bound=PurePath)
 
 
 def open_folder(target: Target, named: str | None) -> Opened:
@@ -42,7 +45,7 @@ def open_folder(target: Target, named: str | None) -> Opened:
     assert target.path is not None
     root = target.path
 
-    def discover(poll: float) -> Discovery:
+    def discover(poll: float, _ctx: SourceContext) -> Discovery:
         return FolderWatcher(target, named, poll=poll)
 
     runs = [_ref(target, f, named) for f in scan_folder(root)]
@@ -61,7 +64,7 @@ def open_wandb_dir(target: Target, named: str | None) -> Opened:
         run_id = target.raw if single else f"{target.raw}#{file.parent.name}"
         return RunRef(run_id, _file_target(file), named or file.parent.name, WANDB, target.raw)
 
-    def discover(poll: float) -> Discovery:
+    def discover(poll: float, _ctx: SourceContext) -> Discovery:
         return _Mapped(WandbDirWatcher(target.path or Path(target.raw), poll=poll), ref)
 
     return Opened(target, [ref(f) for f in files], discover)
@@ -75,7 +78,7 @@ def scan_folder(root: Path, depth: int = MAX_DEPTH, judged: dict[Path, tuple[flo
     for path in _walk(root, depth):
         if path.name == "trainer_state.json":
             # An HF output folder and its checkpoint-N copies are one run: keep the newest state.
-            key = _without_checkpoints(path)
+            key = without_checkpoints(path)
             best = states.get(key)
             if best is None or _mtime(path) > _mtime(best):
                 states[key] = path
@@ -92,30 +95,77 @@ def scan_folder(root: Path, depth: int = MAX_DEPTH, judged: dict[Path, tuple[flo
     return sorted(found)
 
 
-def is_run_file(path: Path) -> bool:
-    """Whether a file is a run's record: by kind, by name, else by what its first lines look like."""
-    name = path.name
+#: What `name_kind` says of a file name.
+RUN, NOT_RUN, SNIFF = "run", "not_run", "sniff"
+
+
+def name_kind(name: str) -> str:
+    """Whether a file name alone makes it a run (RUN), rules it out (NOT_RUN), or its first lines
+    must decide (SNIFF). Pure: local folders and remote (SSH) folders use the same rule."""
     if feed_kind(name) != TEXT:
-        return True
+        return RUN
     if _DOC_NAMES.match(name):
-        return False
+        return NOT_RUN
     lower = name.lower()
     if lower.endswith(_ALWAYS):
-        return True
+        return RUN
     if lower.endswith(_SNIFFED):
-        return _looks_like_metrics(path)
-    return False
+        return SNIFF
+    return NOT_RUN
+
+
+def enters_dir(parent: str, name: str) -> bool:
+    """Whether a folder search goes into the sub-folder `name` of a folder named `parent`."""
+    if name.startswith(".") or name in _SKIP_DIRS:
+        return False
+    return not _in_run_dir(parent) or _RUN_DIR.fullmatch(name) is not None
+
+
+def keeps_file(parent: str, name: str) -> bool:
+    """Whether a folder search considers the file `name` in a folder named `parent`: inside a W&B
+    run directory only the `.wandb` log is the run (its files/output.log repeats it)."""
+    return not name.startswith(".") and (not _in_run_dir(parent) or name.endswith(".wandb"))
+
+
+def in_search(root_name: str, rel: tuple[str, ...], depth: int = MAX_DEPTH) -> bool:
+    """Whether the file at relative path `rel` (its parts) under a folder named `root_name` is one
+    the search considers: every folder on the way entered, at most `depth` levels down."""
+    if not rel or len(rel) - 1 > depth:
+        return False
+    parent = root_name
+    for part in rel[:-1]:
+        if not enters_dir(parent, part):
+            return False
+        parent = part
+    return keeps_file(parent, rel[-1])
+
+
+def _in_run_dir(name: str) -> bool:
+    # A W&B folder's own files (debug.log, the run's files/output.log) repeat its `.wandb` logs.
+    return _RUN_DIR.fullmatch(name) is not None or name == "wandb"
+
+
+def is_run_file(path: Path) -> bool:
+    """Whether a file is a run's record: by kind, by name, else by what its first lines look like."""
+    kind = name_kind(path.name)
+    return kind == RUN or (kind == SNIFF and _looks_like_metrics(path))
+
+
+def looks_like_metrics(head: bytes, name: str) -> bool:
+    """Whether the first bytes of a file named `name` look like a known metrics format."""
+    from monitor.parsers import CONFIDENT, guess_format
+
+    lines = head[:SNIFF_BYTES].decode("utf-8", "replace").splitlines()[:200]
+    return guess_format(lines, name)[1] >= CONFIDENT
 
 
 def _looks_like_metrics(path: Path) -> bool:
-    from monitor.parsers import CONFIDENT, guess_format
-
     try:
         with path.open("rb") as f:
-            head = f.read(_SNIFF_BYTES).decode("utf-8", "replace").splitlines()[:200]
+            head = f.read(SNIFF_BYTES)
     except OSError:
         return False
-    return guess_format(head, path.name)[1] >= CONFIDENT
+    return looks_like_metrics(head, path.name)
 
 
 def _walk(root: Path, depth: int) -> Iterator[Path]:
@@ -123,25 +173,22 @@ def _walk(root: Path, depth: int) -> Iterator[Path]:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return
-    # A W&B folder's own files (debug.log, the run's files/output.log) repeat its `.wandb` logs.
-    in_run_dir = _RUN_DIR.fullmatch(root.name) is not None or root.name == "wandb"
     for e in entries:
-        if e.name.startswith("."):
-            continue
         try:
             if e.is_dir(follow_symlinks=False):
-                if depth > 0 and e.name not in _SKIP_DIRS and (not in_run_dir or _RUN_DIR.fullmatch(e.name)):
+                if depth > 0 and enters_dir(root.name, e.name):
                     yield from _walk(Path(e.path), depth - 1)
-            elif e.is_file() and (not in_run_dir or e.name.endswith(".wandb")):
-                # Inside a W&B run directory only the `.wandb` log is the run (files/output.log repeats it).
+            elif e.is_file() and keeps_file(root.name, e.name):
                 yield Path(e.path)
         except OSError:
             continue
 
 
-def _without_checkpoints(path: Path) -> Path:
+def without_checkpoints(path: P) -> P:
+    """The run folder a `trainer_state.json` belongs to: its path without `checkpoint-N` parts
+    (an HF output folder and its checkpoint copies are one run)."""
     parts = [p for p in path.parent.parts if not _CHECKPOINT.fullmatch(p)]
-    return Path(*parts) if parts else Path(".")
+    return type(path)(*parts) if parts else type(path)(".")
 
 
 def _stamp(path: Path) -> tuple[float, int]:
@@ -215,11 +262,11 @@ class FolderWatcher:
         for f in scan_folder(self.target.path, judged=self._judged):
             if f in self._seen:
                 continue
-            if f.name == "trainer_state.json" and _without_checkpoints(f) in self._states:
+            if f.name == "trainer_state.json" and without_checkpoints(f) in self._states:
                 continue  # a newer checkpoint of a run already watched: that run re-reads its file
             self._seen.add(f)
             if f.name == "trainer_state.json":
-                self._states[_without_checkpoints(f)] = f
+                self._states[without_checkpoints(f)] = f
             out.append(_ref(self.target, f, self.named))
         return out
 

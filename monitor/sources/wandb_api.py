@@ -3,7 +3,8 @@
 Pieces, from the outside in:
 
 - `parse_wandb_target(s) -> WandbTarget | None`: `wandb://ENTITY/PROJECT/RUN_ID`, `wandb://ENTITY/PROJECT`
-  (the project's running runs) and W&B run URLs (`https://wandb.ai/E/P/runs/ID?...`). None means
+  (the project's running runs), `wandb://ENTITY/PROJECT?last=20&state=finished&tag=T` (a selection of
+  its runs, see `monitor.sources.wandb_select`) and W&B run URLs (`https://wandb.ai/E/P/runs/ID?...`). None means
   "not a W&B target"; a `wandb://` string that is malformed raises `TargetError`.
 - `resolve_credentials(base_url=None) -> WandbCredentials`: the base URL (target's, else
   `WANDB_BASE_URL`, else wandb's own settings, read without a request) and the API key
@@ -13,8 +14,10 @@ Pieces, from the outside in:
   number of runs and projects (one GraphQL alias per project and per run): for each run `state`,
   `heartbeatAt`, `historyLineCount`, `displayName`, `id` (the storage id `stop_run` needs) and
   `history(minStep:, maxStep:, samples:)` (the query wandb-core's `HistoryPage` uses; rows come
-  back whole, in step order, as long as `maxStep - minStep <= samples`), and optionally the
-  project's running runs. `stop_run(storage_id) -> bool` sends the `StopRun` mutation (the web
+  back whole, in step order, as long as `maxStep - minStep <= samples`), on request the run's
+  `config` and `summaryMetrics`, and optionally the project's running runs or a selection of its
+  runs (`runs(filters:, first:, order:)`, with config, summary and tags).
+  `stop_run(storage_id) -> bool` sends the `StopRun` mutation (the web
   UI's Stop button). Failures raise `WandbApiError` (a `RunwatchError`) with `kind`
   "unreachable" (refused, timeout, DNS) or "api_error" (HTTP 4xx/5xx, GraphQL errors, junk) and
   `retry_after` seconds for 429s (`RateLimit-Reset` / `Retry-After`).
@@ -44,6 +47,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from monitor.errors import RunwatchError, TargetError
+from monitor.sources.wandb_select import ORDER, Selection, parse_selection
 
 #: States W&B reports for a run.
 RUN_STATES = ("running", "pending", "finished", "failed", "crashed", "killed", "preempting", "preempted")
@@ -57,14 +61,17 @@ TERMINAL_STATES = frozenset({"finished", "failed", "killed"})
 NO_CREDENTIALS = "no W&B credentials: run `wandb login` or set WANDB_API_KEY"
 
 _NAME = r"[A-Za-z0-9_.\-]+"
-_WANDB_SCHEME = re.compile(rf"^wandb://(?P<e>{_NAME})/(?P<p>{_NAME})(?:/(?:runs/)?(?P<r>{_NAME}))?/?$")
+_WANDB_SCHEME = re.compile(
+    rf"^wandb://(?P<e>{_NAME})/(?P<p>{_NAME})(?:/(?:runs/)?(?P<r>{_NAME}))?/?(?:\?(?P<q>[^#\s]*))?$"
+)
 _RUN_PATH = re.compile(rf"^/(?:wandb/)?(?P<e>{_NAME})/(?P<p>{_NAME})/runs/(?P<r>{_NAME})(?:/.*)?$")
 _FORGE_HOSTS = {"forge.coreweave.com", "qa.forge.coreweave.com"}
 
 
 @dataclass(frozen=True, slots=True)
 class WandbTarget:
-    """A W&B run (`run_id` set) or a project whose running runs are watched (`run_id` None).
+    """A W&B run (`run_id` set) or a project (`run_id` None): its running runs, watched as they
+    come and go, or with `select` the runs that selection lists once.
 
     `base_url` is the API address when the target named one (a run URL), else None: the
     default from the environment applies.
@@ -74,6 +81,7 @@ class WandbTarget:
     project: str
     run_id: str | None = None
     base_url: str | None = None
+    select: Selection | None = None
 
     @property
     def is_project(self) -> bool:
@@ -89,7 +97,7 @@ class WandbTarget:
         return WandbTarget(self.entity, self.project, run_id, self.base_url)
 
     def __str__(self) -> str:
-        return f"wandb://{self.path}"
+        return f"wandb://{self.path}" + (f"?{self.select.query()}" if self.select else "")
 
 
 def api_base_for_host(scheme: str, netloc: str) -> str:
@@ -111,7 +119,11 @@ def parse_wandb_target(text: str) -> WandbTarget | None:
         m = _WANDB_SCHEME.match(s)
         if not m:
             raise TargetError(f"{text!r}: expected wandb://ENTITY/PROJECT or wandb://ENTITY/PROJECT/RUN_ID")
-        return WandbTarget(m["e"], m["p"], m["r"])
+        if m["q"] is None:
+            return WandbTarget(m["e"], m["p"], m["r"])
+        if m["r"]:
+            raise TargetError(f"{text!r}: a selection (?last=, state=, tag=) applies to a project, not a run")
+        return WandbTarget(m["e"], m["p"], select=parse_selection(m["q"], text))
     if not s.startswith(("http://", "https://")):
         return None
     parts = urlsplit(s)
@@ -167,9 +179,7 @@ def _netrc_key(base_url: str, env: Mapping[str, str]) -> str | None:
     return None
 
 
-def resolve_credentials(
-    base_url: str | None = None, *, env: Mapping[str, str] | None = None
-) -> WandbCredentials:
+def resolve_credentials(base_url: str | None = None, *, env: Mapping[str, str] | None = None) -> WandbCredentials:
     """Base URL and API key for the W&B API; raises `RunwatchError` (one line) when there is no key."""
     env = os.environ if env is None else env
     base = (base_url or default_base_url(env)).rstrip("/")
@@ -226,17 +236,21 @@ class RunCursor:
     run_id: str
     min_step: int
     max_step: int
+    meta: bool = False
+    """Also fetch the run's config and summary."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectQuery:
-    """One project's part of a poll: some runs' new rows, and optionally a page of its running runs."""
+    """One project's part of a poll: some runs' new rows, and optionally a page of its running runs
+    or the runs a selection names."""
 
     entity: str
     project: str
     runs: tuple[RunCursor, ...] = ()
     list_running: bool = False
     list_after: str | None = None
+    select: Selection | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +264,11 @@ class RunInfo:
     heartbeat_at: str | None
     history_line_count: int | None
     history: tuple[dict[str, Any], ...] = ()
+    config: dict[str, Any] | None = None
+    """The run config (`{key: value}`, W&B's `_wandb` bookkeeping left out), when asked for."""
+    summary: dict[str, Any] | None = None
+    """The run summary as W&B holds it (last or chosen values per key), when asked for."""
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +278,8 @@ class ProjectAnswer:
     runs: Mapping[str, RunInfo | None]
     running: tuple[RunInfo, ...] | None = None
     next_page: str | None = None
+    selected: tuple[RunInfo, ...] | None = None
+    """The runs the project's selection named (newest first), when it was asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +291,7 @@ class PollAnswer:
 
 
 _RUN_FIELDS = "id name displayName state heartbeatAt historyLineCount"
+_META_FIELDS = "config summaryMetrics tags"
 STOP_RUN = "mutation StopRun($id: ID!) { stopRun(input: {id: $id}) { success } }"
 
 
@@ -286,8 +308,9 @@ def build_poll_query(projects: Sequence[ProjectQuery], page_size: int) -> tuple[
             k = f"{i}_{j}"
             decls += [f"$n{k}: String!", f"$min{k}: Int64!", f"$max{k}: Int64!"]
             variables.update({f"n{k}": rc.run_id, f"min{k}": rc.min_step, f"max{k}": rc.max_step})
+            meta = f" {_META_FIELDS}" if rc.meta else ""
             sel.append(
-                f"r{j}: run(name: $n{k}) {{ {_RUN_FIELDS} "
+                f"r{j}: run(name: $n{k}) {{ {_RUN_FIELDS}{meta} "
                 f"history(minStep: $min{k}, maxStep: $max{k}, samples: $pageSize) }}"
             )
         if pq.list_running:
@@ -296,6 +319,13 @@ def build_poll_query(projects: Sequence[ProjectQuery], page_size: int) -> tuple[
             sel.append(
                 f'running: runs(filters: $f{i}, first: 100, after: $a{i}, order: "+created_at") '
                 f"{{ edges {{ node {{ {_RUN_FIELDS} }} }} pageInfo {{ endCursor hasNextPage }} }}"
+            )
+        if pq.select is not None:
+            decls += [f"$s{i}: JSONString", f"$k{i}: Int"]
+            variables[f"s{i}"], variables[f"k{i}"] = pq.select.filters_json(), pq.select.last
+            sel.append(
+                f'selected: runs(filters: $s{i}, first: $k{i}, order: "{ORDER}") '
+                f"{{ edges {{ node {{ {_RUN_FIELDS} {_META_FIELDS} }} }} }}"
             )
         body.append(f"p{i}: project(name: $p{i}, entityName: $e{i}) {{ {' '.join(sel) or 'name'} }}")
     return f"query RunwatchPoll({', '.join(decls)}) {{ {' '.join(body)} }}", variables
@@ -308,12 +338,33 @@ def _history_row(item: Any) -> dict[str, Any] | None:
     return row if isinstance(step, int | float) and math.isfinite(step) else None
 
 
+def _json_object(raw: Any) -> dict[str, Any] | None:
+    """A JSONString field (W&B sends config and summary as JSON text) as a dict; None when absent."""
+    if raw is None:
+        return None
+    obj = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    return obj if isinstance(obj, dict) else {}
+
+
+def run_config(raw: Any) -> dict[str, Any] | None:
+    """A run's config from W&B's `{key: {"value": v, "desc": d}}` form (`_wandb` left out)."""
+    obj = _json_object(raw)
+    if obj is None:
+        return None
+    return {
+        k: (v["value"] if isinstance(v, dict) and "value" in v else v)
+        for k, v in obj.items()
+        if not str(k).startswith("_wandb")
+    }
+
+
 def _run_info(node: Mapping[str, Any], with_history: bool) -> RunInfo:
     rows: list[dict[str, Any]] = []
     if with_history:
         rows = [r for r in map(_history_row, node.get("history") or ()) if r is not None]
         rows.sort(key=lambda r: r["_step"])
     count = node.get("historyLineCount")
+    tags = node.get("tags")
     return RunInfo(
         name=str(node["name"]),
         storage_id=node.get("id"),
@@ -322,6 +373,9 @@ def _run_info(node: Mapping[str, Any], with_history: bool) -> RunInfo:
         heartbeat_at=node.get("heartbeatAt"),
         history_line_count=int(count) if isinstance(count, int | float) else None,
         history=tuple(rows),
+        config=run_config(node.get("config")),
+        summary=_json_object(node.get("summaryMetrics")),
+        tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
     )
 
 
@@ -393,7 +447,11 @@ class WandbClient:
                     running = tuple(_run_info(e["node"], False) for e in edges if e.get("node"))
                     info = conn.get("pageInfo") or {}
                     next_page = info.get("endCursor") if info.get("hasNextPage") else None
-                answers.append(ProjectAnswer(runs, running, next_page))
+                selected = None
+                if pq.select is not None:
+                    edges = (proj.get("selected") or {}).get("edges") or ()
+                    selected = tuple(_run_info(e["node"], False) for e in edges if e.get("node"))
+                answers.append(ProjectAnswer(runs, running, next_page, selected))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise WandbApiError(f"unexpected answer from W&B: {type(e).__name__}: {e}") from None
         return PollAnswer(tuple(answers), wait)

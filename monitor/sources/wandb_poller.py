@@ -20,8 +20,12 @@
 
 Requests: each poll is ONE POST per W&B backend whatever the number of runs and projects (see
 `WandbClient.poll`); the listing of a project target's running runs rides in the same POST every
-`discover_every` polls. Runs that have finished, failed or been killed are polled once more and then
-dropped from the POST (they keep their final status); a poll with nothing to ask sends nothing.
+`discover_every` polls. A project target with a selection (`WandbTarget.select`) is listed once, in
+the first POST; the runs it names are then polled like run targets (their first status comes with
+their first history answer). A run's config and summary (`WandbRunStatus.config` / `.summary`) are
+asked for with its first rows and again once it has ended.
+Runs that have finished, failed or been killed are polled once more and then dropped from the
+POST (they keep their final status); a poll with nothing to ask sends nothing.
 A poll that finds a backlog (a full page, or fewer rows than `historyLineCount` says exist) asks
 for the next poll straight away. Each run keeps a cursor (the next `_step`) and asks for
 `[cursor, cursor + width)` with `samples = page_size`; `width` is a page for dense steps and wider
@@ -62,7 +66,9 @@ from monitor.sources.wandb_api import (
     WandbTarget,
     resolve_credentials,
 )
+from monitor.sources.wandb_select import Selection
 from monitor.stepaxis import StepAxis
+from monitor.wandb.reader import histogram_norm
 
 _MAX_WIDTH = 2**50  # keeps minStep/maxStep well inside Int64
 _NONFINITE = {"nan": math.nan, "infinity": math.inf, "inf": math.inf}
@@ -86,6 +92,11 @@ class WandbRunStatus:
     last_step: float | None = None
     step_key: str = "_step"
     error: str | None = None
+    config: Mapping[str, Any] | None = None
+    """The run config (`{key: value}`), once fetched."""
+    summary: Mapping[str, float] | None = None
+    """The run summary's numeric scalars (nested keys joined with "/"), once fetched."""
+    tags: tuple[str, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -191,6 +202,10 @@ class _Track:
     last_step: float | None = None
     final_polls: int = 1
     active: bool = True
+    meta_state: str | None = None
+    """The W&B state when the config and summary were last fetched (None: not yet)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """`config`, `summary` and `tags` for the run's status, once fetched."""
 
 
 @dataclass
@@ -202,6 +217,9 @@ class _Project:
     list_in: int = 0
     list_after: str | None = None
     runs: list[WandbTarget] = field(default_factory=list)
+    select: Selection | None = None
+    """The target's selection, listed once (`selected` afterwards)."""
+    selected: bool = False
 
 
 class WandbPoller:
@@ -229,16 +247,16 @@ class WandbPoller:
         self.answered = 0
         """Polls that every backend answered (a project's first answer lists its running runs)."""
         self._clients: dict[str | None, WandbClient] = {}
-        self._projects: dict[tuple[str | None, str, str], _Project] = {}
+        self._projects: dict[tuple[str | None, str, str, Selection | None], _Project] = {}
         self._tracks: dict[WandbTarget, _Track] = {}
         for t in targets:
             if t.base_url not in self._clients:
                 self._clients[t.base_url] = factory(t.base_url)
             proj = self._projects.setdefault(
-                (t.base_url, t.entity, t.project), _Project(t.base_url, t.entity, t.project)
+                (t.base_url, t.entity, t.project, t.select), _Project(t.base_url, t.entity, t.project, select=t.select)
             )
             if t.run_id is None:
-                proj.watch_running = True
+                proj.watch_running = t.select is None  # a selection is listed once instead
             else:
                 self._add_run(proj, t)
 
@@ -250,7 +268,7 @@ class WandbPoller:
     @property
     def done(self) -> bool:
         """True when nothing is left to poll (every run ended, and no project target is watched)."""
-        return not any(p.watch_running for p in self._projects.values()) and not any(
+        return not any(p.watch_running or (p.select and not p.selected) for p in self._projects.values()) and not any(
             tr.active for tr in self._tracks.values()
         )
 
@@ -323,15 +341,16 @@ class WandbPoller:
             if proj.base != base:
                 continue
             cursors = tuple(
-                RunCursor(t.run_id or "", tr.cursor, tr.cursor + self._width(tr))
+                RunCursor(t.run_id or "", tr.cursor, tr.cursor + self._width(tr), self._wants_meta(tr))
                 for t in proj.runs
                 if (tr := self._tracks[t]).active
             )
             listing = proj.watch_running and proj.list_in <= 0
             if proj.watch_running and not listing:
                 proj.list_in -= 1  # counts polls, whether or not this project sends anything
-            if cursors or listing:
-                queries.append(ProjectQuery(proj.entity, proj.project, cursors, listing, proj.list_after))
+            select = proj.select if proj.select is not None and not proj.selected else None
+            if cursors or listing or select:
+                queries.append(ProjectQuery(proj.entity, proj.project, cursors, listing, proj.list_after, select))
                 plan.append(proj)
         return queries, plan
 
@@ -352,6 +371,14 @@ class WandbPoller:
                     track.active, track.final_polls = True, 1
                     changed = backlog = True
                     self._set(target, self._status_from(track, info))
+        if answer.selected is not None:
+            proj.selected = True
+            changed = backlog = True  # the runs it names are read from the next poll on, at once
+            for info in answer.selected:
+                target = WandbTarget(proj.entity, proj.project, info.name, proj.base)
+                track = self._add_run(proj, target)
+                if info.config is not None:  # known already: the first history poll need not ask
+                    self._take_meta(track, info)
         return new_data, changed, backlog
 
     def _apply_run(self, target: WandbTarget, info: RunInfo | None) -> tuple[bool, bool, bool]:
@@ -383,11 +410,30 @@ class WandbPoller:
             else:
                 track.width = width * 4 if not sampled else max(self.page_size, width // 4)
             backlog = True
+        if info.config is not None:
+            self._take_meta(track, info)
         changed = self._set(target, self._status_from(track, info))
         if info.state in TERMINAL_STATES and not backlog:
             track.final_polls -= 1
             track.active = track.final_polls >= 0
         return bool(rows), changed, backlog
+
+    @staticmethod
+    def _wants_meta(track: _Track) -> bool:
+        """Ask for config and summary with a run's first rows, and again once it has ended."""
+        if track.meta_state is None:
+            return True
+        ended = track.status.run_state in TERMINAL_STATES
+        return ended and track.meta_state not in TERMINAL_STATES
+
+    @staticmethod
+    def _take_meta(track: _Track, info: RunInfo) -> None:
+        track.meta_state = info.state
+        track.meta = {
+            "config": dict(info.config or {}),
+            "summary": _numeric_values(info.summary or {}),
+            "tags": info.tags,
+        }
 
     def _width(self, track: _Track) -> int:
         """Steps to ask for: a page when steps are dense, wider for sparse ones (aiming at half a page)."""
@@ -405,6 +451,7 @@ class WandbPoller:
             last_step=track.last_step,
             step_key=track.axis.key,
             error=None,
+            **track.meta,
         )
 
     def _rows(self, track: _Track, history: list[dict[str, Any]]) -> tuple[Row, ...]:
@@ -448,6 +495,8 @@ def _numeric_values(row: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, dict):
                 if "_type" not in v:  # W&B media and histograms carry a _type
                     walk(f"{prefix}{k}/", v)
+                elif (x := histogram_norm(v)) is not None:  # per-layer gradients (detectors/layers.py)
+                    out[f"{prefix}{k}"] = x
             elif (x := _number(v)) is not None:
                 out[f"{prefix}{k}"] = x
 

@@ -71,6 +71,7 @@ class WandbFeed:
         self.resume_offset = bulk.resume_offset
         self.analysis.info.step_key = self.reader.step_key
         self.analysis.info.lines = self.reader.records
+        self.analysis.info.malformed = self.reader.bad_records + (self.reader.skipped_bytes > 0)
 
     def _piece(self, blocks: list[Columns], events: list[Any], now: float) -> bool:
         changed = self.events(events, now)
@@ -133,6 +134,8 @@ class WandbFeed:
         self._last_step = last
         info.step_key = self.reader.step_key
         info.lines = self.reader.records
+        # Damaged records and blocks dropped for a bad checksum: what makes a file of junk unreadable.
+        info.malformed = self.reader.bad_records + (self.reader.skipped_bytes > 0)
         if rows:
             changed = a.add_rows(rows, now) or changed
         return changed

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import struct
 import zlib
@@ -442,12 +443,23 @@ _KEY_NAMES = _KeyNames()
 def _numbers(pairs: Any) -> dict[str, float]:
     """The numeric items of `(key, value_json)` pairs (a repeated key: the last one counts)."""
     values: dict[str, float] = {}
-    for key, raw in dict(pairs).items():
+    items = dict(pairs)
+    for key, raw in items.items():
         if (v := _number(raw)) is not None:
             values[key] = v
         elif key == _BAD_KEY:
             values[key] = 0.0  # kept so that the caller sees the byte patterns misread an item
+        elif key.endswith("/_type") and raw.strip() == b'"histogram"':
+            # A histogram logged as nested items `K/_type`, `K/values`, `K/bins`: K as the norm it stands
+            # for (per-layer gradients, detectors/layers.py).
+            k = key[:-6]
+            doc = {"_type": "histogram", **{p: _json_value(items.get(f"{k}/{p}", b"null")) for p in _HIST_PARTS}}
+            if (v := histogram_norm(doc)) is not None:
+                values[k] = v
     return values
+
+
+_HIST_PARTS = ("values", "bins", "packedBins")
 
 
 def _number(raw: bytes) -> float | None:
@@ -460,7 +472,38 @@ def _number(raw: bytes) -> float | None:
         v = json.loads(raw)
     except ValueError:
         return None
+    if isinstance(v, dict):
+        return histogram_norm(v)  # per-layer gradients (detectors/layers.py)
     return float(v) if isinstance(v, bool | int | float) else None
+
+
+def histogram_norm(v: dict[str, Any]) -> float | None:
+    """The L2 norm a W&B histogram (`wandb.watch`'s `gradients/*`, `parameters/*`) stands for, from its bin
+    centres and counts: a per-layer gradient norm, 0.0 for a layer whose gradients are all zero.
+    None for anything else."""
+    if v.get("_type") != "histogram":
+        return None
+    counts, bins = v.get("values"), v.get("bins")
+    packed = v.get("packedBins")
+    if isinstance(packed, dict) and isinstance(counts, list):
+        try:
+            lo, size = float(packed["min"]), float(packed["size"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        bins = [lo + i * size for i in range(len(counts) + 1)]
+    if not isinstance(counts, list) or not isinstance(bins, list) or len(bins) != len(counts) + 1 or not counts:
+        return None
+    try:
+        full = [i for i, c in enumerate(counts) if float(c) > 0]
+        if len(full) == 1 and float(bins[full[0]]) <= 0.0 <= float(bins[full[0] + 1]):
+            return 0.0  # every value in the one bin around 0: the histogram of an all-zero tensor
+        total = 0.0
+        for i, c in enumerate(counts):
+            mid = 0.5 * (float(bins[i]) + float(bins[i + 1]))
+            total += float(c) * mid * mid
+    except (TypeError, ValueError):
+        return None
+    return math.sqrt(total) if total == total else None
 
 
 def _json_value(raw: bytes) -> Any:
