@@ -35,6 +35,7 @@ class EvalDetector(Detector):
         "_th",
         "_tolerance",
         "_train_at_best",
+        "_warm",
         "_worse",
     )
     kind = "eval_degradation"
@@ -64,6 +65,7 @@ class EvalDetector(Detector):
         self._prev2 = math.nan
         self._episode_max = 0.0
         self._tolerance = 0.0
+        self._warm = False
 
     def _y(self, x: float) -> float:
         v = abs(x) + 1e-12
@@ -102,12 +104,18 @@ class EvalDetector(Detector):
         return self._best if self._n else None
 
     def update(
-        self, step: float, x: float, train_level: float | None, quality: tuple[str, float, float, float] | None = None
+        self,
+        step: float,
+        x: float,
+        train_level: float | None,
+        quality: tuple[str, float, float, float] | None = None,
+        warmup: bool = False,
     ) -> bool:
         """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
         `quality` is the run's quality metric (accuracy, mAP, F1: name, `last_y`, `best_y`, `noise`). A
         worse eval loss while that metric has reached better values since the loss was at its best
-        is over-confidence to watch, not a reason to stop."""
+        is over-confidence to watch, not a reason to stop. `warmup`: the LR is still rising through its
+        initial warm-up."""
         th = self._th
         y = self._y(x)
         self._n += 1
@@ -127,6 +135,13 @@ class EvalDetector(Detector):
                     f"{fmt(self._baseline)}",
                     {"value": x, "baseline": self._baseline},
                 )
+        if warmup:
+            self._warm = True
+        elif self._warm:
+            # The warm-up is over: an evaluation made on the way up (a noisy early best) is no
+            # reference for what the model does at its operating point; this one is.
+            self._warm = False
+            self._best = math.inf
         if y < self._best:
             self._best = y
             self._best_raw = x
@@ -170,7 +185,9 @@ class EvalDetector(Detector):
         improving = (
             q[0] if q is not None and qb is not None and q[2] < qb[2] - th.eval_warn and not quality_worse else None
         )
-        can_be_bad = not self._higher_better and improving is None and quality_worse
+        # While the LR still climbs through its warm-up the model is not at its operating point yet:
+        # an eval worse than an early best is to watch (the warm-up trap), not a reason to stop.
+        can_be_bad = not self._higher_better and improving is None and quality_worse and not warmup
         if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
             severity = Severity.BAD
         elif excess > warn_margin and self._worse >= patience + (0 if can_be_bad else 1):

@@ -236,7 +236,16 @@ class DivergenceDetector(Detector):
         small = max(self._th.divergence_small, self._th.trend_noise_k * s.absdiff * _SIGMA)
         return s.n >= 8 and s.level - min(s.best, self._anchor) <= small
 
-    def update(self, s: SeriesStats, step: float, spike: SpikeDetector | None = None, warming: bool = False) -> bool:
+    def update(
+        self,
+        s: SeriesStats,
+        step: float,
+        spike: SpikeDetector | None = None,
+        warming: bool = False,
+        climbing: bool = False,
+    ) -> bool:
+        """`warming`: the LR has not decayed since its warm-up began; `climbing`: it is rising through
+        that warm-up right now (a loss rising then only warns: see below)."""
         th = self._th
         sigma = s.absdiff * _SIGMA
         small = th.trend_noise_k * sigma
@@ -277,6 +286,11 @@ class DivergenceDetector(Detector):
         if s.n < 8:
             return False
         severity = Severity.WARN if self.component or (self.siblings is not None and self.siblings()) else Severity.BAD
+        if climbing:
+            # While the LR still climbs through its warm-up, a loss that rises is a warning: a new
+            # head's losses grow as matches appear, and the loss is judged at the full LR soon.
+            # Still diverged once the LR stops rising, it is bad then.
+            severity = Severity.WARN
         if self._already(severity):
             return False
         if spike is not None and spike.in_spike and not spike.climbing(s):

@@ -19,6 +19,9 @@ from monitor.model import Severity
 
 _DECAYING = ("linear", "cosine", "polynomial", "inverse_sqrt", "inverse-square-root", "exponential", "wsd", "step")
 _RESTARTS = ("restart", "cyclic", "one_cycle", "onecycle", "sgdr", "triangular")
+#: Restart schedules whose LR climbs gradually within a cycle; the others (SGDR, cosine with warm
+#: restarts) jump back up in one step, so a climb point after point there is a warm-up run again.
+_GRADUAL = ("cyclic", "one_cycle", "onecycle", "triangular")
 _CONSTANT = ("constant",)
 _PLATEAU = ("plateau",)
 
@@ -33,13 +36,18 @@ class Schedule:
     total: float | None = None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Schedule | None:
-        """The schedule a run's configuration declares, or None when it declares none."""
+    def from_config(cls, config: Mapping[str, Any], epochs: bool = False) -> Schedule | None:
+        """The schedule a run's configuration declares, or None when it declares none; with `epochs`,
+        its warm-up and length in epochs (for a log whose axis counts epochs, e.g. YOLO's results.csv)."""
         get = _Lookup(config)
         name = get.text("lr_scheduler_type", "lr_decay_style", "lr_scheduler", "scheduler", "lr_schedule", "sched")
         decay_lr = get.text("decay_lr")
         if name is None and decay_lr is not None:
             name = "cosine" if decay_lr.lower() in ("true", "1") else "constant"
+        cos_lr = get.text("cos_lr")
+        if name is None and cos_lr is not None:
+            # Ultralytics YOLO: a cosine decay with cos_lr, else a linear one down to lrf.
+            name = "cosine" if cos_lr.lower() in ("true", "1") else "linear"
         if name is None:
             return None
         low = name.lower()
@@ -53,16 +61,31 @@ class Schedule:
             style = "constant"
         elif any(k in low for k in _DECAYING):
             style = "decay"
-        total = get.number(
-            "lr_decay_iters", "max_steps", "train_iters", "max_iters", "total_steps", "num_training_steps"
-        )
+        if epochs:
+            total = declared_length(config)[1]
+            warmup = get.number("warmup_epochs", "lr_warmup_epochs")
+        else:
+            total = get.number(
+                "lr_decay_iters", "max_steps", "train_iters", "max_iters", "total_steps", "num_training_steps"
+            )
+            warmup = get.number(
+                "warmup_steps", "lr_warmup_iters", "warmup_iters", "num_warmup_steps", "lr_warmup_steps"
+            )
         if total is not None and total <= 0:
             total = None
-        warmup = get.number("warmup_steps", "lr_warmup_iters", "warmup_iters", "num_warmup_steps", "lr_warmup_steps")
         ratio = get.number("warmup_ratio", "lr_warmup_fraction")
         if (warmup is None or warmup <= 0) and ratio is not None and 0 < ratio < 1 and total is not None:
             warmup = ratio * total
         return cls(style, name, warmup if warmup and warmup > 0 else None, total)
+
+
+def declared_length(config: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """The run length a configuration declares: steps (`max_steps`, Megatron `train_iters`, nanoGPT
+    `max_iters`) and epochs (YOLO `epochs`, Lightning `max_epochs`, HF `num_train_epochs`)."""
+    get = _Lookup(config)
+    steps = get.number("max_steps", "train_iters", "max_iters", "total_steps", "num_training_steps")
+    epochs = get.number("max_epochs", "num_train_epochs", "epochs", "n_epochs", "num_epochs")
+    return (steps if steps and steps > 0 else None), (epochs if epochs and epochs > 0 else None)
 
 
 class _Lookup:
@@ -114,6 +137,7 @@ class LrDetector(Detector):
         "_last",
         "_last_step",
         "_peak",
+        "_restarts_jump",
         "_restarts_ok",
         "_rise_limit",
         "_rising_since",
@@ -141,6 +165,7 @@ class LrDetector(Detector):
         self._rise_limit = math.inf
         self._flat_from = math.inf
         self._restarts_ok = False
+        self._restarts_jump = False
 
     @property
     def ratio(self) -> float | None:
@@ -153,6 +178,13 @@ class LrDetector(Detector):
     def warming(self) -> bool:
         """Still in the LR's initial warm-up: rising to new peaks, never decayed."""
         return not self._decaying and self._rising_since is not None
+
+    @property
+    def in_warmup(self) -> bool:
+        """Rising through its initial warm-up right now (not a constant LR, not a warm-up that was
+        already found never to end)."""
+        cur = self.current
+        return self._rose and not self._decaying and self._rising_since is not None and not (cur and cur.active)
 
     def declare(self, schedule: Schedule | None) -> bool:
         """The schedule the run declared; the LR seen so far is compared with it at once."""
@@ -189,7 +221,10 @@ class LrDetector(Detector):
             start = sched.warmup or 0.0
             flat = start + 0.3 * (total - start)
         self._flat_from = flat
-        self._restarts_ok = sched is not None and sched.style == "restarts"
+        restarts = sched is not None and sched.style == "restarts"
+        gradual = restarts and sched is not None and any(k in sched.name for k in _GRADUAL)
+        self._restarts_ok = gradual
+        self._restarts_jump = restarts and not gradual
 
     def update(self, step: float, x: float) -> bool:
         if not 0.0 <= x < math.inf:
@@ -232,6 +267,10 @@ class LrDetector(Detector):
     def _after_decay(self, step: float, last: float, x: float) -> bool:
         th = self._th
         peak = self._peak
+        if self._restarts_jump and self._climb < 3:
+            # Warm restarts jump back up in one step, to the peak or to a decayed peak: any single
+            # rise is a restart; only a climb point after point (below) is not.
+            return False
         if x > last * math.exp(th.lr_jump_ratio):
             if 0.8 * peak <= x <= 1.2 * peak:
                 return False  # a warm restart: back to the same peak
@@ -307,7 +346,7 @@ class LrDetector(Detector):
                     step,
                     start,
                     f"learning rate still {fmt(x)} (its peak) at {self.axis} {fmt(step)} although the run "
-                    f"declared a {sched.name} schedule over {fmt(total)} steps: it is not decaying",
+                    f"declared a {sched.name} schedule over {fmt(total)} {self.axis}s: it is not decaying",
                     {"lr": x, "peak": self._peak, "schedule": sched.name, "total_steps": total},
                 )
         return False

@@ -46,7 +46,10 @@ class LossMonitor:
         s.update(step, x)
         lr = self.lr()
         changed = self.spike.update(s, step) or changed
-        changed = self.div.update(s, step, self.spike, lr is not None and lr.warming) or changed
+        changed = (
+            self.div.update(s, step, self.spike, lr is not None and lr.warming, lr is not None and lr.in_warmup)
+            or changed
+        )
         return self.plateau.update(s, step, lr.ratio if lr is not None else None) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -60,6 +63,7 @@ class LossMonitor:
         lr = self.lr()
         ratio = lr.ratio if lr is not None else None
         warming = lr is not None and lr.warming
+        climbing = lr is not None and lr.in_warmup
         changed = False
         if self.nan_only:
             for step, x in zip(steps, xs, strict=True):
@@ -80,7 +84,7 @@ class LossMonitor:
                 changed = True
             if spike(s, step):
                 changed = True
-            if div(s, step, spiker, warming):
+            if div(s, step, spiker, warming, climbing):
                 changed = True
             if plateau(s, step, ratio):
                 changed = True
@@ -106,7 +110,7 @@ class LossMonitor:
 class EvalMonitor:
     """An eval loss or metric: NaN/Inf (bad at its first point) and degradation / overfitting."""
 
-    __slots__ = ("evals", "nan", "quality", "train")
+    __slots__ = ("evals", "lr", "nan", "quality", "train")
 
     def __init__(
         self,
@@ -117,11 +121,17 @@ class EvalMonitor:
         train: Callable[[], SeriesStats | None],
         axis: str = "step",
         quality: Callable[[], tuple[str, float, float, float] | None] | None = None,
+        lr: Callable[[], LrDetector | None] | None = None,
     ) -> None:
         self.nan: NanDetector | None = NanDetector(key, th, axis)
         self.evals = EvalDetector(key, th, higher_better=role is Role.EVAL_UP, baseline=baseline, axis=axis)
         self.train = train
         self.quality = quality if role is Role.EVAL_LOSS else None
+        self.lr = lr
+
+    def _warmup(self) -> bool:
+        lr = self.lr() if self.lr is not None else None
+        return lr is not None and lr.in_warmup
 
     def __call__(self, step: float, x: float) -> bool:
         nan = self.nan
@@ -130,7 +140,8 @@ class EvalMonitor:
         changed = nan.finite(step) if nan is not None and nan.current is not None else False
         t = self.train()
         better = self.quality() if self.quality is not None else None
-        return self.evals.update(step, x, t.level if t is not None and t.n else None, better) or changed
+        level = t.level if t is not None and t.n else None
+        return self.evals.update(step, x, level, better, self._warmup()) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
         """`self(step, x)` over a column of points, with the training level as it stands (a column
@@ -140,6 +151,7 @@ class EvalMonitor:
         t = self.train()
         level = t.level if t is not None and t.n else None
         better = self.quality() if self.quality is not None else None
+        warmup = self._warmup()
         changed = False
         for step, x in zip(steps, xs, strict=True):
             if x - x != 0.0:
@@ -148,7 +160,7 @@ class EvalMonitor:
                 continue
             if nan is not None and nan.current is not None and nan.finite(step):
                 changed = True
-            if update(step, x, level, better):
+            if update(step, x, level, better, warmup):
                 changed = True
         return changed
 

@@ -18,7 +18,7 @@ from detectors.crash import Crash, CrashDetector
 from detectors.judge import judge
 from detectors.layers import LayerLens
 from detectors.loss import is_total_loss
-from detectors.lr import LrDetector, Schedule
+from detectors.lr import LrDetector, Schedule, declared_length
 from detectors.monitors import EvalMonitor, GradMonitor, LossMonitor
 from detectors.rl import RlLens, policy_run
 from detectors.stall import StallDetector
@@ -84,6 +84,11 @@ class RunDetectors:
         self.layers = LayerLens(thresholds, axis)
         """Per-layer gradients (dead, exploding, vanishing layers): `detectors/layers.py`."""
         self.total_steps = total_steps
+        self._config: Mapping[str, Any] = {}
+        self._steps: float | None = None
+        self._epochs: float | None = None
+        """The run length its configuration declared, in steps and in epochs (for an epoch axis)."""
+        self.stall.total = total_steps
         self.version = 0
         """Bumped whenever any finding appears, changes or clears."""
         self.last_step: float | None = None
@@ -145,6 +150,7 @@ class RunDetectors:
                 lambda: self._train.stats if self._train else None,
                 self.axis,
                 self._quality,
+                lambda: self._lr,
             )
             self._monitors.append(emon)
             handler = emon
@@ -155,7 +161,7 @@ class RunDetectors:
             handler = gmon
         elif role is Role.LR and self._lr is None:
             lr = self._lr = LrDetector(key, th, self.axis)
-            lr.total_steps = self.total_steps
+            lr.total_steps = self._lr_total()
             lr.declare(self._schedule)
             self._monitors.append(lr)
             handler = lr.update
@@ -329,8 +335,17 @@ class RunDetectors:
     def set_total_steps(self, total: float | None) -> None:
         """The planned run length, when a source learns it (`iteration N/TOTAL`)."""
         self.total_steps = total
+        self._stall_total()
         if self._lr is not None:
-            self._lr.total_steps = total
+            self._lr.total_steps = self._lr_total()
+
+    def _lr_total(self) -> float | None:
+        """The run length the LR schedule is judged against, in the axis's units."""
+        return self._epochs if self.axis == "epoch" else self.total_steps
+
+    def _stall_total(self) -> None:
+        """The length at which the run is finished, on the axis its steps are counted in."""
+        self.stall.total = self._epochs if self.axis == "epoch" else (self._steps or self.total_steps)
 
     def tick(self, now: float) -> bool:
         """Time-based checks (stall); True when a finding changed."""
@@ -354,11 +369,16 @@ class RunDetectors:
     def declare(self, config: Mapping[str, Any]) -> bool:
         """The run's configuration (TrainingArguments, W&B config, Megatron args): its declared LR
         schedule is what the logged LR is compared with."""
-        schedule = Schedule.from_config(config) if config else None
+        self._config = config
+        schedule = Schedule.from_config(config, self.axis == "epoch") if config else None
+        self._steps, self._epochs = declared_length(config) if config else (None, None)
+        self._stall_total()
+        if self._lr is not None:
+            self._lr.total_steps = self._lr_total()
         if schedule == self._schedule:
             return False
         self._schedule = schedule
-        if schedule is not None and schedule.total and not self.total_steps:
+        if schedule is not None and schedule.total and not self.total_steps and self.axis != "epoch":
             self.set_total_steps(schedule.total)
         if self._lr is not None and self._lr.declare(schedule):
             self.version += 1
@@ -370,12 +390,16 @@ class RunDetectors:
         if axis == self.axis:
             return
         self.axis = axis
+        self._stall_total()
         self.crash.rename_axis(axis)
         self.rl.rename_axis(axis)
         self.layers.rename_axis(axis)
         for mon in self._monitors:
             for d in (mon,) if isinstance(mon, LrDetector) else mon.detectors():
                 d.rename_axis(axis)
+        if self._config:
+            # The declared schedule's length and warm-up in the axis's own units (epochs or steps).
+            self.declare(self._config)
 
     def set_crash(self, crash: Crash | None) -> bool:
         """What the log's text after its last metric line shows (`detectors.crash.find_crash`)."""

@@ -17,7 +17,7 @@ _UNKNOWN_INTERVAL_WAIT = 15 * 60.0
 class StallDetector(Detector):
     """Learns the usual time between new steps; `tick(now)` fires when the gap grows far beyond it."""
 
-    __slots__ = ("_interval", "_last_step", "_last_t", "_th", "finished")
+    __slots__ = ("_gap", "_interval", "_last_step", "_last_t", "_th", "finished", "total")
     kind = "stalled"
 
     def __init__(self, th: Thresholds) -> None:
@@ -26,11 +26,16 @@ class StallDetector(Detector):
         self._last_t: float | None = None
         self._last_step = -float("inf")
         self._interval: float | None = None
+        self._gap = 1.0
         self.finished = False
+        self.total: float | None = None
+        """The run's declared length in steps (max_steps), when known: reaching it is finishing."""
 
     def activity(self, step: float, t: float, rows: int = 1) -> bool:
         """`rows` new rows, the last at `step`, arrived (or were logged) by time `t`."""
         if step > self._last_step:
+            if self._last_step > -float("inf"):
+                self._gap = max(1.0, (step - self._last_step) / max(1, rows))
             if self._last_t is not None and t > self._last_t:
                 dt = (t - self._last_t) / max(1, rows)
                 iv = self._interval
@@ -62,6 +67,11 @@ class StallDetector(Detector):
     def tick(self, now: float) -> bool:
         if self.finished or self._last_t is None:
             return False
+        total = self.total
+        if total and self._last_step + self._gap >= total:
+            # The last step reached the declared length (within one logging interval: a 0-based
+            # counter ends at max_steps - 1): the run finished, it did not stall.
+            return self.finish(self._last_step)
         th = self._th
         iv = self._interval
         limit = max(th.stall_min_seconds, th.stall_factor * iv if iv else _UNKNOWN_INTERVAL_WAIT)

@@ -183,6 +183,9 @@ class RunAnalysis:
             self.detectors.exited(None)
 
     def tick(self, now: float) -> bool:
+        # Time-based checks with what the source has learned (axis, declared length, a crash in
+        # the log's tail): a run that finished or died is not stalled.
+        self._sync_text()
         return self.detectors.tick(now)
 
     def judgement(self) -> Judgement:

@@ -273,6 +273,9 @@ class TextFeed:
         for i in range(0, len(lines), _BATCH):
             blocks = parse_batch(parser, lines[i : i + _BATCH])
             a.set_total_steps(parser.total_steps)
+            # What the parser learned from these lines (the step axis: epochs or steps) before
+            # their rows are judged, so the first batch is judged like the others.
+            a.info.read_parser(parser)
             if blocks:
                 changed = a.add_columns(blocks, now) or changed
         a.info.read_parser(parser)

@@ -248,6 +248,31 @@ def test_eval_finding_shows_the_latest_evaluation_and_does_not_flap() -> None:
     assert all(v is Verdict.BAD for v in verdicts[first_bad:])
 
 
+@pytest.mark.parametrize(
+    ("config", "axis", "steps", "stalled"),
+    [
+        ({"max_steps": 800}, "step", range(0, 800, 2), False),  # a 0-based counter ends at 798
+        ({"max_steps": 800}, "step", range(0, 801, 10), False),
+        ({"max_steps": 800}, "step", range(0, 400, 2), True),  # stopped half way
+        ({"epochs": "127", "max_steps": 1016}, "epoch", range(127), False),  # YOLO opt.yaml, epochs 0..126
+        ({"epochs": "127", "max_steps": 1016}, "epoch", range(60), True),
+        ({}, "step", range(0, 800, 2), True),  # no declared length: nothing says it ended
+    ],
+)
+def test_a_run_that_reached_its_declared_length_finished_and_is_not_stalled(
+    config: dict[str, object], axis: str, steps: range, stalled: bool
+) -> None:
+    rd = RunDetectors(RoleMap())
+    rd.declare(config)
+    rd.set_axis(axis)
+    t = 1000.0
+    for s in steps:
+        t += 30.0
+        rd.ingest(Row(float(s), {"loss": 1.0 / (1 + s)}, time=t), 0.0)
+    rd.tick(t + 3600.0)
+    assert ("stalled" in _active(rd)) is stalled
+
+
 def test_a_source_stuck_before_its_first_step_is_stalled_at_step_0_not_minus_inf() -> None:
     from detectors.stall import StallDetector
 

@@ -269,6 +269,28 @@ _HF = {"lr_scheduler_type": "cosine", "warmup_steps": 100, "max_steps": 2000}
             {},
             False,
         ),
+        (
+            "warm restarts to a decayed peak (timm cycle_decay)",
+            lambda s: 1e-3 * 0.5 ** (s // 400) * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400)),
+            {"lr_scheduler": "CosineAnnealingWarmRestarts"},
+            False,
+        ),
+        (
+            "warm restarts declared, a warm-up run again after a resume",
+            lambda s: (
+                1e-3
+                * (0.5 + 0.5 * math.cos(math.pi * (s % 400) / 400))
+                * (min(1.0, (s - 1030 + 5) / 100) if 1030 <= s < 1130 else 1.0)
+            ),
+            {"lr_scheduler_type": "cosine_with_restarts"},
+            True,
+        ),
+        (
+            "one-cycle declared: climbs point after point by design",
+            lambda s: 1e-3 * (s / 600 if s < 600 else max(0.0, (2000 - s) / 1400)) * (1 if s < 1000 else 0.5),
+            {"scheduler": "OneCycleLR"},
+            False,
+        ),
         ("sudden jump above the peak", lambda s: _cosine(s) * (20 if s >= 1500 else 1), _HF, True),
         ("schedule reset after a resume", lambda s: _cosine(s if s < 1200 else s - 1200), _HF, True),
         ("warm-up still running under step decays", lambda s: 1e-5 * (s + 1) * (0.1 if s >= 1600 else 1.0), {}, True),
@@ -393,3 +415,71 @@ def test_reinforcement_learning_losses_are_judged_for_nan_only() -> None:
     assert not bad and rd.judgement().verdict is Verdict.HEALTHY
     rd, bad = _feed([*rows, Row(120.0, {"train/value_loss": math.nan})])
     assert [f.kind for f in bad] == ["nan"]
+
+
+@pytest.mark.parametrize(
+    ("config", "lr", "anomaly"),
+    [
+        # YOLO opt.yaml beside results.csv: the axis counts epochs, the config both epochs and steps.
+        ({"epochs": "171", "cos_lr": "true", "max_steps": 1368}, lambda e: 4e-3 * min(1.0, (e + 1) / 2), True),
+        (
+            {"epochs": "171", "cos_lr": "true", "max_steps": 1368},
+            lambda e: 4e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * e / 171))),
+            False,
+        ),
+        ({"epochs": "171", "cos_lr": "false"}, lambda e: 4e-3 * ((1 - e / 171) * 0.99 + 0.01), False),
+        ({"epochs": "171", "cos_lr": "false"}, lambda e: 4e-3, True),  # YOLO decays linearly to lrf
+    ],
+)
+def test_an_epoch_axis_is_judged_against_the_declared_epochs(
+    config: dict[str, object], lr: Callable[[int], float], anomaly: bool
+) -> None:
+    rd = RunDetectors(RoleMap())
+    rd.declare(config)
+    rd.set_axis("epoch")
+    for e in range(171):
+        rd.ingest(Row(float(e), {"x/lr0": lr(e)}), 0.0)
+    found = [f for f in rd.findings() if f.kind == "lr_anomaly"]
+    assert bool(found) is anomaly, found
+    if found:
+        assert found[0].step < 0.4 * 171 and "171 epochs" in found[0].message
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.1, 0.3])
+def test_an_eval_worse_than_its_best_during_the_lr_warmup_is_no_stop(noise: float) -> None:
+    # A tiny validation set evaluated every epoch while the LR warms up for 20 epochs: an early lucky
+    # eval is no reference; after the warm-up the eval improves on its operating point.
+    rnd = random.Random(int(noise * 100))
+    rows = []
+    for e in range(80):
+        lr = 2e-3 * min(1.0, (e + 1) / 20) * (1 - max(0, e - 20) / 100)
+        ev = (1.4 if e == 1 else 3.5 - 2.0 * max(0, e - 20) / 60) * math.exp(rnd.gauss(0, noise))
+        rows.append(Row(float(e), {"train/loss": 3.0 * math.exp(-e / 40), "lr/pg0": lr, "val/loss": ev}))
+    _, bad = _feed(rows)
+    assert not bad, bad
+    # The same eval rise after the warm-up (the LR decaying, the early best made at the operating
+    # point) is bad.
+    rows = [Row(r.step, {**r.values, "lr/pg0": 2e-3 * (1 - r.step / 100)}) for r in rows]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind in ("overfit", "eval_degradation")
+
+
+@pytest.mark.parametrize("noise", [0.01, 0.05, 0.2])
+def test_a_loss_rising_while_the_lr_climbs_through_warmup_warns_then_is_bad_if_it_stays_up(noise: float) -> None:
+    # A detection head's loss grows from near zero during a 300-step warm-up, then falls: no stop.
+    rnd = random.Random(int(noise * 1000))
+    rows = []
+    for s in range(0, 1500, 5):
+        lr = 4e-3 * min(1.0, (s + 5) / 300)
+        loss = (0.07 + 1.4 * s / 100 if s < 100 else 1.5 * math.exp(-(s - 100) / 800)) * math.exp(rnd.gauss(0, noise))
+        rows.append(Row(float(s), {"loss": loss, "lr": lr}))
+    _, bad = _feed(rows)
+    assert not bad, bad
+    # A loss that learned, then rose during the warm-up and stays up is a divergence: bad once the
+    # LR stops rising (it was only a warning while the LR climbed).
+    rows = [
+        Row(r.step, {**r.values, "loss": (2.0 - r.step / 100 if r.step < 100 else 6.0) * math.exp(rnd.gauss(0, noise))})
+        for r in rows
+    ]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind == "divergence" and bad[0].evidence.get("escalated_step", bad[0].step) >= 300 - 5

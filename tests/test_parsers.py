@@ -360,6 +360,14 @@ def test_hf_logging_steps_gives_the_step(announce: list[str]) -> None:
     assert rows[2].values["eval_loss"] == 2.4
 
 
+def test_hf_dict_valued_training_arguments_are_not_log_rows() -> None:
+    # `lr_scheduler_kwargs={'num_cycles': 3},` in the printed TrainingArguments is no train log.
+    lines = ["TrainingArguments(", "logging_steps=50,", "lr_scheduler_kwargs={'num_cycles': 3},", ")"]
+    _, rows = parse_lines([*lines, HF_TRAIN, HF_TRAIN2, HF_EVAL])
+    assert [r.step for r in rows] == [50, 100, 100]
+    assert all("num_cycles" not in r.values for r in rows)
+
+
 def test_hf_logging_first_step() -> None:
     lines = ["TrainingArguments(", "logging_first_step=True,", "logging_steps=50,", ")"]
     _, rows = parse_lines([*lines, HF_TRAIN, HF_TRAIN2, HF_TRAIN, HF_EVAL])

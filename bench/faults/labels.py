@@ -7,8 +7,10 @@ the rows that file shows (axis, metrics):
 - spike: the first of the 5 rows after the fault above the pre-fault level + 6 robust sigmas, 1.5×
   the level, the last 30 rows' maximum and 1.2× the twin's maximum over those rows; recovered
   when a 5-row median later comes back within 2 sigmas, else it is a divergence.
-- divergence: from the first row after which the 5-row median of the loss stays above both the
-  pre-fault level + 4 sigmas and 1.3× the twin's, to the end (or to the NaN it ends in).
+- divergence: the 5-row median of the loss rises above both the pre-fault level + 4 sigmas and 1.3×
+  the twin's 5-row median, and never comes back on a healthy course (within 1.1× the twin's median,
+  or the pre-fault level + 2 sigmas without a twin) before the end (or the NaN it ends in); its
+  onset is the first row after the last one on a healthy course (where the loss left it).
 - lr_anomaly: first row where the logged LR differs from the twin's (the declared schedule) by > 5 %.
 - grad_explosion / grad_vanishing: first row with a grad norm 10× above / below the pre-fault median.
 - plateau: the fault step, when the twin ends 20 % lower and the faulty loss stays within 15 %.
@@ -77,18 +79,29 @@ def divergence_onset(fault: list[Row], twin: list[Row], b: float) -> float | Non
     tw = dict(_train(twin))
     post = [(a, v) for a, v in _train(fault) if a >= b]
     vals = [v for _, v in post]
+    twin_vals = [tw.get(a, math.nan) for a, _ in post]
     nan_at = next((i for i, v in enumerate(vals) if not math.isfinite(v)), len(vals))
     if nan_at < 3:
         return None
     onset = None
+    healthy = -1  # the last row whose median was still on a healthy course
     for i in range(nan_at):
         m = _med5(vals[:nan_at], i)
-        t = tw.get(post[i][0], math.nan)
+        # The twin over the same rows, as a median too: one noisy twin point is no reference.
+        t = _med5(twin_vals, i)
+        t = t if math.isfinite(t) else math.nan
         high = m > level + 4 * sd and (not math.isfinite(t) or m > 1.3 * t)
-        if high and onset is None:
-            onset = post[i][0]
-        elif not high:
+        # On a healthy course: near the twin (which keeps descending), or near the pre-fault level
+        # where there is no twin to compare with.
+        back = m <= 1.1 * t if math.isfinite(t) else m <= level + 2 * sd
+        if back:
+            healthy = i
             onset = None
+        elif high and onset is None:
+            # The divergence began where the loss left its healthy course for good, not where it
+            # crossed the (arbitrary) 30 % bar; a median that dips under that bar for a moment on a
+            # noisy series is not a recovery either (hysteresis).
+            onset = post[min(healthy + 1, i)][0]
     if onset is None:
         return None
     tail = [v for v in vals[:nan_at][-5:]]

@@ -69,7 +69,9 @@ class HFTrainerParser(Parser):
         stats = self.stats
         stats.lines += 1
         i = line.find("{'")
-        if i < 0:
+        if i < 0 or line[:i].rstrip().endswith("="):
+            # (`lr_scheduler_kwargs={'num_cycles': 3},` in the printed TrainingArguments is an
+            # argument, not a log dict: taken for one it shifted every later step by one interval.)
             if "logging_" in line:
                 self._learn(line)
             stats.noise += 1
