@@ -3,14 +3,13 @@ evaluators write (`d2.utils.events INFO:  eta: ...  iter: 19  total_loss: 0.41 .
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import ClassVar
 
 from monitor.model import Row
 from monitor.parsers.base import Parser
-from monitor.parsers.jsonfmt import flatten
+from monitor.parsers.jsonfmt import json_line_values
 from monitor.parsers.jsonvariants import json_objects
 
 
@@ -52,20 +51,9 @@ class Detectron2Parser(Parser):
 
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
-        stats.lines += 1
-        text = line.strip()
-        if not text.startswith("{"):
-            stats.noise += 1
+        values = json_line_values(stats, line)
+        if values is None:
             return []
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            stats.count_malformed(line)
-            return []
-        if not isinstance(obj, dict):
-            stats.noise += 1
-            return []
-        values = flatten(obj)
         step = values.pop("iteration", None)
         for key, value in values.items():
             if math.isnan(value) and _per_class(key):

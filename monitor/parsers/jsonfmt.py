@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar
 
 from monitor.model import Row
-from monitor.parsers.base import Parser
+from monitor.parsers.base import Parser, ParseStats
 from monitor.parsers.common import TIME_KEYS, KeyedSteps
 
 #: Below this a "time" value is a duration, not epoch seconds (1e8 s is March 1973).
@@ -24,6 +24,24 @@ def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, float] | None 
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = float(value)
     return out
+
+
+def json_line_values(stats: ParseStats, line: str) -> dict[str, float] | None:
+    """One JSON-object line, flattened; None (counted as noise or malformed) when it is not one."""
+    stats.lines += 1
+    text = line.strip()
+    if not text.startswith("{"):
+        stats.noise += 1
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        stats.count_malformed(line)
+        return None
+    if not isinstance(obj, dict):
+        stats.noise += 1
+        return None
+    return flatten(obj)
 
 
 class JSONLParser(Parser):
@@ -63,20 +81,9 @@ class JSONLParser(Parser):
 
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
-        stats.lines += 1
-        text = line.strip()
-        if not text.startswith("{"):
-            stats.noise += 1
+        values = json_line_values(stats, line)
+        if values is None:
             return []
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            stats.count_malformed(line)
-            return []
-        if not isinstance(obj, dict):
-            stats.noise += 1
-            return []
-        values = flatten(obj)
         step = self._steps.take(values)
         if self._steps.key is not None:
             self.step_key = self._steps.key

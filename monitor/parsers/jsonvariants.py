@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from monitor.model import Row
 from monitor.parsers.base import Parser
-from monitor.parsers.jsonfmt import flatten
+from monitor.parsers.jsonfmt import json_line_values
 
 
 def json_objects(head: list[str], limit: int = 50) -> list[dict[str, Any]]:
@@ -61,20 +61,9 @@ class LlamaFactoryParser(Parser):
 
     def feed(self, line: str) -> list[Row]:
         stats = self.stats
-        stats.lines += 1
-        text = line.strip()
-        if not text.startswith("{"):
-            stats.noise += 1
+        values = json_line_values(stats, line)
+        if values is None:
             return []
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            stats.count_malformed(line)
-            return []
-        if not isinstance(obj, dict):
-            stats.noise += 1
-            return []
-        values = flatten(obj)
         step = values.pop("current_steps", None)
         total = values.pop("total_steps", None)
         values.pop("percentage", None)
