@@ -377,6 +377,7 @@ class Hub(SupervisedSources, RemoteSources):
             run.trusted = True
             if run.ended_by_writer:  # written again (a resumed job): running after all
                 run.ended_by_writer = False
+                run.writer_seen = False  # the new writer must be seen before its going ends the run again
                 run.analysis.info.state = "running"
                 run.analysis.detectors.stall.finished = False
         changed = run.feed.chunk(chunk, self.clock() if written is None else written)
