@@ -6,11 +6,17 @@ import math
 
 import numpy as np
 
-from monitor.diagnosis import layers
+from monitor.diagnosis import bands, layers
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.diagnosis.schedule import lr_jumped
 from monitor.model import Finding, Severity
+
+LEAD = 3
+"""Logging intervals by which a grad norm may leave its band before the loss and still be "just before"."""
+
+NEAR = 0.05
+"""Fraction of the run so far within which a grad norm leaving its band still counts as "just before"."""
 
 _CLIP_KEYS = (
     "max_grad_norm",
@@ -82,14 +88,55 @@ def clip_value(f: RunFacts) -> float | None:
     return None
 
 
+def lr_peaked_recently(f: RunFacts, step: float) -> tuple[bool, float, float, float, float] | None:
+    """(recent, LR there, its early level, its peak so far, the peak's step): whether the LR at `step` had
+    risen 2x or more from its early level and reached its peak so far shortly before (or was still rising)."""
+    if f.lr is None:
+        return None
+    lr = f.lr.finite().before(step + 1e-9)
+    if not len(lr):
+        return None
+    lr_s = float(lr.values[-1])
+    early = _early(f.lr, step)
+    top = float(lr.values.max())
+    peak_step = float(lr.steps[np.nonzero(lr.values >= 0.95 * top)[0][0]])
+    rose = early > 0 and lr_s >= 2.0 * early
+    recent = lr_s >= 0.8 * top and step - peak_step <= max(0.35 * peak_step, 10 * lr.interval())
+    return rose and recent, lr_s, early, top, peak_step
+
+
+def _schedule_break(f: RunFacts, before: float, lr: float) -> Finding | None:
+    """An LR finding before `before` that brought the LR back up after a decay (a reset, a jump, a climb)
+    to `lr`, no higher than the peak the run had already trained at: "too high" does not separate from
+    the schedule break then."""
+    for x in f.of("lr_anomaly", warn=True):
+        peak = x.evidence.get("peak")
+        back_up = x.evidence.get("anomaly") in ("reset", "rising_again", "jump")
+        if x.onset_step <= before and back_up and isinstance(peak, float) and lr <= 1.05 * peak:
+            return x
+    return None
+
+
 def lr_too_high(f: RunFacts) -> Hypothesis | None:
-    """Divergence after the LR reached its peak (or kept rising), ideally with the grad norm rising first."""
+    """Divergence after the LR reached its peak (or kept rising), ideally with the grad norm rising first.
+
+    High needs all of: the *training* loss diverged or went non-finite; the LR had at least doubled from its
+    early level and reached its peak so far shortly before (or was still rising); the grad norm left its
+    own band at most `LEAD` logging intervals (or the time the loss took to show its departure, which bounds
+    how well its onset is known, or the last `NEAR` of the run) before the loss left its band (up to one
+    interval after,
+    the detector's onset being that approximate; strictly before a NaN, after which gradients are garbage);
+    and no schedule reset or jump brought the LR back to a level the run had already trained at. The LR
+    peak alone, or a grad norm that rose long before, is medium; no LR logged, or trouble only in the eval
+    metrics, is low with what would settle it.
+    """
     t = trouble(f)
     if t is None:
         return None
     s = t.onset_step
     what = f"the loss left its band from {f.where(s)} ({t.kind}: {t.message})"
-    if f.lr is None or not len(f.lr.finite().before(s + 1e-9)):
+    peaked = lr_peaked_recently(f, s)
+    if peaked is None:
         return Hypothesis(
             "lr_too_high",
             "possibly a learning rate too high for this model",
@@ -102,39 +149,63 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
             settle="log the learning rate and the gradient norm every step",
             weight=0.2,
         )
-    lr = f.lr.finite().before(s + 1e-9)
-    lr_s = float(lr.values[-1])
-    early = _early(f.lr, s)
-    top = float(lr.values.max())
-    peak_step = float(lr.steps[np.nonzero(lr.values >= 0.95 * top)[0][0]])
+    recent, lr_s, early, top, peak_step = peaked
+    iv = _interval(f)
+    in_loss = t.kind in ("divergence", "nan") and not evalish(t.metric)
+    if not in_loss:
+        what = f"{t.metric} went wrong from {f.where(s)} ({t.kind}: {t.message}), the training loss did not"
+    ex = None
+    if f.grad is not None:
+        # "Just before": a few logging intervals, as long as the loss took to show its departure (its onset
+        # is known no better than that), or the last `NEAR` of the run so far, whichever is longest.
+        first = float(f.grad.steps[0]) if len(f.grad) else 0.0
+        lead = max(LEAD * max(iv, f.grad.interval()), t.step - t.onset_step, NEAR * (s - first))
+        ex = bands.left_band(f.grad, s - lead, s - 1e-9 if t.kind == "nan" else s + iv)
+    g = grad_rise(f, s + 2 * iv, 2.0)
+    brk = _schedule_break(f, s, lr_s)
     rose = early > 0 and lr_s >= 2.0 * early
-    recent_peak = lr_s >= 0.8 * top and s - peak_step <= max(0.35 * peak_step, 10 * lr.interval())
-    # The onset a detector reports is approximate by a logging interval or two.
-    g = grad_rise(f, s + 2 * _interval(f), 2.0)
     parts = [what, f"the LR was {fmt(lr_s)} there" + (f", x{lr_s / early:.3g} its early {fmt(early)}" if rose else "")]
-    whole = f.lr.finite()
-    later = float(whole.values.max())
-    if later > 1.05 * top:
+    whole = f.lr.finite() if f.lr is not None else None
+    later = float(whole.values.max()) if whole is not None else top
+    if whole is not None and later > 1.05 * top:
         at = float(whole.steps[int(np.argmax(whole.values))])
         parts.append(f"it was still rising (to its peak {fmt(later)} at {f.where(at)})")
     else:
         parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
-    if g is not None:
-        when = "first" if g[0] < s else "at about the same time" if g[0] <= s + _interval(f) else "soon after"
-        parts.append(f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, {when}")
-        steps.insert(1, g[0])
-    # Direct evidence: the grad norm moved no later than one logging interval after the loss did.
-    g_in_time = g is not None and g[0] <= s + _interval(f)
-    if rose and recent_peak and (g_in_time or f.grad is None):
-        conf, weight = Confidence.HIGH if g_in_time else Confidence.MEDIUM, 0.9
-    elif rose and recent_peak:
-        conf, weight = Confidence.MEDIUM, 0.7
+    if ex is not None:
+        ahead = s - ex.step
+        when = f"{fmt(ahead)} {f.axis}s before the loss" if ahead > 0 else "at the same step as the loss"
+        parts.append(
+            f"the grad norm rose out of its band x{ex.ratio:.3g} ({fmt(ex.level)} -> {fmt(ex.value)}) "
+            f"at {f.where(ex.step)}, {when}"
+        )
+        steps.insert(1, ex.step)
     elif g is not None:
+        parts.append(
+            f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, "
+            "but it did not leave its band just before the loss did"
+        )
+        steps.insert(1, g[0])
+    if brk is not None:
+        parts.append(f"the LR came back up after a schedule break at {f.where(brk.onset_step)}")
+    if recent and in_loss and ex is not None and brk is None:
+        conf, weight = Confidence.HIGH, 0.9
+    elif recent and in_loss:
+        conf, weight = Confidence.MEDIUM, 0.9 if f.grad is None else 0.7
+    elif in_loss and (g is not None or ex is not None):
         conf, weight = Confidence.MEDIUM, 0.35
     else:
         conf, weight = Confidence.LOW, 0.25
+    settle = ""
+    if conf < Confidence.HIGH:
+        settle = (
+            "log the gradient norm every step; one leaving its band just before the loss would confirm it"
+            if f.grad is None or ex is None
+            else "a rerun at a lower LR from a checkpoint before the peak would separate it from a schedule break"
+        )
     lower = fmt(float(f"{lr_s / 3:.2g}"))
+    base = ex.level if ex is not None else g[1] if g is not None else None
     return Hypothesis(
         "lr_too_high",
         "the learning rate is likely too high" if conf >= Confidence.MEDIUM else "possibly a learning rate too high",
@@ -142,18 +213,22 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         "; ".join(parts),
         f"lower the peak LR about 3x ({fmt(lr_s)} -> {lower}) or lengthen the warm-up; keep gradient clipping on",
         f"the loss keeps falling past {f.where(s)} and the grad norm stays near "
-        f"{fmt(g[1]) if g else 'its early level'}",
+        f"{fmt(base) if base is not None else 'its early level'}",
         f"rerun from a checkpoint before {f.where(steps[0])} with the lower LR and compare the loss at {f.where(s)}",
         steps=tuple(sorted(set(steps))),
-        settle=""
-        if conf >= Confidence.MEDIUM
-        else "log the gradient norm every step; a rise before the loss would confirm it",
+        settle=settle,
         weight=weight,
     )
 
 
 def exploding(f: RunFacts) -> Hypothesis | None:
-    """Gradients growing by an order of magnitude, with no (or ineffective) clipping."""
+    """Gradients growing by an order of magnitude, with no (or ineffective) clipping.
+
+    High needs all of: a sustained rise (median of three) an order of magnitude above the grad norm's
+    reference level and beyond that level's own noise; an LR that did not rise into it (else an LR too high
+    reads the same); the gradients growing no later than the loss went wrong (else they may be its
+    symptom); three or more points since. Otherwise medium.
+    """
     fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or not len(f.grad.finite()):
         return None
@@ -176,19 +251,31 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     above = np.nonzero(med3[n // 5 :] > 3 * base)[0]
     onset = fs[0].onset_step if fs else float(g.steps[n // 5 + int(above[0]) + 1]) if len(above) else float(g.steps[j])
     clip = clip_value(f)
-    lr_flat = True
-    if f.lr is not None and len(f.lr.finite()):
-        lr_on = f.lr.finite().at(onset)
-        lr_flat = not (lr_on >= 2.0 * _early(f.lr, onset + 1))
+    # Separates it from an LR too high: the LR did not reach a new peak shortly before the growth (after a
+    # warm-up, a jump or while still rising), nor is it 2x its typical level over the stretch where the
+    # grad norm was at its reference level.
+    peaked = lr_peaked_recently(f, onset)
+    lr_flat = not (peaked is not None and peaked[0])
+    if f.lr is not None and lr_flat:
+        lv = f.lr.finite()
+        ref_lr = lv.values[(lv.steps >= g.steps[n // 5]) & (lv.steps <= g.steps[max(n // 5 + 3, n // 2) - 1])]
+        lr_flat = not (len(ref_lr) and lv.at(onset) >= 2.0 * float(np.median(ref_lr)))
+    # An order of magnitude, and beyond the reference level's own noise.
+    ref = bands.band(g.values[n // 5 : max(n // 5 + 3, n // 2)], bands.resolution(g.values))
+    clear = ref is not None and end > ref.threshold(bands.Z, 10.0)
+    # Separates it from a symptom: the gradients grew no later than the loss went wrong.
+    led = t is None or onset <= t.onset_step + _interval(f)
     clip_txt = (
         f"clipping is set at {fmt(clip)} but the logged norm (before clipping) kept growing"
         if clip
         else "no gradient clipping in the config"
     )
-    conf = Confidence.HIGH if ratio >= 10 and lr_flat and len(g.since(onset)) >= 3 else Confidence.MEDIUM
+    conf = Confidence.HIGH if clear and lr_flat and led and len(g.since(onset)) >= 3 else Confidence.MEDIUM
     ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
     if t is not None:
         ev += f"; the loss went wrong from {f.where(t.onset_step)}"
+        if not led:
+            ev += ", before the gradients grew, so they may be its symptom"
     if not lr_flat:
         ev += "; the LR rose before it, so the LR may be the root cause"
     return Hypothesis(
@@ -204,8 +291,38 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     )
 
 
+def plateau_since(x: Finding) -> float:
+    """The step from which a plateau finding says the loss stopped improving."""
+    v = x.evidence.get("since_step", x.onset_step)
+    return float(v) if isinstance(v, (int, float)) else x.onset_step
+
+
+def _cleared(x: Finding) -> float:
+    """The step a finding cleared at (inf while it holds)."""
+    v = x.evidence.get("cleared_step")
+    return float(v) if isinstance(v, (int, float)) and not x.active else math.inf
+
+
+def _falling(f: RunFacts, g: Curve, plateau: Finding) -> bool:
+    """Whether the grad norm was below its own band within "just before" of the step the loss went flat."""
+    p = plateau_since(plateau)
+    lead = max(LEAD * _interval(f), NEAR * (p - float(g.steps[0])))
+    b = bands.band(g.before(p - lead).values[-bands.WINDOW :], bands.resolution(g.values))
+    near = g.values[(g.steps >= p) & (g.steps <= p + lead)]
+    if b is None or not len(near):
+        return False
+    low = b.level / math.exp(max(bands.Z * b.spread, math.log(bands.MIN_RATIO)))
+    return float(np.median(near[-3:])) < low
+
+
 def vanishing(f: RunFacts) -> Hypothesis | None:
-    """Gradients shrinking by orders of magnitude while the loss stops improving."""
+    """Gradients shrinking by orders of magnitude while the loss stops improving.
+
+    High needs all of: the grad norm's late level 30x or more below its early band and beyond that band's
+    noise; the loss not improving after the fall; the LR not decayed there (a decayed LR explains small
+    steps and a flat loss); the loss not already flat well before the fall (else "not learning" reads the
+    same). A 10x fall otherwise is medium.
+    """
     fs = [x for x in f.of("grad_vanishing", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or len(f.grad.finite()) < 8:
         return None
@@ -234,13 +351,24 @@ def vanishing(f: RunFacts) -> Hypothesis | None:
     if f.lr is not None and len(f.lr.finite()):
         lv = f.lr.finite()
         lr_decayed = lv.at(onset) < 0.3 * float(lv.values.max())
+    # Beyond the early level's own noise (and logging precision), by 30x at least.
+    ref = bands.band(g.values[: max(5, len(g) // 5)], bands.resolution(g.values))
+    clear = ref is not None and tail <= ref.level / math.exp(max(bands.Z * ref.spread, math.log(30.0)))
+    # Separates it from "not learning": when the loss stopped improving, the grad norm was already falling.
+    stopped_first = [
+        x
+        for x in f.of("plateau", warn=True)
+        if not evalish(x.metric) and plateau_since(x) < onset and _cleared(x) >= onset and not _falling(f, g, x)
+    ]
     conf = (
         Confidence.HIGH
-        if ratio >= 30 and flat and not lr_decayed
+        if clear and flat and not lr_decayed and not stopped_first
         else Confidence.MEDIUM
         if ratio >= 10
         else Confidence.LOW
     )
+    if stopped_first:
+        stuck += f"; but the loss had stopped improving already from {f.where(plateau_since(stopped_first[0]))}"
     return Hypothesis(
         "vanishing_gradients",
         "gradients are likely vanishing (dead or saturated layers)",
@@ -258,7 +386,13 @@ def vanishing(f: RunFacts) -> Hypothesis | None:
 
 
 def bad_batch(f: RunFacts) -> Hypothesis | None:
-    """One loss spike with a grad-norm spike at the same step, recovered."""
+    """One loss spike with a grad-norm spike at the same step, recovered.
+
+    High needs all of: one or two loss spikes, the first recovered; the grad norm outside its own band
+    (noise- and precision-aware) within two logging intervals of it; no trouble after it; an LR that was
+    not rising into it (else an LR too high reads the same). Recovered without a grad-norm spike is
+    medium; otherwise low.
+    """
     spikes = [x for x in f.of("spike") if x.metric == _key(f.loss)]
     if not spikes or len(spikes) > 2:
         return None
@@ -267,17 +401,15 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     t = trouble(f)
     followed = t is not None and t.onset_step >= x.onset_step
     gtxt, gspike = "", False
-    if f.grad is not None and len(f.grad.finite()) >= 6:
-        g = f.grad.finite()
-        iv = g.interval()
-        near = g.values[(g.steps >= x.onset_step - 2 * iv) & (g.steps <= x.onset_step + 2 * iv)]
-        before = g.before(x.onset_step - 2 * iv)
-        if len(near) and len(before) >= 3:
-            base = float(np.median(before.values[-50:]))
-            peak = float(near.max())
-            if base > 0 and peak >= 3 * base:
-                gspike = True
-                gtxt = f"; the grad norm spiked x{peak / base:.3g} ({fmt(base)} -> {fmt(peak)}) at the same step"
+    if f.grad is not None:
+        iv = f.grad.interval()
+        ex = bands.left_band(f.grad, x.onset_step - 2 * iv, x.onset_step + 2 * iv)
+        if ex is not None:
+            gspike = True
+            gtxt = (
+                f"; the grad norm spiked out of its band x{ex.ratio:.3g} ({fmt(ex.level)} -> {fmt(ex.value)}) "
+                f"at {f.where(ex.step)}"
+            )
     ev = f"{x.message}{gtxt}"
     if followed and t is not None:
         ev += f"; but the loss went wrong after it ({t.kind} from {f.where(t.onset_step)})"
@@ -321,7 +453,12 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
 
 
 def fp16_overflow(f: RunFacts) -> Hypothesis | None:
-    """fp16/bf16 overflow: NaN grad norm with a finite loss (skipped steps), the loss scale dropping."""
+    """fp16/bf16 overflow: NaN grad norm with a finite loss (skipped steps), the loss scale dropping.
+
+    High when the loss scale dropped at a skipped step (within a logging interval), or collapsed 64x below
+    its peak; NaN grad norms without a logged loss scale, or scale drops without skips, are medium (a
+    NaN gradient may be a real one; a dynamic scaler also halves now and then by design).
+    """
     # Isolated skips only: a NaN grad norm that persists is a real NaN, not the scaler at work.
     lasting = [x.onset_step for x in f.of("nan", warn=True) if not evalish(x.metric)]
     skips = [x for x in f.of("overflow_skip") if not any(abs(x.onset_step - n) <= 3 * _interval(f) for n in lasting)]
@@ -346,6 +483,13 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
         parts.append("loss scale dropped " + ", ".join(f"{fmt(a)} -> {fmt(b)} at {fmt(st)}" for st, a, b in drops[:3]))
     t = trouble(f)
     iv = _interval(f)
+    # Direct evidence: the scaler halved its scale at a skipped step (a NaN grad norm alone may be a real NaN).
+    siv = f.scale.interval() if f.scale is not None else iv
+    at_skip = any(abs(d[0] - x.onset_step) <= max(iv, siv) for d in drops for x in skips)
+    if skips and f.scale is None:
+        parts.append("no loss scale is logged to confirm the scaler skipped them")
+    elif skips and not at_skip:
+        parts.append("the logged loss scale did not drop at them")
     # Harmful when the loss went wrong soon after a skip, or the skips are many.
     after = [x.onset_step for x in f.of("spike") if not evalish(x.metric)]
     if t is not None and t.kind in ("divergence", "nan"):
@@ -358,7 +502,7 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     return Hypothesis(
         "fp16_overflow",
         "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),
-        Confidence.HIGH if skips or collapsed else Confidence.MEDIUM,
+        Confidence.HIGH if at_skip or collapsed else Confidence.MEDIUM,
         "; ".join(parts) + (f"; fp16={f.config.get('fp16')}" if "fp16" in f.config else ""),
         "nothing while skips are rare; if they repeat: train in bf16, lower the LR, or lower the scaler's growth",
         "fewer NaN grad norms; the loss scale settles instead of dropping",

@@ -208,7 +208,11 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
 
 
 def eval_data(f: RunFacts) -> Hypothesis | None:
-    """NaN only in the eval metrics while training stays finite: a bad validation sample or eval numerics."""
+    """NaN only in the eval metrics while training stays finite: a bad validation sample or eval numerics.
+
+    High when every evaluation since the first non-finite one (two or more) is non-finite and the training
+    loss stayed finite; one such evaluation is medium; one that came back is low (eval numerics).
+    """
     nans = [x for x in f.of("nan", warn=True) if evalish(x.metric)]
     if not nans or any(not evalish(x.metric) for x in f.of("nan", warn=True)):
         return None
@@ -227,11 +231,20 @@ def eval_data(f: RunFacts) -> Hypothesis | None:
             settle="the per-sample eval losses of that checkpoint",
             weight=0.3,
         )
+    c = f.others.get(x.metric)
+    since = c.since(x.onset_step).values if c is not None else np.array([])
+    # A bad sample is bad at every evaluation: two or more in a row, all non-finite, say so directly.
+    every = len(since) >= 2 and not np.isfinite(since).any()
+    seen = (
+        f"; non-finite at all {len(since)} evaluations since"
+        if every
+        else "; one evaluation so far (the next one would tell a bad sample from a transient)"
+    )
     return Hypothesis(
         "eval_data_bad",
         "likely a bad sample in the validation set (or unsafe numerics in evaluation)",
-        Confidence.HIGH if ok else Confidence.MEDIUM,
-        f"{x.message}" + ("; the training loss stayed finite" if ok else ""),
+        Confidence.HIGH if ok and every else Confidence.MEDIUM,
+        f"{x.message}{seen}" + ("; the training loss stayed finite" if ok else ""),
         "find the validation sample that gives a non-finite loss (evaluate per sample) and fix or drop it",
         "finite eval metrics at every evaluation",
         "evaluate the last checkpoint sample by sample",

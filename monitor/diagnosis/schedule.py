@@ -7,6 +7,8 @@ mistake, so high needs something that says it is):
   schedule; medium when only the run's length says so (a long warm-up may be deliberate).
 - no decay: high (the detector fires only against a declared decaying schedule over a known length);
   medium from the LR's shape alone (a constant schedule after a warm-up is common and fine).
+- an LR climbing again after a decay and past its old peak: medium, as a warm-up that never ended (a
+  restarted warm-up would climb back to the old peak, no further).
 - schedule reset: high only for a warm-up from near zero again after a decay in a run that declared a
   schedule that does not restart; medium otherwise (a deliberate second warm-up, or a climb that may be
   the first warm-up still running under the decay: both are listed).
@@ -52,6 +54,12 @@ _RESET = _Cause(
     "restore the scheduler's state (or pass the global step) when resuming",
     "the LR continues from where it was at the resume instead of warming up again",
 )
+_RISING = _Cause(
+    "warmup_never_ends",
+    "the LR keeps rising past its peak after it had decayed (a warm-up still running under the decay?)",
+    "fix the scheduler so the warm-up ends at the peak and the LR only decays after it",
+    "the LR stays at or below its peak and decays",
+)
 _RESET_MAYBE = _Cause(
     "schedule_reset",
     "the LR schedule likely restarted (a resume that lost the scheduler state?)",
@@ -66,8 +74,10 @@ _JUMP = _Cause(
 )
 
 
-def _reading(x: Finding, declared: Schedule | None) -> tuple[_Cause, Confidence, str] | None:
-    """What one LR finding says: the cause, how sure, and what else it could be (empty: nothing else)."""
+def _reading(x: Finding, declared: Schedule | None, beyond: float | None) -> tuple[_Cause, Confidence, str] | None:
+    """What one LR finding says: the cause, how sure, and what else it could be (empty: nothing else).
+
+    `beyond` is the highest LR logged after the finding began."""
     ev = x.evidence
     anomaly = ev.get("anomaly")
     if anomaly == "warmup_never_ends":
@@ -81,6 +91,10 @@ def _reading(x: Finding, declared: Schedule | None) -> tuple[_Cause, Confidence,
             return _RESET, Confidence.HIGH, ""
         return _RESET, Confidence.MEDIUM, "a deliberate second warm-up (no schedule is declared to compare with)"
     if anomaly == "rising_again":
+        peak = ev.get("peak")
+        if isinstance(peak, float) and beyond is not None and beyond > 1.2 * peak:
+            # A restarted warm-up climbs back to the old peak; this one went past it.
+            return _RISING, Confidence.MEDIUM, "a schedule that grows the LR by design"
         return _RESET_MAYBE, Confidence.MEDIUM, "the first warm-up still running under the decay"
     if anomaly == "jump":
         if ev.get("above_peak"):
@@ -98,7 +112,8 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     shown = {h.cause_id for h in seen}
     declared = Schedule.from_config(f.config)
     for x in f.of("lr_anomaly", warn=True):
-        got = _reading(x, declared)
+        after = f.lr.finite().since(x.onset_step) if f.lr is not None else None
+        got = _reading(x, declared, float(after.values.max()) if after is not None and len(after) else None)
         if got is None:
             continue
         c, conf, alt = got
