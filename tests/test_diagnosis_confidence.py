@@ -200,3 +200,17 @@ def test_lr_findings_say_their_anomaly_in_evidence(lrs: list[float], anomaly: st
     assert found and found[-1].evidence["anomaly"] == anomaly and found[-1].evidence["decayed"] is True
     for k, v in extra.items():
         assert found[-1].evidence[k] == v
+
+
+def test_an_lr_at_its_peak_because_it_keeps_rising_is_not_a_schedule_left_flat() -> None:
+    rng = np.random.default_rng(7)
+    n = 400
+    cfg = {"lr_scheduler_type": "cosine", "max_steps": 600}
+    flat = np.minimum(np.arange(n) / 20, 1.0) * 1e-3
+    rising = 1e-4 * (1 + np.arange(n) / 20)
+    loss = list(healthy_loss(n, rng))
+    h = _of(diagnose(_flagged({"loss": loss, "lr": list(flat)}, n, config=cfg)), "no_decay")
+    assert h.confidence is Confidence.HIGH
+    hs = diagnose(_flagged({"loss": loss, "lr": list(rising)}, n, config=cfg))
+    assert not any(x.cause_id == "no_decay" for x in hs)
+    assert _of(hs, "warmup_never_ends").confidence is Confidence.MEDIUM

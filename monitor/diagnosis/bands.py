@@ -71,8 +71,11 @@ class Exit:
         return self.value / self.level if self.level > 0 else math.inf
 
 
-def left_band(c: Curve, lo: float, hi: float, z: float = Z, min_ratio: float = MIN_RATIO) -> Exit | None:
-    """The first point in [lo, hi] above the band of the `WINDOW` points logged before `lo`.
+def left_band(
+    c: Curve, lo: float, hi: float, z: float = Z, min_ratio: float = MIN_RATIO, sustained: bool = False
+) -> Exit | None:
+    """The first point in [lo, hi] above the band of the `WINDOW` points logged before `lo` (with
+    `sustained`, the first whose median with the next two points is above it: a rise, not a spike).
 
     None too when the typical level of those points was already `min_ratio` times that of the `WINDOW`
     before them: a curve that was climbing all along did not leave its band in [lo, hi], it left it earlier
@@ -88,7 +91,12 @@ def left_band(c: Curve, lo: float, hi: float, z: float = Z, min_ratio: float = M
         return None  # its typical level had already moved by `min_ratio` from one window to the next
     top = b.threshold(z, min_ratio)
     inside = (g.steps >= lo) & (g.steps <= hi)
-    hit = np.nonzero(inside & (g.values > top))[0]
+    above = g.values > top
+    if sustained:
+        nxt = np.r_[g.values[1:], np.nan]
+        nxt2 = np.r_[g.values[2:], np.nan, np.nan]
+        above &= np.nanmedian(np.vstack([g.values, nxt, nxt2]), axis=0) > top
+    hit = np.nonzero(inside & above)[0]
     if not len(hit):
         return None
     i = int(hit[0])

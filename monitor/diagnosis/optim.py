@@ -121,14 +121,14 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     """Divergence after the LR reached its peak (or kept rising), ideally with the grad norm rising first.
 
     High needs all of: the *training* loss diverged or went non-finite; the LR had at least doubled from its
-    early level and reached its peak so far shortly before (or was still rising); the grad norm left its
-    own band at most `LEAD` logging intervals (or the time the loss took to show its departure, which bounds
-    how well its onset is known, or the last `NEAR` of the run) before the loss left its band (up to one
-    interval after,
-    the detector's onset being that approximate; strictly before a NaN, after which gradients are garbage);
-    and no schedule reset or jump brought the LR back to a level the run had already trained at. The LR
-    peak alone, or a grad norm that rose long before, is medium; no LR logged, or trouble only in the eval
-    metrics, is low with what would settle it.
+    early level and reached its peak so far shortly before (or was still rising); the grad norm left its own
+    band and stayed out (a median of three) "just before" the loss left its band: at most `LEAD` logging
+    intervals, the time the loss took to show its departure (which bounds how well its onset is known) or
+    the last `NEAR` of the run before it, up to one interval after, and strictly before a NaN (after which
+    gradients are garbage); no schedule reset or jump brought the LR back to a level the run had already
+    trained at; and the divergence did not begin with a one-step loss spike (a bad batch reads the same).
+    The LR peak alone, or a grad norm that rose long before, is medium; no LR logged, or trouble only in
+    the eval metrics, is low with what would settle it.
     """
     t = trouble(f)
     if t is None:
@@ -160,7 +160,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         # is known no better than that), or the last `NEAR` of the run so far, whichever is longest.
         first = float(f.grad.steps[0]) if len(f.grad) else 0.0
         lead = max(LEAD * max(iv, f.grad.interval()), t.step - t.onset_step, NEAR * (s - first))
-        ex = bands.left_band(f.grad, s - lead, s - 1e-9 if t.kind == "nan" else s + iv)
+        ex = bands.left_band(f.grad, s - lead, s - 1e-9 if t.kind == "nan" else s + iv, sustained=True)
     g = grad_rise(f, s + 2 * iv, 2.0)
     brk = _schedule_break(f, s, lr_s)
     rose = early > 0 and lr_s >= 2.0 * early
@@ -189,7 +189,13 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         steps.insert(1, g[0])
     if brk is not None:
         parts.append(f"the LR came back up after a schedule break at {f.where(brk.onset_step)}")
-    if recent and in_loss and ex is not None and brk is None:
+    jolt = spike_at(f, s)
+    if jolt is not None:
+        parts.append(
+            f"it began with a one-step loss spike at {f.where(jolt.onset_step)}: one bad batch that knocked the "
+            "weights off reads the same"
+        )
+    if recent and in_loss and ex is not None and brk is None and jolt is None:
         conf, weight = Confidence.HIGH, 0.9
     elif recent and in_loss:
         conf, weight = Confidence.MEDIUM, 0.9 if f.grad is None else 0.7

@@ -5,8 +5,9 @@ Confidence rules (the LR curve is direct evidence of its own shape; the question
 mistake, so high needs something that says it is):
 - warm-up never ends: high when the LR still rises past twice a *declared* warm-up or under a declared
   schedule; medium when only the run's length says so (a long warm-up may be deliberate).
-- no decay: high (the detector fires only against a declared decaying schedule over a known length);
-  medium from the LR's shape alone (a constant schedule after a warm-up is common and fine).
+- no decay: high (the detector fires only against a declared decaying schedule over a known length) when
+  the LR sat at its peak; an LR "at its peak" because it kept rising to new peaks is medium, as an LR that
+  keeps rising; medium from the LR's shape alone (a constant schedule after a warm-up is common and fine).
 - an LR climbing again after a decay and past its old peak: medium, as a warm-up that never ended (a
   restarted warm-up would climb back to the old peak, no further).
 - schedule reset: high only for a warm-up from near zero again after a decay in a run that declared a
@@ -74,10 +75,13 @@ _JUMP = _Cause(
 )
 
 
-def _reading(x: Finding, declared: Schedule | None, beyond: float | None) -> tuple[_Cause, Confidence, str] | None:
+def _reading(
+    x: Finding, declared: Schedule | None, beyond: float | None, climbing: bool
+) -> tuple[_Cause, Confidence, str] | None:
     """What one LR finding says: the cause, how sure, and what else it could be (empty: nothing else).
 
-    `beyond` is the highest LR logged after the finding began."""
+    `beyond` is the highest LR logged after the finding began; `climbing` whether the LR was still rising
+    well above its level from the finding's onset to where it was found."""
     ev = x.evidence
     anomaly = ev.get("anomaly")
     if anomaly == "warmup_never_ends":
@@ -85,6 +89,9 @@ def _reading(x: Finding, declared: Schedule | None, beyond: float | None) -> tup
             return _WARMUP, Confidence.HIGH, ""
         return _WARMUP, Confidence.MEDIUM, "a deliberately long warm-up (no schedule is declared to compare with)"
     if anomaly == "no_decay":
+        if climbing:
+            # At its peak because it keeps setting new peaks: not a schedule left flat, an LR that grows.
+            return _RISING, Confidence.MEDIUM, "a scheduler that is not applied (the LR should decay here)"
         return _NO_DECAY, Confidence.HIGH, ""
     if anomaly == "reset":
         if declared is not None and declared.style in ("decay", "constant"):
@@ -113,7 +120,9 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     declared = Schedule.from_config(f.config)
     for x in f.of("lr_anomaly", warn=True):
         after = f.lr.finite().since(x.onset_step) if f.lr is not None else None
-        got = _reading(x, declared, float(after.values.max()) if after is not None and len(after) else None)
+        got = _reading(
+            x, declared, float(after.values.max()) if after is not None and len(after) else None, _climbing(f, x)
+        )
         if got is None:
             continue
         c, conf, alt = got
@@ -139,6 +148,15 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     if not out and f.lr is not None:
         out += [h for h in (_lr_never_decays(f), _lr_keeps_rising(f)) if h]
     return out
+
+
+def _climbing(f: RunFacts, x: Finding) -> bool:
+    """The LR where `x` was found is 1.2x or more its median since `x`'s onset: still rising, not flat."""
+    if f.lr is None:
+        return False
+    lv = f.lr.finite()
+    v = lv.values[(lv.steps >= x.onset_step) & (lv.steps <= x.step)]
+    return len(v) >= 3 and float(v[-1]) >= 1.2 * float(np.median(v))
 
 
 def lr_jumped(f: RunFacts) -> Hypothesis | None:
