@@ -1,4 +1,19 @@
-"""Causes in the optimisation itself: learning rate, its schedule, gradients, fp16 overflow, bad batches, NaNs."""
+"""Causes in the optimisation itself: learning rate, its schedule, gradients, fp16 overflow, bad batches, NaNs.
+
+Confidence rules (each rule's docstring says its own in full). High needs direct evidence at the right step
+*and* evidence that separates the cause from those it competes with (LR too high, exploding gradients,
+a bad batch: the loss leaves its band with the grad norm in all three):
+- LR too high: the LR peaked (or kept rising) just before, and the grad norm left its band just before
+  the training loss did; not after a schedule break, not from a one-step jolt.
+- exploding gradients: a sustained 10x rise beyond noise, with an LR that did not rise into it, leading the
+  loss.
+- bad batch: one recovered loss spike with a grad spike beyond noise and logging precision, no LR rise.
+- vanishing gradients: a 30x fall beyond noise, the loss stuck after it but still learning before it,
+  the LR not decayed.
+- fp16 overflow: the loss scale dropped at a skipped step (or collapsed).
+- a NaN/Inf with no build-up: medium at most.
+Band statistics (scale-free, noise- and precision-aware) are in `bands.py`.
+"""
 
 from __future__ import annotations
 
@@ -531,7 +546,10 @@ def _collapsed(scale: Curve) -> bool:
 
 
 def nonfinite(f: RunFacts) -> Hypothesis | None:
-    """A NaN/Inf in the training loss, one of its parts or the gradients that came abruptly, with no build-up."""
+    """A NaN/Inf in the training loss, one of its parts or the gradients that came abruptly, with no build-up.
+
+    Medium at most: where the first non-finite tensor came from (weights, activations, the batch) is not in
+    the metrics."""
     nans = [x for x in f.of("nan", warn=True) if not evalish(x.metric)]
     if not nans:
         return None

@@ -1,5 +1,20 @@
 """Causes in what the run learns and how it runs: not learning, overfitting, a bad eval set, stalls,
-slowdowns and crashes."""
+slowdowns and crashes.
+
+Confidence rules:
+- not learning: high only when the config names the class or vocabulary count K and the loss sits within
+  5% of ln(K) with no gain (chance level, measured); medium when ln(K) is inferred from the first loss, or
+  the loss gained under 2% over the run, or it stopped improving while the LR was still scheduled; low for
+  a flat loss at a constant or decayed LR (its noise floor or convergence read the same).
+- overfitting: high when the overfit detector found it, the eval metric got 25% or more worse than its
+  best over three or more evaluations, by more than its own evaluation-to-evaluation noise, while the
+  training loss kept falling, with no LR anomaly and the task metric not holding; medium with a smaller
+  or less certain gap; low otherwise.
+- a bad eval sample: see `eval_data`.
+- stalled, throughput: medium at most (a hang, an end without an end marker and a slow filesystem read
+  alike in the metrics); a stack dump settles it.
+- crash: high when the log names it (out of memory, disk full); medium otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +23,7 @@ import re
 
 import numpy as np
 
+from monitor.diagnosis import bands
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.diagnosis.schedule import lr_jumped
@@ -179,7 +195,8 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         if at_best == at_best and (end >= at_best if higher else end <= at_best):
             task_held = f"; but {tv.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
     overfit_found = any(x.kind == "overfit" for x in found)
-    if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
+    beyond = _beyond_eval_noise(ev.values, b)
+    if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held and beyond:
         conf = Confidence.HIGH
     elif falls is not None and falls[1] > 1.05 * falls[0]:
         return None  # the training loss rose too: the run got worse overall, which is not overfitting
@@ -205,6 +222,17 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         settle="" if conf else "a training loss logged beside the eval metric would tell overfitting from a data shift",
         weight=0.5 if train_falls else 0.3,
     )
+
+
+def _beyond_eval_noise(values: np.ndarray, best: int) -> bool:
+    """The last evaluation is further from the best than `bands.Z` times the evaluation-to-evaluation noise
+    (robust spread of successive differences, in log units for a positive metric)."""
+    v = np.log(values) if bool(np.all(values > 0)) else values
+    d = np.diff(v)
+    if len(d) < 3:
+        return False
+    noise = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    return abs(float(v[-1] - v[best])) > bands.Z * noise
 
 
 def eval_data(f: RunFacts) -> Hypothesis | None:
