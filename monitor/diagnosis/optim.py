@@ -51,11 +51,19 @@ def spike_at(f: RunFacts, step: float) -> Finding | None:
 
 
 def trouble(f: RunFacts) -> Finding | None:
-    """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse.
+    """The earliest sign the loss went wrong: divergence, a NaN in the loss, a spike it never came back
+    from, or eval clearly worse.
 
-    A divergence that began with a one-point spike and came back is that spike's aftermath, not trouble."""
+    A divergence that began with a one-point spike and came back is that spike's aftermath, not trouble;
+    a spike still unrecovered three logged points and more after it is the loss leaving its band for good."""
     div = [x for x in f.of("divergence", warn=True) if x.active or spike_at(f, x.onset_step) is None]
     cands = div + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
+    if f.loss is not None:
+        cands += [
+            x
+            for x in f.of("spike", warn=True)
+            if x.metric == f.loss.key and x.active and len(f.loss.since(x.onset_step)) >= 4
+        ]
     if not cands:
         cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD]
     return min(cands, key=lambda x: x.onset_step) if cands else None
@@ -166,7 +174,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         )
     recent, lr_s, early, top, peak_step = peaked
     iv = _interval(f)
-    in_loss = t.kind in ("divergence", "nan") and not evalish(t.metric)
+    in_loss = t.kind in ("divergence", "nan", "spike") and not evalish(t.metric)
     if not in_loss:
         what = f"{t.metric} went wrong from {f.where(s)} ({t.kind}: {t.message}), the training loss did not"
     ex = None
@@ -185,6 +193,8 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     if whole is not None and later > 1.05 * top:
         at = float(whole.steps[int(np.argmax(whole.values))])
         parts.append(f"it was still rising (to its peak {fmt(later)} at {f.where(at)})")
+    elif whole is not None and float(whole.values.min()) >= 0.99 * later:
+        parts.append("constant from the first logged step, so no LR change ties it to a step")
     else:
         parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
@@ -233,8 +243,8 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         conf,
         "; ".join(parts),
         f"lower the peak LR about 3x ({fmt(lr_s)} -> {lower}) or lengthen the warm-up; keep gradient clipping on",
-        f"the loss keeps falling past {f.where(s)} and the grad norm stays near "
-        f"{fmt(base) if base is not None else 'its early level'}",
+        f"the loss keeps falling past {f.where(s)}"
+        + (f" and the grad norm stays near {fmt(base) if base is not None else 'its early level'}" if f.grad else ""),
         f"rerun from a checkpoint before {f.where(steps[0])} with the lower LR and compare the loss at {f.where(s)}",
         steps=tuple(sorted(set(steps))),
         settle=settle,
@@ -432,7 +442,9 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
                 f"at {f.where(ex.step)}"
             )
     ev = f"{x.message}{gtxt}"
-    if followed and t is not None:
+    if followed and t is x:
+        ev += "; but the loss never came back from it"
+    elif followed and t is not None:
         ev += f"; but the loss went wrong after it ({t.kind} from {f.where(t.onset_step)})"
     # With the LR climbing into the spike, the spike is a symptom of the LR, not of one batch.
     lr_rising = False
