@@ -12,7 +12,8 @@ Confidence rules:
   or less certain gap; low otherwise.
 - a bad eval sample: see `eval_data`.
 - stalled, throughput: medium at most (a hang, an end without an end marker and a slow filesystem read
-  alike in the metrics); a stack dump settles it.
+  alike in the metrics); a stack dump settles it. Low when the log stopped after the training loss went
+  non-finite for good: the NaN explains the end.
 - crash: high when the log names it (out of memory, disk full); medium otherwise.
 """
 
@@ -186,7 +187,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
     lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and lr_jumped(f) is not None)
     # An eval loss that rises while the task metric holds is overconfidence more than memorising.
-    task_held = ""
+    task_held, task_key = "", ""
     for task, higher in ((f.eval_up, True), (f.eval_down, False)):
         if not lower or task_held or task is None or len(task.finite()) < 2:
             continue
@@ -194,6 +195,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         at_best, end = tv.at(bstep), float(tv.values[-1])
         if at_best == at_best and (end >= at_best if higher else end <= at_best):
             task_held = f"; but {tv.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
+            task_key = tv.key
     overfit_found = any(x.kind == "overfit" for x in found)
     beyond = _beyond_eval_noise(ev.values, b)
     if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held and beyond:
@@ -214,10 +216,17 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         conf,
         f"{ev.key} best {fmt(best)} at {f.where(bstep)}, {fmt(last)} at the end "
         f"({worse:+.1%} worse over {after} evals){gap}{task_held}",
-        f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
+        f"select checkpoints on {task_key}, not on {ev.key}; if calibrated probabilities matter, add label "
+        "smoothing (0.1) or temperature-scale the final model"
+        if task_held
+        else f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
         "more data or augmentation, more weight decay or dropout",
-        f"{ev.key} stays near {fmt(best)} or improves after {f.where(bstep)}; the train/eval gap stops widening",
-        "rerun with early stopping on the eval metric and compare its best value",
+        f"{task_key} as good or better, {ev.key} no longer rising after {f.where(bstep)}"
+        if task_held
+        else f"{ev.key} stays near {fmt(best)} or improves after {f.where(bstep)}; the train/eval gap stops widening",
+        f"compare {task_key} and {ev.key} per checkpoint on the rerun"
+        if task_held
+        else "rerun with early stopping on the eval metric and compare its best value",
         steps=(bstep,),
         settle="" if conf else "a training loss logged beside the eval metric would tell overfitting from a data shift",
         weight=0.5 if train_falls else 0.3,
@@ -287,6 +296,25 @@ def stalled(f: RunFacts) -> Hypothesis | None:
     if not xs:
         return None
     x = xs[0]
+    # The log stopping after the loss went non-finite is how a broken run ends (it died or was stopped):
+    # the NaN explains it, and it is no separate hang to chase.
+    dead = next(
+        (y for y in f.of("nan", warn=True) if not evalish(y.metric) and y.onset_step <= x.onset_step and y.active),
+        None,
+    )
+    if dead is not None:
+        return Hypothesis(
+            "stalled",
+            "the log stopped after the loss went non-finite (the job likely died or was stopped there)",
+            Confidence.LOW,
+            f"{x.message}; {dead.metric} non-finite from {f.where(dead.onset_step)} and never finite again",
+            "fix the non-finite loss first (see that hypothesis); check the job's exit status",
+            "no stop after the fix",
+            "the job's exit status or the scheduler's log at that time",
+            steps=(x.onset_step,),
+            settle="the job's exit status would tell a crash from a hang",
+            weight=0.2,
+        )
     slow = throughput_drop(f)
     ev = x.message + (f"; before that, {slow[3]}" if slow else "")
     return Hypothesis(
