@@ -578,6 +578,19 @@ def nonfinite(f: RunFacts) -> Hypothesis | None:
         build = f"no build-up before it in the loss or grad norm{last}: it came abruptly"
         if f.loss is not None and len(f.loss) and not len(f.loss.finite().before(n)):
             build = "from the very first logged step: the initialisation, the data or a dtype/loss-scale setting"
+            return Hypothesis(
+                "nonfinite",
+                "a NaN/Inf from the very start: the initialisation, the data or the numeric setup",
+                Confidence.MEDIUM,
+                f"{x.message}; {build}",
+                "run the first step in fp32 with torch.autograd.set_detect_anomaly(True); assert the weights are "
+                "finite after initialisation (or after loading the checkpoint) and the first batch is finite",
+                "a finite loss at the first step",
+                "rerun a few steps with the asserts on: the first one that fails names the tensor",
+                steps=(n,),
+                settle="which tensor is non-finite first (weights after init, the batch, or an activation)",
+                weight=0.7,
+            )
         conf, weight = Confidence.MEDIUM, 0.65
     if x.metric == _key(f.grad):
         part = " (seen in the gradients; a logged loss average may hide NaN steps)"

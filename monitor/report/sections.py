@@ -8,6 +8,7 @@ import numpy as np
 
 from monitor.diagnosis import Confidence, Hypothesis
 from monitor.diagnosis.facts import fmt
+from monitor.diagnosis.rl import reward_curve
 from monitor.model import Severity
 from monitor.report.ranking import Primary, Ranked
 from monitor.report.runs import RunSummary, stability
@@ -50,6 +51,13 @@ def _eval_worse(r: RunSummary) -> bool:
     )
 
 
+def _plain_loss(r: RunSummary) -> bool:
+    """A training loss whose fall means learning: positive throughout, and no reward curve beside it (a
+    policy-gradient loss hovers around zero and says little about progress)."""
+    c = r.facts.loss
+    return c is not None and bool(np.all(c.finite().values > 0)) and reward_curve(r.facts) is None
+
+
 def judge_run(r: RunSummary) -> Verdicts:
     """What improves and is healthy (good), what limits the run (bad), clear failures with causes (ugly)."""
     v = Verdicts()
@@ -61,7 +69,7 @@ def judge_run(r: RunSummary) -> Verdicts:
         first, last, slope = t
         if last < first:
             v.good.append(f"training loss fell {fmt(first)} → {fmt(last)} ({(last - first) / abs(first):+.0%})")
-        if slope < -0.05 and not any(f.kind in ("divergence", "nan") for f in r.problems):
+        if slope < -0.05 and _plain_loss(r) and not any(f.kind in ("divergence", "nan") for f in r.problems):
             if _eval_worse(r):
                 v.bad.append(
                     f"training loss still falling at the end ({slope:+.0%} over the last fifth) while eval got worse: "
@@ -159,9 +167,11 @@ def next_experiments(ranked: list[Ranked], helped: list[str], primary: Primary |
     sure = [[h for h in x.run.hypotheses if not h.incidental and h.confidence >= Confidence.MEDIUM][:2] for x in ranked]
 
     def surest(depth: int) -> None:
-        for x, hs in zip(ranked, sure, strict=True):
-            if len(hs) > depth and len(out) < 4:
-                h = hs[depth]
+        # The surest and most specific first across runs (a high one before a medium one), ties in rank order.
+        picks = [(x, hs[depth]) for x, hs in zip(ranked, sure, strict=True) if len(hs) > depth]
+        picks.sort(key=lambda xh: xh[1].rank_key(), reverse=True)
+        for x, h in picks:
+            if len(out) < 4:
                 out.append(
                     Experiment(f"{x.run.name}: {h.fix}; expect {h.expect}", f"{h.cause} ({h.confidence}): {h.evidence}")
                 )
@@ -184,7 +194,9 @@ def next_experiments(ranked: list[Ranked], helped: list[str], primary: Primary |
     best = next((x for x in ranked if x.best is not None), None)
     for x in ranked:
         t = _trend(x.run)
-        if t is not None and t[2] < -0.05 and x.run.verdict != "bad" and not _eval_worse(x.run):
+        # Only a run with no problem to fix first: a broken schedule or an instability makes the slope moot.
+        problem = any(not h.incidental and h.confidence >= Confidence.MEDIUM for h in x.run.hypotheses)
+        if t is not None and t[2] < -0.05 and not problem and not _eval_worse(x.run) and _plain_loss(x.run):
             out.append(
                 Experiment(
                     f"{x.run.name}: train about 2x longer (same schedule stretched)",
