@@ -214,3 +214,16 @@ def test_an_lr_at_its_peak_because_it_keeps_rising_is_not_a_schedule_left_flat()
     hs = diagnose(_flagged({"loss": loss, "lr": list(rising)}, n, config=cfg))
     assert not any(x.cause_id == "no_decay" for x in hs)
     assert _of(hs, "warmup_never_ends").confidence is Confidence.MEDIUM
+
+
+def test_a_short_log_at_chance_level_is_read_as_not_learning_but_not_with_certainty() -> None:
+    # Four epochs of a binary classifier pinned at ln 2 (the loss of always answering 0.5).
+    loss = [0.6957, 0.6926, 0.6918, 0.6912]
+    f = RunFacts(findings=(), loss=curve([1, 2, 3, 4], loss, "loss"), verdict_healthy=False)
+    h = _of(diagnose(f), "not_learning")
+    assert h.confidence is Confidence.MEDIUM and "ln(2)" in h.evidence
+    with_k = RunFacts(findings=(), loss=f.loss, config={"num_labels": 2}, verdict_healthy=False)
+    assert _of(diagnose(with_k), "not_learning").confidence is Confidence.MEDIUM
+    # One epoch clearly below chance: it did learn something.
+    learned = RunFacts(findings=(), loss=curve([1, 2, 3, 4], [0.69, 0.6, 0.5, 0.45], "loss"), verdict_healthy=False)
+    assert not any(x.cause_id == "not_learning" for x in diagnose(learned))

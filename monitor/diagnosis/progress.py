@@ -3,7 +3,8 @@ slowdowns and crashes.
 
 Confidence rules:
 - not learning: high only when the config names the class or vocabulary count K and the loss sits within
-  5% of ln(K) with no gain (chance level, measured); medium when ln(K) is inferred from the first loss, or
+  5% of ln(K) with no gain (chance level, measured) over ten or more points (a shorter log, every point at
+  ln(K), is medium); medium when ln(K) is inferred from the first loss, or
   the loss gained under 2% over the run, or it stopped improving while the LR was still scheduled; low for
   a flat loss at a constant or decayed LR (its noise floor or convergence read the same).
 - overfitting: high when the overfit detector found it, the eval metric got 25% or more worse than its
@@ -51,19 +52,22 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
     if f.loss is None:
         return None
     lo = f.loss.finite()
-    if len(lo) < 10:
+    if len(lo) < 4:
         return None
+    # A short log (a few epochs) is judged at chance level only when every logged point is there.
+    short = len(lo) < 10
     first = float(np.median(lo.values[:3]))
     tail = float(np.median(lo.values[-max(3, len(lo) // 10) :]))
     gain = (first - tail) / abs(first) if first else 0.0
     k = classes_of(dict(f.config))
     if k is not None:
         chance = math.log(k[1])
-        if abs(tail - chance) <= 0.05 * chance + 0.02 and abs(gain) < 0.05:
+        near = _all_near(lo.values, chance) if short else abs(tail - chance) <= 0.05 * chance + 0.02
+        if near and abs(gain) < 0.05:
             return Hypothesis(
                 "not_learning",
                 "the model is likely not learning at all (chance level)",
-                Confidence.HIGH,
+                Confidence.MEDIUM if short else Confidence.HIGH,
                 f"loss {fmt(tail)} at the end, {fmt(first)} at the start: "
                 f"ln({k[0]}={k[1]}) = {fmt(chance)} is a uniform guess",
                 "check the labels match the inputs, that gradients reach the weights (no frozen params, "
@@ -75,7 +79,9 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
             )
     if k is None and abs(gain) < 0.05:
         guess = _chance_from_first(first)
-        if guess is not None and abs(tail - math.log(guess)) <= 0.05 * math.log(guess):
+        if guess is not None and (
+            _all_near(lo.values, math.log(guess)) if short else abs(tail - math.log(guess)) <= 0.05 * math.log(guess)
+        ):
             return Hypothesis(
                 "not_learning",
                 "the model is likely not learning at all (the loss stays at a uniform guess)",
@@ -89,6 +95,8 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 settle="the number of classes or the vocab size in the config would confirm the chance level",
                 weight=0.7,
             )
+    if short:
+        return None
     plateaus = [x for x in f.of("plateau", warn=True) if x.active and not evalish(x.metric)]
     if abs(gain) < 0.02 and len(lo) >= 20:
         return Hypothesis(
@@ -137,6 +145,11 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
         settle="" if conf > Confidence.LOW else "the LR and per-module update norms around that step would settle it",
         weight=0.55,
     )
+
+
+def _all_near(values: np.ndarray, chance: float) -> bool:
+    """Every value within 5% of the chance-level loss."""
+    return bool(np.all(np.abs(values - chance) <= 0.05 * chance))
 
 
 #: Class and vocabulary counts common enough that a first loss of ln(K) names them.
