@@ -227,3 +227,21 @@ def test_a_short_log_at_chance_level_is_read_as_not_learning_but_not_with_certai
     # One epoch clearly below chance: it did learn something.
     learned = RunFacts(findings=(), loss=curve([1, 2, 3, 4], [0.69, 0.6, 0.5, 0.45], "loss"), verdict_healthy=False)
     assert not any(x.cause_id == "not_learning" for x in diagnose(learned))
+
+
+def test_no_decay_under_a_step_schedule_needs_its_declared_first_decay() -> None:
+    rng = np.random.default_rng(8)
+    n = 400
+    flat = np.minimum(np.arange(n) / 20, 1.0) * 1e-3
+    loss = list(healthy_loss(n, rng))
+    step = {"lr_scheduler": "step", "max_steps": 600}
+    h = _of(diagnose(_flagged({"loss": loss, "lr": list(flat)}, n, config=step)), "no_decay")
+    assert h.confidence is Confidence.MEDIUM and "first decay is later" in h.evidence
+    passed = {**step, "step_size": 150}
+    assert _of(diagnose(_flagged({"loss": loss, "lr": list(flat)}, n, config=passed)), "no_decay").confidence is (
+        Confidence.HIGH
+    )
+    ahead = {**step, "milestones": [500]}
+    assert not any(
+        x.cause_id == "no_decay" for x in diagnose(_flagged({"loss": loss, "lr": list(flat)}, n, config=ahead))
+    )

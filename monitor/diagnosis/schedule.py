@@ -6,8 +6,10 @@ mistake, so high needs something that says it is):
 - warm-up never ends: high when the LR still rises past twice a *declared* warm-up or under a declared
   schedule; medium when only the run's length says so (a long warm-up may be deliberate).
 - no decay: high (the detector fires only against a declared decaying schedule over a known length) when
-  the LR sat at its peak; an LR "at its peak" because it kept rising to new peaks is medium, as an LR that
-  keeps rising; medium from the LR's shape alone (a constant schedule after a warm-up is common and fine).
+  the LR sat at its peak, and for a step or warm-up-stable-decay schedule only past its declared first
+  decay (before it there is nothing to see; with none declared, medium); an LR "at its peak" because it
+  kept rising to new peaks is medium, as an LR that keeps rising; medium from the LR's shape alone (a
+  constant schedule after a warm-up is common and fine).
 - an LR climbing again after a decay and past its old peak: medium, as a warm-up that never ended (a
   restarted warm-up would climb back to the old peak, no further).
 - schedule reset: high only for a warm-up from near zero again after a decay in a run that declared a
@@ -19,7 +21,9 @@ mistake, so high needs something that says it is):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +80,7 @@ _JUMP = _Cause(
 
 
 def _reading(
-    x: Finding, declared: Schedule | None, beyond: float | None, climbing: bool
+    x: Finding, declared: Schedule | None, beyond: float | None, climbing: bool, first_decay: float | None = None
 ) -> tuple[_Cause, Confidence, str] | None:
     """What one LR finding says: the cause, how sure, and what else it could be (empty: nothing else).
 
@@ -92,6 +96,10 @@ def _reading(
         if climbing:
             # At its peak because it keeps setting new peaks: not a schedule left flat, an LR that grows.
             return _RISING, Confidence.MEDIUM, "a scheduler that is not applied (the LR should decay here)"
+        if first_decay is not None and x.step < first_decay:
+            return None  # the declared first decay is still ahead
+        if declared is not None and _late_decay(declared) and first_decay is None:
+            return _NO_DECAY, Confidence.MEDIUM, f"a {declared.name} schedule whose first decay is later"
         return _NO_DECAY, Confidence.HIGH, ""
     if anomaly == "reset":
         if declared is not None and declared.style in ("decay", "constant"):
@@ -121,7 +129,11 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     for x in f.of("lr_anomaly", warn=True):
         after = f.lr.finite().since(x.onset_step) if f.lr is not None else None
         got = _reading(
-            x, declared, float(after.values.max()) if after is not None and len(after) else None, _climbing(f, x)
+            x,
+            declared,
+            float(after.values.max()) if after is not None and len(after) else None,
+            _climbing(f, x),
+            first_decay(f.config),
         )
         if got is None:
             continue
@@ -148,6 +160,42 @@ def lr_schedule(f: RunFacts) -> list[Hypothesis]:
     if not out and f.lr is not None:
         out += [h for h in (_lr_never_decays(f), _lr_keeps_rising(f)) if h]
     return out
+
+
+#: Schedules that may hold the LR at its peak for a long stretch by design (step decay until its first
+#: milestone, warm-up-stable-decay until its decay phase).
+_LATE = ("step", "wsd", "stable")
+_FIRST_DECAY_KEYS = (
+    "step_size",
+    "lr_step_size",
+    "milestones",
+    "lr_milestones",
+    "lr_steps",
+    "decay_start",
+    "stable_steps",
+)
+
+
+def _late_decay(declared: Schedule) -> bool:
+    return any(k in declared.name.lower() for k in _LATE)
+
+
+def first_decay(config: Mapping[str, Any]) -> float | None:
+    """The step of a declared schedule's first decay (`step_size`, the first of `milestones`...), if declared."""
+    flat: dict[str, Any] = {}
+    for k, v in config.items():
+        v = v.get("value", v) if isinstance(v, Mapping) else v
+        if isinstance(v, Mapping):
+            flat.update({str(k2).lower(): v2 for k2, v2 in v.items()})
+        else:
+            flat[str(k).lower()] = v
+    for k in _FIRST_DECAY_KEYS:
+        v = flat.get(k)
+        if isinstance(v, (list, tuple)) and v:
+            v = min((x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)), default=None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return float(v)
+    return None
 
 
 def _climbing(f: RunFacts, x: Finding) -> bool:
@@ -260,6 +308,9 @@ def _lr_never_decays(f: RunFacts) -> Hypothesis | None:
     total = f.total_steps or float(lr.steps[-1])
     if not (warm and flat and lr.steps[-1] - lr.steps[i] >= 0.5 * total):
         return None
+    first = first_decay(f.config)
+    if first is not None and lr.steps[-1] < first:
+        return None  # the declared first decay is still ahead
     st = float(lr.steps[i])
     return Hypothesis(
         "no_decay",
