@@ -65,7 +65,7 @@ def trouble(f: RunFacts) -> Finding | None:
             if x.metric == f.loss.key and x.active and len(f.loss.since(x.onset_step)) >= 4
         ]
     if not cands:
-        cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD]
+        cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD and x.active]
     return min(cands, key=lambda x: x.onset_step) if cands else None
 
 

@@ -311,6 +311,9 @@ def _lr_never_decays(f: RunFacts) -> Hypothesis | None:
     first = first_decay(f.config)
     if first is not None and lr.steps[-1] < first:
         return None  # the declared first decay is still ahead
+    declared = Schedule.from_config(f.config)
+    if declared is not None and declared.style in ("constant", "plateau"):
+        return None  # flat by design (or until the eval stops improving)
     st = float(lr.steps[i])
     return Hypothesis(
         "no_decay",
