@@ -458,7 +458,7 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         y
         for y in f.findings
         if y.active
-        and y.severity >= Severity.BAD
+        and (y.severity >= Severity.BAD or y.kind == "stalled")
         and abs(y.onset_step - x.onset_step) > 2 * iv
         and y.kind not in ("spike", "converged")
     ]
