@@ -245,3 +245,42 @@ def test_no_decay_under_a_step_schedule_needs_its_declared_first_decay() -> None
     assert not any(
         x.cause_id == "no_decay" for x in diagnose(_flagged({"loss": loss, "lr": list(flat)}, n, config=ahead))
     )
+
+
+def test_a_bad_batch_is_an_outlier_against_the_grad_norms_own_history() -> None:
+    rng = np.random.default_rng(9)
+    n = 500
+    loss = healthy_loss(n, rng)
+    loss[300] *= 3.0
+    grad = 1.0 + rng.normal(0, 0.03, n)
+    grad[[60, 120, 180, 240]] = 6.0  # the run's grad norm jumps x6 now and then without any loss spike
+    grad[300] = 5.0
+    h = _of(diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": [1e-3] * n}, n)), "bad_batch")
+    assert h.confidence is Confidence.MEDIUM
+
+
+def test_a_loss_scale_collapsed_by_a_non_finite_loss_is_not_fp16_overflow_for_certain() -> None:
+    rng = np.random.default_rng(10)
+    n = 400
+    loss = list(healthy_loss(n, rng))
+    grad = list(1.0 + rng.normal(0, 0.03, n))
+    scale = [65536.0] * n
+    for s in range(300, 310):
+        loss[s] = math.inf
+        grad[s] = math.nan
+        scale[s:] = [x / 2 for x in scale[s:]]
+    h = _of(diagnose(_flagged({"loss": loss, "grad_norm": grad, "loss_scale": scale}, n)), "fp16_overflow")
+    assert h.confidence is Confidence.MEDIUM and "went non-finite" in h.evidence
+
+
+def test_exploding_gradients_that_begin_with_a_loss_spike_are_not_certain() -> None:
+    rng = np.random.default_rng(11)
+    n = 600
+    loss = healthy_loss(n, rng)
+    loss[400] *= 4.0
+    grad = 1.0 + rng.normal(0, 0.03, n)
+    grad[400:] *= np.exp(np.arange(n - 400) / 20)
+    lr = np.minimum(np.arange(n) / 20, 1.0) * 1e-3
+    hs = diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": list(lr)}, n))
+    h = _of(hs, "exploding_gradients")
+    assert h.confidence is Confidence.MEDIUM and "a bad batch reads the same" in h.evidence

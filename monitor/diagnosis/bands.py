@@ -101,3 +101,18 @@ def left_band(
         return None
     i = int(hit[0])
     return Exit(float(g.steps[i]), b.level, float(g.values[i]))
+
+
+def exceptional(c: Curve, ex: Exit) -> bool:
+    """Whether `ex` went further out of its band than the curve ever did before it: each earlier point's
+    ratio to the median of the `WINDOW` points before it stays below `ex.ratio` (an outlier, not the
+    curve's usual heavy tail)."""
+    g = c.finite().before(ex.step)
+    v = g.values
+    if len(v) <= WINDOW:
+        return True
+    ref = np.median(np.lib.stride_tricks.sliding_window_view(v[:-1], WINDOW), axis=1)
+    later = v[WINDOW:]
+    ok = ref > 0
+    worst = float(np.max(later[ok] / ref[ok])) if ok.any() else 0.0
+    return ex.ratio > worst

@@ -50,6 +50,11 @@ def spike_at(f: RunFacts, step: float) -> Finding | None:
     return next((x for x in f.of("spike") if not evalish(x.metric) and abs(x.onset_step - step) <= 2 * iv), None)
 
 
+def jolt_in(f: RunFacts, lo: float, hi: float) -> Finding | None:
+    """A one-step training-loss spike that began in [lo, hi]: a jolt that may have caused what followed."""
+    return next((x for x in f.of("spike") if not evalish(x.metric) and lo <= x.onset_step <= hi), None)
+
+
 def trouble(f: RunFacts) -> Finding | None:
     """The earliest sign the loss went wrong: divergence, a NaN in the loss, a spike it never came back
     from, or eval clearly worse.
@@ -258,7 +263,8 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     High needs all of: a sustained rise (median of three) an order of magnitude above the grad norm's
     reference level and beyond that level's own noise; an LR that did not rise into it (else an LR too high
     reads the same); the gradients growing no later than the loss went wrong (else they may be its
-    symptom); three or more points since. Otherwise medium.
+    symptom) and not from a one-step loss spike (a bad batch reads the same); three or more points since.
+    Otherwise medium.
     """
     fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or not len(f.grad.finite()):
@@ -301,8 +307,19 @@ def exploding(f: RunFacts) -> Hypothesis | None:
         if clip
         else "no gradient clipping in the config"
     )
-    conf = Confidence.HIGH if clear and lr_flat and led and len(g.since(onset)) >= 3 else Confidence.MEDIUM
+    # Separates it from a bad batch: the growth did not begin with a one-step loss spike.
+    iv = _interval(f)
+    low = np.nonzero((g.steps < onset) & (g.values <= base))[0]
+    rise_start = float(g.steps[low[-1]]) if len(low) else float(g.steps[0])
+    jolt = jolt_in(f, rise_start - LEAD * iv, onset + iv)
+    conf = (
+        Confidence.HIGH
+        if clear and lr_flat and led and jolt is None and len(g.since(onset)) >= 3
+        else Confidence.MEDIUM
+    )
     ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
+    if jolt is not None:
+        ev += f"; it began with a one-step loss spike at {f.where(jolt.onset_step)}: a bad batch reads the same"
     if t is not None:
         ev += f"; the loss went wrong from {f.where(t.onset_step)}"
         if not led:
@@ -352,7 +369,8 @@ def vanishing(f: RunFacts) -> Hypothesis | None:
     High needs all of: the grad norm's late level 30x or more below its early band and beyond that band's
     noise; the loss not improving after the fall; the LR not decayed there (a decayed LR explains small
     steps and a flat loss); the loss not already flat well before the fall (else "not learning" reads the
-    same). A 10x fall otherwise is medium.
+    same); the fall not begun by a one-step loss spike (a bad batch that killed units reads the same). A 10x
+    fall otherwise is medium.
     """
     fs = [x for x in f.of("grad_vanishing", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or len(f.grad.finite()) < 8:
@@ -391,13 +409,19 @@ def vanishing(f: RunFacts) -> Hypothesis | None:
         for x in f.of("plateau", warn=True)
         if not evalish(x.metric) and plateau_since(x) < onset and _cleared(x) >= onset and not _falling(f, g, x)
     ]
+    # Separates it from a bad batch that killed units: the fall did not begin with a one-step loss spike.
+    up = np.nonzero((g.steps < onset) & (g.values >= (ref.level if ref is not None else base)))[0]
+    fall_start = float(g.steps[up[-1]]) if len(up) else float(g.steps[0])
+    jolt = jolt_in(f, fall_start - LEAD * _interval(f), onset)
     conf = (
         Confidence.HIGH
-        if clear and flat and not lr_decayed and not stopped_first
+        if clear and flat and not lr_decayed and not stopped_first and jolt is None
         else Confidence.MEDIUM
         if ratio >= 10
         else Confidence.LOW
     )
+    if jolt is not None:
+        stuck += f"; it began with a one-step loss spike at {f.where(jolt.onset_step)}: a bad batch that killed units"
     if stopped_first:
         stuck += f"; but the loss had stopped improving already from {f.where(plateau_since(stopped_first[0]))}"
     return Hypothesis(
@@ -420,7 +444,8 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     """One loss spike with a grad-norm spike at the same step, recovered.
 
     High needs all of: one or two loss spikes, the first recovered; the grad norm outside its own band
-    (noise- and precision-aware) within two logging intervals of it; no trouble after it; an LR that was
+    (noise- and precision-aware) within two logging intervals of it, and further out than any excursion of
+    the grad norm before it (one outlier batch, not the run's usual noise); no trouble after it; an LR that was
     not rising into it (else an LR too high reads the same). Recovered without a grad-norm spike is
     medium; otherwise low.
     """
@@ -436,7 +461,7 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         iv = f.grad.interval()
         ex = bands.left_band(f.grad, x.onset_step - 2 * iv, x.onset_step + 2 * iv)
         if ex is not None:
-            gspike = True
+            gspike = bands.exceptional(f.grad, ex)
             gtxt = (
                 f"; the grad norm spiked out of its band x{ex.ratio:.3g} ({fmt(ex.level)} -> {fmt(ex.value)}) "
                 f"at {f.where(ex.step)}"
@@ -489,8 +514,9 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     """fp16/bf16 overflow: NaN grad norm with a finite loss (skipped steps), the loss scale dropping.
 
     High when the loss scale dropped at a skipped step (within a logging interval), or collapsed 64x below
-    its peak; NaN grad norms without a logged loss scale, or scale drops without skips, are medium (a
-    NaN gradient may be a real one; a dynamic scaler also halves now and then by design).
+    its peak while the loss stayed finite (a loss that went non-finite collapses the scale too); NaN grad
+    norms without a logged loss scale, or scale drops without skips, are medium (a NaN gradient may be a
+    real one; a dynamic scaler also halves now and then by design).
     """
     # Isolated skips only: a NaN grad norm that persists is a real NaN, not the scaler at work.
     lasting = [x.onset_step for x in f.of("nan", warn=True) if not evalish(x.metric)]
@@ -529,6 +555,11 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
         after.append(t.onset_step)
     # A dynamic scaler halves its scale now and then by design; a scale that collapses is not that.
     collapsed = f.scale is not None and bool(drops) and _collapsed(f.scale)
+    # A scale that collapsed because the loss itself went non-finite is the NaN's consequence, not overflow.
+    loss_nan = next((x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)), None)
+    if collapsed and loss_nan is not None and loss_nan.onset_step <= drops[-1][0]:
+        collapsed = False
+        parts.append(f"but the loss itself went non-finite from {f.where(loss_nan.onset_step)}")
     harmful = (
         len(skips) > 10 or collapsed or (bool(skips) and any(0 <= a - st <= 10 * iv for a in after for st in steps))
     )
