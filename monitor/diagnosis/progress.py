@@ -229,8 +229,9 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         conf,
         f"{ev.key} best {fmt(best)} at {f.where(bstep)}, {fmt(last)} at the end "
         f"({worse:+.1%} worse over {after} evals){gap}{task_held}",
-        f"select checkpoints on {task_key}, not on {ev.key}; if calibrated probabilities matter, add label "
-        "smoothing (0.1) or temperature-scale the final model"
+        f"select checkpoints on {task_key}, not on {ev.key}; if {ev.key} itself matters (calibrated "
+        f"probabilities, box precision), keep the checkpoint of {f.where(bstep)} or regularise more (weight "
+        "decay, augmentation; label smoothing for a classifier)"
         if task_held
         else f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
         "more data or augmentation, more weight decay or dropout",

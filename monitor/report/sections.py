@@ -13,6 +13,9 @@ from monitor.model import Severity
 from monitor.report.ranking import Primary, Ranked
 from monitor.report.runs import RunSummary, stability
 
+#: Causes whose fix is operational (inspect the job), not a change to try in training.
+_OPERATIONAL = frozenset({"stalled", "throughput_regression"})
+
 _UGLY = ("nan", "divergence", "crashed", "grad_explosion", "eval_degradation", "overfit", "stalled")
 
 
@@ -164,14 +167,34 @@ def next_experiments(ranked: list[Ranked], helped: list[str], primary: Primary |
     broken run does not crowd out the others; then, for a flagged run with only a low-confidence guess,
     the experiment that tests the guess and the data that would settle it; then what the runs share."""
     out: list[Experiment] = []
-    sure = [[h for h in x.run.hypotheses if not h.incidental and h.confidence >= Confidence.MEDIUM][:2] for x in ranked]
+
+    def training_first(h: Hypothesis) -> tuple[bool, tuple[bool, int, float]]:
+        # What to change in the training before what to watch in the job (a stall or a slowdown asks for
+        # a stack dump, not a rerun); then the surest and most specific.
+        return h.cause_id not in _OPERATIONAL, h.rank_key()
+
+    sure = [
+        sorted(
+            (h for h in x.run.hypotheses if not h.incidental and h.confidence >= Confidence.MEDIUM),
+            key=training_first,
+            reverse=True,
+        )[:2]
+        for x in ranked
+    ]
+    same: dict[tuple[str, str], tuple[int, list[str]]] = {}
 
     def surest(depth: int) -> None:
-        # The surest and most specific first across runs (a high one before a medium one), ties in rank order.
         picks = [(x, hs[depth]) for x, hs in zip(ranked, sure, strict=True) if len(hs) > depth]
-        picks.sort(key=lambda xh: xh[1].rank_key(), reverse=True)
+        picks.sort(key=lambda xh: training_first(xh[1]), reverse=True)  # ties stay in rank order
         for x, h in picks:
-            if len(out) < 4:
+            key = (h.cause_id, h.fix)
+            if key in same:  # the same advice for another run: one experiment naming both
+                i, names = same[key]
+                names.append(x.run.name)
+                first = out[i]
+                out[i] = Experiment(f"{', '.join(names)}: {h.fix}", f"{first.why}; {x.run.name}: {h.evidence}")
+            elif len(out) < 4:
+                same[key] = (len(out), [x.run.name])
                 out.append(
                     Experiment(f"{x.run.name}: {h.fix}; expect {h.expect}", f"{h.cause} ({h.confidence}): {h.evidence}")
                 )
