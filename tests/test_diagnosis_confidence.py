@@ -284,3 +284,15 @@ def test_exploding_gradients_that_begin_with_a_loss_spike_are_not_certain() -> N
     hs = diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": list(lr)}, n))
     h = _of(hs, "exploding_gradients")
     assert h.confidence is Confidence.MEDIUM and "a bad batch reads the same" in h.evidence
+
+
+def test_a_loss_that_learned_and_collapsed_back_is_not_read_as_never_learning() -> None:
+    rng = np.random.default_rng(12)
+    n = 60
+    loss = np.r_[np.linspace(8.5, 2.1, 25), np.linspace(2.1, 8.5, 15), np.full(20, 8.5)] + rng.normal(0, 0.02, n)
+    f = RunFacts(findings=(), loss=curve(np.arange(n) * 50.0, loss, "loss"), verdict_healthy=False)
+    assert not any(h.cause_id == "not_learning" for h in diagnose(f))
+    flat = RunFacts(
+        findings=(), loss=curve(np.arange(n) * 50.0, 8.5 + rng.normal(0, 0.02, n), "loss"), verdict_healthy=False
+    )
+    assert any(h.cause_id == "not_learning" for h in diagnose(flat))

@@ -2,7 +2,8 @@
 slowdowns and crashes.
 
 Confidence rules:
-- not learning: high only when the config names the class or vocabulary count K and the loss sits within
+- not learning (never for a loss that fell well below its start and came back: that run learned, then
+  lost it): high only when the config names the class or vocabulary count K and the loss sits within
   5% of ln(K) with no gain (chance level, measured) over ten or more points (a shorter log, every point at
   ln(K), is medium); medium when ln(K) is inferred from the first loss, or
   the loss gained under 2% over the run, or it stopped improving while the LR was still scheduled; low for
@@ -59,11 +60,15 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
     first = float(np.median(lo.values[:3]))
     tail = float(np.median(lo.values[-max(3, len(lo) // 10) :]))
     gain = (first - tail) / abs(first) if first else 0.0
+    # A loss that fell well below its start and came back learned, then lost it (a collapse or a
+    # divergence): "not learning at all" is the wrong reading of a flat start-to-end.
+    smooth = np.median(np.lib.stride_tricks.sliding_window_view(lo.values, min(5, len(lo))), axis=1)
+    lost = first > 0 and float(smooth.min()) < 0.8 * first
     k = classes_of(dict(f.config))
     if k is not None:
         chance = math.log(k[1])
         near = _all_near(lo.values, chance) if short else abs(tail - chance) <= 0.05 * chance + 0.02
-        if near and abs(gain) < 0.05:
+        if near and abs(gain) < 0.05 and not lost:
             return Hypothesis(
                 "not_learning",
                 "the model is likely not learning at all (chance level)",
@@ -77,7 +82,7 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 steps=(float(lo.steps[0]), float(lo.steps[-1])),
                 weight=0.8,
             )
-    if k is None and abs(gain) < 0.05:
+    if k is None and abs(gain) < 0.05 and not lost:
         guess = _chance_from_first(first)
         if guess is not None and (
             _all_near(lo.values, math.log(guess)) if short else abs(tail - math.log(guess)) <= 0.05 * math.log(guess)
@@ -98,7 +103,7 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
     if short:
         return None
     plateaus = [x for x in f.of("plateau", warn=True) if x.active and not evalish(x.metric)]
-    if abs(gain) < 0.02 and len(lo) >= 20:
+    if abs(gain) < 0.02 and len(lo) >= 20 and not lost:
         return Hypothesis(
             "not_learning",
             "the model is possibly not learning at all",
