@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from monitor.diagnosis import layers, optim, progress, rl, schedule
+from monitor.diagnosis import gradients, layers, optim, progress, rl, schedule
 from monitor.diagnosis.facts import RunFacts, facts_of
 from monitor.diagnosis.model import Confidence, Hypothesis
 
@@ -23,8 +23,8 @@ __all__ = ["Confidence", "Hypothesis", "RunFacts", "diagnose", "diagnose_analysi
 _RULES: tuple[Callable[[RunFacts], Hypothesis | list[Hypothesis] | None], ...] = (
     optim.lr_too_high,
     schedule.lr_schedule,
-    optim.exploding,
-    optim.vanishing,
+    gradients.exploding,
+    gradients.vanishing,
     optim.bad_batch,
     optim.fp16_overflow,
     optim.nonfinite,

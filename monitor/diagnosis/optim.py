@@ -5,11 +5,8 @@ Confidence rules (each rule's docstring says its own in full). High needs direct
 a bad batch: the loss leaves its band with the grad norm in all three):
 - LR too high: the LR peaked (or kept rising) just before, and the grad norm left its band just before
   the training loss did; not after a schedule break, not from a one-step jolt.
-- exploding gradients: a sustained 10x rise beyond noise, with an LR that did not rise into it, leading the
-  loss.
+- exploding gradients, vanishing gradients: in `gradients.py`.
 - bad batch: one recovered loss spike with a grad spike beyond noise and logging precision, no LR rise.
-- vanishing gradients: a 30x fall beyond noise, the loss stuck after it but still learning before it,
-  the LR not decayed.
 - fp16 overflow: the loss scale dropped at a skipped step (or collapsed).
 - a NaN/Inf with no build-up: medium at most.
 Band statistics (scale-free, noise- and precision-aware) are in `bands.py`.
@@ -21,7 +18,7 @@ import math
 
 import numpy as np
 
-from monitor.diagnosis import bands, layers
+from monitor.diagnosis import bands
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.diagnosis.schedule import lr_jumped
@@ -46,7 +43,7 @@ _CLIP_KEYS = (
 
 def spike_at(f: RunFacts, step: float) -> Finding | None:
     """A training-loss spike that began within two logging intervals of `step`."""
-    iv = _interval(f)
+    iv = interval_of(f)
     return next((x for x in f.of("spike") if not evalish(x.metric) and abs(x.onset_step - step) <= 2 * iv), None)
 
 
@@ -78,7 +75,7 @@ def _key(c: Curve | None) -> str | None:
     return c.key if c is not None else None
 
 
-def _early(c: Curve, until: float) -> float:
+def early_level(c: Curve, until: float) -> float:
     """A curve's typical level in the first fifth of what it logged before `until`."""
     b = c.before(until).finite()
     if not len(b):
@@ -125,7 +122,7 @@ def lr_peaked_recently(f: RunFacts, step: float) -> tuple[bool, float, float, fl
     if not len(lr):
         return None
     lr_s = float(lr.values[-1])
-    early = _early(f.lr, step)
+    early = early_level(f.lr, step)
     top = float(lr.values.max())
     peak_step = float(lr.steps[np.nonzero(lr.values >= 0.95 * top)[0][0]])
     rose = early > 0 and lr_s >= 2.0 * early
@@ -178,7 +175,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
             weight=0.2,
         )
     recent, lr_s, early, top, peak_step = peaked
-    iv = _interval(f)
+    iv = interval_of(f)
     in_loss = t.kind in ("divergence", "nan", "spike") and not evalish(t.metric)
     if not in_loss:
         what = f"{t.metric} went wrong from {f.where(s)} ({t.kind}: {t.message}), the training loss did not"
@@ -257,189 +254,6 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     )
 
 
-def exploding(f: RunFacts) -> Hypothesis | None:
-    """Gradients growing by an order of magnitude, with no (or ineffective) clipping.
-
-    High needs all of: a sustained rise (median of three) an order of magnitude above the grad norm's
-    reference level and beyond that level's own noise; an LR that did not rise into it (else an LR too high
-    reads the same); the gradients growing no later than the loss went wrong (else they may be its
-    symptom) and not from a one-step loss spike (a bad batch reads the same); three or more points since.
-    Otherwise medium.
-    """
-    fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
-    if f.grad is None or not len(f.grad.finite()):
-        return None
-    g = f.grad.finite()
-    if len(g) < 8:
-        return None
-    # Grad norms that grow from a tiny start are common: the level to compare with is the one after
-    # the first fifth of the run, and a rise counts when it is sustained (largest median of three).
-    n = len(g)
-    base = float(np.median(g.values[n // 5 : max(n // 5 + 3, n // 2)]))
-    if not base > 0:
-        return None
-    med3 = np.median(np.lib.stride_tricks.sliding_window_view(g.values, 3), axis=1)
-    j = int(np.argmax(med3))
-    end = float(med3[j])
-    ratio = end / base
-    t = trouble(f)
-    if not fs and not (ratio >= 10 and j >= n // 5):
-        return None
-    above = np.nonzero(med3[n // 5 :] > 3 * base)[0]
-    onset = fs[0].onset_step if fs else float(g.steps[n // 5 + int(above[0]) + 1]) if len(above) else float(g.steps[j])
-    clip = clip_value(f)
-    # Separates it from an LR too high: the LR did not reach a new peak shortly before the growth (after a
-    # warm-up, a jump or while still rising), nor is it 2x its typical level over the stretch where the
-    # grad norm was at its reference level.
-    peaked = lr_peaked_recently(f, onset)
-    lr_flat = not (peaked is not None and peaked[0])
-    if f.lr is not None and lr_flat:
-        lv = f.lr.finite()
-        ref_lr = lv.values[(lv.steps >= g.steps[n // 5]) & (lv.steps <= g.steps[max(n // 5 + 3, n // 2) - 1])]
-        lr_flat = not (len(ref_lr) and lv.at(onset) >= 2.0 * float(np.median(ref_lr)))
-    # An order of magnitude, and beyond the reference level's own noise.
-    ref = bands.band(g.values[n // 5 : max(n // 5 + 3, n // 2)], bands.resolution(g.values))
-    clear = ref is not None and end > ref.threshold(bands.Z, 10.0)
-    # Separates it from a symptom: the gradients grew no later than the loss went wrong.
-    led = t is None or onset <= t.onset_step + _interval(f)
-    clip_txt = (
-        f"clipping is set at {fmt(clip)} but the logged norm (before clipping) kept growing"
-        if clip
-        else "no gradient clipping in the config"
-    )
-    # Separates it from a bad batch: the growth did not begin with a one-step loss spike.
-    iv = _interval(f)
-    low = np.nonzero((g.steps < onset) & (g.values <= base))[0]
-    rise_start = float(g.steps[low[-1]]) if len(low) else float(g.steps[0])
-    jolt = jolt_in(f, rise_start - LEAD * iv, onset + iv)
-    conf = (
-        Confidence.HIGH
-        if clear and lr_flat and led and jolt is None and len(g.since(onset)) >= 3
-        else Confidence.MEDIUM
-    )
-    ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
-    if jolt is not None:
-        ev += f"; it began with a one-step loss spike at {f.where(jolt.onset_step)}: a bad batch reads the same"
-    if t is not None:
-        ev += f"; the loss went wrong from {f.where(t.onset_step)}"
-        if not led:
-            ev += ", before the gradients grew, so they may be its symptom"
-    if not lr_flat:
-        ev += "; the LR rose before it, so the LR may be the root cause"
-    return Hypothesis(
-        "exploding_gradients",
-        "gradients are likely exploding" + ("" if clip else " without clipping"),
-        conf,
-        ev,
-        "clip gradients (max_grad_norm=1.0), check the loss scaling/unscaling, lower the LR if it persists",
-        f"the grad norm stays near {fmt(base)}; no divergence after {f.where(onset)}",
-        "log the grad norm before and after clipping; the clipped norm should stay at or below the limit",
-        steps=(onset,),
-        weight=0.8 if lr_flat else 0.4,
-    )
-
-
-def plateau_since(x: Finding) -> float:
-    """The step from which a plateau finding says the loss stopped improving."""
-    v = x.evidence.get("since_step", x.onset_step)
-    return float(v) if isinstance(v, (int, float)) else x.onset_step
-
-
-def _cleared(x: Finding) -> float:
-    """The step a finding cleared at (inf while it holds)."""
-    v = x.evidence.get("cleared_step")
-    return float(v) if isinstance(v, (int, float)) and not x.active else math.inf
-
-
-def _falling(f: RunFacts, g: Curve, plateau: Finding) -> bool:
-    """Whether the grad norm was below its own band within "just before" of the step the loss went flat."""
-    p = plateau_since(plateau)
-    lead = max(LEAD * _interval(f), NEAR * (p - float(g.steps[0])))
-    b = bands.band(g.before(p - lead).values[-bands.WINDOW :], bands.resolution(g.values))
-    near = g.values[(g.steps >= p) & (g.steps <= p + lead)]
-    if b is None or not len(near):
-        return False
-    low = b.level / math.exp(max(bands.Z * b.spread, math.log(bands.MIN_RATIO)))
-    return float(np.median(near[-3:])) < low
-
-
-def vanishing(f: RunFacts) -> Hypothesis | None:
-    """Gradients shrinking by orders of magnitude while the loss stops improving.
-
-    High needs all of: the grad norm's late level 30x or more below its early band and beyond that band's
-    noise; the loss not improving after the fall; the LR not decayed there (a decayed LR explains small
-    steps and a flat loss); the loss not already flat well before the fall (else "not learning" reads the
-    same); the fall not begun by a one-step loss spike (a bad batch that killed units reads the same). A 10x
-    fall otherwise is medium.
-    """
-    fs = [x for x in f.of("grad_vanishing", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
-    if f.grad is None or len(f.grad.finite()) < 8:
-        return None
-    g = f.grad.finite()
-    base = _early(f.grad, float(g.steps[-1]) + 1)
-    tail = float(np.median(g.values[-max(3, len(g) // 10) :]))
-    if not base > 0:
-        return None
-    ratio = base / max(tail, 1e-300)
-    if not fs and ratio < 10:
-        return None
-    low = np.nonzero(g.values < 0.1 * base)[0]
-    onset = fs[0].onset_step if fs else float(g.steps[low[0]]) if len(low) else float(g.steps[-1])
-    stuck = ""
-    if f.loss is not None:
-        lo = f.loss.finite()
-        a, b = lo.at(onset), float(lo.values[-1]) if len(lo) else math.nan
-        if a == a and b == b:
-            stuck = f"; the loss went {fmt(a)} -> {fmt(b)} after it"
-            flat = b > 0.97 * a
-        else:
-            flat = False
-    else:
-        flat = False
-    lr_decayed = False
-    if f.lr is not None and len(f.lr.finite()):
-        lv = f.lr.finite()
-        lr_decayed = lv.at(onset) < 0.3 * float(lv.values.max())
-    # Beyond the early level's own noise (and logging precision), by 30x at least.
-    ref = bands.band(g.values[: max(5, len(g) // 5)], bands.resolution(g.values))
-    clear = ref is not None and tail <= ref.level / math.exp(max(bands.Z * ref.spread, math.log(30.0)))
-    # Separates it from "not learning": when the loss stopped improving, the grad norm was already falling.
-    stopped_first = [
-        x
-        for x in f.of("plateau", warn=True)
-        if not evalish(x.metric) and plateau_since(x) < onset and _cleared(x) >= onset and not _falling(f, g, x)
-    ]
-    # Separates it from a bad batch that killed units: the fall did not begin with a one-step loss spike.
-    up = np.nonzero((g.steps < onset) & (g.values >= (ref.level if ref is not None else base)))[0]
-    fall_start = float(g.steps[up[-1]]) if len(up) else float(g.steps[0])
-    jolt = jolt_in(f, fall_start - LEAD * _interval(f), onset)
-    conf = (
-        Confidence.HIGH
-        if clear and flat and not lr_decayed and not stopped_first and jolt is None
-        else Confidence.MEDIUM
-        if ratio >= 10
-        else Confidence.LOW
-    )
-    if jolt is not None:
-        stuck += f"; it began with a one-step loss spike at {f.where(jolt.onset_step)}: a bad batch that killed units"
-    if stopped_first:
-        stuck += f"; but the loss had stopped improving already from {f.where(plateau_since(stopped_first[0]))}"
-    return Hypothesis(
-        "vanishing_gradients",
-        "gradients are likely vanishing (dead or saturated layers)",
-        conf,
-        f"grad norm fell {'to 0' if tail <= 0 else f'x{ratio:.3g}'} ({fmt(base)} -> {fmt(tail)}) "
-        f"from {f.where(onset)}{stuck}",
-        "check for saturated activations or dead ReLUs, a wrongly scaled loss, or frozen layers; "
-        "try a residual path/normalisation or a higher LR",
-        "the grad norm returns to its earlier level and the loss falls again",
-        "log per-layer grad norms: the layers near zero are the ones to fix",
-        steps=(onset,),
-        settle="" if conf > Confidence.LOW else "per-layer gradient norms would show which layers died",
-        weight=0.7,
-    )
-
-
 def bad_batch(f: RunFacts) -> Hypothesis | None:
     """One loss spike with a grad-norm spike at the same step, recovered.
 
@@ -474,11 +288,11 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     # With the LR climbing into the spike, the spike is a symptom of the LR, not of one batch.
     lr_rising = False
     if f.lr is not None and len(f.lr.finite().before(x.onset_step)) >= 3:
-        lr_rising = f.lr.finite().at(x.onset_step) >= 2.0 * _early(f.lr, x.onset_step) and lr_jumped(f) is None
+        lr_rising = f.lr.finite().at(x.onset_step) >= 2.0 * early_level(f.lr, x.onset_step) and lr_jumped(f) is None
         lr_rising = lr_rising or lr_jumped(f) is not None
     if lr_rising:
         ev += "; the LR had been rising into it"
-    iv = _interval(f)
+    iv = interval_of(f)
     others = [
         y
         for y in f.findings
@@ -520,7 +334,7 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     """
     # Isolated skips only: a NaN grad norm that persists is a real NaN, not the scaler at work.
     lasting = [x.onset_step for x in f.of("nan", warn=True) if not evalish(x.metric)]
-    skips = [x for x in f.of("overflow_skip") if not any(abs(x.onset_step - n) <= 3 * _interval(f) for n in lasting)]
+    skips = [x for x in f.of("overflow_skip") if not any(abs(x.onset_step - n) <= 3 * interval_of(f) for n in lasting)]
     drops: list[tuple[float, float, float]] = []
     if f.scale is not None and len(f.scale.finite()) >= 2:
         s = f.scale.finite()
@@ -541,7 +355,7 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
         steps += [d[0] for d in drops]
         parts.append("loss scale dropped " + ", ".join(f"{fmt(a)} -> {fmt(b)} at {fmt(st)}" for st, a, b in drops[:3]))
     t = trouble(f)
-    iv = _interval(f)
+    iv = interval_of(f)
     # Direct evidence: the scaler halved its scale at a skipped step (a NaN grad norm alone may be a real NaN).
     siv = f.scale.interval() if f.scale is not None else iv
     at_skip = any(abs(d[0] - x.onset_step) <= max(iv, siv) for d in drops for x in skips)
@@ -577,7 +391,7 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     )
 
 
-def _interval(f: RunFacts) -> float:
+def interval_of(f: RunFacts) -> float:
     c = f.loss or f.grad
     return c.interval() if c is not None else 1.0
 
