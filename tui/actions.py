@@ -86,6 +86,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("window", "w", "Window", "cycle the window: all / last 1000 / last 200 steps", (DETAIL, COMPARE)),
     ActionSpec(
+        "unzoom",
+        "z",
+        "Unzoom",
+        "show the whole run again after the mouse wheel zoomed the x range (wheel over a plot: zoom in/out)",
+        (DETAIL, COMPARE),
+    ),
+    ActionSpec(
         "filter", "slash", "Filter", "filter runs: words in name, source, state or verdict", (MAIN,), display="/"
     ),
     ActionSpec(

@@ -47,6 +47,8 @@ class PlotOptions:
     x_axis: str = STEP
     ema_weight: float = DEFAULT_EMA
     """The weight `m` turns smoothing on with (kept while it is off)."""
+    x_range: tuple[float, float] | None = None
+    """The x range the mouse wheel zoomed to, in the x axis's own unit (None: the whole run)."""
 
     def toggled_log(self) -> PlotOptions:
         return replace(self, log_y=not self.log_y)
@@ -63,10 +65,14 @@ class PlotOptions:
         return replace(self, ema=w, ema_weight=w)
 
     def next_window(self) -> PlotOptions:
-        return replace(self, window=_next(WINDOWS, self.window))
+        return replace(self, window=_next(WINDOWS, self.window), x_range=None)
 
     def toggled_x(self, axes: tuple[str, ...] = X_AXES) -> PlotOptions:
-        return replace(self, x_axis=_next(axes, self.x_axis))
+        # A zoomed range is in the old axis's unit: it means nothing on the new one.
+        return replace(self, x_axis=_next(axes, self.x_axis), x_range=None)
+
+    def zoomed(self, x_range: tuple[float, float] | None) -> PlotOptions:
+        return replace(self, x_range=x_range)
 
     def describe(self) -> str:
         """One line for the plots' header: what the toggles are set to."""
@@ -74,6 +80,8 @@ class PlotOptions:
         parts.append(f"y: {'log' if self.log_y else 'linear'}")
         parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
         parts.append(f"last {self.window:,} steps" if self.window else "all steps")
+        if self.x_range is not None:
+            parts.append("zoomed (z: all)")
         return " · ".join(parts)
 
 
@@ -192,6 +200,8 @@ class Prepared:
     """x of NaN/Inf values (a line cannot show them: the plot marks them)."""
     bad_y: np.ndarray
     """Where on the curve to put those marks: the last finite value before each."""
+    extent: tuple[float, float] | None = None
+    """The finite x range of the whole series before any zoom (None: no finite point)."""
 
 
 def prepare_series(
@@ -218,8 +228,43 @@ def prepare_series(
     ok = finite & np.isfinite(x)
     if opts.log_y:
         ok &= y > 0
+    extent = (float(x[ok].min()), float(x[ok].max())) if ok.any() else None
+    if opts.x_range is not None:
+        lo, hi = opts.x_range
+        ok &= (x >= lo) & (x <= hi)
+        inside = (bad_x >= lo) & (bad_x <= hi)
+        bad_x, bad_y = bad_x[inside], bad_y[inside]
     dx, dy = downsample(x[ok], y[ok], width)
-    return Prepared(dx, dy, unit, bad_x, bad_y)
+    return Prepared(dx, dy, unit, bad_x, bad_y, extent)
+
+
+ZOOM_IN = 0.7
+"""One wheel notch in keeps this share of the x range (around the pointer); one notch out undoes it."""
+
+
+def zoom_range(
+    shown: tuple[float, float], extent: tuple[float, float], at: float, zoom_in: bool, min_span: float = 0.0
+) -> tuple[float, float] | None:
+    """The x range after one wheel notch at x = `at`: narrower (in) or wider (out) around it.
+    None when it would cover the whole `extent` again (not zoomed); never narrower than `min_span`."""
+    lo, hi = shown
+    f = ZOOM_IN if zoom_in else 1 / ZOOM_IN
+    at = min(max(at, lo), hi)
+    new_lo, new_hi = at - (at - lo) * f, at + (hi - at) * f
+    if zoom_in and new_hi - new_lo < min_span:
+        return shown
+    e_lo, e_hi = extent
+    if new_lo <= e_lo and new_hi >= e_hi:
+        return None
+    span = new_hi - new_lo
+    # Slide (not shrink) a range that ran past one end of the run back inside it.
+    if new_lo < e_lo:
+        new_lo, new_hi = e_lo, min(e_hi, e_lo + span)
+    elif new_hi > e_hi:
+        new_lo, new_hi = max(e_lo, e_hi - span), e_hi
+    if new_lo <= e_lo and new_hi >= e_hi:
+        return None
+    return (new_lo, new_hi)
 
 
 def prepare(

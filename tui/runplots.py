@@ -7,6 +7,7 @@ underneath) and returns immutable `PlotSpec`s; the plot widgets fit them to thei
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -57,12 +58,10 @@ def run_panes(a: RunAnalysis | None, pattern: str = "") -> list[Pane]:
 def _series(a: RunAnalysis, key: str, opts: PlotOptions, label: str, colour: str) -> tuple[list[Series], str]:
     steps, values = a.store.metrics[key].series()
     p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
-    out = [Series(label, p.x, p.y, colour, p.bad_x, p.bad_y)]
+    out = [Series(label, p.x, p.y, colour, p.bad_x, p.bad_y, extent=p.extent)]
     if opts.ema:
         # The raw curve stays visible (dim) under the smoothed one, as in W&B.
-        raw = prepare_series(
-            steps, values, PlotOptions(opts.log_y, 0.0, opts.window, opts.x_axis), _WIDE, a.store.times
-        )
+        raw = prepare_series(steps, values, replace(opts, ema=0.0), _WIDE, a.store.times)
         out.insert(0, Series(label, raw.x, raw.y, colour, faint=True))
     return out, p.unit
 
@@ -128,6 +127,7 @@ def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], op
         xlabel=_xlabel(opts, unit, axis_name(a)),
         empty=f"no {title} logged yet",
         x_unit=unit,
+        x_range=opts.x_range,
     )
 
 
@@ -219,7 +219,7 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
             continue  # a run that logs no epochs has no place on an epoch axis
         p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, epochs)
         unit = p.unit
-        series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y))
+        series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y, extent=p.extent))
         step_keys.add(axis_name(a))
     if opts.x_axis == STEP and len(step_keys) > 1:
         name = f"step ({len(step_keys)} step keys: x for % of each run)"
@@ -227,7 +227,13 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         name = " / ".join(sorted(step_keys)) or "step"
     xlabel = _xlabel(opts, unit, name)
     return PlotSpec(
-        title, tuple(series), log_y=opts.log_y, xlabel=xlabel, empty=f"no {title} in these runs", x_unit=unit
+        title,
+        tuple(series),
+        log_y=opts.log_y,
+        xlabel=xlabel,
+        empty=f"no {title} in these runs",
+        x_unit=unit,
+        x_range=opts.x_range,
     )
 
 

@@ -72,7 +72,7 @@ class CompareScreen(PlottingScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-head")
-        yield PlotView(id="compare-plot")
+        yield PlotView(id="compare-plot", zoomable=True)
         table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
         yield table
         yield NoticeBar()

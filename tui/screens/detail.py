@@ -170,7 +170,7 @@ class DetailScreen(PlottingScreen):
             return len(self.query_one(PlotGrid).items) > 1 or self.query_one(PlotGrid).full
         if action in ("next_run", "prev_run"):
             return len(self.order) > 1
-        return True
+        return super().check_action(action, parameters)
 
     def _show_findings(self, run: RunSnapshot, *, force: bool = False) -> None:
         a = self.analysis(run.id)
@@ -197,7 +197,7 @@ class DetailScreen(PlottingScreen):
         muted = var_style(self.app, "muted")
         n, shown = len(grid.items), grid.shape.shown
         if n > shown and not grid.full:
-            t.append(f"   │ panes {grid.first + 1}–{grid.first + shown} of {n} (g/wheel)", style=muted)
+            t.append(f"   │ panes {grid.first + 1}–{grid.first + shown} of {n} (g)", style=muted)
         if self.pattern:
             t.append("   │ metrics matching ", style=muted)
             t.append(repr(self.pattern), style="italic")
@@ -263,6 +263,9 @@ class DetailScreen(PlottingScreen):
             i = (self.order.index(self.run_id) + delta) % len(self.order)
             self.run_id = self.order[i]
         self._info_key = None
+        if self.options.x_range is not None:
+            self._set_zoom(None)  # another run has its own range
+            return
         self._redraw()
 
     def action_next_run(self) -> None:

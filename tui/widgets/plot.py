@@ -15,13 +15,15 @@ from datetime import datetime
 import numpy as np
 from plotext._figure import _figure_class
 from rich.text import Text
+from textual import events
 from textual.color import Color
 from textual.content import Content
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static
 
 from tui import format as fmt
-from tui.plotdata import downsample, nice_ticks
+from tui.plotdata import downsample, nice_ticks, zoom_range
 
 #: Plots redraw live data at most every this many of the app's redraw intervals (tables: every one).
 PLOT_EVERY = 2
@@ -45,6 +47,8 @@ class Series:
     bad_y: np.ndarray = field(default_factory=lambda: _EMPTY)
     faint: bool = False
     """The raw line under a smoothed one: drawn dim, left out of the legend."""
+    extent: tuple[float, float] | None = None
+    """The x range of the whole series before a zoom cut it (how far the wheel may zoom out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +64,23 @@ class PlotSpec:
     empty: str = "no data yet"
     x_unit: str = "step"
     """`clock` labels the x ticks as times of day; anything else with SI numbers."""
+    x_range: tuple[float, float] | None = None
+    """The zoomed x range (the series are already cut to it); None: the whole run."""
 
 
 Builder = Callable[[], PlotSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """Where the last drawing put the x axis: its range, the whole data's range and the plot's columns."""
+
+    lo: float
+    hi: float
+    extent: tuple[float, float]
+    left: int
+    cols: int
+    unit: str
 
 
 class PlotView(Static):
@@ -79,8 +97,19 @@ class PlotView(Static):
     }
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    class ZoomRequested(Message):
+        """The wheel asked for another x range over this plot (None: the whole run again)."""
+
+        def __init__(self, view: PlotView, x_range: tuple[float, float] | None) -> None:
+            super().__init__()
+            self.view = view
+            self.x_range = x_range
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None, zoomable: bool = False) -> None:
         super().__init__("", id=id, classes=classes)
+        self.zoomable = zoomable
+        """The wheel zooms the x range here (the screen keeps the range); else it scrolls the page."""
+        self._frame: _Frame | None = None
         self._fig = _figure_class()
         # plotext clips a figure to the real terminal's size otherwise (80x24 when headless).
         self._fig._limit_size(False, False)
@@ -130,6 +159,28 @@ class PlotView(Static):
         self.update(self._draw(spec, w, h))
         self.renders += 1
 
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._zoom(event, zoom_in=True)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._zoom(event, zoom_in=False)
+
+    def _zoom(self, event: events.MouseScrollUp | events.MouseScrollDown, *, zoom_in: bool) -> None:
+        """Wheel over the plot area: zoom the x range around the pointer. Over the border, with shift, or
+        where nothing is plotted the event goes on to the page (the grid pages its panes with it)."""
+        frame = self._frame
+        at = event.get_content_offset(self)
+        if not self.zoomable or frame is None or at is None or event.shift or frame.hi <= frame.lo:
+            return
+        event.stop()
+        frac = min(1.0, max(0.0, (at.x - frame.left + 0.5) / frame.cols))
+        x = frame.lo + frac * (frame.hi - frame.lo)
+        # Steps are whole numbers: zooming in past a few steps per column shows nothing more.
+        min_span = frame.cols / 4 if frame.unit == "step" else 0.0
+        new = zoom_range((frame.lo, frame.hi), frame.extent, x, zoom_in, min_span)
+        if new != (frame.lo, frame.hi):
+            self.post_message(self.ZoomRequested(self, new))
+
     def _deferred(self) -> None:
         self._timer = None
         self._redraw()
@@ -154,6 +205,13 @@ class PlotView(Static):
                 parts.append(" ")
                 parts.append(("━", self._style(s.colour)))
                 parts.append(f" {s.label}")
+        if spec.x_range is not None:
+            lo, hi = spec.x_range
+            if spec.x_unit == "clock":
+                span = f"{datetime.fromtimestamp(lo):%H:%M:%S}–{datetime.fromtimestamp(hi):%H:%M:%S}"
+            else:
+                span = "–".join(fmt.tick_labels([lo, hi]))
+            parts.append((f"  ⌕ {span}", self._style("accent")))
         bad = sum(len(s.bad_x) for s in spec.series if not s.faint)
         if bad:
             parts.append("  ")
@@ -166,7 +224,10 @@ class PlotView(Static):
 
     def _draw(self, spec: PlotSpec, w: int, h: int) -> Text:
         series = [s for s in spec.series if len(s.x) or len(s.bad_x)]
+        self._frame = None
         if not series:
+            if spec.x_range is not None and any(s.extent for s in spec.series):
+                return Text("nothing logged in this x range (z: the whole run)", style="italic")
             return Text(spec.empty, style="italic")
         fig = self._fig
         fig.clear_data()
@@ -188,12 +249,21 @@ class PlotView(Static):
         marks = [(m, "") if isinstance(m, (int, float)) else m for m in spec.markers]
         xall = np.concatenate(xs)
         lo, hi = float(xall.min()), float(xall.max())
-        marks = [(x, label) for x, label in marks if x >= lo]
-        if marks:
-            hi = max(hi, max(x for x, _ in marks))
+        if spec.x_range is not None:
+            lo, hi = spec.x_range
+            marks = [(x, label) for x, label in marks if lo <= x <= hi]
+        else:
+            marks = [(x, label) for x, label in marks if x >= lo]
+            if marks:
+                hi = max(hi, max(x for x, _ in marks))
         ny = max(3, min(6, h // 2))
         ylab = fmt.tick_labels(nice_ticks(ylo, yhi, ny))
         cols = max(10, w - max((len(t) for t in ylab), default=4) - 3)
+        extents = [s.extent for s in series if s.extent is not None]
+        extent = (min(e[0] for e in extents), max(e[1] for e in extents)) if extents else (lo, hi)
+        # plotext puts the y labels, then the axis line, then the data columns, then the right frame.
+        left = max((len(t) for t in ylab), default=4) + 1
+        self._frame = _Frame(lo, hi, (min(extent[0], lo), max(extent[1], hi)), left, max(1, w - left - 1), spec.x_unit)
         for i, s in enumerate(series):
             if not len(s.x):
                 continue
