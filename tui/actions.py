@@ -81,7 +81,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "x_axis",
         "x",
         "X axis",
-        "cycle the x axis: step / wall time / relative time (compare: step / % of each run / time)",
+        "cycle the x axis: step / epoch / tokens (where the run logs them) / wall time / relative time"
+        " (compare: also % of each run)",
         (DETAIL, COMPARE),
     ),
     ActionSpec("window", "w", "Window", "cycle the window: all / last 1000 / last 200 steps", (DETAIL, COMPARE)),

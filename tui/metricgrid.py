@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from monitor.model import Role
+from tui.tokenaxis import is_token_counter
 
 #: Keys that count steps or time: an x axis, never a pane of their own.
 AXIS_KEYS = frozenset(
@@ -96,7 +97,13 @@ def display_role(key: str, role: Role) -> Role:
 def is_axis(key: str, step_key: str = "") -> bool:
     """Whether a key is a step/time axis or bookkeeping rather than a metric to plot."""
     k = key.strip().lower()
-    return k == step_key.lower() or k in AXIS_KEYS or k.startswith(_HIDDEN_PREFIXES) or "runtime" in k
+    return (
+        k == step_key.lower()
+        or k in AXIS_KEYS
+        or k.startswith(_HIDDEN_PREFIXES)
+        or "runtime" in k
+        or is_token_counter(k)
+    )
 
 
 def matches(key: str, pattern: str) -> bool:

@@ -27,13 +27,20 @@ PCT = "pct"
 """x: percent of each run's own last step (lines up runs that count steps differently)."""
 EPOCH = "epoch"
 """x: the run's epoch (its own axis, or its logged `epoch` metric mapped onto its steps)."""
+TOKENS = "tokens"
+"""x: tokens seen (a logged token counter, or the steps times the tokens per step; `tui.tokenaxis`)."""
 X_AXES: tuple[str, ...] = (STEP, WALL, TIME)
-"""What `x` cycles through in the detail view."""
+"""What `x` cycles through in the detail view (with `epoch` and `tokens` where the run knows them)."""
 COMPARE_X_AXES: tuple[str, ...] = (STEP, PCT, TIME, WALL)
-COMPARE_X_AXES_EPOCH: tuple[str, ...] = (STEP, PCT, EPOCH, TIME, WALL)
-"""The compare view's cycle when some compared run knows its epochs."""
 """What `x` cycles through in the compare view."""
-X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %", EPOCH: "epoch"}
+X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %", EPOCH: "epoch", TOKENS: "tokens"}
+
+
+def axes_with(base: tuple[str, ...], *, epoch: bool = False, tokens: bool = False) -> tuple[str, ...]:
+    """`base` with the epoch and tokens axes after `step` (and `%`) where the runs know them."""
+    extra = tuple(a for a, ok in ((EPOCH, epoch), (TOKENS, tokens)) if ok and a not in base)
+    cut = 2 if PCT in base[:2] else 1
+    return base[:cut] + extra + base[cut:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,26 +168,38 @@ def map_x(
     axis: str,
     times: Iterable[tuple[float, float]] = (),
     last_step: float | None = None,
-    epochs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock`, `%` or `epoch`.
+    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock`, `%`, `epoch`
+    or `tokens`.
 
-    For `epoch`, `epochs` is the run's (step, epoch) pairs; without them x stays in steps.
+    For `epoch` and `tokens`, `pairs` is the run's (step, epoch) or (step, tokens seen) pairs; without
+    them x stays in steps. Tokens past the last counted step go on at the last known tokens per step.
     """
-    if axis == EPOCH:
-        if epochs is None or len(epochs[0]) == 0 or len(x) == 0:
+    if axis in (EPOCH, TOKENS):
+        if pairs is None or len(pairs[0]) == 0 or len(x) == 0:
             return x, "step"
-        es, ev = epochs
-        order = np.argsort(es, kind="stable")
-        return np.interp(x, es[order], ev[order]), "epoch"
+        ps, pv = pairs
+        order = np.argsort(ps, kind="stable")
+        ps, pv = ps[order], pv[order]
+        out = np.interp(x, ps, pv)
+        if axis == TOKENS and len(ps) and ps[-1] > 0:
+            # A counter logged less often than the loss: extrapolate at its own rate, never flat.
+            rate = pv[-1] / ps[-1]
+            late = x > ps[-1]
+            out[late] = pv[-1] + (x[late] - ps[-1]) * rate
+            early = x < ps[0]
+            if ps[0] > 0:
+                out[early] = x[early] * (pv[0] / ps[0])
+        return out, axis
     if axis == TIME:
         return wall_time(x, times)
     if axis == WALL:
-        pairs = np.asarray(list(times), dtype=float)
-        if len(pairs) == 0 or len(x) == 0:
+        st = np.asarray(list(times), dtype=float)
+        if len(st) == 0 or len(x) == 0:
             return x, "step"
-        order = np.argsort(pairs[:, 0], kind="stable")
-        return np.interp(x, pairs[order, 0], pairs[order, 1]), "clock"
+        order = np.argsort(st[:, 0], kind="stable")
+        return np.interp(x, st[order, 0], st[order, 1]), "clock"
     if axis == PCT:
         top = last_step if last_step else (float(x[-1]) if len(x) else 0.0)
         if not top:
@@ -211,12 +230,12 @@ def prepare_series(
     width: int,
     times: Iterable[tuple[float, float]] = (),
     last_step: float | None = None,
-    epochs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Prepared:
     """Window, smooth, map the x axis, set non-finite values apart, drop what the axis cannot show, downsample."""
     x, y = last_window(np.asarray(x, dtype=float), np.asarray(y, dtype=float), opts.window)
     y = ema(y, opts.ema)
-    x, unit = map_x(x, opts.x_axis, times, last_step, epochs)
+    x, unit = map_x(x, opts.x_axis, times, last_step, pairs)
     finite = np.isfinite(y)
     bad = ~finite & np.isfinite(x)
     bad_x, bad_y = x[bad], np.full(int(bad.sum()), np.nan)

@@ -15,7 +15,8 @@ from monitor.analysis import RunAnalysis
 from monitor.gpu import GpuSnapshot
 from monitor.model import Finding, Role
 from tui.metricgrid import Pane, panes
-from tui.plotdata import EPOCH, PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
+from tui.plotdata import EPOCH, PCT, STEP, TIME, TOKENS, WALL, PlotOptions, last_window, map_x, prepare_series
+from tui.tokenaxis import tokens_of
 from tui.widgets.plot import PlotSpec, Series
 
 ROLE_TITLES = {
@@ -55,13 +56,29 @@ def run_panes(a: RunAnalysis | None, pattern: str = "") -> list[Pane]:
     )
 
 
-def _series(a: RunAnalysis, key: str, opts: PlotOptions, label: str, colour: str) -> tuple[list[Series], str]:
+def axis_pairs(a: RunAnalysis, axis: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (step, x) pairs an epoch or tokens axis maps a run's steps through (None: other axes, or unknown)."""
+    if axis == EPOCH:
+        return epochs_of(a)
+    if axis == TOKENS:
+        return tokens_of(a)
+    return None
+
+
+def _series(
+    a: RunAnalysis,
+    key: str,
+    opts: PlotOptions,
+    label: str,
+    colour: str,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[list[Series], str]:
     steps, values = a.store.metrics[key].series()
-    p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
+    p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, pairs)
     out = [Series(label, p.x, p.y, colour, p.bad_x, p.bad_y, extent=p.extent)]
     if opts.ema:
         # The raw curve stays visible (dim) under the smoothed one, as in W&B.
-        raw = prepare_series(steps, values, replace(opts, ema=0.0), _WIDE, a.store.times)
+        raw = prepare_series(steps, values, replace(opts, ema=0.0), _WIDE, a.store.times, a.store.last_step, pairs)
         out.insert(0, Series(label, raw.x, raw.y, colour, faint=True))
     return out, p.unit
 
@@ -75,11 +92,17 @@ def _xlabel(opts: PlotOptions, unit: str, name: str) -> str:
         return "% of each run's steps"
     if opts.x_axis == EPOCH:
         return "epoch"
+    if opts.x_axis == TOKENS:
+        return "tokens seen"
     return name
 
 
 def _markers(
-    a: RunAnalysis, findings: Sequence[Finding], opts: PlotOptions, keys: Sequence[str] | None = None
+    a: RunAnalysis,
+    findings: Sequence[Finding],
+    opts: PlotOptions,
+    keys: Sequence[str] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[tuple[float, str], ...]:
     """Findings (of these metrics; all when None) as labelled x positions where they began."""
     at: dict[float, list[str]] = {}
@@ -98,7 +121,7 @@ def _markers(
     keep = np.ones(len(steps), bool)
     if opts.window is not None and a.store.last_step is not None:
         keep = steps >= a.store.last_step - opts.window
-    xs, _ = map_x(steps, opts.x_axis, a.store.times, a.store.last_step)
+    xs, _ = map_x(steps, opts.x_axis, a.store.times, a.store.last_step, pairs)
     return tuple((float(x), lab) for x, lab, k in zip(xs.tolist(), labels, keep.tolist(), strict=True) if k)
 
 
@@ -113,16 +136,17 @@ def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], op
     if len(pane.keys) > len(drawn):
         # 150 per-layer grad norms in one pane read as noise: the first few, and the picker for the rest.
         title += f" ({len(drawn)} of {len(pane.keys)}: / picks)"
+    pairs = axis_pairs(a, opts.x_axis)
     for i, key in enumerate(drawn):
         if key in a.store.metrics:
-            s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}")
+            s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}", pairs)
             series.extend(s)
     # The headline loss pane carries every finding; other panes the ones about their metrics.
     keys = None if pane.headline else pane.keys
     return PlotSpec(
         title,
         tuple(series),
-        _markers(a, findings, opts, keys),
+        _markers(a, findings, opts, keys, pairs),
         log_y=opts.log_y,
         xlabel=_xlabel(opts, unit, axis_name(a)),
         empty=f"no {title} logged yet",
@@ -214,10 +238,10 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         if key is None or key not in a.store.metrics:
             continue
         steps, values = a.store.metrics[key].series()
-        epochs = epochs_of(a) if opts.x_axis == EPOCH else None
-        if opts.x_axis == EPOCH and epochs is None:
-            continue  # a run that logs no epochs has no place on an epoch axis
-        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, epochs)
+        pairs = axis_pairs(a, opts.x_axis)
+        if opts.x_axis in (EPOCH, TOKENS) and pairs is None:
+            continue  # a run that logs no epochs (tokens) has no place on an epoch (tokens) axis
+        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, pairs)
         unit = p.unit
         series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y, extent=p.extent))
         step_keys.add(axis_name(a))

@@ -17,10 +17,11 @@ from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Role, Verdict
 from tui import actions
 from tui import format as fmt
-from tui.plotdata import COMPARE_X_AXES, COMPARE_X_AXES_EPOCH, PCT, PlotOptions, RankStats, rank_stats
+from tui.plotdata import COMPARE_X_AXES, PCT, TOKENS, PlotOptions, RankStats, axes_with, rank_stats
 from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epochs_of, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.tokenaxis import tokens_of
 from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 
@@ -167,13 +168,16 @@ class CompareScreen(PlottingScreen):
         return t
 
     def _choose_axis(self, analyses: list[tuple[str, RunAnalysis | None]]) -> None:
-        """Runs that count steps differently (other step keys, or lengths 5x apart) start on % of each run."""
-        if any(a is not None and epochs_of(a) is not None for _, a in analyses):
-            self.X_AXES = COMPARE_X_AXES_EPOCH
-        names = {axis_name(a) for _, a in analyses if a is not None}
-        lasts = [a.store.last_step for _, a in analyses if a is not None and a.store.last_step]
+        """Runs that count steps differently (other step keys, or lengths 5x apart) start on tokens seen
+        when every run tells its tokens, else on % of each run."""
+        present = [a for _, a in analyses if a is not None]
+        epoch = any(epochs_of(a) is not None for a in present)
+        tokens = bool(present) and all(tokens_of(a) is not None for a in present)
+        self.X_AXES = axes_with(COMPARE_X_AXES, epoch=epoch, tokens=tokens)
+        names = {axis_name(a) for a in present}
+        lasts = [a.store.last_step for a in present if a.store.last_step]
         if len(names) > 1 or (lasts and min(lasts) > 0 and max(lasts) / min(lasts) > 5):
-            self.options = replace(self.options, x_axis=PCT)
+            self.options = replace(self.options, x_axis=TOKENS if tokens else PCT)
         self._axis_chosen = True
 
     def restyle(self) -> None:

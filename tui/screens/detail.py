@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,11 +20,12 @@ from tui import actions
 from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
 from tui.metricgrid import Pane
-from tui.plotdata import PlotOptions
+from tui.plotdata import STEP, X_AXES, PlotOptions, axes_with
 from tui.runinfo import info_sections
-from tui.runplots import data_version, gpu_spec, has_gpu, pane_spec, run_panes
+from tui.runplots import axis_name, data_version, epochs_of, gpu_spec, has_gpu, pane_spec, run_panes
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.tokenaxis import tokens_of
 from tui.widgets.diagnosis import DiagnosisList
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
@@ -110,6 +112,7 @@ class DetailScreen(PlottingScreen):
         """The metric picker's pattern (glob or substring; empty: every metric)."""
         self._review_shown: tuple[ReviewerAnswer, str] | None = None
         self._info_key: object = None
+        self._axes_key: object = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
@@ -143,6 +146,7 @@ class DetailScreen(PlottingScreen):
             return
         a = self.analysis(run.id)
         version = data_version(a)
+        self._offer_axes(run.id, version, a)
         opts = self.options
         key = (run.id, version, opts, run.findings)
         items = [PaneItem(p.title, key, _pane_builder(a, p, run.findings, opts)) for p in run_panes(a, self.pattern)]
@@ -163,6 +167,18 @@ class DetailScreen(PlottingScreen):
         if self.has_class("-info"):
             self._show_info(run, version)
             self.query_one(DiagnosisList).show(a, (run.id, version, run.findings))
+
+    def _offer_axes(self, run_id: str, version: int, a: RunAnalysis | None) -> None:
+        """`x` offers the epoch and tokens axes where this run logs or states them."""
+        if (run_id, version) == self._axes_key:
+            return
+        self._axes_key = (run_id, version)
+        own = axis_name(a) if a is not None else "step"
+        epoch = a is not None and own != "epoch" and epochs_of(a) is not None
+        tokens = a is not None and own not in ("token", "tokens") and tokens_of(a) is not None
+        self.X_AXES = axes_with(X_AXES, epoch=epoch, tokens=tokens)
+        if self.options.x_axis not in self.X_AXES:
+            self.options = replace(self.options, x_axis=STEP, x_range=None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
