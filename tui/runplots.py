@@ -17,6 +17,7 @@ from monitor.model import Finding, Role
 from tui.metricgrid import Pane, panes
 from tui.plotdata import EPOCH, PCT, STEP, TIME, TOKENS, WALL, PlotOptions, last_window, map_x, prepare_series
 from tui.tokenaxis import tokens_of
+from tui.widgets.heatmap import HeatSpec, heat_spec
 from tui.widgets.plot import PlotSpec, Series
 
 ROLE_TITLES = {
@@ -153,6 +154,23 @@ def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], op
         x_unit=unit,
         x_range=opts.x_range,
     )
+
+
+def layers_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], opts: PlotOptions) -> HeatSpec:
+    """The per-layer gradients pane: a heat map over steps (the zoomed or windowed steps when asked)."""
+    title = f"{pane.title} · log10 ‖g‖ by step · rows: input → output"
+    if a is None:
+        return heat_spec(title, (), lambda _k: (np.empty(0), np.empty(0)), ())
+    step_range = opts.x_range if opts.x_axis == STEP else None
+    if step_range is None and opts.window is not None and a.store.last_step is not None:
+        step_range = (max(0.0, a.store.last_step - opts.window), a.store.last_step)
+    store = a.store
+
+    def series(key: str) -> tuple[np.ndarray, np.ndarray]:
+        return store.metrics[key].series() if key in store.metrics else (np.empty(0), np.empty(0))
+
+    keys = [k for k in pane.keys if k in store.metrics]
+    return heat_spec(title, keys, series, findings, step_range, a.roles)
 
 
 def loss_spec(a: RunAnalysis | None, findings: Sequence[Finding], opts: PlotOptions) -> PlotSpec:

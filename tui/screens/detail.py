@@ -22,7 +22,7 @@ from tui.messages import EscalationRequested, EvidenceRequested, RunActionReques
 from tui.metricgrid import Pane
 from tui.plotdata import STEP, X_AXES, PlotOptions, axes_with
 from tui.runinfo import info_sections
-from tui.runplots import axis_name, data_version, epochs_of, gpu_spec, has_gpu, pane_spec, run_panes
+from tui.runplots import axis_name, data_version, epochs_of, gpu_spec, has_gpu, layers_spec, pane_spec, run_panes
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.tokenaxis import tokens_of
@@ -31,7 +31,7 @@ from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
 from tui.widgets.log_tail import LogTail
 from tui.widgets.notice_bar import NoticeBar
-from tui.widgets.plot import PlotSpec
+from tui.widgets.plot import Drawing, PlotSpec
 from tui.widgets.plot_grid import PaneItem, PlotGrid
 
 if TYPE_CHECKING:
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 def _pane_builder(
     a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], opts: PlotOptions
-) -> Callable[[], PlotSpec]:
+) -> Callable[[], PlotSpec | Drawing]:
+    if pane.layers:
+        return lambda: layers_spec(a, pane, findings, opts)
     return lambda: pane_spec(a, pane, findings, opts)
 
 

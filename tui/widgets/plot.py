@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 from plotext._figure import _figure_class
 from rich.text import Text
 from textual import events
+from textual.app import App
 from textual.color import Color
 from textual.content import Content
 from textual.message import Message
@@ -68,7 +70,15 @@ class PlotSpec:
     """The zoomed x range (the series are already cut to it); None: the whole run."""
 
 
-Builder = Callable[[], PlotSpec]
+class Drawing(Protocol):
+    """Another picture a plot pane can show (the layer heat map): it draws itself at the pane's size."""
+
+    def title_for(self, app: App[object]) -> str: ...
+
+    def draw(self, app: App[object], width: int, height: int) -> Text: ...
+
+
+Builder = Callable[[], "PlotSpec | Drawing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +165,13 @@ class PlotView(Static):
         self._drawn = state
         self._drawn_at = time.monotonic()
         spec = self._builder()
-        self.border_title = self.title_for(spec)
-        self.update(self._draw(spec, w, h))
+        if isinstance(spec, PlotSpec):
+            self.border_title = self.title_for(spec)
+            self.update(self._draw(spec, w, h))
+        else:
+            self._frame = None  # no x axis to zoom: the wheel pages the grid
+            self.border_title = spec.title_for(self.app)
+            self.update(spec.draw(self.app, w, h))
         self.renders += 1
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
