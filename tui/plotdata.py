@@ -81,9 +81,9 @@ class PlotOptions:
     def zoomed(self, x_range: tuple[float, float] | None) -> PlotOptions:
         return replace(self, x_range=x_range)
 
-    def describe(self) -> str:
-        """One line for the plots' header: what the toggles are set to."""
-        parts = [f"x: {X_NAMES.get(self.x_axis, self.x_axis)}"]
+    def describe(self, step_name: str = "step") -> str:
+        """One line for the plots' header: what the toggles are set to (`step_name`: the run's own step)."""
+        parts = [f"x: {step_name if self.x_axis == STEP else X_NAMES.get(self.x_axis, self.x_axis)}"]
         parts.append(f"y: {'log' if self.log_y else 'linear'}")
         parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
         parts.append(f"last {self.window:,} steps" if self.window else "all steps")

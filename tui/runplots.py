@@ -242,7 +242,8 @@ def epochs_of(a: RunAnalysis) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opts: PlotOptions) -> PlotSpec:
-    """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time)."""
+    """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time); the runs
+    come best first, so a line's short legend is its rank in the table."""
     title = ROLE_TITLES[role]
     if opts.ema:
         title += f" (EMA {opts.ema:g})"
@@ -261,7 +262,8 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
             continue  # a run that logs no epochs (tokens) has no place on an epoch (tokens) axis
         p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, pairs)
         unit = p.unit
-        series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y, extent=p.extent))
+        colour = f"plot-series-{i % 6 + 1}"
+        series.append(Series(name, p.x, p.y, colour, p.bad_x, p.bad_y, extent=p.extent, short=str(i + 1)))
         step_keys.add(axis_name(a))
     if opts.x_axis == STEP and len(step_keys) > 1:
         name = f"step ({len(step_keys)} step keys: x for % of each run)"

@@ -10,7 +10,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
@@ -22,6 +22,7 @@ from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epo
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.tokenaxis import tokens_of
+from tui.widgets.footer import FittingFooter
 from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 
@@ -77,7 +78,7 @@ class CompareScreen(PlottingScreen):
         table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
         yield table
         yield NoticeBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         super().on_mount()

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
@@ -29,6 +29,7 @@ from tui.tokenaxis import tokens_of
 from tui.widgets.diagnosis import DiagnosisList
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
+from tui.widgets.footer import FittingFooter
 from tui.widgets.log_tail import LogTail
 from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import Drawing, PlotSpec
@@ -131,7 +132,7 @@ class DetailScreen(PlottingScreen):
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
         yield NoticeBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -208,7 +209,7 @@ class DetailScreen(PlottingScreen):
         t.append(f" · {getattr(run, 'state_detail', '') or run.state}")
         if run.gpu_util is not None:
             t.append(f" · GPU {fmt.pct_text(run.gpu_util)}")
-        t.append(f" · {run.format} · x: {run.step_key} · {run.source}")
+        t.append(f" · {run.format} · {run.source}")
         t.append("\n")
         sev = {"stop": "verdict-bad", "wait": "verdict-unsure"}.get(str(run.decision), "verdict-healthy")
         t.append(f"{str(run.decision).upper()}: {run.reason}", style=var_style(self.app, sev, bold=True))
@@ -219,7 +220,8 @@ class DetailScreen(PlottingScreen):
         if self.pattern:
             t.append("   │ metrics matching ", style=muted)
             t.append(repr(self.pattern), style="italic")
-        t.append(f"   │ {self.options.describe()}", style=muted)
+        a = self.analysis(run.id)
+        t.append(f"   │ {self.options.describe(axis_name(a) if a is not None else 'step')}", style=muted)
         if run.source_error:
             t.append(f"   │ source: {run.source_error}", style=var_style(self.app, "verdict-stale"))
         return t

@@ -51,6 +51,8 @@ class Series:
     """The raw line under a smoothed one: drawn dim, left out of the legend."""
     extent: tuple[float, float] | None = None
     """The x range of the whole series before a zoom cut it (how far the wheel may zoom out)."""
+    short: str = ""
+    """What the legend calls it where the whole label does not fit (compare: the run's rank)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +215,16 @@ class PlotView(Static):
         """The pane's title with the legend (colour swatch and key per line), as literal text."""
         lines = [s for s in spec.series if not s.faint and len(s.x) + len(s.bad_x)]
         parts: list[tuple[str, str] | str] = [spec.title]
+        room = self.size.width - 4 - len(spec.title)
         if len(lines) == 1 and lines[0].label != spec.title:
             parts.append(f" · {lines[0].label}")
         elif len(lines) > 1:
+            # The whole names when they fit the border, else the short ones (the table beside names them).
+            short = sum(len(s.label) + 3 for s in lines) > room and all(s.short for s in lines)
             for s in lines:
                 parts.append(" ")
                 parts.append(("━", self._style(s.colour)))
-                parts.append(f" {s.label}")
+                parts.append(f"{s.short}" if short else f" {s.label}")
         if spec.x_range is not None:
             lo, hi = spec.x_range
             if spec.x_unit == "clock":
