@@ -83,17 +83,20 @@ class CompareScreen(PlottingScreen):
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#ranking", DataTable)
+        wide = self.app.size.width >= 100
         for label, width in (
             ("#", 4),
-            ("run", 24 if self.app.size.width >= 100 else 14),
+            ("run", 24 if wide else 14),
             ("verdict", 9),
-            ("last", 9),
-            ("best", 9),
+            ("last", 9 if wide else 8),
+            ("best", 9 if wide else 8),
             ("slope/1k", 9),
             ("noise", 7),
             ("eval best", 9),
         ):
-            table.add_column(label, key=label, width=width)
+            # At 80 columns the noise column gives way so the eval column is not cut off.
+            if wide or label != "noise":
+                table.add_column(label, key=label, width=width)
 
     def show_snapshot(self, snap: HubSnapshot, *, force: bool = False) -> None:
         runs = {r.id: r for r in snap.runs}
@@ -148,15 +151,20 @@ class CompareScreen(PlottingScreen):
         table.clear()
         for i, (rid, run, st, ev) in enumerate(rows, 1):
             diverged = st.last is not None and not math.isfinite(st.last)
+            cells: dict[str, Text | str] = {
+                "#": self._legend(i),
+                "run": Text(run.name if run else rid),
+                "verdict": badge(self.app, run) if run else "—",
+                "last": fmt.num_fit(st.last, 8),
+                "best": fmt.num_fit(st.best, 8),
+                "slope/1k": Text("diverged", style=var_style(self.app, "verdict-bad"))
+                if diverged
+                else _pct(st.slope_pct),
+                "noise": "—" if st.noise_pct is None or diverged else f"{st.noise_pct:.1f}%",
+                "eval best": fmt.num_fit(ev.best, 8),
+            }
             table.add_row(
-                self._legend(i),
-                Text(run.name if run else rid),
-                badge(self.app, run) if run else "—",
-                fmt.num(st.last),
-                fmt.num(st.best),
-                Text("diverged", style=var_style(self.app, "verdict-bad")) if diverged else _pct(st.slope_pct),
-                "—" if st.noise_pct is None or diverged else f"{st.noise_pct:.1f}%",
-                fmt.num(ev.best),
+                *(cells[str(c.value)] for c in table.columns),
                 key=rid,
             )
 
