@@ -107,6 +107,10 @@ def test_layer_map_cells_and_merged_rows() -> None:
     assert m2 is not None and len(m2.rows) == 2 and m2.layers == 3
     assert any(r.mark == DEAD and ZERO in r.kind.tolist() for r in m2.rows)
     assert layer_map(list(data), lambda k: (np.empty(0), np.empty(0)), [], 10, 10) is None
+    # A layer logged every 4th step holds its value between points: no gaps inside its logged span.
+    sparse = {"gradients/l.0.weight": (np.arange(0, 40, 4, dtype=float), np.full(10, 1.0))}
+    m3 = layer_map(list(sparse), lambda k: sparse[k], [], columns=36, max_rows=5)
+    assert m3 is not None and m3.rows[0].kind.tolist() == [VALUE] * 36
 
 
 def test_a_run_without_per_layer_gradients_gets_no_heat_map_pane() -> None:

@@ -119,6 +119,12 @@ def _cells(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> tuple[np
             log10[c] = float(np.median(np.log10(pos)))
         else:
             kind[c] = ZERO
+    # A layer logged every few steps (`wandb.watch`'s log_freq) holds its last value until the next
+    # point, so the buckets between two of its points are not drawn as gaps.
+    filled = np.flatnonzero(kind)
+    for c in range(int(filled[0]) + 1, int(filled[-1])):
+        if kind[c] == EMPTY:
+            kind[c], log10[c] = kind[c - 1], log10[c - 1]
     return log10, kind
 
 

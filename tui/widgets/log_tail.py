@@ -49,7 +49,9 @@ class LogTail(RichLog):
         for line in outward_lines(shown):  # hostile wall: no secrets, no escapes on screen
             self.write(Text(line, no_wrap=False))
         title = "log"
-        if needle:
+        if not lines:
+            title += " · no console lines from this source yet (i: config and summary)"
+        elif needle:
             title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"
         self.border_title = Content(title)  # the filter text is typed by a person: literal, never markup
 
