@@ -19,8 +19,14 @@ import numpy as np
 from monitor.demo import SCENARIOS
 
 #: The demo model's layers (input side first) and their usual gradient scale relative to the run's grad norm.
-LAYERS = (("embed.weight", 0.3), ("blocks.0.weight", 0.5), ("blocks.1.weight", 0.6), ("blocks.2.weight", 0.7))
-LAYERS += (("blocks.3.weight", 0.8), ("head.weight", 1.0))
+LAYERS: tuple[tuple[str, float], ...] = (
+    ("embed.weight", 0.3),
+    ("blocks.0.weight", 0.5),
+    ("blocks.1.weight", 0.6),
+    ("blocks.2.weight", 0.7),
+    ("blocks.3.weight", 0.8),
+    ("head.weight", 1.0),
+)
 WATCH_EVERY = 10
 """Steps between gradient histograms (`wandb.watch`'s `log_freq`)."""
 
