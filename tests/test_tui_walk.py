@@ -97,3 +97,13 @@ async def test_compare_legend_names_runs_by_rank_when_names_do_not_fit() -> None
         await _settle(pilot)
         title = _title(app)
         assert "hf-bert-base" in title
+
+
+def test_compact_toggles_name_only_what_is_not_default() -> None:
+    from tui.plotdata import PlotOptions
+
+    o = PlotOptions()
+    assert o.describe("iter", compact=True) == "x: iter"
+    assert o.next_ema().describe("iter", compact=True) == "x: iter · EMA 0.9"
+    assert o.toggled_log().describe(compact=True) == "x: step · y: log"
+    assert o.describe() == "x: step · y: linear · EMA off · all steps"

@@ -81,12 +81,16 @@ class PlotOptions:
     def zoomed(self, x_range: tuple[float, float] | None) -> PlotOptions:
         return replace(self, x_range=x_range)
 
-    def describe(self, step_name: str = "step") -> str:
-        """One line for the plots' header: what the toggles are set to (`step_name`: the run's own step)."""
+    def describe(self, step_name: str = "step", *, compact: bool = False) -> str:
+        """One line for the plots' header: what the toggles are set to (`step_name`: the run's own step).
+        `compact` (narrow terminals) names only the toggles that are not at their default."""
         parts = [f"x: {step_name if self.x_axis == STEP else X_NAMES.get(self.x_axis, self.x_axis)}"]
-        parts.append(f"y: {'log' if self.log_y else 'linear'}")
-        parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
-        parts.append(f"last {self.window:,} steps" if self.window else "all steps")
+        if not compact or self.log_y:
+            parts.append(f"y: {'log' if self.log_y else 'linear'}")
+        if not compact or self.ema:
+            parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
+        if not compact or self.window:
+            parts.append(f"last {self.window:,} steps" if self.window else "all steps")
         if self.x_range is not None:
             parts.append("zoomed (z: all)")
         return " · ".join(parts)

@@ -114,7 +114,7 @@ class CompareScreen(PlottingScreen):
         if len(self.run_ids) > OVERLAY_MAX:
             head.append(f" (plot: best {OVERLAY_MAX})", style="bold")
         head.append(f" · metric: {ROLE_TITLES[self.metric]} (k) · ")
-        head.append(self.options.describe(), style=var_style(self.app, "muted"))
+        head.append(self.options.describe(compact=self.app.size.width < 120), style=var_style(self.app, "muted"))
         self.query_one("#compare-head", Static).update(head)
         pairs = [((runs[rid].name if rid in runs else rid), self.analysis(rid)) for rid in shown]
         key = (versions, self.metric, self.options, shown)

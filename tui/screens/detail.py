@@ -214,14 +214,16 @@ class DetailScreen(PlottingScreen):
         sev = {"stop": "verdict-bad", "wait": "verdict-unsure"}.get(str(run.decision), "verdict-healthy")
         t.append(f"{str(run.decision).upper()}: {run.reason}", style=var_style(self.app, sev, bold=True))
         muted = var_style(self.app, "muted")
+        # The toggles first: at 80 columns the end of this line is cut, and they say what the plots show.
+        a = self.analysis(run.id)
+        step_name = axis_name(a) if a is not None else "step"
+        t.append(f"   │ {self.options.describe(step_name, compact=self.app.size.width < 120)}", style=muted)
         n, shown = len(grid.items), grid.shape.shown
         if n > shown and not grid.full:
             t.append(f"   │ panes {grid.first + 1}–{grid.first + shown} of {n} (g)", style=muted)
         if self.pattern:
             t.append("   │ metrics matching ", style=muted)
             t.append(repr(self.pattern), style="italic")
-        a = self.analysis(run.id)
-        t.append(f"   │ {self.options.describe(axis_name(a) if a is not None else 'step')}", style=muted)
         if run.source_error:
             t.append(f"   │ source: {run.source_error}", style=var_style(self.app, "verdict-stale"))
         return t
