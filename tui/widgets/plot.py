@@ -276,8 +276,14 @@ class PlotView(Static):
             marks = [(x, label) for x, label in marks if x >= lo]
             if marks:
                 hi = max(hi, max(x for x, _ in marks))
-        ny = max(3, min(6, h // 2))
-        ylab = fmt.tick_labels(nice_ticks(ylo, yhi, ny))
+        # One y tick every ~3 plot rows at most: plotext rounds ticks to rows, and crowded ones collide.
+        ny = max(3, min(6, (h - 3) // 3))
+        yt = nice_ticks(ylo, yhi, ny)
+        while len(yt) < 2 and ny < 7 and yhi > ylo:
+            # Round steps can leave one tick inside the range (0.5 for 0.18–0.88): one finer step.
+            ny += 1
+            yt = nice_ticks(ylo, yhi, ny)
+        ylab = fmt.tick_labels(yt)
         cols = max(10, w - max((len(t) for t in ylab), default=4) - 3)
         extents = [s.extent for s in series if s.extent is not None]
         extent = (min(e[0] for e in extents), max(e[1] for e in extents)) if extents else (lo, hi)
@@ -308,12 +314,15 @@ class PlotView(Static):
                 # A label that would run into the previous one is left out (the line stays).
                 fig.text(label, m, yhi, color=self._colour("plot-marker"), alignment="left")
                 free = col + len(label) + 1
-        xt = nice_ticks(lo, hi, max(3, min(8, w // 12)))
+        nx = max(3, min(8, w // 12))
+        xt = nice_ticks(lo, hi, nx)
+        while len(xt) < 3 and nx < w // 8 and hi > lo:
+            nx += 1  # as for y: 0–149 would get 0 and 100 only
+            xt = nice_ticks(lo, hi, nx)
         if spec.x_unit == "clock":
             fig.xticks(xt, [datetime.fromtimestamp(t).strftime("%H:%M" if hi - lo > 120 else "%H:%M:%S") for t in xt])
         else:
             fig.xticks(xt, fmt.tick_labels(xt))
-        yt = nice_ticks(ylo, yhi, ny)
         if spec.log_y:
             fig.yticks(yt, [fmt.si(10**t) for t in yt])
         else:
