@@ -25,7 +25,7 @@ from monitor.config import Config
 from monitor.errors import RunwatchError
 from monitor.feeds import TextFeed
 from monitor.gpu import GpuMonitor, GpuSnapshot, NvmlSampler
-from monitor.hubgpu import gpu_idle_finding
+from monitor.hubgpu import GpuSamples, gpu_idle_finding, gpu_samples
 from monitor.hubloop import SupervisedSources
 from monitor.hubremote import RemoteSources
 from monitor.hubrun import HubRun, run_snapshot
@@ -387,11 +387,14 @@ class Hub(SupervisedSources, RemoteSources):
         mon.start()
         self._closers.append(mon.stop)
 
-    def _check_gpu_idle(self, run: HubRun, now: float) -> None:
+    def _check_gpu_idle(self, run: HubRun, now: float, samples: dict[str, GpuSamples]) -> None:
+        """`samples`: each host's GPU samples, built once per tick for all its runs."""
         live = run.state.word == runstate.LIVE
-        history = self.gpu_history.get(run.target.host)
+        host = run.target.host
+        if host not in samples:
+            samples[host] = gpu_samples(self.gpu_history.get(host))
         step = run.analysis.detectors.last_step
-        f = gpu_idle_finding(history, run.target.host, live, run.last_update, step, now, self.config.thresholds)
+        f = gpu_idle_finding(samples[host], host, live, run.last_update, step, now, self.config.thresholds)
         if f is None:
             run.analysis.detectors.clear_external("gpu_idle")
         else:
@@ -407,6 +410,7 @@ class Hub(SupervisedSources, RemoteSources):
         """Time-based checks: stalls and idleness, idle GPUs, a format still undecided."""
         now = self.clock()
         anomaly = False
+        gpu: dict[str, GpuSamples] = {}
         for run in list(self.runs.values()):
             changed = run.analysis.tick(now)
             if isinstance(run.feed, TextFeed):
@@ -417,7 +421,7 @@ class Hub(SupervisedSources, RemoteSources):
                     why = f"{run.ref.name}: no answer from the source for {waited:.0f} s"
                     self._source_problem(run, why, connection=runstate.CONNECTING)
             before = run.analysis.detectors.version
-            self._check_gpu_idle(run, now)
+            self._check_gpu_idle(run, now, gpu)
             changed = changed or run.analysis.detectors.version != before
             if changed:
                 self._after_rows(run, True, data=False)
