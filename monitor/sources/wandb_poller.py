@@ -179,7 +179,9 @@ class WandbPoller:
         """Stop watching a target given to `add` and forget `runs` (the runs it brought, which the
         caller dropped); the other targets' runs keep their cursors. A poll in flight delivers
         nothing more for what was forgotten."""
-        left = self._named.get(t, 0) - 1
+        if t not in self._named:
+            return  # never added (its backend had no credentials), or removed already
+        left = self._named[t] - 1
         if left > 0:
             self._named[t] = left
             return
