@@ -33,6 +33,8 @@ class WandbFeed:
         """After the file was rewritten and is re-read from 0, rows up to this step were seen already."""
         self.resume_offset = 0
         """Where the bytes `chunk` expects start (after `catch_up`, past what it read)."""
+        self.on_progress: Callable[[int], None] | None = None
+        """Called while catching up with how many bytes of the file have been read."""
         analysis.info.format = "wandb"
 
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
@@ -48,6 +50,8 @@ class WandbFeed:
             for offset, data in file_pieces(path):
                 yield self.chunk(Chunk(offset, data), now)
                 self.resume_offset = offset + len(data)
+                if self.on_progress is not None:
+                    self.on_progress(self.resume_offset)
             return
         if final and worth_parallel(path):
             changed: list[bool] = []
@@ -56,7 +60,7 @@ class WandbFeed:
                 changed.append(self._piece(blocks, others, now))
 
             try:
-                done = read_wandb_in_worker(path, on_blocks)
+                done = read_wandb_in_worker(path, on_blocks, self.on_progress)
             except OSError as e:
                 raise FormatError(f"{path.name}: {e}") from None
             self.analysis.info.step_key, self.analysis.info.lines = done["step_key"], done["records"]
@@ -67,6 +71,8 @@ class WandbFeed:
             for blocks, events in bulk.read(f):
                 self.resume_offset = bulk.resume_offset  # how far it got, for a progress bar
                 yield self._piece(blocks, events, now)
+                if self.on_progress is not None:
+                    self.on_progress(self.resume_offset)
         self.reader = bulk.live_reader()
         self.resume_offset = bulk.resume_offset
         self.analysis.info.step_key = self.reader.step_key
