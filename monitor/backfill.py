@@ -9,16 +9,20 @@ sequential by nature.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from monitor.columns import Columns, to_columns
 from monitor.parsers import Parser, feed_lines, make_parser
+
+if TYPE_CHECKING:
+    from monitor.wandb.resume import ResumeState
 
 #: Files at least this big are parsed in a worker process (smaller ones are not worth its start-up).
 PARALLEL_BYTES = 16 << 20
@@ -139,9 +143,26 @@ def _wandb_worker(path: str, out: Connection) -> None:
         out.close()
 
 
-def _run_worker(
-    target: Callable[..., None], args: tuple[Any, ...], on_blocks: Callable[[list[Columns], Any], None]
-) -> Any:
+def _wandb_live_worker(path: str, out: Connection) -> None:
+    """Read a `.wandb` file as it stands for a live view: every event of each piece (system stats
+    too) with its rows and the offset reached, then where a record-by-record reader goes on."""
+    from monitor.wandb.bulk import WandbBulkReader
+
+    try:
+        reader = WandbBulkReader()
+        with Path(path).open("rb") as f:
+            for blocks, events in reader.read(f):
+                out.send(("blocks", blocks, (events, reader.resume_offset)))
+        out.send(("done", reader.resume_state(), None))
+    except BaseException as e:  # the parent turns this into one clear line
+        out.send(("error", f"{type(e).__name__}: {e}", None))
+    finally:
+        out.close()
+
+
+def _worker_messages(target: Callable[..., None], args: tuple[Any, ...]) -> Generator[tuple[str, Any, Any]]:
+    """Run `target(*args, conn)` in a forked worker; its `(kind, payload, extra)` messages up to
+    and with `done` (an `error` one raises OSError)."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=target, args=(*args, send), daemon=True)
@@ -150,12 +171,11 @@ def _run_worker(
     try:
         while True:
             kind, payload, extra = recv.recv()
-            if kind == "blocks":
-                on_blocks(payload, extra)
-            elif kind == "done":
-                return payload
-            else:
+            if kind == "error":
                 raise OSError(f"parse worker failed: {payload}")
+            yield kind, payload, extra
+            if kind == "done":
+                return
     except EOFError:
         raise OSError("parse worker ended without finishing") from None
     finally:
@@ -163,6 +183,18 @@ def _run_worker(
         proc.join(5)
         if proc.is_alive():
             proc.kill()
+
+
+def _run_worker(
+    target: Callable[..., None], args: tuple[Any, ...], on_blocks: Callable[[list[Columns], Any], None]
+) -> Any:
+    with contextlib.closing(_worker_messages(target, args)) as messages:
+        for kind, payload, extra in messages:
+            if kind == "blocks":
+                on_blocks(payload, extra)
+            else:
+                return payload
+    raise OSError("parse worker ended without finishing")  # (not reached: `done` ends the messages)
 
 
 def parse_in_worker(
@@ -202,3 +234,15 @@ def read_wandb_in_worker(
 
     done: dict[str, Any] = _run_worker(_wandb_worker, (str(path),), take)
     return done
+
+
+def read_wandb_pieces(path: Path) -> Generator[tuple[list[Columns], list[Any], int] | ResumeState]:
+    """A `.wandb` file as it stands, read by the bulk reader in a forked worker, for a live view:
+    each piece's (rows as blocks, every other event, offset reached), then the `ResumeState` a
+    record-by-record reader goes on from. The pieces are those the bulk reader gives in-process."""
+    with contextlib.closing(_worker_messages(_wandb_live_worker, (str(path),))) as messages:
+        for kind, payload, extra in messages:
+            if kind == "blocks":
+                yield payload, extra[0], extra[1]
+            else:
+                yield payload
