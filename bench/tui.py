@@ -141,6 +141,19 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+def tree_pss_mb(pid: int) -> float:
+    """The summed proportional set size of `pid` and its live descendants, MB: the memory the tree
+    holds, pages a forked worker shares with its parent counted once (a sum of RSS counts them twice)."""
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+                    break
+    return total
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) in MB."""
     vals = {}
@@ -220,16 +233,18 @@ def wandb_run(steps: int) -> Path:
 
 class View(NamedTuple):
     """Seconds from process start to the first frame, the table row at the last step, the whole view
-    (None: not seen); CPU seconds of the process tree until then; peak RSS of the tree, MB."""
+    (None: not seen); CPU seconds of the process tree until then; the tree's peak summed RSS and
+    peak summed PSS, MB."""
 
     frame: float | None
     table: float | None
     whole: float | None
     cpu: float
     peak_mb: float
+    peak_pss_mb: float
 
 
-def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: float = 60.0) -> View:
+def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: float = 120.0) -> View:
     """Start the app on one finished run of `steps` steps and time its first full view."""
     tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-view-"))
     if fmt == "wandb":
@@ -246,13 +261,14 @@ def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: flo
         [str(RUNWATCH), str(target)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
     )
     watcher = Watcher(master, wanted)
-    peak = 0.0
+    peak = pss = 0.0
     cpu = 0.0
     try:
         deadline = t0 + timeout
         while len(watcher.seen) < len(wanted) and time.monotonic() < deadline and app.poll() is None:
             with contextlib.suppress(OSError):
                 peak = max(peak, tree_rss_mb(app.pid))
+                pss = max(pss, tree_pss_mb(app.pid))
                 cpu = tree_cpu_seconds(app.pid)
             time.sleep(0.01)
         with contextlib.suppress(OSError):
@@ -261,6 +277,7 @@ def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: flo
         while time.monotonic() < end:
             with contextlib.suppress(OSError):
                 peak = max(peak, tree_rss_mb(app.pid), rss_mb(app.pid)[1])
+                pss = max(pss, tree_pss_mb(app.pid))
             time.sleep(0.01)
     finally:
         if app.poll() is None:
@@ -279,7 +296,7 @@ def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: flo
     if plot is not None and table is not None:
         plot = max(plot, table)
     frame_s, table_s, plot_s = (None if t is None else t - t0 for t in (frame, table, plot))
-    return View(frame_s, table_s, plot_s, cpu, peak)
+    return View(frame_s, table_s, plot_s, cpu, peak, pss)
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -298,6 +315,7 @@ def first_view_report(lengths: list[int], cols: int, rows: int, fmt: str = "text
         frame, table, whole = (_median([getattr(v, f) for v in views]) for f in ("frame", "table", "whole"))
         cpu = statistics.median(v.cpu for v in views)
         peak = statistics.median(v.peak_mb for v in views)
+        pss = statistics.median(v.peak_pss_mb for v in views)
         goal = goals.get(n)
 
         def s(t: float | None) -> str:
@@ -306,7 +324,8 @@ def first_view_report(lengths: list[int], cols: int, rows: int, fmt: str = "text
         print(
             f"{n:>9,} steps: first frame {s(frame)}, table row {s(table)}, "
             f"whole view {s(whole)}{f' (goal <= {goal:g} s)' if goal else ''}, CPU {cpu:5.2f} s, "
-            f"peak RSS (process tree) {peak:6.1f} MB{' (goal <= 200 MB)' if n >= 1_000_000 else ''}"
+            f"peak memory of the process tree: PSS {pss:5.1f} MB{' (goal <= 200 MB)' if n >= 1_000_000 else ''}, "
+            f"summed RSS {peak:5.1f} MB"
         )
         if repeat > 1:
             print("           whole view each run: " + ", ".join(s(v.whole) for v in views))
