@@ -483,3 +483,16 @@ def test_a_loss_rising_while_the_lr_climbs_through_warmup_warns_then_is_bad_if_i
     ]
     _, bad = _feed(rows)
     assert bad and bad[0].kind == "divergence" and bad[0].evidence.get("escalated_step", bad[0].step) >= 300 - 5
+
+
+def test_a_total_loss_printed_with_few_decimals_that_rounds_to_zero_is_not_hidden_nan() -> None:
+    # A PaiNN job's stdout ('Train Loss: 0.0000', bench/corpus/real/painn-...-rounds-to-zero-healthy):
+    # the loss is below the 4th decimal, so it prints 0 between 0.0001 and 0.0004 values.
+    vals = [0.0212, 0.0, 0.0, 0.0, 0.0001, 0.0001, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0004]
+    vals += [0.0001 if k % 9 == 8 else 0.0 for k in range(120)]
+    _, bad = _feed([Row(float(i), {"Train Loss": v}) for i, v in enumerate(vals)])
+    assert not [f for f in bad if f.kind == "nan"]
+    # the HF nan_inf_filter 0 still is NaN, and so is a 0 after a NaN that never recovered
+    rows = [Row(float(s), {"loss": 1.0 - s / 400}) for s in range(60)] + [Row(60.0, {"loss": 0.0})]
+    _, bad = _feed(rows)
+    assert [f.kind for f in bad] == ["nan"]
