@@ -496,3 +496,19 @@ def test_a_total_loss_printed_with_few_decimals_that_rounds_to_zero_is_not_hidde
     rows = [Row(float(s), {"loss": 1.0 - s / 400}) for s in range(60)] + [Row(60.0, {"loss": 0.0})]
     _, bad = _feed(rows)
     assert [f.kind for f in bad] == ["nan"]
+
+
+def test_an_eval_wobbling_just_above_its_best_then_one_noisy_eval_is_not_bad() -> None:
+    # A PaiNN run's per-epoch validation loss (bench/corpus/real/painn-...-frozen-tail-healthy): best
+    # 0.0291, then evaluations 1-15% above it and one at +40%; the training loss keeps falling.
+    evals = [0.102, 0.073, 0.082, 0.091, 0.054, 0.039, 0.038, 0.040, 0.041, 0.034, 0.032, 0.033, 0.034]
+    evals += [0.033, 0.030, 0.033, 0.0291, 0.032, 0.0427, 0.0336, 0.0307, 0.0315, 0.0317, 0.0316, 0.0408, 0.0348]
+    rows = []
+    for e, ev in enumerate(evals):
+        rows.append(Row(float(e), {"train_loss": 0.17 * math.exp(-e / 8) + 0.02, "eval_loss": ev}))
+    _, bad = _feed(rows)
+    assert not bad
+    # the same run overfitting for real: every evaluation beyond the margin is bad after the patience
+    rows = rows[:17] + [Row(float(17 + k), {"train_loss": 0.02, "eval_loss": 0.0291 * (1.15 + 0.1 * k)}) for k in range(6)]
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind == "overfit"
