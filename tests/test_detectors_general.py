@@ -509,6 +509,7 @@ def test_an_eval_wobbling_just_above_its_best_then_one_noisy_eval_is_not_bad() -
     _, bad = _feed(rows)
     assert not bad
     # the same run overfitting for real: every evaluation beyond the margin is bad after the patience
-    rows = rows[:17] + [Row(float(17 + k), {"train_loss": 0.02, "eval_loss": 0.0291 * (1.15 + 0.1 * k)}) for k in range(6)]
+    rising = [Row(float(17 + k), {"train_loss": 0.02, "eval_loss": 0.0291 * (1.15 + 0.1 * k)}) for k in range(6)]
+    rows = rows[:17] + rising
     _, bad = _feed(rows)
     assert bad and bad[0].kind == "overfit"
