@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from monitor import runstate
+from monitor.aiotime import wait_for
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import RunwatchError
@@ -439,7 +440,7 @@ class Hub(SupervisedSources, RemoteSources):
                 self.publish()
             if not self._urgent.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self.publish_interval)
+                    await wait_for(self._urgent.wait(), self.publish_interval)
             self._urgent.clear()
 
     def publish(self) -> HubSnapshot:
