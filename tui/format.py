@@ -68,6 +68,19 @@ def num(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def num_fit(x: float | None, width: int) -> str:
+    """`num`, shortened towards `width` characters: fewer digits, a bare exponent (`8.52e-05` → `8.52e-5`)."""
+    text = num(x)
+    for digits in (4, 3, 2):
+        if len(text) <= width:
+            break
+        text = num(x, digits)
+        if "e" in text:
+            mant, exp = text.split("e")
+            text = f"{mant}e{int(exp)}"
+    return text
+
+
 def si(x: float, digits: int = 2) -> str:
     """A tick label: `0`, `0.25`, `150`, `1.2k`, `3.5M`, `3e-4`, `5.1e12`, `NaN`."""
     if not math.isfinite(x):

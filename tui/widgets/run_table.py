@@ -296,7 +296,7 @@ class RunTable(DataTable[Text | str]):
                 )
             elif c.key == "loss":
                 style = var_style(app, "verdict-bad") if fmt.num(run.loss) in ("NaN", "Inf") else ""
-                out[c.key] = Text(fmt.num(run.loss), justify="right", style=style)
+                out[c.key] = Text(fmt.num_fit(run.loss, self._width(c)), justify="right", style=style)
             elif c.key == "trend":
                 spark = fmt.sparkline(run.loss_trend, self._width(c))
                 out[c.key] = Text(spark, style=var_style(app, "plot-series-1"))
