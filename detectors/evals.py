@@ -2,6 +2,11 @@
 
 Eval points are sparse (once per epoch or every N steps), so the rules count evaluations, not
 points, and compare with the metric's own best (and a configured baseline when there is one).
+
+Values are compared as log ratios while the metric is not negative; a metric that goes negative
+(an objective without a lower bound, a log-likelihood, a score) switches to a linear scale relative
+to its magnitude so far, where more negative is simply lower (a log of the absolute value would
+read a loss running away to -1e8 as ever worse).
 """
 
 from __future__ import annotations
@@ -24,14 +29,19 @@ class EvalDetector(Detector):
         "_best",
         "_best_raw",
         "_best_step",
+        "_best_warm",
         "_episode_max",
         "_higher_better",
+        "_linear",
         "_n",
         "_noise",
         "_onset",
         "_prev",
         "_prev2",
+        "_prev2_raw",
+        "_prev_raw",
         "_quality_at_best",
+        "_ref",
         "_th",
         "_tolerance",
         "_train_at_best",
@@ -69,10 +79,33 @@ class EvalDetector(Detector):
         self._episode_max = 0.0
         self._tolerance = 0.0
         self._warm = False
+        self._best_warm = False
+        """The best was set before the LR's warm-up was over."""
+        self._linear = False
+        self._ref = 1.0
+        self._prev_raw = math.nan
+        self._prev2_raw = math.nan
 
     def _y(self, x: float) -> float:
-        v = abs(x) + 1e-12
-        return -math.log(v) if self._higher_better else math.log(v)
+        """A value in the detector's space, where lower is better."""
+        y = x / self._ref if self._linear else math.log(x + 1e-12)
+        return -y if self._higher_better else y
+
+    def _go_linear(self, x: float) -> None:
+        """The metric went negative: re-express the state on a linear scale relative to
+        its magnitude so far (the log noise and wobble tolerance are relative, so they scale by the
+        magnitude they were measured at)."""
+        mags = [abs(v) for v in (x, self._best_raw, self._prev_raw, self._prev2_raw) if v == v]
+        ref = max(max(mags), 1e-12)
+        rel = (abs(self._prev_raw) if self._prev_raw == self._prev_raw else ref) / ref
+        self._linear, self._ref = True, ref
+        self._noise *= rel
+        self._tolerance *= rel
+        self._episode_max *= rel
+        if self._best_raw == self._best_raw:
+            self._best = self._y(self._best_raw)
+        self._prev = self._y(self._prev_raw) if self._prev_raw == self._prev_raw else math.nan
+        self._prev2 = self._y(self._prev2_raw) if self._prev2_raw == self._prev2_raw else math.nan
 
     def _one_story(self, kind: str) -> str:
         """One metric is never reported as both overfit and eval degradation: once it has overfit,
@@ -113,13 +146,18 @@ class EvalDetector(Detector):
         train_level: float | None,
         quality: tuple[str, float, float, float] | None = None,
         warmup: bool = False,
+        train_noise: float = 0.0,
     ) -> bool:
         """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
         `quality` is the run's quality metric (accuracy, mAP, F1: name, `last_y`, `best_y`, `noise`). A
         worse eval loss while that metric has reached better values since the loss was at its best
         is over-confidence to watch, not a reason to stop. `warmup`: the LR is still rising through its
-        initial warm-up."""
+        initial warm-up. `train_noise`: the training loss's point-to-point noise, in its level's units: the
+        training loss "keeps falling" when its level is lower than when the eval was at its best by more
+        than that (a loss back at about the same level in a new epoch is not over-fitting evidence)."""
         th = self._th
+        if not self._linear and (x < 0.0 or (self._baseline is not None and self._baseline < 0.0)):
+            self._go_linear(x)
         y = self._y(x)
         self._n += 1
         if self._prev2 == self._prev2:
@@ -127,6 +165,7 @@ class EvalDetector(Detector):
             d2 = abs(y - 2.0 * self._prev + self._prev2) / 2.449
             self._noise += (min(d2, 4.0 * self._noise if self._noise else d2) - self._noise) * 0.3
         self._prev2, self._prev = self._prev, y
+        self._prev2_raw, self._prev_raw = self._prev_raw, x
         if self._baseline is not None:
             by = self._y(self._baseline)
             if y - by > max(th.eval_warn, th.eval_noise_k * self._noise) and self._n >= th.eval_patience:
@@ -141,12 +180,14 @@ class EvalDetector(Detector):
         if warmup:
             self._warm = True
         elif self._warm:
-            # The warm-up is over: an evaluation made on the way up (a noisy early best) is no
-            # reference for what the model does at its operating point; this one is.
+            # The warm-up is over. A best made on the way up is no operating point yet (on a tiny
+            # validation set, a lucky early evaluation): it stays the reference, but only to warn
+            # against; a worse eval than that is not by itself a reason to stop.
             self._warm = False
-            self._best = math.inf
+            self._best_warm = True
         if y < self._best:
             self._best = y
+            self._best_warm = warmup
             self._best_raw = x
             self._best_step = step
             self._train_at_best = train_level
@@ -179,7 +220,7 @@ class EvalDetector(Detector):
         overfit = (
             train_level is not None
             and self._train_at_best is not None
-            and train_level < self._train_at_best - math.log(1.01)
+            and train_level < self._train_at_best - max(math.log(1.01), train_noise)
         )
         # Accuracy-like metrics wobble more than losses; they only ever warn.
         # With a quality metric beside it, an eval loss is clearly worse only when quality is clearly
@@ -194,7 +235,9 @@ class EvalDetector(Detector):
         )
         # While the LR still climbs through its warm-up the model is not at its operating point yet:
         # an eval worse than an early best is to watch (the warm-up trap), not a reason to stop.
-        can_be_bad = not self._higher_better and improving is None and quality_worse and not warmup
+        can_be_bad = (
+            not self._higher_better and improving is None and quality_worse and not warmup and not self._best_warm
+        )
         # Bad takes evaluations beyond the bad margin, as many as the patience: a long episode of
         # evaluations barely above the best that ends on one noisy evaluation is a wobble to watch.
         if can_be_bad and excess > bad_margin and self._worse_bad >= bad_patience:
