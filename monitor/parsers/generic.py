@@ -25,9 +25,11 @@ from monitor.parsers.wordlm import parse_namespace
 # position: the search stays linear) and takes its characters possessively. A number may carry a
 # short unit (`12ms`, `45%`); a following letter, digit or dot means it was part of a word or a
 # version string, and a following colon a `file.py:123:` location. `nan`/`inf` take no unit (`info`, `nano` are words).
+# A "unit" closed by `}` is a format spec (`f"loss:{loss:.4f}"` in a log that starts with its program's
+# source code), not a value.
 _PAIR = re.compile(
     r"(?<![\w./\-])([A-Za-z_][\w./\-]*+)\s*+[=:]\s*+"
-    r"(?:([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?)(?:%|[A-Za-z]{1,3})?"
+    r"(?:([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?)(?!%\})(?:%|[A-Za-z]{1,3}(?!\}))?"
     r"|([-+]?(?:nan|inf(?:inity)?)))(?![\w.:])",
     re.IGNORECASE,
 )
@@ -45,8 +47,8 @@ _COUNTER = re.compile(
 )
 # `Epoch [3][120/500]`, `Epoch: [3][120/500]`, `Epoch(train) [3][120/500]`.
 _EPOCH_BATCH = re.compile(r"Epoch\W{0,12}\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.I)
-# `Epoch 3/100 - Train Loss: ...`: an epoch counter (the axis is then epochs).
-_EPOCH_OF = re.compile(r"\bEpoch\s*:?\s*(\d+)\s*/\s*(\d+)", re.I)
+# `Epoch 3/100 - Train Loss: ...`, `Epoch [3/100], ...`: an epoch counter (the axis is then epochs).
+_EPOCH_OF = re.compile(r"\bEpoch\s*:?\s*[\[(]?\s*(\d+)\s*/\s*(\d+)", re.I)
 _FIELD_SPLIT = re.compile(r"\||,|;|\s-\s")
 # `Epoch 3: ...`, `Epoch 3 - ...`: an epoch counter without a total (lowest priority of the counters).
 _EPOCH_N = re.compile(r"\bEpoch\s*:?\s*(\d+)\b(?!\s*/)", re.I)
