@@ -7,7 +7,8 @@ a bad batch: the loss leaves its band with the grad norm in all three):
   the training loss did; not after a schedule break, not from a one-step jolt.
 - exploding gradients, vanishing gradients: in `gradients.py`.
 - bad batch: one recovered loss spike with a grad spike beyond noise and logging precision, no LR rise.
-- fp16 overflow: the loss scale dropped at a skipped step (or collapsed).
+- fp16 overflow: the loss scale dropped at a skipped step (or collapsed), with the grad norm inside its
+  band around the skips (gradients growing out of it overflow too: then medium).
 - a NaN/Inf with no build-up: medium at most.
 Band statistics (scale-free, noise- and precision-aware) are in `bands.py`.
 """
@@ -328,9 +329,11 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     """fp16/bf16 overflow: NaN grad norm with a finite loss (skipped steps), the loss scale dropping.
 
     High when the loss scale dropped at a skipped step (within a logging interval), or collapsed 64x below
-    its peak while the loss stayed finite (a loss that went non-finite collapses the scale too); NaN grad
-    norms without a logged loss scale, or scale drops without skips, are medium (a NaN gradient may be a
-    real one; a dynamic scaler also halves now and then by design).
+    its peak while the loss stayed finite (a loss that went non-finite collapses the scale too), and the
+    grad norm did not leave its band (sustained, beyond noise) "just before" or after the first skip or drop
+    (gradients that grow out of their band overflow fp16 too: the skips may be their first symptom); NaN
+    grad norms without a logged loss scale, or scale drops without skips, are medium (a NaN gradient may be
+    a real one; a dynamic scaler also halves now and then by design).
     """
     # Isolated skips only: a NaN grad norm that persists is a real NaN, not the scaler at work.
     lasting = [x.onset_step for x in f.of("nan", warn=True) if not evalish(x.metric)]
@@ -377,10 +380,18 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
     harmful = (
         len(skips) > 10 or collapsed or (bool(skips) and any(0 <= a - st <= 10 * iv for a in after for st in steps))
     )
+    # Gradients growing out of their band overflow fp16 as well: skips that come with that growth may be
+    # its first symptom (exploding gradients, an LR too high), not a cause of their own.
+    grew = _grad_left_near(f, min(steps)) if steps else None
+    if grew is not None:
+        parts.append(
+            f"the grad norm left its band x{grew.ratio:.3g} ({fmt(grew.level)} -> {fmt(grew.value)}) at "
+            f"{f.where(grew.step)}, as the scaler skipped: growing gradients overflow too, so they may be the cause"
+        )
     return Hypothesis(
         "fp16_overflow",
         "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),
-        Confidence.HIGH if at_skip or collapsed else Confidence.MEDIUM,
+        Confidence.HIGH if (at_skip or collapsed) and grew is None else Confidence.MEDIUM,
         "; ".join(parts) + (f"; fp16={f.config.get('fp16')}" if "fp16" in f.config else ""),
         "nothing while skips are rare; if they repeat: train in bf16, lower the LR, or lower the scaler's growth",
         "fewer NaN grad norms; the loss scale settles instead of dropping",
@@ -389,6 +400,15 @@ def fp16_overflow(f: RunFacts) -> Hypothesis | None:
         weight=0.5 if not harmful else 0.7,
         incidental=not harmful,
     )
+
+
+def _grad_left_near(f: RunFacts, step: float) -> bands.Exit | None:
+    """Where the grad norm rose out of its band for good (median of three) "just before" or after `step`."""
+    if f.grad is None or len(f.grad.finite()) < 8:
+        return None
+    g = f.grad.finite()
+    lead = max(LEAD * interval_of(f), NEAR * (step - float(g.steps[0])))
+    return bands.left_band(f.grad, step - lead, step + lead, sustained=True)
 
 
 def interval_of(f: RunFacts) -> float:

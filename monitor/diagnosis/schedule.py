@@ -4,7 +4,8 @@ findings, read through their machine-readable `evidence["anomaly"]`, else from t
 Confidence rules (the LR curve is direct evidence of its own shape; the question is whether the shape is a
 mistake, so high needs something that says it is):
 - warm-up never ends: high when the LR still rises past twice a *declared* warm-up or under a declared
-  schedule; medium when only the run's length says so (a long warm-up may be deliberate).
+  schedule; medium when only the run's length says so (a long warm-up may be deliberate) or the declared
+  schedule restarts (warm restarts raise the LR again by design).
 - no decay: high (the detector fires only against a declared decaying schedule over a known length) when
   the LR sat at its peak, and for a step or warm-up-stable-decay schedule only past its declared first
   decay (before it there is nothing to see; with none declared, medium); an LR "at its peak" because it
@@ -89,6 +90,8 @@ def _reading(
     ev = x.evidence
     anomaly = ev.get("anomaly")
     if anomaly == "warmup_never_ends":
+        if declared is not None and declared.style == "restarts":
+            return _WARMUP, Confidence.MEDIUM, f"a warm restart of the declared {declared.name} schedule"
         if ev.get("declared") in ("warmup", "schedule"):
             return _WARMUP, Confidence.HIGH, ""
         return _WARMUP, Confidence.MEDIUM, "a deliberately long warm-up (no schedule is declared to compare with)"

@@ -1,0 +1,89 @@
+"""Confidence rules found on the widened dev families (sparse logistic regression, attention, RNN): a grad
+burst that came back, fp16 skips as growing gradients' first symptom, a declared restarting schedule, and
+the declared config beside the metrics file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from detectors.lr import Schedule
+from monitor.analysis import RunAnalysis, RunInfo
+from monitor.diagnosis import Confidence, Hypothesis, diagnose, facts_of
+from monitor.diagnosis.facts import RunFacts, curve
+from monitor.model import Finding, Severity
+from tests.test_diagnosis import _flagged, healthy_loss
+
+
+def _of(hs: tuple[Hypothesis, ...], cause: str) -> Hypothesis:
+    return next(h for h in hs if h.cause_id == cause)
+
+
+def test_a_grad_norm_burst_that_came_back_is_not_certain_to_be_exploding_gradients() -> None:
+    rng = np.random.default_rng(21)
+    n = 600
+    loss = list(healthy_loss(n, rng))
+    lr = list(np.minimum(np.arange(n) / 20, 1.0) * 1e-3)
+    grad = 1.0 + rng.normal(0, 0.03, n)
+    stays = grad.copy()
+    stays[400:] *= 20
+    h = _of(diagnose(_flagged({"loss": loss, "grad_norm": list(stays), "lr": lr}, n)), "exploding_gradients")
+    assert h.confidence is Confidence.HIGH
+    burst = grad.copy()
+    burst[400:440] *= 20  # an RNN's gradient cliff: x20 for 40 steps, then back in the band
+    h2 = _of(diagnose(_flagged({"loss": loss, "grad_norm": list(burst), "lr": lr}, n)), "exploding_gradients")
+    assert h2.confidence is Confidence.MEDIUM and "transient burst" in h2.evidence
+
+
+def test_fp16_skips_as_the_grad_norm_grows_out_of_its_band_are_not_certain_overflow() -> None:
+    rng = np.random.default_rng(22)
+    n = 400
+    loss = list(healthy_loss(n, rng))
+    grad = 1.0 + rng.normal(0, 0.03, n)
+    grad[200] = math.nan
+    scale = [65536.0] * 200 + [32768.0] * 200
+    h = _of(diagnose(_flagged({"loss": loss, "grad_norm": list(grad), "loss_scale": scale}, n)), "fp16_overflow")
+    assert h.confidence is Confidence.HIGH
+    growing = grad.copy()
+    growing[201:] *= np.exp(np.arange(n - 201) / 15)  # the gradients grow by orders of magnitude from the skip
+    hs = diagnose(_flagged({"loss": loss, "grad_norm": list(growing), "loss_scale": scale}, n))
+    h2 = _of(hs, "fp16_overflow")
+    assert h2.confidence is Confidence.MEDIUM and "growing gradients overflow too" in h2.evidence
+
+
+def _warmup_finding() -> Finding:
+    return Finding(
+        "lr_anomaly",
+        Severity.WARN,
+        "lr",
+        195.0,
+        190.0,
+        "learning rate still rising at step 195 although the warm-up was 24 steps: the warm-up never ended",
+        {"anomaly": "warmup_never_ends", "declared": "warmup", "warmup": 24.0},
+    )
+
+
+def test_a_rising_lr_under_a_declared_restarting_schedule_is_not_certainly_a_warmup_that_never_ends() -> None:
+    lr = curve(np.arange(0, 400, 5), np.linspace(1e-3, 1e-2, 80), "lr")
+    plain = {"lr_scheduler_type": "cosine", "warmup_steps": 24, "max_steps": 1200}
+    f = RunFacts(findings=(_warmup_finding(),), lr=lr, config=plain, verdict_healthy=False)
+    assert _of(diagnose(f), "warmup_never_ends").confidence is Confidence.HIGH
+    restarts = {**plain, "lr_scheduler_type": "cosine_with_restarts"}
+    assert Schedule.from_config(restarts) is not None
+    f2 = RunFacts(findings=(_warmup_finding(),), lr=lr, config=restarts, verdict_healthy=False)
+    h = _of(diagnose(f2), "warmup_never_ends")
+    assert h.confidence is Confidence.MEDIUM and "warm restart" in h.evidence
+
+
+def test_the_diagnosis_reads_the_config_saved_beside_the_metrics_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"lr_scheduler": "restarts", "warmup_steps": 24}))
+    target = tmp_path / "metrics.jsonl"
+    target.write_text("")
+    a = RunAnalysis(RunInfo(target=str(target), name="t"))
+    a.info.config = {"logging_steps": 5, "warmup_steps": 30}
+    cfg = facts_of(a).config
+    # the detectors were declared both; what the log printed wins over the file beside it
+    assert cfg["lr_scheduler"] == "restarts" and cfg["logging_steps"] == 5 and cfg["warmup_steps"] == 30
