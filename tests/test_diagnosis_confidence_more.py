@@ -35,7 +35,8 @@ def test_a_grad_norm_burst_that_came_back_is_not_certain_to_be_exploding_gradien
     burst = grad.copy()
     burst[400:440] *= 20  # an RNN's gradient cliff: x20 for 40 steps, then back in the band
     h2 = _of(diagnose(_flagged({"loss": loss, "grad_norm": list(burst), "lr": lr}, n)), "exploding_gradients")
-    assert h2.confidence is Confidence.MEDIUM and "transient burst" in h2.evidence
+    assert h2.confidence is Confidence.LOW and "transient burst" in h2.evidence and h2.settle
+    assert h2.incidental  # the loss never went wrong: the burst did no harm
 
 
 def test_fp16_skips_as_the_grad_norm_grows_out_of_its_band_are_not_certain_overflow() -> None:
@@ -87,3 +88,22 @@ def test_the_diagnosis_reads_the_config_saved_beside_the_metrics_file(tmp_path: 
     cfg = facts_of(a).config
     # the detectors were declared both; what the log printed wins over the file beside it
     assert cfg["lr_scheduler"] == "restarts" and cfg["logging_steps"] == 5 and cfg["warmup_steps"] == 30
+
+
+def test_a_jump_the_loss_never_came_back_from_reads_first_as_a_jolt_when_the_lr_was_flat() -> None:
+    rng = np.random.default_rng(23)
+    n = 600
+    loss = healthy_loss(n, rng)
+    loss[400:] += 1.5  # one step knocked the weights off; the loss never recovers
+    grad = 1.0 + rng.normal(0, 0.03, n)
+    grad[400] = 8.0
+    flat = [1e-3] * n
+    hs = diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": flat}, n))
+    h = _of(hs, "bad_batch")
+    assert h.confidence is Confidence.MEDIUM
+    assert "never came back" in h.evidence or "went wrong after" in h.evidence
+    assert next(x.cause_id for x in hs if not x.incidental) == "bad_batch"
+    # without the grad-norm spike at the jump, nothing ties it to one batch
+    grad[400] = 1.0
+    h2 = _of(diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": flat}, n)), "bad_batch")
+    assert h2.confidence is Confidence.LOW

@@ -3,8 +3,9 @@ orders of magnitude), from the run's global grad norm (per-layer gradients are `
 
 Confidence rules (each rule's docstring says its own in full):
 - exploding gradients: high for a sustained 10x rise beyond noise, with an LR that did not rise into it,
-  leading the loss, not begun by a one-step loss spike, and still out of its band at the end (a burst
-  that came back is transient: an RNN's gradient cliff reads the same); medium otherwise.
+  leading the loss, not begun by a one-step loss spike, and still out of its band at the end; medium
+  otherwise. A burst that came back is transient (an RNN's gradient cliff, a run of hard batches): low,
+  and incidental when the loss never went wrong.
 - vanishing gradients: high for a 30x fall beyond noise, the loss stuck after it but still learning before
   it, the LR not decayed, not begun by a one-step loss spike; medium for 10x; low otherwise.
 """
@@ -39,7 +40,8 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     reads the same); the gradients growing no later than the loss went wrong (else they may be its
     symptom) and not from a one-step loss spike (a bad batch reads the same); three or more points since;
     the grad norm not back inside its reference band at the end of the log (the median of the last third of
-    the points after the peak: a burst that came back is transient, not an explosion). Otherwise medium.
+    the points after the peak). Otherwise medium; low for a burst that came back (transient, not an
+    explosion: consistent with one, nothing more), and then incidental when the loss never went wrong.
     """
     fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or not len(f.grad.finite()):
@@ -95,6 +97,8 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     conf = (
         Confidence.HIGH
         if clear and lr_flat and led and jolt is None and not came_back and len(g.since(onset)) >= 3
+        else Confidence.LOW
+        if came_back
         else Confidence.MEDIUM
     )
     ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
@@ -117,7 +121,12 @@ def exploding(f: RunFacts) -> Hypothesis | None:
         f"the grad norm stays near {fmt(base)}; no divergence after {f.where(onset)}",
         "log the grad norm before and after clipping; the clipped norm should stay at or below the limit",
         steps=(onset,),
+        settle="per-layer grad norms around the burst would tell one layer's gradient cliff from a bad batch"
+        if came_back
+        else "",
         weight=0.8 if lr_flat else 0.4,
+        # A burst that came back while the loss never went wrong did no harm: it happened, nothing more.
+        incidental=came_back and t is None,
     )
 
 

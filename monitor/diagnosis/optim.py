@@ -262,7 +262,9 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     (noise- and precision-aware) within two logging intervals of it, and further out than any excursion of
     the grad norm before it (one outlier batch, not the run's usual noise); no trouble after it; an LR that was
     not rising into it (else an LR too high reads the same). Recovered without a grad-norm spike is
-    medium; otherwise low.
+    medium; so is a spike the loss never came back from when the trouble began at the spike itself, with the
+    grad-norm spike and no LR rising into it (a jolt that knocked the weights off; an LR too high builds up
+    instead, and a lasting jump is not certain to be one batch); otherwise low.
     """
     spikes = [x for x in f.of("spike") if x.metric == _key(f.loss)]
     if not spikes or len(spikes) > 2:
@@ -302,9 +304,12 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         and abs(y.onset_step - x.onset_step) > 2 * iv
         and y.kind not in ("spike", "converged")
     ]
+    # The loss went wrong at the spike itself (a jump it never came back from), with a grad spike there and
+    # no LR rising into it: one jolt that knocked the weights off is the most specific reading.
+    at_once = followed and t is not None and abs(t.onset_step - x.onset_step) <= 2 * iv and gspike and not lr_rising
     if recovered and gspike and not followed and not lr_rising:
         conf = Confidence.HIGH
-    elif recovered and not followed:
+    elif (recovered and not followed) or at_once:
         conf = Confidence.MEDIUM
     else:
         conf = Confidence.LOW
@@ -319,7 +324,7 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         f"replay the data order and look at the batch at {f.where(x.onset_step)}",
         steps=(x.onset_step,),
         settle="" if conf > Confidence.LOW else "log the grad norm and per-sample losses around the spike",
-        weight=0.6 if not followed else 0.2,
+        weight=0.6 if not followed else 0.5 if at_once else 0.2,
         # On a run judged healthy it is a note; on a flagged run it may be the very reason it was flagged.
         incidental=recovered and not followed and (f.verdict_healthy or bool(others)),
     )
