@@ -107,3 +107,34 @@ def test_a_jump_the_loss_never_came_back_from_reads_first_as_a_jolt_when_the_lr_
     grad[400] = 1.0
     h2 = _of(diagnose(_flagged({"loss": list(loss), "grad_norm": list(grad), "lr": flat}, n)), "bad_batch")
     assert h2.confidence is Confidence.LOW
+
+
+def test_a_grad_norm_up_by_a_raw_factor_inside_its_noise_does_not_make_lr_too_high_medium() -> None:
+    rng = np.random.default_rng(24)
+    n = 600
+    loss = healthy_loss(n, rng)
+    loss[400:] += np.exp(np.arange(n - 400) / 40) - 1
+    lr = list(np.minimum(np.arange(n) / 20, 1.0) * 1e-3)  # peaked at step 20, long before
+    noisy = np.exp(rng.normal(0, 0.4, n))  # a small-batch grad norm: x2 moves are its everyday noise
+    noisy[380:] *= 2.0
+    h = _of(diagnose(_flagged({"loss": list(loss), "grad_norm": list(noisy), "lr": lr}, n)), "lr_too_high")
+    assert h.confidence is Confidence.LOW and h.settle
+    clean = 1.0 + rng.normal(0, 0.03, n)
+    clean[380:] *= np.exp(np.arange(n - 380) / 20)  # out of its band, beyond noise
+    h2 = _of(diagnose(_flagged({"loss": list(loss), "grad_norm": list(clean), "lr": lr}, n)), "lr_too_high")
+    assert h2.confidence is Confidence.MEDIUM
+
+
+def test_a_nan_grad_norm_that_came_back_with_a_finite_loss_is_not_a_nan_in_the_weights() -> None:
+    rng = np.random.default_rng(25)
+    n = 400
+    loss = list(healthy_loss(n, rng))
+    grad = list(1.0 + rng.normal(0, 0.03, n))
+    for s in range(200, 212):
+        grad[s] = math.nan
+    h = _of(diagnose(_flagged({"loss": loss, "grad_norm": grad}, n)), "nonfinite")
+    assert h.confidence is Confidence.LOW and h.incidental and "never held it" in h.evidence
+    for s in range(200, n):  # the grad norm never comes back: that is a NaN that stays
+        grad[s] = math.nan
+    h2 = _of(diagnose(_flagged({"loss": loss, "grad_norm": grad}, n)), "nonfinite")
+    assert h2.confidence is Confidence.MEDIUM and not h2.incidental
