@@ -138,3 +138,17 @@ def test_a_nan_grad_norm_that_came_back_with_a_finite_loss_is_not_a_nan_in_the_w
         grad[s] = math.nan
     h2 = _of(diagnose(_flagged({"loss": loss, "grad_norm": grad}, n)), "nonfinite")
     assert h2.confidence is Confidence.MEDIUM and not h2.incidental
+
+
+def test_an_lr_that_jumps_from_a_decayed_level_past_its_old_peak_is_a_jump_not_a_restart() -> None:
+    n = 100
+    s = np.arange(n) * 10.0
+    decay = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * np.arange(n) / n)))
+    jumped = decay.copy()
+    jumped[70:] *= 8  # from ~20% of the peak to ~1.7x the peak, at once
+    causes = {h.cause_id for h in diagnose(RunFacts(findings=(), lr=curve(s, jumped, "lr"), verdict_healthy=False))}
+    assert "lr_jump" in causes and "schedule_reset" not in causes
+    restarted = decay.copy()
+    restarted[70:] = decay[: n - 70]  # the schedule from its start again: back to the old peak, no further
+    causes2 = {h.cause_id for h in diagnose(RunFacts(findings=(), lr=curve(s, restarted, "lr"), verdict_healthy=False))}
+    assert "schedule_reset" in causes2 and "lr_jump" not in causes2

@@ -211,14 +211,17 @@ def _climbing(f: RunFacts, x: Finding) -> bool:
 
 
 def lr_jumped(f: RunFacts) -> Hypothesis | None:
-    """The LR multiplied at once, above anything it reached before, from a level near its peak."""
+    """The LR multiplied at once to 1.2x or more above anything it reached before (from its peak or from a
+    decayed level: no schedule restarts past its old peak)."""
     assert f.lr is not None
     lr = f.lr.finite()
     v = lr.values
     if len(v) < 10:
         return None
     before = np.maximum.accumulate(v)[:-1]
-    up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before) & (v[:-1] >= 0.5 * before))[0] + 1
+    # From near its peak, or from a decayed level to well past the old peak (a restart climbs back to it,
+    # no further).
+    up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before))[0] + 1
     # Not a warm-up step: the LR was flat just before, and the jump is past the first tenth of the run.
     jumps = [int(i) for i in up if i >= max(2, len(v) // 10) and v[i - 2] >= 0.95 * v[i - 1]]
     if not jumps:
@@ -267,7 +270,8 @@ def _lr_keeps_rising(f: RunFacts) -> Hypothesis | None:
 
 
 def _lr_restarted(f: RunFacts) -> Hypothesis | None:
-    """One climb back to about the peak after the LR had decayed (several climbs are restarts by design)."""
+    """One climb back to about the peak after the LR had decayed (several climbs are restarts by design); a
+    climb straight past 1.2x the old peak is no restart."""
     assert f.lr is not None
     lr = f.lr.finite()
     v = lr.values
@@ -281,6 +285,8 @@ def _lr_restarted(f: RunFacts) -> Hypothesis | None:
     later = v[i:]
     if later.max() < 0.5 * peak_so_far[i - 1]:
         return None
+    if v[i] > 1.2 * peak_so_far[i - 1]:
+        return None  # a restart climbs back to about the old peak; this jumped past it (`lr_jumped`)
     st = float(lr.steps[i])
     return Hypothesis(
         "schedule_reset",
