@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
@@ -22,6 +22,7 @@ from tui.runplots import data_version, loss_spec
 from tui.screens.base import RunwatchScreen
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
+from tui.widgets.footer import FittingFooter
 from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 from tui.widgets.run_table import COLUMNS, RunTable
@@ -99,7 +100,7 @@ class MainScreen(RunwatchScreen):
                 yield FindingsList(id="preview-findings")
         yield FilterInput(placeholder="filter runs: words in name, source, state or verdict", id="filter")
         yield NoticeBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
