@@ -201,6 +201,26 @@ def progress_bar(done: float, total: float, width: int = 10) -> str:
     return f"▕{'█' * full}{'░' * (cells - full)}▏{pct}"
 
 
+def _size(n: float, scale: int) -> str:
+    return f"{n / scale:.0f}" if n >= 10 * scale or n == 0 else f"{n / scale:.1f}"
+
+
+def read_amount(done: float, total: float) -> str:
+    """`120/280 MB`: how much of a source has been read, in the unit of its size."""
+    for scale, unit in ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB")):
+        if total >= scale:
+            return f"{_size(done, scale)}/{_size(total, scale)} {unit}"
+    return f"{done:.0f}/{total:.0f} B"
+
+
+def byte_rate_text(per_s: float) -> str:
+    """`45 MB/s`, `3.2 GB/s`, `800 kB/s`: a read rate, short."""
+    for scale, unit in ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB")):
+        if per_s >= scale:
+            return f"{_size(per_s, scale)} {unit}/s"
+    return f"{per_s:.0f} B/s"
+
+
 def live_rate(steps_per_s: float | None, age: float | None, interval: float | None = None) -> float | None:
     """Steps/s as it is now: a run that logged nothing for a while decays towards 0.
 
