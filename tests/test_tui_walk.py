@@ -133,3 +133,23 @@ async def test_keys_that_would_do_nothing_are_not_offered() -> None:
         await pilot.press("enter")
         await _settle(pilot)
         assert "wall" in app.screen.X_AXES and "X axis" in _footer_keys(app)  # type: ignore[attr-defined]
+
+
+def test_a_forced_exit_runs_the_cleanup_hooks_then_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SIGTERM/SIGHUP with a closed terminal: after the grace period the process ends anyway, and the
+    # demo's simulators are stopped first (one failing hook does not keep the others from running).
+    import tui.app as app_module
+
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    ran: list[str] = []
+
+    def failing() -> None:
+        ran.append("failing")
+        raise OSError("already gone")
+
+    app.exit_hooks += [failing, lambda: ran.append("demo.stop")]
+    exits: list[int] = []
+    monkeypatch.setattr(app_module.os, "_exit", exits.append)
+    app._exit_now(129)
+    assert ran == ["failing", "demo.stop"] and exits == [129]
