@@ -190,10 +190,12 @@ class DetailScreen(PlottingScreen):
         epoch = a is not None and own != "epoch" and epochs_of(a) is not None
         tokens = a is not None and own not in ("token", "tokens") and tokens_of(a) is not None
         base = X_AXES if has_times(a) else (STEP,)
+        offered = len(self.X_AXES) > 1
         self.X_AXES = axes_with(base, epoch=epoch, tokens=tokens)
         if self.options.x_axis not in self.X_AXES:
             self.options = replace(self.options, x_axis=STEP, x_range=None)
-        self.refresh_bindings()  # `x` is offered only with a second axis
+        if offered != (len(self.X_AXES) > 1):
+            self.refresh_bindings()  # `x` is offered only with a second axis
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
