@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from monitor import runstate
+from monitor.aiotime import wait_for
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import RunwatchError
 from monitor.feeds import TextFeed
 from monitor.gpu import GpuMonitor, GpuSnapshot, NvmlSampler
-from monitor.hubgpu import gpu_idle_finding
+from monitor.hubgpu import GpuSamples, gpu_idle_finding, gpu_samples
 from monitor.hubloop import SupervisedSources
 from monitor.hubremote import RemoteSources
 from monitor.hubrun import HubRun, run_snapshot
@@ -39,6 +40,9 @@ from monitor.targets import SSH, WANDB_API, Target
 __all__ = ["Hub", "HubEvent", "HubSnapshot", "RunSnapshot"]
 
 _GPU_HISTORY = 120
+#: How many times less often snapshots go out while a run catches up with what its source held
+#: (see `_publisher`): once a second at the default `publish_interval`.
+CATCH_UP_SLOWER = 4
 
 
 class Hub(SupervisedSources, RemoteSources):
@@ -99,9 +103,7 @@ class Hub(SupervisedSources, RemoteSources):
         """Remote folders listed so far: why the last listing failed, or None (`hubremote`)."""
         self._gpu_hosts: set[str] = set()
         self._gpu_streams: dict[str, asyncio.Task[Any]] = {}
-        self._pollers: list[Any] = []
-        self._wandb_added: dict[str, tuple[asyncio.Task[Any], Any]] = {}
-        """W&B targets added while running: each has its own poller (task, WandbTarget)."""
+        self._wandb_task: asyncio.Task[Any] | None = None
 
     # ---- listeners -------------------------------------------------------------------------
     def add_snapshot_listener(self, cb: Callable[[HubSnapshot], Any]) -> None:
@@ -183,8 +185,8 @@ class Hub(SupervisedSources, RemoteSources):
     def add_target(self, raw: str) -> str | None:
         """Start watching one more target now; None, or one line saying why it was not added.
 
-        Files, folders and SSH paths come and go freely. The W&B targets given at start share one
-        batched poller; one added later gets a poller of its own."""
+        Files, folders, SSH paths and W&B targets come and go freely (every W&B target shares the
+        hub's one batched poller)."""
         if raw in self.raw_targets:
             return None
         self.raw_targets.append(raw)
@@ -192,9 +194,7 @@ class Hub(SupervisedSources, RemoteSources):
             return None
         opened = self._open_target(raw)
         if opened is not None and opened.target.kind == WANDB_API:
-            task = self._start_wandb([opened.target])
-            if task is not None:
-                self._wandb_added[raw] = (task, opened.target.wandb)
+            self._add_wandb(opened.target)
         elif opened is not None and self.gpu:
             host = opened.target.ssh.host if opened.target.kind == SSH and opened.target.ssh else "localhost"
             if host not in self._gpu_hosts:
@@ -210,22 +210,16 @@ class Hub(SupervisedSources, RemoteSources):
         """Stop watching a target and drop its runs; the other runs keep their state. None, or why not."""
         if raw not in self.raw_targets:
             return None
-        from monitor.sources.wandb_api import parse_wandb_target
-
-        added = self._wandb_added.pop(raw, None)
-        if parse_wandb_target(raw) is not None and added is None:
-            return f"{raw}: the W&B targets given at start share one poller; restart to remove one"
         self.raw_targets.remove(raw)
         tasks: list[asyncio.Task[Any]] = []
-        if added is not None:
-            tasks.append(added[0])
-            self._tasks.remove(added[0])
         found = self._discoveries.pop(raw, None)
         if found is not None:
             tasks.append(found)
             self._tasks.remove(found)
-        for run_id in [i for i, r in self.runs.items() if raw in (r.ref.origin, r.target.raw)]:
-            tasks.extend(self.runs.pop(run_id).tasks)
+        dropped = [self.runs.pop(i) for i, r in list(self.runs.items()) if raw in (r.ref.origin, r.target.raw)]
+        for run in dropped:
+            tasks.extend(run.tasks)
+        self._remove_wandb(raw, [r.target.wandb for r in dropped if r.target.wandb is not None])
         in_use = {r.target.ssh.host for r in self.runs.values() if r.target.ssh is not None}
         for host in [h for h in self._gpu_streams if h not in in_use]:  # its last run went: stop its GPU stream
             stream = self._gpu_streams.pop(host)
@@ -397,11 +391,14 @@ class Hub(SupervisedSources, RemoteSources):
         mon.start()
         self._closers.append(mon.stop)
 
-    def _check_gpu_idle(self, run: HubRun, now: float) -> None:
+    def _check_gpu_idle(self, run: HubRun, now: float, samples: dict[str, GpuSamples]) -> None:
+        """`samples`: each host's GPU samples, built once per tick for all its runs."""
         live = run.state.word == runstate.LIVE
-        history = self.gpu_history.get(run.target.host)
+        host = run.target.host
+        if host not in samples:
+            samples[host] = gpu_samples(self.gpu_history.get(host))
         step = run.analysis.detectors.last_step
-        f = gpu_idle_finding(history, run.target.host, live, run.last_update, step, now, self.config.thresholds)
+        f = gpu_idle_finding(samples[host], host, live, run.last_update, step, now, self.config.thresholds)
         if f is None:
             run.analysis.detectors.clear_external("gpu_idle")
         else:
@@ -417,6 +414,7 @@ class Hub(SupervisedSources, RemoteSources):
         """Time-based checks: stalls and idleness, idle GPUs, a format still undecided."""
         now = self.clock()
         anomaly = False
+        gpu: dict[str, GpuSamples] = {}
         for run in list(self.runs.values()):
             changed = run.analysis.tick(now)
             if isinstance(run.feed, TextFeed):
@@ -427,7 +425,7 @@ class Hub(SupervisedSources, RemoteSources):
                     why = f"{run.ref.name}: no answer from the source for {waited:.0f} s"
                     self._source_problem(run, why, connection=runstate.CONNECTING)
             before = run.analysis.detectors.version
-            self._check_gpu_idle(run, now)
+            self._check_gpu_idle(run, now, gpu)
             changed = changed or run.analysis.detectors.version != before
             if changed:
                 self._after_rows(run, True, data=False)
@@ -444,8 +442,13 @@ class Hub(SupervisedSources, RemoteSources):
             if self._snapshot_listeners:  # `watch` alone has none: no snapshot to build
                 self.publish()
             if not self._urgent.is_set():
+                # While a run catches up, views redraw (its plot) on this process's core, which
+                # its judging needs: they get its progress less often (caught up is urgent).
+                pause = self.publish_interval
+                if any(r.progress is not None for r in self.runs.values()):
+                    pause *= CATCH_UP_SLOWER
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self.publish_interval)
+                    await wait_for(self._urgent.wait(), pause)
             self._urgent.clear()
 
     def publish(self) -> HubSnapshot:

@@ -19,8 +19,18 @@ def gpu_for(snap: GpuSnapshot | None) -> tuple[float | None, float | None]:
     return (sum(utils) / len(utils) if utils else None, sum(mems) / len(mems) if mems else None)
 
 
+GpuSamples = list[tuple[float, list[float | None]]]
+
+
+def gpu_samples(history: Sequence[GpuSnapshot] | None) -> GpuSamples:
+    """The idle-GPU rule's input from a host's snapshots: (time, per-GPU utilisation) pairs, or
+    nothing when no snapshot has a utilisation (no GPU there, or none readable)."""
+    samples = [(s.time, [g.util_pct for g in s.gpus]) for s in history or ()]
+    return samples if any(u is not None for _, utils in samples for u in utils) else []
+
+
 def gpu_idle_finding(
-    history: Sequence[GpuSnapshot] | None,
+    samples: GpuSamples,
     host: str,
     live: bool,
     last_update: float | None,
@@ -28,8 +38,7 @@ def gpu_idle_finding(
     now: float,
     th: Thresholds = DEFAULT,
 ) -> Finding | None:
-    """The idle-GPU finding for a live run on `host`, or None."""
-    if not history or not live or last_update is None:
+    """The idle-GPU finding for a live run on `host` (`samples` from `gpu_samples`), or None."""
+    if not samples or not live or last_update is None:
         return None
-    samples = [(s.time, [g.util_pct for g in s.gpus]) for s in history]
     return gpu_idle(samples, host, last_update, step, now, th)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from monitor import runstate
+from monitor.aiotime import wait_for
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import FormatError, RunwatchError
@@ -163,15 +164,18 @@ class SupervisedSources:
 
     async def _watch_writers(self) -> None:
         """Local files whose writer process was seen and has gone: their runs have finished."""
-        from monitor.sources.writers import writers_of
+        from monitor.sources.writers import writer_counts
 
         while True:
             await asyncio.sleep(self.writer_poll)
-            for run in list(self.runs.values()):
-                path = run.ref.path
-                if path is None or run.analysis.info.state != "running" or run.state.word not in ALIVE:
-                    continue
-                n = await asyncio.to_thread(writers_of, path)
+            watched = {run.ref.path: run for run in self.runs.values() if run.ref.path is not None and _running(run)}
+            if not watched:
+                continue
+            counts = await asyncio.to_thread(writer_counts, list(watched))  # one /proc scan for all
+            for path, n in counts.items():
+                run = watched[path]
+                if self.runs.get(run.ref.id) is not run or not _running(run):
+                    continue  # removed or ended while /proc was read
                 if n:
                     run.writer_seen = True
                 elif n == 0 and run.writer_seen:
@@ -211,10 +215,15 @@ class SupervisedSources:
         path = ssh.path
         quoted = '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
         try:
-            res = await asyncio.wait_for(
+            res = await wait_for(
                 self.ssh_pool.run(ssh, f"stat -L -c '%Y %s' -- {quoted}", timeout=_STAT_TIMEOUT), _STAT_TIMEOUT + 1
             )
             mtime, size = res.stdout.split()[:2]
             return float(mtime), int(size)
         except (RunwatchError, TimeoutError, OSError, ValueError):
             return None  # the tail says why, if the file cannot be read at all
+
+
+def _running(run: HubRun) -> bool:
+    """A local run whose writer is worth looking for: not ended, and alive by its rows."""
+    return run.analysis.info.state == "running" and run.state.word in ALIVE

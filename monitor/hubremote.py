@@ -32,7 +32,7 @@ class RemoteSources:
     _pool_listening: bool
     _stopping: bool
     _poller: Any
-    _pollers: list[Any]
+    _wandb_task: asyncio.Task[Any] | None
     _tasks: list[asyncio.Task[Any]]
     _wandb_client_factory: Callable[[str | None], Any] | None
     _closers: list[Callable[[], Awaitable[Any] | Any]]
@@ -105,7 +105,8 @@ class RemoteSources:
             row = self._add_run(RunRef(st.origin, target, st.origin, TEXT, st.origin))
         self._source_problem(row, f"{st.origin}: {st.error} (listed again later)")
 
-    def _start_wandb(self, targets: list[Target]) -> asyncio.Task[Any] | None:
+    def _start_wandb(self, targets: list[Target]) -> None:
+        """The hub's one W&B poller, for the W&B targets given at start (`_add_wandb` adds more)."""
         from monitor.sources.wandb_poller import WandbPoller
 
         def on_rows(wt: Any, rows: tuple[Row, ...]) -> None:
@@ -144,22 +145,47 @@ class RemoteSources:
         except RunwatchError as e:
             for t in targets:
                 self._failed_target(t.raw, e.message)
-            return None
-        self._poller = self._poller or poller
-        self._pollers.append(poller)  # one per W&B target added while running (`Hub.add_target`)
+            return
+        self._poller = poller
         for t in targets:
             assert t.wandb is not None
             if t.wandb.run_id:
                 self._wandb_run(t.wandb)
-        task = asyncio.ensure_future(poller.run())
-        self._tasks.append(task)
+        self._poll_wandb()
 
-        def forget(_task: asyncio.Task[Any]) -> None:
-            if poller in self._pollers:
-                self._pollers.remove(poller)
+    def _poll_wandb(self) -> None:
+        """Run the poller (again: it returns once nothing is left to poll)."""
+        if self._wandb_task is not None and not self._wandb_task.done():
+            return
+        if self._wandb_task is not None:
+            self._tasks.remove(self._wandb_task)
+        self._wandb_task = asyncio.ensure_future(self._poller.run())
+        self._tasks.append(self._wandb_task)
 
-        task.add_done_callback(forget)
-        return task
+    def _add_wandb(self, target: Target) -> None:
+        """A W&B target added while running: polled by the same poller from its next poll, at once."""
+        assert target.wandb is not None
+        if self._poller is None:
+            self._start_wandb([target])
+            return
+        try:
+            self._poller.add(target.wandb)
+        except RunwatchError as e:  # a backend without credentials
+            self._failed_target(target.raw, e.message)
+            return
+        if target.wandb.run_id:
+            self._wandb_run(target.wandb)
+        self._poller.scheduler.poll_now()
+        self._poll_wandb()
+
+    def _remove_wandb(self, raw: str, runs: list[Any]) -> None:
+        """A W&B target removed while running: the poller forgets it and the runs the hub dropped
+        with it (their cursors go too: one named again starts over); the others poll on."""
+        from monitor.sources.wandb_api import parse_wandb_target
+
+        target = parse_wandb_target(raw)
+        if target is not None and self._poller is not None:
+            self._poller.remove(target, runs)
 
     def _wandb_run(self, wt: Any) -> HubRun:
         run_id = f"wandb://{wt.entity}/{wt.project}/{wt.run_id}"
@@ -190,8 +216,8 @@ class RemoteSources:
 
     def note_anomaly(self) -> None:
         """Ask remote pollers for their shortest interval (an anomaly was seen)."""
-        for poller in self._pollers:
-            poller.scheduler.anomaly()
+        if self._poller is not None:
+            self._poller.scheduler.anomaly()
 
     async def _remote_gpu(self, host: str) -> None:
         parser = NvidiaSmiParser(host)

@@ -121,31 +121,42 @@ def test_wandb_targets_added_and_removed_while_running(server: FakeWandbServer, 
     first = server.add_run("ent", "proj", "r1", rows=[{"loss": 3.0 - i * 0.01} for i in range(20)])
     later = server.add_run("ent", "other", "r2", rows=[{"loss": 3.0 - i * 0.01} for i in range(20)])
     server.append(later, {"loss": float("nan")})
+    listed = server.add_run("ent", "team", "p1", rows=[{"loss": 2.0}] * 10)
+    r1, r2, p1 = "wandb://ent/proj/r1", "wandb://ent/other/r2", "wandb://ent/team/p1"
+    local = tmp_path / "a.log"
+    local.write_text(lines(30))
 
     async def go() -> None:
-        async with Hub(["wandb://ent/proj/r1"], gpu=False, writer_poll=0) as hub:
-            await until(lambda: hub.runs["wandb://ent/proj/r1"].analysis.store.rows == 20, what="r1 read")
-            assert hub.add_target("wandb://ent/other/r2") is None
-            r2 = "wandb://ent/other/r2"
+        async with Hub([r1, "wandb://ent/team", str(local)], gpu=False, writer_poll=0) as hub:
+            await until(lambda: hub.runs[r1].analysis.store.rows == 20, what="r1 read")
+            await until(lambda: p1 in hub.runs and hub.runs[p1].analysis.store.rows == 10, what="project listed")
+            poller = hub._poller
+            kept = {r: hub.runs[r].analysis for r in (p1, str(local))}
+            assert hub.add_target(r2) is None
             await until(
                 lambda: r2 in hub.runs and hub.runs[r2].analysis.judgement().verdict is Verdict.BAD,
                 timeout=30,
-                what="r2 read and judged by its own poller",
+                what="r2 read and judged, by the same batched poller",
             )
-            assert len(hub._pollers) == 2
-            hub.note_anomaly()  # both pollers snap back
-            assert await hub.remove_target(r2) is None
-            assert set(hub.runs) == {"wandb://ent/proj/r1"}
-            assert len(hub._pollers) == 1
-            server.append(later, {"loss": 1.0})
+            assert hub._poller is poller
+            # A target given at start goes like one added later; the others keep their state.
+            assert await hub.remove_target(r1) is None
+            assert set(hub.runs) == {p1, r2, str(local)}
+            assert all(hub.runs[r].analysis is kept[r] for r in kept)
             server.append(first, {"loss": 2.5})
+            server.append(later, {"loss": 1.0})
             hub.note_anomaly()
-            await until(lambda: hub.runs["wandb://ent/proj/r1"].analysis.store.rows == 21, timeout=30, what="r1 on")
-            assert r2 not in hub.runs  # its poller is gone: nothing brings it back
-            # The targets given at start share one batched poller: removing one needs a restart.
-            assert "restart" in (await hub.remove_target("wandb://ent/proj/r1") or "")
-            assert "wandb://ent/proj/r1" in hub.runs
-        assert first.rows and not server.problems
+            await until(lambda: hub.runs[r2].analysis.store.rows == 22, timeout=30, what="r2 polled on")
+            assert r1 not in hub.runs  # forgotten by the poller: nothing brings it back
+            assert await hub.remove_target("wandb://ent/team") is None
+            assert set(hub.runs) == {r2, str(local)}
+            server.append(listed, {"loss": 1.9})
+            # Named again, a removed run starts over: every row once, none twice.
+            assert hub.add_target(r1) is None
+            await until(lambda: r1 in hub.runs and hub.runs[r1].analysis.store.rows == 21, timeout=30, what="r1 back")
+            assert p1 not in hub.runs  # the poll that read r1 again no longer lists its project
+            assert hub.runs[str(local)].analysis is kept[str(local)]
+        assert not server.problems
 
     asyncio.run(go())
 
@@ -180,6 +191,41 @@ def test_fleet_follows_the_targets_file(tmp_path: Path) -> None:
     assert any("1 added, 0 removed, 2 watched" in x or "1 added, 0 removed" in x for x in out), out
     assert any("0 added, 1 removed, 1 watched" in x for x in out), out
     assert all(" runwatch: " in x for x in out) and out[-1].endswith(")") and "stopped" in out[-1]
+
+
+@pytest.mark.timeout(90)
+def test_fleet_removes_and_adds_wandb_targets_on_reload(server: FakeWandbServer, tmp_path: Path) -> None:  # noqa: F811
+    server.add_run("ent", "proj", "r1", rows=[{"loss": 3.0 - i * 0.01} for i in range(20)])
+    server.add_run("ent", "proj", "r2", rows=[{"loss": 3.0 - i * 0.01} for i in range(15)])
+    r1, r2 = "wandb://ent/proj/r1", "wandb://ent/proj/r2"
+    a = tmp_path / "a.log"
+    a.write_text(lines(40))
+    tf = tmp_path / "targets"
+    tf.write_text(f"{a}\n{r1}\n{r2}\n")
+    log = io.StringIO()
+
+    async def go() -> None:
+        fleet = Fleet(None, tf, log=log, poll=0.05)
+        async with Hub(fleet.targets, gpu=False, writer_poll=0) as hub:
+            fleet.start(hub)
+            try:
+                await until(lambda: r2 in hub.runs and hub.runs[r2].analysis.store.rows == 15, what="r2 read")
+                await until(lambda: hub.runs[r1].analysis.store.rows == 20, what="r1 read")
+                kept = hub.runs[r2].analysis, hub.runs[str(a)].analysis
+                tf.write_text(f"{a}\n{r2}\n")
+                await until(lambda: r1 not in hub.runs, what="r1 removed on change")
+                assert (hub.runs[r2].analysis, hub.runs[str(a)].analysis) == kept
+                tf.write_text(f"{a}\n{r2}\n{r1}\n")
+                fleet.request_reload()  # what SIGHUP does
+                await until(lambda: r1 in hub.runs and hub.runs[r1].analysis.store.rows == 20, what="r1 back")
+                assert (hub.runs[r2].analysis, hub.runs[str(a)].analysis) == kept
+            finally:
+                await fleet.aclose()
+
+    asyncio.run(go())
+    out = log.getvalue()
+    assert f"0 added, 1 removed, 2 watched (-{r1})" in out and f"1 added, 0 removed, 3 watched (+{r1})" in out, out
+    assert "restart" not in out
 
 
 def _free_port() -> int:

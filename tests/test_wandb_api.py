@@ -650,3 +650,37 @@ def test_unknown_run_is_an_api_error_state(server: FakeWandbServer) -> None:
     assert sink.last("ghost").state == "api_error"
     assert sink.last("ghost").error == "run ent/proj/ghost not found on W&B"
     assert sink.last("real").state == "running"
+
+
+@pytest.mark.timeout(60)
+def test_targets_added_and_removed_between_and_during_polls(server: FakeWandbServer) -> None:
+    r1 = server.add_run(E, P, "r1", rows=[{"loss": 3.0}, {"loss": 2.9}])
+    server.add_run(E, P, "r2", rows=[{"loss": 2.0}])
+    server.add_run(E, "team", "t1", rows=[{"loss": 1.0}])
+    clock, sink = FakeClock(), Sink()
+    poller = make_poller([run_target("r1")], clock, sink)
+    poll(poller)
+    poller.add(run_target("r2"))
+    poller.add(WandbTarget(E, "team", None))
+    poll(poller)  # lists the project's running runs...
+    poll(poller)  # ...and reads them
+    assert {k: len(v) for k, v in sink.rows.items()} == {"r1": 2, "r2": 1, "t1": 1}
+    assert len(server.graphql_requests()) == 3  # still one POST a poll for all of them
+
+    async def remove_while_polling() -> None:
+        server.append(r1, {"loss": 2.8})
+        server.hang(1, seconds=0.5)  # answered late, but answered: the request is in flight meanwhile
+        task = asyncio.ensure_future(poller.poll_once())
+        await asyncio.sleep(0.2)
+        poller.remove(run_target("r1"))
+        poller.remove(WandbTarget(E, "team", None), [WandbTarget(E, "team", "t1")])
+        await task
+
+    asyncio.run(remove_while_polling())
+    assert len(sink.rows["r1"]) == 2 and set(poller.statuses) == {run_target("r2")}
+    assert not poller.done
+    poller.remove(run_target("r2"))
+    assert poller.done
+    poller.add(run_target("r1"))  # named again: from its first row
+    poll(poller)
+    assert [r.values["loss"] for r in sink.rows["r1"]] == [3.0, 2.9, 3.0, 2.9, 2.8]

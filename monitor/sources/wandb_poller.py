@@ -32,22 +32,13 @@ for the next poll straight away. Each run keeps a cursor (the next `_step`) and 
 for runs logged with `wandb.log(step=...)`, never so wide that W&B would sample the range (a full
 answer to a wide range is discarded and the width bisected), so no row is skipped or sampled away.
 
-Interval (`PollScheduler`): starts at 10 s and doubles (20, 40, 60 s cap) after `grow_after`
-uneventful polls in a row (backlog polls do not count); snaps back to 10 s on `anomaly()` (the
-caller's detectors decide what is an anomaly), when a run's state changes or a run appears, and
-when rows arrive after `quiet_after` (300) seconds without any: a stalled run coming back.
-Errors (5xx, refused, timeouts) back off 10, 20, 40, … 120 s (±10 %). A 429 is not backed off:
-no request goes out before its `RateLimit-Reset` / `Retry-After` seconds (plus jitter, up to 10 %
-or 1 s) have passed, and the same floor applies when a successful answer says the limit is spent
-(`RateLimit-Remaining: 0`). Clock, sleep and random source are parameters (tests use a fake clock).
+The interval, error backoff and rate-limit floors are `monitor.sources.wandb_schedule.PollScheduler`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -66,6 +57,7 @@ from monitor.sources.wandb_api import (
     WandbTarget,
     resolve_credentials,
 )
+from monitor.sources.wandb_schedule import PollScheduler
 from monitor.sources.wandb_select import Selection
 from monitor.stepaxis import StepAxis
 from monitor.wandb.reader import histogram_norm
@@ -102,92 +94,6 @@ class WandbRunStatus:
     def stale(self) -> bool:
         """True while the run's data cannot be fetched (unreachable is not broken)."""
         return self.state in ("unreachable", "api_error")
-
-
-class PollScheduler:
-    """When to poll next: an adaptive interval, error backoff and rate-limit floors (see module doc)."""
-
-    def __init__(
-        self,
-        *,
-        min_interval: float = 10.0,
-        max_interval: float = 60.0,
-        grow_after: int = 2,
-        error_max: float = 120.0,
-        quiet_after: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.min_interval, self.max_interval = min_interval, max_interval
-        self.grow_after, self.error_max, self.quiet_after = grow_after, error_max, quiet_after
-        self._clock, self._rng = clock, rng
-        self.interval = min_interval
-        self.errors = 0
-        self._streak = 0
-        self._error_delay = 0.0
-        self._last_poll: float | None = None
-        self._last_data: float | None = None
-        self._not_before = -math.inf
-        self._catch_up = False
-
-    def anomaly(self) -> None:
-        """Something needs watching closely: poll at the shortest interval again (also shortens a wait)."""
-        self.interval = self.min_interval
-        self._streak = 0
-
-    def succeeded(self, *, new_data: bool, changed: bool, backlog: bool) -> None:
-        """Record a successful poll: whether rows arrived, a state changed, more rows are waiting."""
-        now = self._clock()
-        self.errors = 0
-        self._catch_up = backlog
-        resumed = new_data and self._last_data is not None and now - self._last_data >= self.quiet_after
-        if changed or resumed:
-            self.anomaly()
-        elif not backlog:  # catching up is one poll split in pages, not a sign of health
-            self._streak += 1
-            if self._streak >= self.grow_after:
-                self.interval = min(self.interval * 2, self.max_interval)
-                self._streak = 0
-        if new_data:
-            self._last_data = now
-        self._last_poll = now
-
-    def failed(self) -> None:
-        """Record a failed poll: back off exponentially with jitter."""
-        self.errors += 1
-        self._streak = 0
-        self._catch_up = False
-        base = min(self.min_interval * 2 ** (self.errors - 1), self.error_max)
-        self._error_delay = base * (0.9 + 0.2 * self._rng())
-        self._last_poll = self._clock()
-
-    def rate_limited(self, seconds: float, *, refused: bool = False) -> None:
-        """Send nothing for `seconds` (plus jitter, so many clients do not return at once).
-
-        `refused`: the poll itself got a 429; it is retried once the limit resets, not backed off.
-        """
-        now = self._clock()
-        jitter = self._rng() * max(1.0, 0.1 * seconds)
-        self._not_before = max(self._not_before, now + seconds + jitter)
-        if refused:
-            self._catch_up = False
-            self._last_poll = now
-
-    def next_poll_at(self) -> float:
-        """Clock time at which the next poll is due."""
-        if self._last_poll is None:
-            due = -math.inf
-        elif self.errors:
-            due = self._last_poll + self._error_delay
-        elif self._catch_up:
-            due = self._last_poll
-        else:
-            due = self._last_poll + self.interval
-        return max(due, self._not_before)
-
-    def due_in(self) -> float:
-        """Seconds until the next poll is due (0 when it is due now)."""
-        return max(0.0, self.next_poll_at() - self._clock())
 
 
 @dataclass
@@ -239,7 +145,7 @@ class WandbPoller:
         tick: float = 1.0,
     ) -> None:
         """Resolve credentials for each backend (may raise `RunwatchError`; reads ~/.netrc, no request)."""
-        factory = client_factory or (lambda base: WandbClient(resolve_credentials(base)))
+        self._factory = client_factory or (lambda base: WandbClient(resolve_credentials(base)))
         self.on_rows, self.on_state = on_rows, on_state
         self.scheduler = scheduler or PollScheduler()
         self.page_size, self.discover_every, self.tick = page_size, discover_every, tick
@@ -249,16 +155,49 @@ class WandbPoller:
         self._clients: dict[str | None, WandbClient] = {}
         self._projects: dict[tuple[str | None, str, str, Selection | None], _Project] = {}
         self._tracks: dict[WandbTarget, _Track] = {}
+        self._named: dict[WandbTarget, int] = {}
+        """How many times each target was given (`add`), so removing one of two spellings keeps it."""
         for t in targets:
-            if t.base_url not in self._clients:
-                self._clients[t.base_url] = factory(t.base_url)
-            proj = self._projects.setdefault(
-                (t.base_url, t.entity, t.project, t.select), _Project(t.base_url, t.entity, t.project, select=t.select)
-            )
-            if t.run_id is None:
-                proj.watch_running = t.select is None  # a selection is listed once instead
-            else:
-                self._add_run(proj, t)
+            self.add(t)
+
+    def add(self, t: WandbTarget) -> None:
+        """Watch one more run or project target (polled from the next poll on). May raise `RunwatchError`
+        for a backend without credentials; `run()` must be started again if it had returned (`done`)."""
+        if t.base_url not in self._clients:
+            self._clients[t.base_url] = self._factory(t.base_url)
+        self._named[t] = self._named.get(t, 0) + 1
+        proj = self._projects.setdefault(
+            (t.base_url, t.entity, t.project, t.select), _Project(t.base_url, t.entity, t.project, select=t.select)
+        )
+        if t.run_id is None:
+            proj.watch_running = proj.watch_running or t.select is None  # a selection is listed once instead
+        else:
+            track = self._add_run(proj, t)
+            track.active = True
+
+    def remove(self, t: WandbTarget, runs: Iterable[WandbTarget] = ()) -> None:
+        """Stop watching a target given to `add` and forget `runs` (the runs it brought, which the
+        caller dropped); the other targets' runs keep their cursors. A poll in flight delivers
+        nothing more for what was forgotten."""
+        if t not in self._named:
+            return  # never added (its backend had no credentials), or removed already
+        left = self._named[t] - 1
+        if left > 0:
+            self._named[t] = left
+            return
+        self._named.pop(t, None)
+        gone = set(runs) | ({t} if t.run_id is not None else set())
+        for target in gone:
+            self._tracks.pop(target, None)
+        for key, proj in list(self._projects.items()):
+            proj.runs = [r for r in proj.runs if r not in gone]
+            if key == (t.base_url, t.entity, t.project, t.select) and t.run_id is None:
+                proj.watch_running, proj.select = False, None
+            if not proj.runs and not proj.watch_running and proj.select is None:
+                del self._projects[key]
+        in_use = {p.base for p in self._projects.values()}
+        for base in [b for b in self._clients if b not in in_use]:
+            del self._clients[base]
 
     @property
     def statuses(self) -> Mapping[WandbTarget, WandbRunStatus]:
@@ -296,12 +235,14 @@ class WandbPoller:
                     failed = True
                 for proj in plan:
                     for t in proj.runs:
-                        if self._tracks[t].active:
+                        if t in self._tracks and self._tracks[t].active:
                             self._set(t, replace(self._tracks[t].status, state=e.kind, error=e.message))
                 continue
             if answer.wait is not None:
                 self.scheduler.rate_limited(answer.wait)
             for proj, pa in zip(plan, answer.projects, strict=True):
+                if all(p is not proj for p in self._projects.values()):
+                    continue  # its target was removed while the request was out
                 n, c, b = self._apply(proj, pa)
                 new_data, changed, backlog = new_data or n, changed or c, backlog or b
         if failed:
@@ -358,9 +299,11 @@ class WandbPoller:
         new_data = changed = backlog = False
         for run_id, info in answer.runs.items():
             target = WandbTarget(proj.entity, proj.project, run_id, proj.base)
+            if target not in self._tracks:
+                continue  # removed while the request was out
             n, c, b = self._apply_run(target, info)
             new_data, changed, backlog = new_data or n, changed or c, backlog or b
-        if answer.running is not None:
+        if answer.running is not None and proj.watch_running:
             proj.list_after = answer.next_page
             proj.list_in = 0 if answer.next_page else self.discover_every - 1
             for info in answer.running:
@@ -371,7 +314,7 @@ class WandbPoller:
                     track.active, track.final_polls = True, 1
                     changed = backlog = True
                     self._set(target, self._status_from(track, info))
-        if answer.selected is not None:
+        if answer.selected is not None and proj.select is not None:
             proj.selected = True
             changed = backlog = True  # the runs it names are read from the next poll on, at once
             for info in answer.selected:
