@@ -158,7 +158,7 @@ class EvalMonitor:
         t = self.train()
         better = self.quality() if self.quality is not None else None
         level = t.level if t is not None and t.n else None
-        noise = 0.35 * t.sigma if level is not None and t is not None and t.full else 0.0
+        noise = t.level_noise if level is not None and t is not None and t.full else 0.0
         return self.evals.update(step, x, level, better, self._warmup(), noise) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
@@ -168,7 +168,7 @@ class EvalMonitor:
         update = self.evals.update
         t = self.train()
         level = t.level if t is not None and t.n else None
-        noise = 0.35 * t.sigma if level is not None and t is not None and t.full else 0.0
+        noise = t.level_noise if level is not None and t is not None and t.full else 0.0
         better = self.quality() if self.quality is not None else None
         warmup = self._warmup()
         changed = False
