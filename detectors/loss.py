@@ -13,6 +13,8 @@ from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
 from monitor.model import Severity
 
+#: A loss negative from its start that reaches this many times its first magnitude has no lower bound.
+_UNBOUNDED = 100.0
 _TOTAL_LOSS_RE = re.compile(
     r"^(?:(?:train|training|trainer)[/_ ])?"
     r"(?:total[/_ ]?loss|loss(?:[/_ ]total)?|lm[ _]loss|train[ _]loss|trl|tot_loss)$"
@@ -208,6 +210,7 @@ class DivergenceDetector(Detector):
         "_low_step",
         "_onset",
         "_progress",
+        "_start",
         "_th",
         "_trend_hits",
         "component",
@@ -230,6 +233,7 @@ class DivergenceDetector(Detector):
         self._onset: float | None = None
         self._big_run = 0
         self._trend_hits = 0
+        self._start: float | None = None
 
     def holding(self, s: SeriesStats) -> bool:
         """The level is at (or within the small margin of) its best."""
@@ -247,6 +251,10 @@ class DivergenceDetector(Detector):
         """`warming`: the LR has not decayed since its warm-up began; `climbing`: it is rising through
         that warm-up right now (a loss rising then only warns: see below)."""
         th = self._th
+        if self._start is None:
+            self._start = step
+        if s.linear and s.first < 0.0 and s.level < -_UNBOUNDED:
+            return self._unbounded(s, step)
         sigma = s.absdiff * _SIGMA
         small = th.trend_noise_k * sigma
         if small < th.divergence_small:
@@ -328,6 +336,23 @@ class DivergenceDetector(Detector):
             f"{self.metric} is diverging: level {rel} its best ({fmt(best)} at {self.axis} {fmt(best_step)}) "
             f"{how}{part}",
             {"excess": pct(excess), "best": best, "best_step": best_step, "value": s.last_value},
+        )
+
+    def _unbounded(self, s: SeriesStats, step: float) -> bool:
+        """A loss negative from its first value whose level has grown to `_UNBOUNDED` times that
+        magnitude: a bounded objective (even a negative one, a log-likelihood) settles within a few
+        times its first value; one that keeps 'improving' by orders of magnitude has no lower bound
+        (a cross-entropy fed targets outside its domain), and the weights run away to exploit it."""
+        if self._already(Severity.BAD):
+            return False
+        return self._fire(
+            Severity.BAD,
+            step,
+            self._start if self._start is not None else step,
+            f"{self.metric} is running away to minus infinity: {fmt(s.last_value)} at {self.axis} {fmt(step)}, "
+            f"over {_UNBOUNDED:.0f}x its first value {fmt(s.first)} (already negative): the objective has no "
+            "lower bound",
+            {"value": s.last_value, "first": s.first},
         )
 
     def _stuck(self, s: SeriesStats, step: float, spike: SpikeDetector, severity: Severity) -> bool:
