@@ -146,15 +146,12 @@ class EvalDetector(Detector):
         train_level: float | None,
         quality: tuple[str, float, float, float] | None = None,
         warmup: bool = False,
-        train_noise: float = 0.0,
     ) -> bool:
         """Fold in one evaluation; `train_level` is the training loss's current log level, if known;
         `quality` is the run's quality metric (accuracy, mAP, F1: name, `last_y`, `best_y`, `noise`). A
         worse eval loss while that metric has reached better values since the loss was at its best
         is over-confidence to watch, not a reason to stop. `warmup`: the LR is still rising through its
-        initial warm-up. `train_noise`: the training loss's point-to-point noise, in its level's units: the
-        training loss "keeps falling" when its level is lower than when the eval was at its best by more
-        than that (a loss back at about the same level in a new epoch is not over-fitting evidence)."""
+        initial warm-up."""
         th = self._th
         if not self._linear and (x < 0.0 or (self._baseline is not None and self._baseline < 0.0)):
             self._go_linear(x)
@@ -220,7 +217,7 @@ class EvalDetector(Detector):
         overfit = (
             train_level is not None
             and self._train_at_best is not None
-            and train_level < self._train_at_best - max(math.log(1.01), train_noise)
+            and train_level < self._train_at_best - math.log(1.01)
         )
         # Accuracy-like metrics wobble more than losses; they only ever warn.
         # With a quality metric beside it, an eval loss is clearly worse only when quality is clearly

@@ -158,8 +158,7 @@ class EvalMonitor:
         t = self.train()
         better = self.quality() if self.quality is not None else None
         level = t.level if t is not None and t.n else None
-        noise = t.level_noise if level is not None and t is not None and t.full else 0.0
-        return self.evals.update(step, x, level, better, self._warmup(), noise) or changed
+        return self.evals.update(step, x, level, better, self._warmup()) or changed
 
     def many(self, steps: list[float], xs: list[float]) -> bool:
         """`self(step, x)` over a column of points, with the training level as it stands (a column
@@ -168,7 +167,6 @@ class EvalMonitor:
         update = self.evals.update
         t = self.train()
         level = t.level if t is not None and t.n else None
-        noise = t.level_noise if level is not None and t is not None and t.full else 0.0
         better = self.quality() if self.quality is not None else None
         warmup = self._warmup()
         changed = False
@@ -179,7 +177,7 @@ class EvalMonitor:
                 continue
             if nan is not None and nan.current is not None and nan.finite(step):
                 changed = True
-            if update(step, x, level, better, warmup, noise):
+            if update(step, x, level, better, warmup):
                 changed = True
         return changed
 

@@ -186,13 +186,6 @@ class SeriesStats:
             self.best_step = step
 
     @property
-    def level_noise(self) -> float:
-        """The noise of `level` itself: an EWMA of points with noise `sigma` wanders by
-        sigma * sqrt(alpha / (2 - alpha)) (about a third of it for a span of 8)."""
-        a = self._alpha
-        return self.sigma * math.sqrt(a / (2.0 - a))
-
-    @property
     def noise(self) -> float:
         """The robust noise scale, floored so perfectly smooth series do not give infinite z."""
         return self.scale if self.scale > 1e-3 else 1e-3
