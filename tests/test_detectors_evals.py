@@ -102,3 +102,16 @@ def test_a_best_made_during_the_warmup_stays_the_reference_but_only_warns(noise:
     # Without a warm-up the same best is an operating point: the same rise is bad.
     found, bad = _feed(_warmup_run(noise, 0, 7))
     assert bad and bad[0].kind == "overfit" and 200 <= bad[0].onset_step <= 500
+
+
+def test_a_negative_higher_is_better_metric_is_compared_by_sign() -> None:
+    # An evaluation return of -200 improving to -100 is better (a log of |x| read it as worse); one
+    # that falls back to -200 is worse (higher-is-better metrics only ever warn).
+    d = EvalDetector("eval/mean_reward", Thresholds(), higher_better=True)
+    for s in range(20):
+        d.update(float(s), -200.0 + 5.0 * s, None)
+    assert d.current is None
+    for s in range(20, 30):
+        d.update(float(s), -200.0, None)
+    cur = d.current
+    assert cur is not None and cur.severity is Severity.WARN and cur.onset_step == 20.0
