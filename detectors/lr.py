@@ -336,7 +336,14 @@ class LrDetector(Detector):
         total = self._total
         warmup = sched.warmup if sched is not None else None
         if self._rose and self._rising_since is not None:
-            if warmup is not None and step > 2.0 * warmup + 0.05 * (total or 0.0) and step > warmup + 10:
+            # Once the LR has decayed the warm-up did end: a rise after that (a warm restart back to
+            # its peak, a climb under the decay) is judged in `_after_decay`.
+            if (
+                warmup is not None
+                and not self._decaying
+                and step > 2.0 * warmup + 0.05 * (total or 0.0)
+                and step > warmup + 10
+            ):
                 return self._fire(
                     Severity.WARN,
                     step,
