@@ -275,9 +275,10 @@ class LrDetector(Detector):
     def _after_decay(self, step: float, last: float, x: float) -> bool:
         th = self._th
         peak = self._peak
-        if self._restarts_jump and self._climb < 3:
+        if self._restarts_jump and self._climb < 3 and x <= 1.2 * peak:
             # Warm restarts jump back up in one step, to the peak or to a decayed peak: any single
-            # rise is a restart; only a climb point after point (below) is not.
+            # rise to there is a restart; a climb point after point (below) is not, nor is a jump far
+            # past the peak (no restart goes there).
             return False
         if x > last * math.exp(th.lr_jump_ratio):
             if 0.8 * peak <= x <= 1.2 * peak:

@@ -55,3 +55,17 @@ def test_a_climb_after_warm_restarts_is_still_an_anomaly(jitter: float, seed: in
         lr.update(float(step), x)
     found = [f for f in lr.findings() if f.active]
     assert found and found[0].evidence["anomaly"] == "rising_again" and 695 <= found[0].onset_step <= 720
+
+
+@pytest.mark.parametrize("factor", [2.0, 5.0, 20.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_jump_far_past_the_peak_under_warm_restarts_is_a_jump(factor: float, seed: int) -> None:
+    rnd = random.Random(seed)
+    peak = 0.01 * (1 + rnd.random())
+    lr = _detector()
+    # Late in a cycle (the LR near its floor) it jumps to `factor` x its peak in one point.
+    for step in range(5, 505, 5):
+        x = _sgdr(step, peak, 0.0, rnd) if step < 480 else factor * peak
+        lr.update(float(step), x)
+    found = [f for f in lr.findings() if f.active]
+    assert found and found[0].evidence["anomaly"] == "jump" and found[0].onset_step == 480, lr.findings()
