@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from detectors.base import Detector, fmt, pct, safe_exp
+from detectors.burst import Burst
 from detectors.series import SIGMA_PER_ABSDIFF as _SIGMA
 from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
@@ -76,6 +77,7 @@ class SpikeDetector(Detector):
     __slots__ = (
         "_base",
         "_count",
+        "_max_jump",
         "_onsets",
         "_peak",
         "_peak_level",
@@ -100,6 +102,7 @@ class SpikeDetector(Detector):
         self._peak_level = 0.0
         self._scale = 0.0
         self._count = 0
+        self._max_jump = 0.0
         self._onsets: deque[int] = deque(maxlen=max(1, th.spike_repeat))
         self._zs: deque[float] = deque(maxlen=max(1, th.spike_repeat))
         self._peaks: deque[float] = deque(maxlen=max(1, th.spike_repeat))
@@ -162,6 +165,14 @@ class SpikeDetector(Detector):
                 f"{fmt(s.last_value)} at {self.axis} {fmt(step)} ({pct(s.residual)} over its level)",
                 evidence,
             )
+        highest = self._max_jump
+        if s.residual > highest:
+            self._max_jump = s.residual
+        if self._count > _HABIT_SPIKES and s.residual <= highest and self._count * _HABIT_EVERY >= s.n:
+            # Within the series' own habit: it has spiked this high before, often (heavy-tailed batch
+            # losses, BPTT bursts). The episode is still followed (a spike that does not come down is
+            # a divergence; a dense cluster is bad), it just does not warn on its own.
+            return False
         return self._fire(
             Severity.WARN,
             step,
@@ -190,6 +201,12 @@ class SpikeDetector(Detector):
     def base(self) -> float:
         """The level the current spike jumped from (statistics space)."""
         return self._base
+
+
+#: A series that has spiked more than this many times, at least once every `_HABIT_EVERY` points on
+#: average, spikes by habit: a spike no higher than its earlier ones does not warn by itself.
+_HABIT_SPIKES = 3
+_HABIT_EVERY = 100
 
 
 class DivergenceDetector(Detector):
@@ -231,7 +248,7 @@ class DivergenceDetector(Detector):
         self._onset: float | None = None
         self._big_run = 0
         self._trend_hits = 0
-        self._burst = _Burst()
+        self._burst = Burst()
 
     def holding(self, s: SeriesStats) -> bool:
         """The level is at (or within the small margin of) its best."""
@@ -307,7 +324,7 @@ class DivergenceDetector(Detector):
             return self._stuck(s, step, spike, severity)
         big = max(th.divergence_big, th.divergence_noise_k * sigma)
         if burst.decaying(s, best, big, small, th):
-            # A burst coming back down (see `_Burst`): neither its height nor its trend counts yet.
+            # A burst coming back down (see `detectors.burst.Burst`): neither its height nor its trend counts yet.
             self._big_run = 0
             self._trend_hits = 0
             return False
@@ -350,87 +367,6 @@ class DivergenceDetector(Detector):
             f"({fmt(s.inverse(s.level))} now, {fmt(before)} before): diverged",
             {"level_before": before, "level": s.inverse(s.level), "value": s.last_value},
         )
-
-
-class _Burst:
-    """The shape of the loss's current excursion above its best: where it began, its highest raw
-    point, the point just before that one, and its highest level.
-
-    A burst (a heavy-tailed batch, a BPTT gradient that slipped past clipping) throws the loss far
-    up at once from where it stood, then decays back; a divergence climbs, or jumps and stays up.
-    An excursion is a burst when its highest point came within its first `_BURST_RISE` points, at
-    least twice the big margin above the best, straight from a point within the big margin of the
-    best, with the slow level still at its best. Such an excursion gets the spike detector's
-    patience (`spike_recover_points`) to start coming down, and then, while its level is below its
-    own peak by the small margin (or its newest points are that far under it), it is still
-    recovering: its height and trend do not count, for
-    at most `_BURST_LIMIT` x `spike_recover_points` points.
-    """
-
-    __slots__ = ("jump_y", "peak_level", "peak_n", "peak_y", "pre_y", "settled", "start")
-
-    def __init__(self) -> None:
-        self.start = 0
-        self.settled = False
-        self.peak_y = self.pre_y = self.jump_y = self.peak_level = -math.inf
-        self.peak_n = 0
-
-    def follow(self, s: SeriesStats, best: float, big: float, settled: float) -> None:
-        """Fold in the newest point of an excursion (`start` is reset to 0 when it ends)."""
-        ring = s.ring
-        k = len(ring)
-        if self.start == 0:
-            # The excursion's first point above the small margin; its highest raw value may be a
-            # few points before (the level follows a jump late, later still after a spike).
-            self.start = s.n
-            # A slow level already drifted up is a divergence under way, whatever its last jump.
-            self.settled = s.slow - min(best, s.best) <= settled
-            self.peak_level = s.level
-            back = min(k, _BURST_RISE + 1)
-            i = max(range(k - back, k), key=ring.__getitem__) if k else 0
-            self.peak_y = ring[i] if k else s.y
-            self.peak_n = s.n - (k - 1 - i)
-            # Where it jumped from: the point before the first of these that left the best far
-            # behind (the highest point of a burst may come a point or two after its first).
-            top = min(best, s.best) + 2.0 * big
-            j = next((j for j in range(k - back, i) if ring[j] > top), i)
-            self.pre_y = ring[j - 1] if j >= 1 else self.peak_y
-            self.jump_y = ring[j] if k else s.y
-            return
-        if s.y > self.peak_y:
-            self.peak_y = s.y
-            self.peak_n = s.n
-        if s.level > self.peak_level:
-            self.peak_level = s.level
-
-    def decaying(self, s: SeriesStats, best: float, big: float, small: float, th: Thresholds) -> bool:
-        """Whether the excursion is a burst still coming back (see the class)."""
-        if self.start == 0 or not self.settled or s.n - self.start > _BURST_LIMIT * th.spike_recover_points:
-            return False
-        ref = min(best, s.best)
-        if (
-            self.peak_n - self.start > _BURST_RISE
-            or self.peak_y - best < 2.0 * big
-            or self.pre_y - ref > big
-            or self.jump_y < self.peak_y - big
-        ):
-            # It climbed, never jumped far, jumped from a loss already up, or stepped up to its
-            # peak over several points: not a burst.
-            return False
-        if s.n - self.start < th.spike_recover_points or s.level < self.peak_level - small:
-            return True
-        # The level lags a decay by about its span: the newest points already well under it are
-        # coming down too.
-        recent = sorted(list(s.ring)[-_BURST_RECENT:])
-        return recent[len(recent) // 2] < s.level - small
-
-
-#: Points from an excursion's start within which its highest point must come for it to be a burst.
-_BURST_RISE = 3
-#: Newest points whose median, well under the level, says the level is coming down.
-_BURST_RECENT = 5
-#: A burst still above the big margin after this many `spike_recover_points` is judged as usual.
-_BURST_LIMIT = 8
 
 
 class PlateauDetector(Detector):

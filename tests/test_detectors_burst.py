@@ -58,3 +58,28 @@ def test_jump_on_a_loss_already_climbing_is_a_divergence(noise: float, seed: int
         loss[i] *= 1.0 + 40.0 * math.exp(-(i - 500) / 4.0)
     div = _divergences(loss)
     assert div and div[0].onset_step <= 520, div
+
+
+def _spikes(loss: list[float]) -> list[Finding]:
+    rd = RunDetectors(RoleMap())
+    for i, v in enumerate(loss):
+        rd.ingest(Row(float(i), {"loss": v}), 0.0)
+    return [f for f in rd.findings() if f.kind == "spike"]
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.1, 0.2])
+@pytest.mark.parametrize("seed", range(3))
+def test_spikes_by_habit_stop_warning_but_a_higher_one_still_warns(noise: float, seed: int) -> None:
+    loss = _loss(1500, seed, noise)
+    rnd = random.Random(seed + 100)
+    # A one-point burst of 3-5x every 40-60 points: this series spikes by habit...
+    i = 100
+    while i < 1400:
+        loss[i] *= 3.0 + 2.0 * rnd.random()
+        i += rnd.randint(40, 60)
+    # ...and once 30x, far past any burst before it.
+    loss[1450] *= 30.0
+    spikes = _spikes(loss)
+    assert 1 <= sum(1 for f in spikes if f.onset_step < 1400) <= 6, spikes
+    assert any(f.onset_step == 1450 for f in spikes), spikes
+    assert not any(f.severity is Severity.BAD for f in spikes), spikes
