@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from monitor import runstate
+from monitor.aiotime import wait_for
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import RunwatchError
@@ -447,7 +448,7 @@ class Hub(SupervisedSources, RemoteSources):
                 if any(r.progress is not None for r in self.runs.values()):
                     pause *= CATCH_UP_SLOWER
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), pause)
+                    await wait_for(self._urgent.wait(), pause)
             self._urgent.clear()
 
     def publish(self) -> HubSnapshot:

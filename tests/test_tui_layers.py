@@ -181,3 +181,25 @@ def _open(*keys: str) -> Any:
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_heat_map_snapshot(snap_compare: Any, watched: RunAnalysis, size: tuple[int, int]) -> None:
     assert snap_compare(_app(watched), terminal_size=size, run_before=_open("enter"))
+
+
+@pytest.mark.timeout(60)
+def test_without_colour_the_levels_are_shades_and_the_marks_stay(
+    watched: RunAnalysis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    @run_async
+    async def go() -> None:
+        app = _app(watched)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.no_color
+            text = _heat(app).render().plain  # type: ignore[attr-defined]
+            cells = "".join(ln[ln.index("weight") + 8 :] for ln in text.splitlines() if "weight" in ln)
+            # Small and large norms read as different shades; dead cells still read 0, the dead layer ∅.
+            assert len(set(cells) & set("░▒▓█")) >= 3 and "0" in cells and "∅" in text
+
+    go()

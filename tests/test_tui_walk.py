@@ -14,7 +14,7 @@ from monitor.model import Row
 from tests.test_tui_app import NOW, run_async
 from tui import format as fmt
 from tui.app import RunwatchApp, make_app
-from tui.scripted import ScriptedHub, analysis, mixed_scene, run_snapshot, yolo_scene
+from tui.scripted import ScriptedHub, analysis, mixed_scene, run_snapshot, sample_scene, yolo_scene
 from tui.widgets.footer import FittingFooter
 from tui.widgets.log_tail import LogTail
 from tui.widgets.plot import PlotView
@@ -107,3 +107,49 @@ def test_compact_toggles_name_only_what_is_not_default() -> None:
     assert o.next_ema().describe("iter", compact=True) == "x: iter · EMA 0.9"
     assert o.toggled_log().describe(compact=True) == "x: step · y: log"
     assert o.describe() == "x: step · y: linear · EMA off · all steps"
+
+
+@run_async
+async def test_keys_that_would_do_nothing_are_not_offered() -> None:
+    # A file read in one go has no arrival times worth an axis; one run has nothing to compare with.
+    rows = [Row(float(s), {"loss": 3.0 - s / 100}, NOW - 1) for s in range(50)]  # one arrival time
+    a = analysis("read-at-once", rows, NOW - 1)
+    snap = HubSnapshot(NOW, (run_snapshot("read-at-once"),), (), ())
+    app = _app(ScriptedHub({"read-at-once": a}, {}, initial=snap))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        assert not app.screen.check_action("compare", ())
+        assert "Compare" not in _footer_keys(app)
+        await pilot.press("enter")
+        await _settle(pilot)
+        screen = app.screen
+        assert screen.X_AXES == ("step",) and not screen.check_action("x_axis", ())  # type: ignore[attr-defined]
+        assert "X axis" not in _footer_keys(app)
+    hub, _ = sample_scene(NOW)  # rows that came over time: wall and relative time are offered
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        assert app.screen.check_action("compare", ())
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert "wall" in app.screen.X_AXES and "X axis" in _footer_keys(app)  # type: ignore[attr-defined]
+
+
+def test_a_forced_exit_runs_the_cleanup_hooks_then_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SIGTERM/SIGHUP with a closed terminal: after the grace period the process ends anyway, and the
+    # demo's simulators are stopped first (one failing hook does not keep the others from running).
+    import tui.app as app_module
+
+    hub, _ = sample_scene(NOW)
+    app = _app(hub)
+    ran: list[str] = []
+
+    def failing() -> None:
+        ran.append("failing")
+        raise OSError("already gone")
+
+    app.exit_hooks += [failing, lambda: ran.append("demo.stop")]
+    exits: list[int] = []
+    monkeypatch.setattr(app_module.os, "_exit", exits.append)
+    app._exit_now(129)
+    assert ran == ["failing", "demo.stop"] and exits == [129]

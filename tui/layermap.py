@@ -2,7 +2,7 @@
 
 Pure (store series and findings in, an immutable `LayerMap` out). The layers are the metrics
 `detectors.layers.layer_of` recognises (`gradients/<param>` histograms read as norms, per-layer
-grad-norm scalars); each cell is the median log10 norm of the points in its time bucket, or a
+grad-norm scalars); each cell is the mean log10 norm of the points in its time bucket, or a
 mark: every gradient exactly zero (a dead layer's cells) or a NaN/Inf. Layers whose findings say
 dead, vanishing or exploding carry that as a mark too, so the picture says it without colour.
 """
@@ -36,7 +36,7 @@ class LayerRow:
     name: str
     keys: tuple[str, ...]
     log10: np.ndarray
-    """Median log10 gradient norm per time bucket (NaN where the cell is not a VALUE)."""
+    """Mean log10 gradient norm per time bucket (NaN where the cell is not a VALUE)."""
     kind: np.ndarray
     """EMPTY / VALUE / ZERO / BAD per bucket."""
     mark: str = ""
@@ -106,19 +106,25 @@ def _cells(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> tuple[np
     if len(steps) == 0:
         return log10, kind
     col = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, n - 1)
-    finite = np.isfinite(values)
-    for c in np.unique(col).tolist():
-        sel = col == c
-        v = values[sel]
-        if not finite[sel].all():
-            kind[c] = BAD
-            continue
-        pos = v[v > 0]
-        if len(pos):
-            kind[c] = VALUE
-            log10[c] = float(np.median(np.log10(pos)))
-        else:
-            kind[c] = ZERO
+    order = np.argsort(col, kind="stable")
+    col, values = col[order], values[order]
+    starts = np.searchsorted(col, np.arange(n), side="left")
+    ends = np.searchsorted(col, np.arange(n), side="right")
+    bad = ~np.isfinite(values)
+    pos = values > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log10(np.where(pos & ~bad, values, 1.0))
+    # Per bucket from cumulative sums (O(points), no loop over buckets): any NaN/Inf, else the mean
+    # log10 of its non-zero norms (their geometric mean), else all zero.
+    good = pos & ~bad
+    nbad = np.concatenate([[0], np.cumsum(bad)])
+    npos = np.concatenate([[0], np.cumsum(good)])
+    slog = np.concatenate([[0.0], np.cumsum(np.where(good, logs, 0.0))])
+    n_bad, n_pos = nbad[ends] - nbad[starts], npos[ends] - npos[starts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (slog[ends] - slog[starts]) / n_pos
+    kind = np.where(n_bad > 0, BAD, np.where(n_pos > 0, VALUE, np.where(ends > starts, ZERO, EMPTY))).astype(np.int8)
+    log10 = np.where(kind == VALUE, mean, np.nan)
     # A layer logged every few steps (`wandb.watch`'s log_freq) holds its last value until the next
     # point, so the buckets between two of its points are not drawn as gaps.
     filled = np.flatnonzero(kind)

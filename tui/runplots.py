@@ -193,6 +193,16 @@ def role_spec(a: RunAnalysis | None, role: Role, opts: PlotOptions, colour: str)
     return PlotSpec(title, tuple(s), log_y=opts.log_y, xlabel=_xlabel(opts, unit, axis_name(a)), x_unit=unit)
 
 
+def has_times(a: RunAnalysis | None) -> bool:
+    """Whether a run's rows came at different times (a live run, or a log with timestamps): a file read
+    in one go without them has one arrival time for every row, and a time axis would collapse to a line."""
+    if a is None:
+        return False
+    times = a.store.times
+    distinct = len({t for _, t in times})
+    return distinct >= 3 and distinct * 10 >= len(times)
+
+
 def has_gpu(history: Sequence[GpuSnapshot]) -> bool:
     """Whether a host's GPU history holds any GPU (a host without one gets no GPU pane)."""
     return any(s.gpus for s in history)

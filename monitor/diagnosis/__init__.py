@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from monitor.diagnosis import gradients, layers, optim, progress, rl, schedule
+from monitor.diagnosis import gradients, layers, numerics, optim, progress, rl, schedule
 from monitor.diagnosis.facts import RunFacts, facts_of
 from monitor.diagnosis.model import Confidence, Hypothesis
 
@@ -26,8 +26,8 @@ _RULES: tuple[Callable[[RunFacts], Hypothesis | list[Hypothesis] | None], ...] =
     gradients.exploding,
     gradients.vanishing,
     optim.bad_batch,
-    optim.fp16_overflow,
-    optim.nonfinite,
+    numerics.fp16_overflow,
+    numerics.nonfinite,
     progress.not_learning,
     progress.overfitting,
     progress.eval_data,

@@ -3,7 +3,9 @@ orders of magnitude), from the run's global grad norm (per-layer gradients are `
 
 Confidence rules (each rule's docstring says its own in full):
 - exploding gradients: high for a sustained 10x rise beyond noise, with an LR that did not rise into it,
-  leading the loss, not begun by a one-step loss spike; medium otherwise.
+  leading the loss, not begun by a one-step loss spike, and still out of its band at the end; medium
+  otherwise. A burst that came back is transient (an RNN's gradient cliff, a run of hard batches): low,
+  and incidental when the loss never went wrong.
 - vanishing gradients: high for a 30x fall beyond noise, the loss stuck after it but still learning before
   it, the LR not decayed, not begun by a one-step loss spike; medium for 10x; low otherwise.
 """
@@ -36,8 +38,10 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     High needs all of: a sustained rise (median of three) an order of magnitude above the grad norm's
     reference level and beyond that level's own noise; an LR that did not rise into it (else an LR too high
     reads the same); the gradients growing no later than the loss went wrong (else they may be its
-    symptom) and not from a one-step loss spike (a bad batch reads the same); three or more points since.
-    Otherwise medium.
+    symptom) and not from a one-step loss spike (a bad batch reads the same); three or more points since;
+    the grad norm not back inside its reference band at the end of the log (the median of the last third of
+    the points after the peak). Otherwise medium; low for a burst that came back (transient, not an
+    explosion: consistent with one, nothing more), and then incidental when the loss never went wrong.
     """
     fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
     if f.grad is None or not len(f.grad.finite()):
@@ -85,12 +89,21 @@ def exploding(f: RunFacts) -> Hypothesis | None:
     low = np.nonzero((g.steps < onset) & (g.values <= base))[0]
     rise_start = float(g.steps[low[-1]]) if len(low) else float(g.steps[0])
     jolt = jolt_in(f, rise_start - LEAD * iv, onset + iv)
+    # Separates it from a transient burst (a recurrent net's gradient cliff, a run of hard batches): an
+    # explosion stays out of the band; a grad norm back inside its reference band at the end was not one.
+    tail = g.values[j + 3 :]
+    back = float(np.median(tail[-max(3, len(tail) // 3) :])) if len(tail) >= 3 else math.nan
+    came_back = ref is not None and back <= ref.threshold(bands.Z, bands.MIN_RATIO)
     conf = (
         Confidence.HIGH
-        if clear and lr_flat and led and jolt is None and len(g.since(onset)) >= 3
+        if clear and lr_flat and led and jolt is None and not came_back and len(g.since(onset)) >= 3
+        else Confidence.LOW
+        if came_back
         else Confidence.MEDIUM
     )
     ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
+    if came_back:
+        ev += f"; it came back to {fmt(back)} by {f.where(float(g.steps[-1]))}: a transient burst reads the same"
     if jolt is not None:
         ev += f"; it began with a one-step loss spike at {f.where(jolt.onset_step)}: a bad batch reads the same"
     if t is not None:
@@ -108,7 +121,12 @@ def exploding(f: RunFacts) -> Hypothesis | None:
         f"the grad norm stays near {fmt(base)}; no divergence after {f.where(onset)}",
         "log the grad norm before and after clipping; the clipped norm should stay at or below the limit",
         steps=(onset,),
+        settle="per-layer grad norms around the burst would tell one layer's gradient cliff from a bad batch"
+        if came_back
+        else "",
         weight=0.8 if lr_flat else 0.4,
+        # A burst that came back while the loss never went wrong did no harm: it happened, nothing more.
+        incidental=came_back and t is None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Causes in the optimisation itself: learning rate, its schedule, gradients, fp16 overflow, bad batches, NaNs.
+"""Causes in the optimisation itself: the learning rate and bad batches (and the helpers that the gradient
+and numerics rules share).
 
 Confidence rules (each rule's docstring says its own in full). High needs direct evidence at the right step
 *and* evidence that separates the cause from those it competes with (LR too high, exploding gradients,
@@ -7,8 +8,7 @@ a bad batch: the loss leaves its band with the grad norm in all three):
   the training loss did; not after a schedule break, not from a one-step jolt.
 - exploding gradients, vanishing gradients: in `gradients.py`.
 - bad batch: one recovered loss spike with a grad spike beyond noise and logging precision, no LR rise.
-- fp16 overflow: the loss scale dropped at a skipped step (or collapsed).
-- a NaN/Inf with no build-up: medium at most.
+- fp16 overflow, a NaN/Inf: in `numerics.py`.
 Band statistics (scale-free, noise- and precision-aware) are in `bands.py`.
 """
 
@@ -152,8 +152,9 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
     the last `NEAR` of the run before it, up to one interval after, and strictly before a NaN (after which
     gradients are garbage); no schedule reset or jump brought the LR back to a level the run had already
     trained at; and the divergence did not begin with a one-step loss spike (a bad batch reads the same).
-    The LR peak alone, or a grad norm that rose long before, is medium; no LR logged, or trouble only in
-    the eval metrics, is low with what would settle it.
+    The LR peak alone, or a grad norm that left its band (beyond noise) without the LR peak, is medium; a
+    grad norm up by a raw factor but inside its band, no LR logged, or trouble only in the eval metrics, is
+    low with what would settle it.
     """
     t = trouble(f)
     if t is None:
@@ -226,7 +227,7 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
         conf, weight = Confidence.HIGH, 0.9
     elif recent and in_loss:
         conf, weight = Confidence.MEDIUM, 0.9 if f.grad is None else 0.7
-    elif in_loss and (g is not None or ex is not None):
+    elif in_loss and ex is not None:
         conf, weight = Confidence.MEDIUM, 0.35
     else:
         conf, weight = Confidence.LOW, 0.25
@@ -261,7 +262,9 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     (noise- and precision-aware) within two logging intervals of it, and further out than any excursion of
     the grad norm before it (one outlier batch, not the run's usual noise); no trouble after it; an LR that was
     not rising into it (else an LR too high reads the same). Recovered without a grad-norm spike is
-    medium; otherwise low.
+    medium; so is a spike the loss never came back from when the trouble began at the spike itself, with the
+    grad-norm spike and no LR rising into it (a jolt that knocked the weights off; an LR too high builds up
+    instead, and a lasting jump is not certain to be one batch); otherwise low.
     """
     spikes = [x for x in f.of("spike") if x.metric == _key(f.loss)]
     if not spikes or len(spikes) > 2:
@@ -301,9 +304,12 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         and abs(y.onset_step - x.onset_step) > 2 * iv
         and y.kind not in ("spike", "converged")
     ]
+    # The loss went wrong at the spike itself (a jump it never came back from), with a grad spike there and
+    # no LR rising into it: one jolt that knocked the weights off is the most specific reading.
+    at_once = followed and t is not None and abs(t.onset_step - x.onset_step) <= 2 * iv and gspike and not lr_rising
     if recovered and gspike and not followed and not lr_rising:
         conf = Confidence.HIGH
-    elif recovered and not followed:
+    elif (recovered and not followed) or at_once:
         conf = Confidence.MEDIUM
     else:
         conf = Confidence.LOW
@@ -318,139 +324,12 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         f"replay the data order and look at the batch at {f.where(x.onset_step)}",
         steps=(x.onset_step,),
         settle="" if conf > Confidence.LOW else "log the grad norm and per-sample losses around the spike",
-        weight=0.6 if not followed else 0.2,
+        weight=0.6 if not followed else 0.5 if at_once else 0.2,
         # On a run judged healthy it is a note; on a flagged run it may be the very reason it was flagged.
         incidental=recovered and not followed and (f.verdict_healthy or bool(others)),
-    )
-
-
-def fp16_overflow(f: RunFacts) -> Hypothesis | None:
-    """fp16/bf16 overflow: NaN grad norm with a finite loss (skipped steps), the loss scale dropping.
-
-    High when the loss scale dropped at a skipped step (within a logging interval), or collapsed 64x below
-    its peak while the loss stayed finite (a loss that went non-finite collapses the scale too); NaN grad
-    norms without a logged loss scale, or scale drops without skips, are medium (a NaN gradient may be a
-    real one; a dynamic scaler also halves now and then by design).
-    """
-    # Isolated skips only: a NaN grad norm that persists is a real NaN, not the scaler at work.
-    lasting = [x.onset_step for x in f.of("nan", warn=True) if not evalish(x.metric)]
-    skips = [x for x in f.of("overflow_skip") if not any(abs(x.onset_step - n) <= 3 * interval_of(f) for n in lasting)]
-    drops: list[tuple[float, float, float]] = []
-    if f.scale is not None and len(f.scale.finite()) >= 2:
-        s = f.scale.finite()
-        d = np.nonzero(s.values[1:] < s.values[:-1] * 0.75)[0]
-        drops = [(float(s.steps[i + 1]), float(s.values[i]), float(s.values[i + 1])) for i in d[:5]]
-    if not skips and not drops:
-        return None
-    parts = []
-    steps: list[float] = []
-    if skips:
-        at = [x.onset_step for x in skips]
-        steps += at
-        parts.append(
-            f"grad norm NaN with a finite loss at {f.axis} {', '.join(fmt(a) for a in at[:6])}"
-            f" ({len(at)} skipped step{'s' if len(at) > 1 else ''})"
-        )
-    if drops:
-        steps += [d[0] for d in drops]
-        parts.append("loss scale dropped " + ", ".join(f"{fmt(a)} -> {fmt(b)} at {fmt(st)}" for st, a, b in drops[:3]))
-    t = trouble(f)
-    iv = interval_of(f)
-    # Direct evidence: the scaler halved its scale at a skipped step (a NaN grad norm alone may be a real NaN).
-    siv = f.scale.interval() if f.scale is not None else iv
-    at_skip = any(abs(d[0] - x.onset_step) <= max(iv, siv) for d in drops for x in skips)
-    if skips and f.scale is None:
-        parts.append("no loss scale is logged to confirm the scaler skipped them")
-    elif skips and not at_skip:
-        parts.append("the logged loss scale did not drop at them")
-    # Harmful when the loss went wrong soon after a skip, or the skips are many.
-    after = [x.onset_step for x in f.of("spike") if not evalish(x.metric)]
-    if t is not None and t.kind in ("divergence", "nan"):
-        after.append(t.onset_step)
-    # A dynamic scaler halves its scale now and then by design; a scale that collapses is not that.
-    collapsed = f.scale is not None and bool(drops) and _collapsed(f.scale)
-    # A scale that collapsed because the loss itself went non-finite is the NaN's consequence, not overflow.
-    loss_nan = next((x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)), None)
-    if collapsed and loss_nan is not None and loss_nan.onset_step <= drops[-1][0]:
-        collapsed = False
-        parts.append(f"but the loss itself went non-finite from {f.where(loss_nan.onset_step)}")
-    harmful = (
-        len(skips) > 10 or collapsed or (bool(skips) and any(0 <= a - st <= 10 * iv for a in after for st in steps))
-    )
-    return Hypothesis(
-        "fp16_overflow",
-        "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),
-        Confidence.HIGH if at_skip or collapsed else Confidence.MEDIUM,
-        "; ".join(parts) + (f"; fp16={f.config.get('fp16')}" if "fp16" in f.config else ""),
-        "nothing while skips are rare; if they repeat: train in bf16, lower the LR, or lower the scaler's growth",
-        "fewer NaN grad norms; the loss scale settles instead of dropping",
-        "count skipped steps (NaN grad norms) per 1000 steps on the next run",
-        steps=tuple(sorted(set(steps))),
-        weight=0.5 if not harmful else 0.7,
-        incidental=not harmful,
     )
 
 
 def interval_of(f: RunFacts) -> float:
     c = f.loss or f.grad
     return c.interval() if c is not None else 1.0
-
-
-def _collapsed(scale: Curve) -> bool:
-    """The loss scale ended 64x or more below its peak."""
-    v = scale.finite().values
-    return len(v) >= 2 and v.max() > 0 and v[-1] <= v.max() / 64
-
-
-def nonfinite(f: RunFacts) -> Hypothesis | None:
-    """A NaN/Inf in the training loss, one of its parts or the gradients that came abruptly, with no build-up.
-
-    Medium at most: where the first non-finite tensor came from (weights, activations, the batch) is not in
-    the metrics."""
-    nans = [x for x in f.of("nan", warn=True) if not evalish(x.metric)]
-    if not nans:
-        return None
-    x = nans[0]
-    n = x.onset_step
-    g = grad_rise(f, n - 1e-9)
-    if g is not None:
-        build = f"the grad norm rose x{g[2] / g[1]:.3g} from {f.where(g[0])} before it: a divergence ended in it"
-        conf, weight = Confidence.MEDIUM, 0.3
-    else:
-        last = ""
-        if f.grad is not None and len(f.grad.finite().before(n)):
-            last = f" (last finite grad norm {fmt(float(f.grad.finite().before(n).values[-1]))})"
-        build = f"no build-up before it in the loss or grad norm{last}: it came abruptly"
-        if f.loss is not None and len(f.loss) and not len(f.loss.finite().before(n)):
-            build = "from the very first logged step: the initialisation, the data or a dtype/loss-scale setting"
-            return Hypothesis(
-                "nonfinite",
-                "a NaN/Inf from the very start: the initialisation, the data or the numeric setup",
-                Confidence.MEDIUM,
-                f"{x.message}; {build}",
-                "run the first step in fp32 with torch.autograd.set_detect_anomaly(True); assert the weights are "
-                "finite after initialisation (or after loading the checkpoint) and the first batch is finite",
-                "a finite loss at the first step",
-                "rerun a few steps with the asserts on: the first one that fails names the tensor",
-                steps=(n,),
-                settle="which tensor is non-finite first (weights after init, the batch, or an activation)",
-                weight=0.7,
-            )
-        conf, weight = Confidence.MEDIUM, 0.65
-    if x.metric == _key(f.grad):
-        part = " (seen in the gradients; a logged loss average may hide NaN steps)"
-    else:
-        part = "" if x.metric == _key(f.loss) else f" (first in {x.metric})"
-    return Hypothesis(
-        "nonfinite",
-        "a NaN/Inf likely entered the weights or inputs" + part,
-        conf,
-        f"{x.message}; {build}",
-        "find the first non-finite tensor (torch.autograd.set_detect_anomaly, or assert finite "
-        "inputs/labels); guard log/div with eps",
-        "no NaN/Inf at that step on a rerun from the last checkpoint before it",
-        f"rerun from a checkpoint before {f.where(n)} with anomaly detection on",
-        steps=(n,),
-        settle="the first non-finite tensor (weights, activations or the batch) would settle where it came from",
-        weight=weight,
-    )

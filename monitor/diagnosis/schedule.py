@@ -4,7 +4,8 @@ findings, read through their machine-readable `evidence["anomaly"]`, else from t
 Confidence rules (the LR curve is direct evidence of its own shape; the question is whether the shape is a
 mistake, so high needs something that says it is):
 - warm-up never ends: high when the LR still rises past twice a *declared* warm-up or under a declared
-  schedule; medium when only the run's length says so (a long warm-up may be deliberate).
+  schedule; medium when only the run's length says so (a long warm-up may be deliberate) or the declared
+  schedule restarts (warm restarts raise the LR again by design).
 - no decay: high (the detector fires only against a declared decaying schedule over a known length) when
   the LR sat at its peak, and for a step or warm-up-stable-decay schedule only past its declared first
   decay (before it there is nothing to see; with none declared, medium); an LR "at its peak" because it
@@ -89,6 +90,8 @@ def _reading(
     ev = x.evidence
     anomaly = ev.get("anomaly")
     if anomaly == "warmup_never_ends":
+        if declared is not None and declared.style == "restarts":
+            return _WARMUP, Confidence.MEDIUM, f"a warm restart of the declared {declared.name} schedule"
         if ev.get("declared") in ("warmup", "schedule"):
             return _WARMUP, Confidence.HIGH, ""
         return _WARMUP, Confidence.MEDIUM, "a deliberately long warm-up (no schedule is declared to compare with)"
@@ -208,14 +211,17 @@ def _climbing(f: RunFacts, x: Finding) -> bool:
 
 
 def lr_jumped(f: RunFacts) -> Hypothesis | None:
-    """The LR multiplied at once, above anything it reached before, from a level near its peak."""
+    """The LR multiplied at once to 1.2x or more above anything it reached before (from its peak or from a
+    decayed level: no schedule restarts past its old peak)."""
     assert f.lr is not None
     lr = f.lr.finite()
     v = lr.values
     if len(v) < 10:
         return None
     before = np.maximum.accumulate(v)[:-1]
-    up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before) & (v[:-1] >= 0.5 * before))[0] + 1
+    # From near its peak, or from a decayed level to well past the old peak (a restart climbs back to it,
+    # no further).
+    up = np.nonzero((v[1:] > 2.0 * v[:-1]) & (v[1:] > 1.2 * before))[0] + 1
     # Not a warm-up step: the LR was flat just before, and the jump is past the first tenth of the run.
     jumps = [int(i) for i in up if i >= max(2, len(v) // 10) and v[i - 2] >= 0.95 * v[i - 1]]
     if not jumps:
@@ -264,7 +270,8 @@ def _lr_keeps_rising(f: RunFacts) -> Hypothesis | None:
 
 
 def _lr_restarted(f: RunFacts) -> Hypothesis | None:
-    """One climb back to about the peak after the LR had decayed (several climbs are restarts by design)."""
+    """One climb back to about the peak after the LR had decayed (several climbs are restarts by design); a
+    climb straight past 1.2x the old peak is no restart."""
     assert f.lr is not None
     lr = f.lr.finite()
     v = lr.values
@@ -278,6 +285,8 @@ def _lr_restarted(f: RunFacts) -> Hypothesis | None:
     later = v[i:]
     if later.max() < 0.5 * peak_so_far[i - 1]:
         return None
+    if v[i] > 1.2 * peak_so_far[i - 1]:
+        return None  # a restart climbs back to about the old peak; this jumped past it (`lr_jumped`)
     st = float(lr.steps[i])
     return Hypothesis(
         "schedule_reset",

@@ -97,9 +97,11 @@ class PlottingScreen(RunwatchScreen):
         self._redraw()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`z` only while the wheel has zoomed the plots."""
+        """`z` only while the wheel has zoomed the plots; `x` only with a second axis to offer."""
         if action == "unzoom":
             return self.options.x_range is not None
+        if action == "x_axis":
+            return len(self.X_AXES) > 1
         return True
 
     def _set_zoom(self, x_range: tuple[float, float] | None) -> None:

@@ -17,8 +17,8 @@ from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Role, Verdict
 from tui import actions
 from tui import format as fmt
-from tui.plotdata import COMPARE_X_AXES, PCT, TOKENS, PlotOptions, RankStats, axes_with, rank_stats
-from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epochs_of, role_values
+from tui.plotdata import COMPARE_X_AXES, PCT, STEP, TOKENS, PlotOptions, RankStats, axes_with, rank_stats
+from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epochs_of, has_times, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.tokenaxis import tokens_of
@@ -182,7 +182,8 @@ class CompareScreen(PlottingScreen):
         present = [a for _, a in analyses if a is not None]
         epoch = any(epochs_of(a) is not None for a in present)
         tokens = bool(present) and all(tokens_of(a) is not None for a in present)
-        self.X_AXES = axes_with(COMPARE_X_AXES, epoch=epoch, tokens=tokens)
+        base = COMPARE_X_AXES if any(has_times(a) for a in present) else (STEP, PCT)
+        self.X_AXES = axes_with(base, epoch=epoch, tokens=tokens)
         names = {axis_name(a) for a in present}
         lasts = [a.store.last_step for a in present if a.store.last_step]
         if len(names) > 1 or (lasts and min(lasts) > 0 and max(lasts) / min(lasts) > 5):

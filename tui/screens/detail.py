@@ -22,7 +22,17 @@ from tui.messages import EscalationRequested, EvidenceRequested, RunActionReques
 from tui.metricgrid import Pane
 from tui.plotdata import STEP, X_AXES, PlotOptions, axes_with
 from tui.runinfo import info_sections
-from tui.runplots import axis_name, data_version, epochs_of, gpu_spec, has_gpu, layers_spec, pane_spec, run_panes
+from tui.runplots import (
+    axis_name,
+    data_version,
+    epochs_of,
+    gpu_spec,
+    has_gpu,
+    has_times,
+    layers_spec,
+    pane_spec,
+    run_panes,
+)
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
 from tui.tokenaxis import tokens_of
@@ -179,9 +189,13 @@ class DetailScreen(PlottingScreen):
         own = axis_name(a) if a is not None else "step"
         epoch = a is not None and own != "epoch" and epochs_of(a) is not None
         tokens = a is not None and own not in ("token", "tokens") and tokens_of(a) is not None
-        self.X_AXES = axes_with(X_AXES, epoch=epoch, tokens=tokens)
+        base = X_AXES if has_times(a) else (STEP,)
+        offered = len(self.X_AXES) > 1
+        self.X_AXES = axes_with(base, epoch=epoch, tokens=tokens)
         if self.options.x_axis not in self.X_AXES:
             self.options = replace(self.options, x_axis=STEP, x_range=None)
+        if offered != (len(self.X_AXES) > 1):
+            self.refresh_bindings()  # `x` is offered only with a second axis
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
