@@ -160,12 +160,19 @@ def _wandb_live_worker(path: str, out: Connection) -> None:
         out.close()
 
 
+def in_child(parent_end: Connection, target: Callable[..., None], *args: Any) -> None:
+    """Run a forked worker's `target(*args)` without the parent's end of their pipe: were the parent
+    killed, the worker's next send then fails (nobody reads) instead of blocking forever."""
+    parent_end.close()
+    target(*args)
+
+
 def _worker_messages(target: Callable[..., None], args: tuple[Any, ...]) -> Generator[tuple[str, Any, Any]]:
     """Run `target(*args, conn)` in a forked worker; its `(kind, payload, extra)` messages up to
     and with `done` (an `error` one raises OSError)."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(*args, send), daemon=True)
+    proc = ctx.Process(target=in_child, args=(recv, target, *args, send), daemon=True)
     proc.start()
     send.close()
     try:
