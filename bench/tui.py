@@ -290,6 +290,8 @@ def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: flo
                 app.wait(10)
             except subprocess.TimeoutExpired:
                 app.kill()
+        with contextlib.suppress(OSError):  # a parse worker of the app, if one is left
+            os.killpg(app.pid, signal.SIGKILL)
         for fd in (master, slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
