@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from monitor.columns import Columns, to_columns
 from monitor.parsers import Parser, feed_lines, make_parser
+from monitor.parsers.sniff import drop_holes
 
 if TYPE_CHECKING:
     from monitor.wandb.resume import ResumeState
@@ -74,9 +75,9 @@ def text_chunks(stream: IO[bytes], size: int = _CHUNK) -> Iterator[str]:
             rest = data
             continue
         rest = data[cut + 1 :]
-        yield data[: cut + 1].decode("utf-8", "replace")
+        yield drop_holes(data[: cut + 1]).decode("utf-8", "replace")
     if rest:
-        yield rest.decode("utf-8", "replace")
+        yield drop_holes(rest).decode("utf-8", "replace")
 
 
 def _worker(path: str, fmt: str, conn: Connection) -> None:
