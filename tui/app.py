@@ -24,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 
+from monitor.aiotime import wait_for
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
@@ -180,7 +181,7 @@ class RunwatchApp(App[int]):
         closers = [("hub", self.hub.stop)] + ([("actions", self._actions.aclose)] if self._actions is not None else [])
         for what, closing in closers:
             try:
-                await asyncio.wait_for(closing(), _STOP_TIMEOUT)
+                await wait_for(closing(), _STOP_TIMEOUT)
             except TimeoutError:
                 self.log.warning(f"{what} did not stop in time")
 
