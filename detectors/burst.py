@@ -15,12 +15,12 @@ class Burst:
     A burst (a heavy-tailed batch, a BPTT gradient that slipped past clipping) throws the loss far
     up at once from where it stood, then decays back; a divergence climbs, or jumps and stays up.
     An excursion is a burst when its highest point came within its first `_BURST_RISE` points, at
-    least twice the big margin above the best, straight from a point within the big margin of the
-    best, with the slow level still at its best. Such an excursion gets the spike detector's
-    patience (`spike_recover_points`) to start coming down, and then, while its level is below its
-    own peak by the small margin (or its newest points are that far under it), it is still
-    recovering: its height and trend do not count, for
-    at most `_BURST_LIMIT` x `spike_recover_points` points.
+    least twice the big margin above the best, in one jump (the first high point within the big
+    margin of the highest) from a point within the big margin of the best, with the slow level
+    still at its best. Such an excursion gets the spike detector's patience (`spike_recover_points`)
+    to start coming down, and then, while its level is below its own peak by the small margin (or
+    its newest points are that far under it), it is still recovering: its height and trend do not
+    count, for at most `_BURST_LIMIT` x `spike_recover_points` points.
     """
 
     __slots__ = ("jump_y", "peak_level", "peak_n", "peak_y", "pre_y", "settled", "start")
