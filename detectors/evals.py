@@ -29,7 +29,6 @@ class EvalDetector(Detector):
         "_best",
         "_best_raw",
         "_best_step",
-        "_best_warm",
         "_episode_max",
         "_higher_better",
         "_linear",
@@ -79,8 +78,6 @@ class EvalDetector(Detector):
         self._episode_max = 0.0
         self._tolerance = 0.0
         self._warm = False
-        self._best_warm = False
-        """The best was set before the LR's warm-up was over."""
         self._linear = False
         self._ref = 1.0
         self._prev_raw = math.nan
@@ -177,14 +174,14 @@ class EvalDetector(Detector):
         if warmup:
             self._warm = True
         elif self._warm:
-            # The warm-up is over. A best made on the way up is no operating point yet (on a tiny
-            # validation set, a lucky early evaluation): it stays the reference, but only to warn
-            # against; a worse eval than that is not by itself a reason to stop.
+            # The warm-up is over: an evaluation made on the way up (a noisy early best) is no
+            # reference for what the model does at its operating point; this one is. (Keeping that
+            # best as a warn-only reference fixed one dev run and added false warnings on the
+            # held-out split: not progress.)
             self._warm = False
-            self._best_warm = True
+            self._best = math.inf
         if y < self._best:
             self._best = y
-            self._best_warm = warmup
             self._best_raw = x
             self._best_step = step
             self._train_at_best = train_level
@@ -232,9 +229,7 @@ class EvalDetector(Detector):
         )
         # While the LR still climbs through its warm-up the model is not at its operating point yet:
         # an eval worse than an early best is to watch (the warm-up trap), not a reason to stop.
-        can_be_bad = (
-            not self._higher_better and improving is None and quality_worse and not warmup and not self._best_warm
-        )
+        can_be_bad = not self._higher_better and improving is None and quality_worse and not warmup
         # Bad takes evaluations beyond the bad margin, as many as the patience: a long episode of
         # evaluations barely above the best that ends on one noisy evaluation is a wobble to watch.
         if can_be_bad and excess > bad_margin and self._worse_bad >= bad_patience:

@@ -93,9 +93,9 @@ def _warmup_run(noise: float, warmup: int, seed: int) -> list[Row]:
 
 
 @pytest.mark.parametrize("noise", [0.002, 0.005])
-def test_a_best_made_during_the_warmup_stays_the_reference_but_only_warns(noise: float) -> None:
-    # A 1000-step warm-up: the eval's best (step 100-200) is made on the way up. The later rise is still
-    # measured against it (a warning that stays to the end), but is no reason to stop by itself.
+def test_a_rise_from_a_best_made_during_the_warmup_only_warns(noise: float) -> None:
+    # A 1000-step warm-up: the eval's best (step 100-200) is made on the way up. The rise from it is
+    # worth a warning, but is no reason to stop by itself.
     found, bad = _feed(_warmup_run(noise, 1000, 7))
     assert not bad, bad
     assert found and found[0].kind in _EVAL_KINDS and 200 <= found[0].onset_step <= 500
