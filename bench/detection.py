@@ -10,7 +10,8 @@ Cases (directories with a `label.toml`, schema in `corpus/real/README.md`) come 
 Split (fixed, never by run):
 - real cases by source repository: test when sha256(source_repo) mod 5 < 2, else dev, so one
   repository's runs are all on one side;
-- generated cases by model family: dev = softmax, mlp, charlm, detect; test = linreg, autoenc, mf,
+- generated cases by model family: dev = softmax, mlp, charlm, detect, logreg, attn,
+  rnn; test = linreg, autoenc, mf,
   conv1d (`bench/faults/plan.py`).
 
 Each channel file of a case is checked as `runwatch check` does (`monitor.check.check_target`), as

@@ -2,7 +2,7 @@
 
     python bench/make_faults.py [--out DIR] [--quick] [--only NAME…] [--jobs N]
 
-Numpy models (8 families, see `bench/faults/plan.py`) are trained with minibatch SGD, momentum,
+Numpy models (11 families, see `bench/faults/plan.py`) are trained with minibatch SGD, momentum,
 Adam or AdamW under various LR schedules, batch sizes 2-512 and fp16-style loss scaling. Each base
 configuration is trained once healthy; faults are switched on at known steps in copies of its state,
 so a fault run is byte-identical to its twin before the fault. Every run directory holds a

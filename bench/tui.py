@@ -10,8 +10,11 @@ probe log until a ✗ first reaches the terminal (the badge and the header count
 
 `--first-view 10000,1000000` measures instead, for one finished run of each length, the time from
 starting the process to the frame showing its whole run: the table row at its last step (`1,000,000`)
-and the preview plot's x axis reaching it, and the process's peak RSS (goals: 10k steps <= 0.8 s,
-1M steps <= 3 s at <= 200 MB).
+and the preview plot's x axis reaching it, the CPU time the process and its workers spent until then,
+and the peak RSS of the whole process tree (goals: 10k steps <= 0.8 s, 1M steps <= 3 s at <= 200 MB).
+`--format text` (the default) writes a `step= loss= lr=` log; `--format wandb` a `.wandb` file written
+by the real wandb SDK offline (as `wandb leet` reads; slow to write the first time: cached under
+`bench/.cache/`); `--repeat N` measures each N times and prints the median.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import pty
 import shutil
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -31,6 +35,7 @@ import termios
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 RUNWATCH = Path(sys.executable).parent / "runwatch"
 SYNC_START = b"\x1b[?2026h"
@@ -38,6 +43,22 @@ SYNC_QUERY = b"\x1b[?2026$p"
 SYNC_REPLY = b"\x1b[?2026;2$y"  # "supported, currently off": Textual then frames each update
 BAD = "✗".encode()
 TICKS = os.sysconf("SC_CLK_TCK")
+CACHE = Path(__file__).resolve().parent / ".cache"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def app_env() -> dict[str, str]:
+    """The app's environment: a plain terminal, and bytecode caches used as an installed package uses
+    them (a sandbox's PYTHONDONTWRITEBYTECODE would recompile every module at each start)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "PYTHONDONTWRITEBYTECODE")}
+    env["TERM"] = "xterm-256color"
+    return env
+
+
+def compile_sources() -> None:
+    """Write the project's bytecode caches, as `pip install` does for an installed package."""
+    dirs = [str(ROOT / d) for d in ("tui", "monitor", "detectors") if (ROOT / d).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], check=False, stdout=subprocess.DEVNULL)
 
 
 class Terminal:
@@ -87,6 +108,52 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and its live descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for t in os.listdir(f"/proc/{p}/task"):
+                todo += map(int, Path(f"/proc/{p}/task/{t}/children").read_text().split())
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid`, its live descendants, and the children it has reaped."""
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+            if p == pid:
+                total += (int(fields[13]) + int(fields[14])) / TICKS
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """The summed current RSS of `pid` and its live descendants, MB."""
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            total += rss_mb(p)[0]
+    return total
+
+
+def tree_pss_mb(pid: int) -> float:
+    """The summed proportional set size of `pid` and its live descendants, MB: the memory the tree
+    holds, pages a forked worker shares with its parent counted once (a sum of RSS counts them twice)."""
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+                    break
+    return total
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) in MB."""
     vals = {}
@@ -133,34 +200,85 @@ def _final_tick(n: int) -> str:
     return str(n)
 
 
-def first_view(
-    steps: int, cols: int, rows: int, timeout: float = 60.0
-) -> tuple[float | None, float | None, float | None, float]:
-    """Seconds to the first frame, to the table row at the last step, to the plot reaching it; peak RSS MB."""
-    tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-view-"))
-    log = tmp / f"run{steps}.log"
+def write_text_run(steps: int, log: Path) -> None:
     with log.open("w") as f:
         f.writelines(f"step={i} loss={2.0 + 8.0 * 0.9999**i:.5f} lr=0.0003\n" for i in range(steps + 1))
+
+
+_WANDB_WRITER = """
+import sys, wandb
+n = int(sys.argv[1])
+run = wandb.init(mode="offline", project="runwatch-bench-tui")
+for i in range(n + 1):
+    run.log({"loss": 2.0 + 8.0 * 0.9999**i, "lr": 0.0003}, step=i)
+run.finish()
+"""
+
+
+def wandb_run(steps: int) -> Path:
+    """A `.wandb` file of steps 0..`steps` (loss and lr, as the text run) written by the real SDK offline (cached)."""
+    d = CACHE / f"tui-wandb-{steps}"
+    found = sorted(d.glob("wandb/offline-run-*/run-*.wandb"))
+    if found:
+        return found[-1]
+    print(f"writing a {steps:,}-step .wandb run with the wandb SDK (once, cached in {d}) ...", flush=True)
+    d.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(d))
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # keep it out of $HOME
+        env[var] = str(d / var.lower())
+    subprocess.run([sys.executable, "-c", _WANDB_WRITER, str(steps)], env=env, cwd=d, check=True, timeout=7200)
+    return sorted(d.glob("wandb/offline-run-*/run-*.wandb"))[-1]
+
+
+class View(NamedTuple):
+    """Seconds from process start to the first frame, the table row at the last step, the whole view
+    (None: not seen); CPU seconds of the process tree until then; the tree's peak summed RSS and
+    peak summed PSS, MB."""
+
+    frame: float | None
+    table: float | None
+    whole: float | None
+    cpu: float
+    peak_mb: float
+    peak_pss_mb: float
+
+
+def first_view(steps: int, cols: int, rows: int, fmt: str = "text", timeout: float = 120.0) -> View:
+    """Start the app on one finished run of `steps` steps and time its first full view."""
+    tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-view-"))
+    if fmt == "wandb":
+        target = wandb_run(steps)
+    else:
+        target = tmp / f"run{steps}.log"
+        write_text_run(steps, target)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-    env["TERM"] = "xterm-256color"
+    env = app_env()
     wanted = {"frame": b"runwatch", "table": f"{steps:,}".encode(), "plot": f" {_final_tick(steps)} ".encode()}
     t0 = time.monotonic()
     app = subprocess.Popen(
-        [str(RUNWATCH), str(log)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+        [str(RUNWATCH), str(target)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
     )
     watcher = Watcher(master, wanted)
-    peak = 0.0
+    peak = pss = 0.0
+    cpu = 0.0
     try:
         deadline = t0 + timeout
         while len(watcher.seen) < len(wanted) and time.monotonic() < deadline and app.poll() is None:
             with contextlib.suppress(OSError):
-                peak = max(peak, rss_mb(app.pid)[1])
+                peak = max(peak, tree_rss_mb(app.pid))
+                pss = max(pss, tree_pss_mb(app.pid))
+                cpu = tree_cpu_seconds(app.pid)
             time.sleep(0.01)
-        time.sleep(0.3)
         with contextlib.suppress(OSError):
-            peak = max(peak, rss_mb(app.pid)[1])
+            cpu = tree_cpu_seconds(app.pid)  # (to the whole view, give or take one sampling period)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            with contextlib.suppress(OSError):
+                peak = max(peak, tree_rss_mb(app.pid), rss_mb(app.pid)[1])
+                pss = max(pss, tree_pss_mb(app.pid))
+            time.sleep(0.01)
     finally:
         if app.poll() is None:
             app.send_signal(signal.SIGTERM)
@@ -178,27 +296,46 @@ def first_view(
     if plot is not None and table is not None:
         plot = max(plot, table)
     frame_s, table_s, plot_s = (None if t is None else t - t0 for t in (frame, table, plot))
-    return frame_s, table_s, plot_s, peak
+    return View(frame_s, table_s, plot_s, cpu, peak, pss)
 
 
-def first_view_report(lengths: list[int], cols: int, rows: int) -> None:
+def _median(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else statistics.median(v for v in values if v is not None)
+
+
+def first_view_report(lengths: list[int], cols: int, rows: int, fmt: str = "text", repeat: int = 1) -> None:
     goals = {10_000: 0.8, 1_000_000: 3.0}
-    print(f"runwatch TUI first view: process start -> frame showing the whole run, terminal {cols}x{rows}")
+    what = "a .wandb file written by the wandb SDK" if fmt == "wandb" else "a text log (step= loss= lr=)"
+    compile_sources()
+    print(f"runwatch TUI first view of {what}: process start -> frame showing the whole run, terminal {cols}x{rows}")
+    if repeat > 1:
+        print(f"(median of {repeat} runs each)")
     for n in lengths:
-        frame, table, plot, peak = first_view(n, cols, rows)
+        views = [first_view(n, cols, rows, fmt) for _ in range(repeat)]
+        frame, table, whole = (_median([getattr(v, f) for v in views]) for f in ("frame", "table", "whole"))
+        cpu = statistics.median(v.cpu for v in views)
+        peak = statistics.median(v.peak_mb for v in views)
+        pss = statistics.median(v.peak_pss_mb for v in views)
         goal = goals.get(n)
-        shown = "not seen" if plot is None else f"{plot:5.2f} s"
+
+        def s(t: float | None) -> str:
+            return "not seen" if t is None else f"{t:5.2f} s"
+
         print(
-            f"{n:>9,} steps: first frame {'not seen' if frame is None else f'{frame:5.2f} s'}, "
-            f"table row {'not seen' if table is None else f'{table:5.2f} s'}, "
-            f"whole view {shown}{f' (goal <= {goal:g} s)' if goal else ''}, peak RSS {peak:6.1f} MB"
-            f"{' (goal <= 200 MB)' if n >= 1_000_000 else ''}"
+            f"{n:>9,} steps: first frame {s(frame)}, table row {s(table)}, "
+            f"whole view {s(whole)}{f' (goal <= {goal:g} s)' if goal else ''}, CPU {cpu:5.2f} s, "
+            f"peak memory of the process tree: PSS {pss:5.1f} MB{' (goal <= 200 MB)' if n >= 1_000_000 else ''}, "
+            f"summed RSS {peak:5.1f} MB"
         )
+        if repeat > 1:
+            print("           whole view each run: " + ", ".join(s(v.whole) for v in views))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--first-view", default="", help="comma-separated run lengths: time to the first full view")
+    ap.add_argument("--format", choices=("text", "wandb"), default="text", help="the run's file for --first-view")
+    ap.add_argument("--repeat", type=int, default=1, help="--first-view: measure each this many times (median)")
     ap.add_argument("--runs", type=int, default=32)
     ap.add_argument("--rate", type=float, default=10.0, help="lines per second per simulated run")
     ap.add_argument("--warmup", type=float, default=15.0)
@@ -207,7 +344,7 @@ def main() -> int:
     a = ap.parse_args()
     cols, rows = (int(v) for v in a.size.split("x"))
     if a.first_view:
-        first_view_report([int(v) for v in a.first_view.split(",")], cols, rows)
+        first_view_report([int(v) for v in a.first_view.split(",")], cols, rows, a.format, a.repeat)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="runwatch-bench-"))
     sims: list[subprocess.Popen[bytes]] = []

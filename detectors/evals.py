@@ -37,6 +37,7 @@ class EvalDetector(Detector):
         "_train_at_best",
         "_warm",
         "_worse",
+        "_worse_bad",
     )
     kind = "eval_degradation"
 
@@ -58,6 +59,8 @@ class EvalDetector(Detector):
         self._train_at_best: float | None = None
         self._quality_at_best: tuple[str, float, float, float] | None = None
         self._worse = 0
+        self._worse_bad = 0
+        """Evaluations of the current episode beyond the bad margin (the others only wobble above the best)."""
         self._onset = 0.0
         self._n = 0
         self._noise = 0.0
@@ -149,6 +152,7 @@ class EvalDetector(Detector):
             self._train_at_best = train_level
             self._quality_at_best = quality
             self._worse = 0
+            self._worse_bad = 0
             # A wobble above the best that came back down shows how much this series wobbles normally.
             self._tolerance = max(self._tolerance, self._episode_max)
             self._episode_max = 0.0
@@ -164,7 +168,10 @@ class EvalDetector(Detector):
             if excess <= warn_margin:
                 return False
             self._onset = step
+            self._worse_bad = 0
         self._worse += 1
+        if excess > bad_margin:
+            self._worse_bad += 1
         # Dense evaluations (one per epoch over hundreds of epochs) wobble for several evals in a row;
         # ask for persistence in proportion, up to 10 evaluations.
         patience = max(th.eval_patience, min(10, int(0.1 * self._n)))
@@ -188,7 +195,9 @@ class EvalDetector(Detector):
         # While the LR still climbs through its warm-up the model is not at its operating point yet:
         # an eval worse than an early best is to watch (the warm-up trap), not a reason to stop.
         can_be_bad = not self._higher_better and improving is None and quality_worse and not warmup
-        if can_be_bad and excess > bad_margin and self._worse >= bad_patience:
+        # Bad takes evaluations beyond the bad margin, as many as the patience: a long episode of
+        # evaluations barely above the best that ends on one noisy evaluation is a wobble to watch.
+        if can_be_bad and excess > bad_margin and self._worse_bad >= bad_patience:
             severity = Severity.BAD
         elif excess > warn_margin and self._worse >= patience + (0 if can_be_bad else 1):
             severity = Severity.WARN

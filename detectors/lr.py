@@ -4,6 +4,14 @@ Intended schedules are not anomalies: warm-up from zero, linear/cosine decay, st
 ReduceLROnPlateau cuts (the LR only goes down) and warm restarts (back up to the same peak).
 Where the run declared its schedule (HF `TrainingArguments`, W&B config, Megatron or nanoGPT
 arguments) the logged LR is compared with it: `Schedule.from_config`.
+
+Each finding says what it found in machine-readable form too (the messages are for people):
+`evidence["anomaly"]` is one of `jump`, `rising_again` (a climb point after point after a decay: a
+warm-up running again or still running under the decay), `reset` (a warm-up from near zero again after
+a decay), `warmup_never_ends`, `no_decay`, `nonfinite` or `negative`; `evidence["decayed"]` whether the
+schedule had started to decay before it; a jump says `above_peak`; the schedule checks say what the LR
+was compared with in `evidence["declared"]`: `warmup` (a declared warm-up length), `schedule` (a
+declared schedule) or `length` (only the run's length).
 """
 
 from __future__ import annotations
@@ -236,7 +244,7 @@ class LrDetector(Detector):
                 step,
                 step,
                 f"learning rate {self.metric} is {fmt(x)} at {self.axis} {fmt(step)}",
-                {"value": str(x)},
+                {"value": str(x), "anomaly": "nonfinite" if x != x or x == math.inf else "negative"},
             )
         last = self._last
         prev_step = self._last_step
@@ -280,7 +288,14 @@ class LrDetector(Detector):
                 step,
                 step,
                 f"learning rate jumped x{x / last:.3g} ({fmt(last)} -> {fmt(x)}) at {self.axis} {fmt(step)} {what}",
-                {"before": last, "after": x, "peak": peak},
+                {
+                    "before": last,
+                    "after": x,
+                    "peak": peak,
+                    "anomaly": "jump",
+                    "above_peak": x > 1.2 * peak,
+                    "decayed": True,
+                },
             )
         if self._climb >= 3 and not self._already(Severity.WARN):
             # Cosine, linear, step and plateau schedules never rise once they decay; a warm restart
@@ -292,7 +307,7 @@ class LrDetector(Detector):
                 self._climb_from,
                 f"learning rate rising again since {self.axis} {fmt(self._climb_from)} ({fmt(x)} at {self.axis} "
                 f"{fmt(step)}) after it had decayed: a warm-up running again or still running under the decay",
-                {"lr": x, "peak": peak, "rising_points": self._climb},
+                {"lr": x, "peak": peak, "rising_points": self._climb, "anomaly": "rising_again", "decayed": True},
             )
         first = self._first
         if (
@@ -309,7 +324,7 @@ class LrDetector(Detector):
                 step,
                 f"learning rate rising again from {fmt(last)} at {self.axis} {fmt(step)} after it had decayed: "
                 "the warm-up restarted (a schedule reset on resume?)",
-                {"before": last, "after": x, "peak": peak},
+                {"before": last, "after": x, "peak": peak, "anomaly": "reset", "decayed": True},
             )
         return False
 
@@ -328,7 +343,13 @@ class LrDetector(Detector):
                     self._rising_since,
                     f"learning rate still rising at {self.axis} {fmt(step)} although the warm-up was "
                     f"{fmt(warmup)} steps: the warm-up never ended",
-                    {"lr": x, "warmup": warmup},
+                    {
+                        "lr": x,
+                        "warmup": warmup,
+                        "anomaly": "warmup_never_ends",
+                        "declared": "warmup",
+                        "decayed": self._decaying,
+                    },
                 )
             if not self._decaying and total and step > 0.5 * total and step - self._rising_since > 0.4 * total:
                 return self._fire(
@@ -336,7 +357,13 @@ class LrDetector(Detector):
                     step,
                     self._rising_since,
                     f"learning rate still rising at {self.axis} {fmt(step)} of {fmt(total)}: the warm-up never ended",
-                    {"lr": x, "total_steps": total},
+                    {
+                        "lr": x,
+                        "total_steps": total,
+                        "anomaly": "warmup_never_ends",
+                        "declared": "length" if sched is None else "schedule",
+                        "decayed": self._decaying,
+                    },
                 )
         if sched is not None and sched.style == "decay" and total and self._peak > 0.0:
             start = sched.warmup or 0.0
@@ -347,6 +374,14 @@ class LrDetector(Detector):
                     start,
                     f"learning rate still {fmt(x)} (its peak) at {self.axis} {fmt(step)} although the run "
                     f"declared a {sched.name} schedule over {fmt(total)} {self.axis}s: it is not decaying",
-                    {"lr": x, "peak": self._peak, "schedule": sched.name, "total_steps": total},
+                    {
+                        "lr": x,
+                        "peak": self._peak,
+                        "schedule": sched.name,
+                        "total_steps": total,
+                        "anomaly": "no_decay",
+                        "declared": "schedule",
+                        "decayed": self._decaying,
+                    },
                 )
         return False

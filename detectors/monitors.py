@@ -21,7 +21,7 @@ from monitor.model import Role
 class LossMonitor:
     """Training loss: NaN, spike, divergence, plateau/converged."""
 
-    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats", "total")
+    __slots__ = ("div", "lr", "nan", "nan_only", "plateau", "spike", "stats", "total", "zeros")
 
     def __init__(self, key: str, th: Thresholds, lr: Callable[[], LrDetector | None], axis: str = "step") -> None:
         self.stats = SeriesStats(th.level_span, th.trend_window)
@@ -33,6 +33,8 @@ class LossMonitor:
         self.total = is_total_loss(key)
         self.nan_only = False
         """Only NaN/Inf is judged (reinforcement learning and GAN losses are not objectives that fall)."""
+        self.zeros = 0
+        """1 once a 0 was taken as a value, 2 once real values followed it: the log rounds to 0."""
 
     def __call__(self, step: float, x: float) -> bool:
         if x - x != 0.0:
@@ -42,6 +44,8 @@ class LossMonitor:
         changed = self.nan.finite(step) if self.nan.current is not None else False
         if self.nan_only:
             return changed
+        if self.zeros < 2:
+            self._count_zero(x)
         s = self.stats
         s.update(step, x)
         lr = self.lr()
@@ -79,6 +83,8 @@ class LossMonitor:
                 if nan.nonfinite(step, x):
                     changed = True
                 continue
+            if self.zeros < 2:
+                self._count_zero(x)
             update(step, x)
             if nan.current is not None and nan.finite(step):
                 changed = True
@@ -100,8 +106,19 @@ class LossMonitor:
         cur = self.nan.current
         if cur is not None and cur.active:
             return True
+        if self.zeros == 2:
+            # A 0 earlier on was followed by real values again: the log prints the loss with a few
+            # decimals and a small loss reads 0.0000 (NaN training does not come back by itself).
+            return False
         st = self.stats
         return st.n > 8 and st.last_value > 0.01 * abs(st.first)
+
+    def _count_zero(self, x: float) -> None:
+        """Note a 0 taken as a value, and a real value after one."""
+        if x == 0.0:
+            self.zeros = 1
+        elif self.zeros == 1:
+            self.zeros = 2
 
     def detectors(self) -> tuple[Detector, ...]:
         return (self.nan, self.spike, self.div, self.plateau)

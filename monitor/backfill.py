@@ -9,16 +9,20 @@ sequential by nature.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from monitor.columns import Columns, to_columns
 from monitor.parsers import Parser, feed_lines, make_parser
+
+if TYPE_CHECKING:
+    from monitor.wandb.resume import ResumeState
 
 #: Files at least this big are parsed in a worker process (smaller ones are not worth its start-up).
 PARALLEL_BYTES = 16 << 20
@@ -88,16 +92,17 @@ def _worker(path: str, fmt: str, conn: Connection) -> None:
                 ended = ended or marks_end(text)
                 blocks = parser.feed_text(text) if not pending and text.endswith("\n") else None
                 if blocks is not None:
-                    conn.send(("blocks", blocks, parser.total_steps))
+                    conn.send(("blocks", blocks, (parser.total_steps, f.tell())))
                     tail = text[-20000:].splitlines()[-200:]
                     continue
                 pending += text.splitlines()
                 if len(pending) >= _BATCH_LINES:
-                    conn.send(("blocks", parse_batch(parser, pending), parser.total_steps))
+                    conn.send(("blocks", parse_batch(parser, pending), (parser.total_steps, f.tell())))
                     tail, pending = pending[-200:], []
+            size = f.tell()
         last = pending
         blocks = parse_batch(parser, last) + to_columns(parser.finish())
-        conn.send(("blocks", blocks, parser.total_steps))
+        conn.send(("blocks", blocks, (parser.total_steps, size)))
         st = parser.stats
         tail = (tail + last)[-200:]
         summary = ParseSummary(
@@ -130,7 +135,7 @@ def _wandb_worker(path: str, out: Connection) -> None:
         with Path(path).open("rb") as f:
             for blocks, events in reader.read(f):
                 # System stats are for the live GPU pane: not needed here.
-                out.send(("blocks", blocks, [e for e in events if isinstance(e, keep)]))
+                out.send(("blocks", blocks, ([e for e in events if isinstance(e, keep)], reader.resume_offset)))
         out.send(("done", {"step_key": reader.step_key, "records": reader.records}, None))
     except BaseException as e:  # the parent turns this into one clear line
         out.send(("error", f"{type(e).__name__}: {e}", None))
@@ -138,9 +143,26 @@ def _wandb_worker(path: str, out: Connection) -> None:
         out.close()
 
 
-def _run_worker(
-    target: Callable[..., None], args: tuple[Any, ...], on_blocks: Callable[[list[Columns], Any], None]
-) -> Any:
+def _wandb_live_worker(path: str, out: Connection) -> None:
+    """Read a `.wandb` file as it stands for a live view: every event of each piece (system stats
+    too) with its rows and the offset reached, then where a record-by-record reader goes on."""
+    from monitor.wandb.bulk import WandbBulkReader
+
+    try:
+        reader = WandbBulkReader()
+        with Path(path).open("rb") as f:
+            for blocks, events in reader.read(f):
+                out.send(("blocks", blocks, (events, reader.resume_offset)))
+        out.send(("done", reader.resume_state(), None))
+    except BaseException as e:  # the parent turns this into one clear line
+        out.send(("error", f"{type(e).__name__}: {e}", None))
+    finally:
+        out.close()
+
+
+def _worker_messages(target: Callable[..., None], args: tuple[Any, ...]) -> Generator[tuple[str, Any, Any]]:
+    """Run `target(*args, conn)` in a forked worker; its `(kind, payload, extra)` messages up to
+    and with `done` (an `error` one raises OSError)."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=target, args=(*args, send), daemon=True)
@@ -149,12 +171,11 @@ def _run_worker(
     try:
         while True:
             kind, payload, extra = recv.recv()
-            if kind == "blocks":
-                on_blocks(payload, extra)
-            elif kind == "done":
-                return payload
-            else:
+            if kind == "error":
                 raise OSError(f"parse worker failed: {payload}")
+            yield kind, payload, extra
+            if kind == "done":
+                return
     except EOFError:
         raise OSError("parse worker ended without finishing") from None
     finally:
@@ -164,18 +185,64 @@ def _run_worker(
             proc.kill()
 
 
-def parse_in_worker(path: Path, fmt: str, on_blocks: Callable[[list[Columns], float | None], None]) -> ParseSummary:
+def _run_worker(
+    target: Callable[..., None], args: tuple[Any, ...], on_blocks: Callable[[list[Columns], Any], None]
+) -> Any:
+    with contextlib.closing(_worker_messages(target, args)) as messages:
+        for kind, payload, extra in messages:
+            if kind == "blocks":
+                on_blocks(payload, extra)
+            else:
+                return payload
+    raise OSError("parse worker ended without finishing")  # (not reached: `done` ends the messages)
+
+
+def parse_in_worker(
+    path: Path,
+    fmt: str,
+    on_blocks: Callable[[list[Columns], float | None], None],
+    on_offset: Callable[[int], None] | None = None,
+) -> ParseSummary:
     """Parse a text log in a forked worker, handing each batch of blocks (and the planned total
-    steps so far) to `on_blocks` as it arrives."""
-    summary: ParseSummary = _run_worker(_worker, (str(path), fmt), on_blocks)
+    steps so far) to `on_blocks` as it arrives, then how far into the file it came to `on_offset`."""
+
+    def take(blocks: list[Columns], extra: tuple[float | None, int]) -> None:
+        on_blocks(blocks, extra[0])
+        if on_offset is not None:
+            on_offset(extra[1])
+
+    summary: ParseSummary = _run_worker(_worker, (str(path), fmt), take)
     return summary
 
 
-def read_wandb_in_worker(path: Path, on_blocks: Callable[[list[Columns], list[Any]], None]) -> dict[str, Any]:
-    """Read a finished `.wandb` file in a forked worker: `on_blocks(rows as blocks, other events)`.
+def read_wandb_in_worker(
+    path: Path,
+    on_blocks: Callable[[list[Columns], list[Any]], None],
+    on_offset: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Read a finished `.wandb` file in a forked worker: `on_blocks(rows as blocks, other events)`,
+    then how far into the file it came to `on_offset`.
 
     One reader is enough: it reads faster than the detectors judge (bench/throughput.py), and a
     second one would only take the judging process's core.
     """
-    done: dict[str, Any] = _run_worker(_wandb_worker, (str(path),), on_blocks)
+
+    def take(blocks: list[Columns], extra: tuple[list[Any], int]) -> None:
+        on_blocks(blocks, extra[0])
+        if on_offset is not None:
+            on_offset(extra[1])
+
+    done: dict[str, Any] = _run_worker(_wandb_worker, (str(path),), take)
     return done
+
+
+def read_wandb_pieces(path: Path) -> Generator[tuple[list[Columns], list[Any], int] | ResumeState]:
+    """A `.wandb` file as it stands, read by the bulk reader in a forked worker, for a live view:
+    each piece's (rows as blocks, every other event, offset reached), then the `ResumeState` a
+    record-by-record reader goes on from. The pieces are those the bulk reader gives in-process."""
+    with contextlib.closing(_worker_messages(_wandb_live_worker, (str(path),))) as messages:
+        for kind, payload, extra in messages:
+            if kind == "blocks":
+                yield payload, extra[0], extra[1]
+            else:
+                yield payload

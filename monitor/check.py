@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,13 @@ def check_target(target: str, config: Config, fmt: str | None = None, now: float
     return r.analysis
 
 
-def read_run(ref: RunRef, config: Config, fmt: str | None, wall: float) -> CheckResult:
+Progress = Callable[[str, int, int], None]
+"""Told `(target, bytes read, bytes in all)` while a target is read (0 in all: not known, as for stdin)."""
+
+
+def read_run(
+    ref: RunRef, config: Config, fmt: str | None, wall: float, progress: Progress | None = None
+) -> CheckResult:
     """Open one local run (or stdin), catch up with everything it holds, judge it as of `wall`."""
     run_cfg = config.run_for(ref.origin) or config.run_for(ref.id)
     info = RunInfo(target=ref.id, name=ref.name)
@@ -65,9 +72,13 @@ def read_run(ref: RunRef, config: Config, fmt: str | None, wall: float) -> Check
     error: str | None = None
     if ref.path is None:  # stdin: what arrives until it closes
         offset = 0
+        if progress is not None:
+            progress(ref.id, 0, 0)
         while data := sys.stdin.buffer.read(_STDIN_PIECE):
             feed.chunk(Chunk(offset, data), wall)
             offset += len(data)
+            if progress is not None:
+                progress(ref.id, offset, 0)
         feed.end(wall)
         facts = SourceFacts(ended=True)
     else:
@@ -75,7 +86,12 @@ def read_run(ref: RunRef, config: Config, fmt: str | None, wall: float) -> Check
         if not path.exists():
             raise TargetError(f"{ref.id}: no such file or directory")
         try:
-            mtime = path.stat().st_mtime
+            st = path.stat()
+            mtime = st.st_mtime
+            if progress is not None:
+                size, told = st.st_size, progress
+                told(ref.id, 0, size)
+                feed.on_progress = lambda done: told(ref.id, done, size)
             # Rows of a file carry no arrival time: unless they say otherwise, they were all
             # written by its last modification.
             for _ in feed.catch_up(path, mtime, final=True):
@@ -106,9 +122,16 @@ def _note_unreadable(analysis: RunAnalysis, state: RunState) -> None:
     analysis.detectors.set_external(Finding("source_error", Severity.WARN, "source", step, step, state.detail, {}))
 
 
-def check(targets: list[str], config: Config, fmt: str | None = None, now: float | None = None) -> list[CheckResult]:
+def check(
+    targets: list[str],
+    config: Config,
+    fmt: str | None = None,
+    now: float | None = None,
+    progress: Progress | None = None,
+) -> list[CheckResult]:
     """Check every run every target names (a folder: each run in it); a target that cannot be read
-    becomes an error result, not an exception. Remote targets are followed until caught up."""
+    becomes an error result, not an exception. Remote targets are followed until caught up.
+    `progress` is told how far the reading of each local target is."""
     wall = time.time() if now is None else now
     per_target: list[list[CheckResult]] = []
     remote: list[tuple[int, str]] = []
@@ -130,7 +153,7 @@ def check(targets: list[str], config: Config, fmt: str | None = None, now: float
         out: list[CheckResult] = []
         for ref in opened.runs:
             try:
-                out.append(read_run(ref, config, fmt, wall))
+                out.append(read_run(ref, config, fmt, wall, progress))
             except RunwatchError as e:
                 out.append(CheckResult(ref.id, error=e.one_line()))
         per_target.append(out)

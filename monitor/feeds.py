@@ -52,6 +52,8 @@ class Feed(Protocol):
 
     analysis: RunAnalysis
     resume_offset: int
+    on_progress: Callable[[int], None] | None
+    """Called while catching up with how many bytes of the file have been read (for a progress line)."""
 
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]: ...
 
@@ -102,6 +104,7 @@ class TextFeed:
         self.splitter = LineSplitter()
         self.parser: Parser | None = make_parser(fmt) if fmt else None
         self.resume_offset = 0
+        self.on_progress: Callable[[int], None] | None = None
         self._pending: list[str] = []
         self._pending_since: float | None = None
         self._detect_lines = _DETECT_LINES
@@ -125,6 +128,8 @@ class TextFeed:
             for offset, data in file_pieces(path):
                 yield self.chunk(Chunk(offset, data), now)
                 self.resume_offset = offset + len(data)
+                if self.on_progress is not None:
+                    self.on_progress(self.resume_offset)
                 if self.parser is not None and not self._is_document() and worth_it(size - self.resume_offset):
                     # The format is settled and much is left: a worker parses the rest meanwhile.
                     yield from self._rest_in_worker(path, size, now)
@@ -164,6 +169,8 @@ class TextFeed:
                 changed = True
             yield changed
             self.resume_offset = piece.end
+            if self.on_progress is not None:
+                self.on_progress(piece.end)
 
     def _is_document(self) -> bool:
         return isinstance(self.parser, DocumentParser)
@@ -186,7 +193,7 @@ class TextFeed:
             a.set_total_steps(total)
             changed.append(a.add_columns(blocks, now))
 
-        summary = parse_in_worker(path, self.parser.name, on_blocks)
+        summary = parse_in_worker(path, self.parser.name, on_blocks, self.on_progress)
         info = a.info
         info.format, info.step_key, info.config = summary.format, summary.step_key, summary.config
         info.lines, info.noise, info.malformed = summary.lines, summary.noise, summary.malformed
@@ -327,6 +334,7 @@ class TfeventsFeed:
         self.analysis = analysis
         self.reader = TfeventsReader()
         self.resume_offset = 0
+        self.on_progress: Callable[[int], None] | None = None
         analysis.info.format = "tfevents"
 
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
@@ -335,6 +343,8 @@ class TfeventsFeed:
         for offset, data in file_pieces(path):
             rows += self.reader.feed(data)
             self.resume_offset = offset + len(data)
+            if self.on_progress is not None:
+                self.on_progress(self.resume_offset)
         yield self._rows(sorted(rows, key=lambda r: r.step), now)
 
     def chunk(self, chunk: Chunk, now: float) -> bool:

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from monitor.aiotime import wait_for
 from monitor.errors import RunwatchError
 from monitor.hub import Hub
 from monitor.outward import outward
@@ -113,7 +114,7 @@ class Fleet:
         assert self.targets_file is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), self.poll)
+                await wait_for(self._reload.wait(), self.poll)
             forced = self._reload.is_set()
             self._reload.clear()
             stamp = _stamp(self.targets_file)

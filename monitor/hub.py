@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from monitor import runstate
+from monitor.aiotime import wait_for
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import RunwatchError
@@ -39,6 +40,9 @@ from monitor.targets import SSH, WANDB_API, Target
 __all__ = ["Hub", "HubEvent", "HubSnapshot", "RunSnapshot"]
 
 _GPU_HISTORY = 120
+#: How many times less often snapshots go out while a run catches up with what its source held
+#: (see `_publisher`): once a second at the default `publish_interval`.
+CATCH_UP_SLOWER = 4
 
 
 class Hub(SupervisedSources, RemoteSources):
@@ -438,8 +442,13 @@ class Hub(SupervisedSources, RemoteSources):
             if self._snapshot_listeners:  # `watch` alone has none: no snapshot to build
                 self.publish()
             if not self._urgent.is_set():
+                # While a run catches up, views redraw (its plot) on this process's core, which
+                # its judging needs: they get its progress less often (caught up is urgent).
+                pause = self.publish_interval
+                if any(r.progress is not None for r in self.runs.values()):
+                    pause *= CATCH_UP_SLOWER
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self.publish_interval)
+                    await wait_for(self._urgent.wait(), pause)
             self._urgent.clear()
 
     def publish(self) -> HubSnapshot:

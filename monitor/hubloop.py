@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from monitor import runstate
+from monitor.aiotime import wait_for
 from monitor.analysis import RunAnalysis, RunInfo
 from monitor.config import Config
 from monitor.errors import FormatError, RunwatchError
@@ -214,7 +215,7 @@ class SupervisedSources:
         path = ssh.path
         quoted = '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
         try:
-            res = await asyncio.wait_for(
+            res = await wait_for(
                 self.ssh_pool.run(ssh, f"stat -L -c '%Y %s' -- {quoted}", timeout=_STAT_TIMEOUT), _STAT_TIMEOUT + 1
             )
             mtime, size = res.stdout.split()[:2]

@@ -47,6 +47,20 @@ class HubRun:
     """(bytes read, bytes to read) while catching up with what the file held when opened."""
     told_caught_up: bool = False
     """Whether the `caught_up` event was sent (views show 'reading' until then)."""
+    read_since: tuple[float, int] | None = None
+    """When a snapshot first saw the catching up, and the bytes read then (for the read rate)."""
+
+    def read_rate(self, now: float) -> float | None:
+        """Bytes read per second since a snapshot first saw this catching up (None when not catching up)."""
+        if self.progress is None:
+            self.read_since = None
+            return None
+        done = self.progress[0]
+        if self.read_since is None or done < self.read_since[1]:  # (read again from the start)
+            self.read_since = (now, done)
+            return None
+        t0, d0 = self.read_since
+        return (done - d0) / (now - t0) if now > t0 and done > d0 else None
 
     @property
     def target(self) -> Target:
@@ -110,6 +124,7 @@ def run_snapshot(run: HubRun, gpu: GpuSnapshot | None, now: float, red: Redactor
         state_detail=detail,
         exit_code=info.exit_code,
         progress=run.progress,
+        read_rate=run.read_rate(now),
         reconnects=run.retries,
         role_values=roles,
     )

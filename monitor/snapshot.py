@@ -49,6 +49,8 @@ class RunSnapshot:
     exit_code: int | None = None
     progress: tuple[int, int] | None = None
     """(bytes read, bytes to read) while the run's existing content is caught up; None after."""
+    read_rate: float | None = None
+    """Bytes read per second while catching up (None: not catching up, or not measured yet)."""
     reconnects: int = 0
     """Times the run's source failed and was opened again."""
     role_values: tuple[tuple[str, str, float], ...] = ()

@@ -483,3 +483,33 @@ def test_a_loss_rising_while_the_lr_climbs_through_warmup_warns_then_is_bad_if_i
     ]
     _, bad = _feed(rows)
     assert bad and bad[0].kind == "divergence" and bad[0].evidence.get("escalated_step", bad[0].step) >= 300 - 5
+
+
+def test_a_total_loss_printed_with_few_decimals_that_rounds_to_zero_is_not_hidden_nan() -> None:
+    # A PaiNN job's stdout ('Train Loss: 0.0000', bench/corpus/real/painn-...-rounds-to-zero-healthy):
+    # the loss is below the 4th decimal, so it prints 0 between 0.0001 and 0.0004 values.
+    vals = [0.0212, 0.0, 0.0, 0.0, 0.0001, 0.0001, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0004]
+    vals += [0.0001 if k % 9 == 8 else 0.0 for k in range(120)]
+    _, bad = _feed([Row(float(i), {"Train Loss": v}) for i, v in enumerate(vals)])
+    assert not [f for f in bad if f.kind == "nan"]
+    # the HF nan_inf_filter 0 still is NaN, and so is a 0 after a NaN that never recovered
+    rows = [Row(float(s), {"loss": 1.0 - s / 400}) for s in range(60)] + [Row(60.0, {"loss": 0.0})]
+    _, bad = _feed(rows)
+    assert [f.kind for f in bad] == ["nan"]
+
+
+def test_an_eval_wobbling_just_above_its_best_then_one_noisy_eval_is_not_bad() -> None:
+    # A PaiNN run's per-epoch validation loss (bench/corpus/real/painn-...-frozen-tail-healthy): best
+    # 0.0291, then evaluations 1-15% above it and one at +40%; the training loss keeps falling.
+    evals = [0.102, 0.073, 0.082, 0.091, 0.054, 0.039, 0.038, 0.040, 0.041, 0.034, 0.032, 0.033, 0.034]
+    evals += [0.033, 0.030, 0.033, 0.0291, 0.032, 0.0427, 0.0336, 0.0307, 0.0315, 0.0317, 0.0316, 0.0408, 0.0348]
+    rows = []
+    for e, ev in enumerate(evals):
+        rows.append(Row(float(e), {"train_loss": 0.17 * math.exp(-e / 8) + 0.02, "eval_loss": ev}))
+    _, bad = _feed(rows)
+    assert not bad
+    # the same run overfitting for real: every evaluation beyond the margin is bad after the patience
+    rising = [Row(float(17 + k), {"train_loss": 0.02, "eval_loss": 0.0291 * (1.15 + 0.1 * k)}) for k in range(6)]
+    rows = rows[:17] + rising
+    _, bad = _feed(rows)
+    assert bad and bad[0].kind == "overfit"

@@ -268,8 +268,14 @@ def test_warm_up_then_flat_lr_is_a_possible_missing_decay() -> None:
 def test_eval_only_nan_points_at_the_validation_set() -> None:
     nan = Finding("nan", Severity.BAD, "eval_loss", 500.0, 500.0, "eval_loss is NaN at step 500", {})
     loss = curve(range(0, 1000, 10), np.linspace(2, 1, 100), "loss")
-    h = top(diagnose(RunFacts(findings=(nan,), loss=loss, verdict_healthy=False)))
+    # NaN at every evaluation since step 500: a bad sample is bad every time.
+    every = curve([300, 400, 500, 600, 700], [1.2, 1.1, math.nan, math.nan, math.nan], "eval_loss")
+    h = top(diagnose(RunFacts(findings=(nan,), loss=loss, others={"eval_loss": every}, verdict_healthy=False)))
     assert h.cause_id == "eval_data_bad" and h.confidence is Confidence.HIGH
+    # One NaN evaluation so far cannot tell a bad sample from transient eval numerics.
+    once = curve([300, 400, 500], [1.2, 1.1, math.nan], "eval_loss")
+    h1 = top(diagnose(RunFacts(findings=(nan,), loss=loss, others={"eval_loss": once}, verdict_healthy=False)))
+    assert h1.cause_id == "eval_data_bad" and h1.confidence is Confidence.MEDIUM and "next one" in h1.evidence
     cleared = Finding("nan", Severity.BAD, "eval_loss", 500.0, 500.0, "eval_loss was NaN at step 500", {}, active=False)
     h2 = top(diagnose(RunFacts(findings=(cleared,), loss=loss, verdict_healthy=False)))
     assert h2.cause_id == "eval_numerics" and h2.confidence is Confidence.LOW

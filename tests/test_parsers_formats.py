@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.model import Role, Row
-from monitor.parsers import PARSERS, detect, format_samples, make_parser, no_metrics, parse_lines
+from monitor.parsers import PARSERS, detect, detect_format, format_samples, make_parser, no_metrics, parse_lines
 from monitor.roles import classify
 
 DATA = Path(__file__).parent / "data" / "formats"
@@ -467,3 +467,23 @@ def test_generic_skips_printed_configs_and_source_locations() -> None:
 def test_swin_style_validate_lines_give_the_epoch_averages() -> None:
     _, rows, _ = _read("swin-style.log", "output.log")
     assert rows[1] == Row(0.0, {"val/Loss": 2.3866, "val/Acc@1": 10.01})
+
+
+def test_a_hand_written_epoch_summary_is_not_taken_for_an_mmengine_log() -> None:
+    # the shape of a PaiNN training job's stdout (bench/corpus/real/painn-lsf-markdown-...): a single
+    # `Epoch [e/N],` bracket with multi-word keys is a custom loop, read by the generic parser
+    lines = [
+        "Epoch [1/1000], Train Loss: 5396073623079684061681189650432.0000, Train L1 Loss: 98952196952614.6094",
+        "Epoch [1/1000], Validation Loss: 27356305369322391008657369202688.0000, Validation L1: 310916769360191.3125",
+        "Epoch [2/1000], Train Loss: 31940022260972882852298342006784.0000, Train L1 Loss: 189592370729324.0625",
+    ]
+    assert detect_format(lines) != "mmengine"
+    _, rows = parse_lines(lines)
+    assert any(r.values.get("Train Loss") == pytest.approx(5.396073623079684e30) for r in rows)
+    # MMCV's epoch+iteration pair and iteration counter, and MMEngine's phase, still are
+    for line in (
+        "Epoch [1][50/7330]\tlr: 1.000e-02, eta: 1 day, 0:11:50, time: 0.396, loss_cls: 0.6614, loss: 1.4919",
+        "Iter [50/80000]\tlr: 9.998e-03, eta: 9:14:33, time: 0.416, decode.loss_ce: 2.1549, loss: 2.1549",
+        "04/15 16:50:26 - mmengine - INFO - Epoch(train) [1][ 50/100]  lr: 1.9820e-03  loss: 1.4919",
+    ):
+        assert detect_format([line, line]) == "mmengine"

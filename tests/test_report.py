@@ -120,3 +120,19 @@ def test_cli_report_unreadable_target_exits_3(tmp_path: Path) -> None:
     out = tmp_path / "rep"
     assert main(["report", str(tmp_path / "nope.log"), "--out", str(out)]) == 3
     assert "could not be read" in (out / "report.md").read_text()
+
+
+def test_next_experiments_give_each_flagged_run_its_own_and_never_train_longer_into_overfitting() -> None:
+    qlora = REAL / "qlora-starcoder-lr5e-3-divergence" / "trainer_state.json"
+    medmentions = REAL / "hf-trainer-medmentions-ner-overfit"
+    timm = REAL / "timm-cff-distill-lrjump-nan" / "train.log"
+    _need(WHISPER, qlora, medmentions, timm)
+    rep = build([str(p) for p in (timm, WHISPER, qlora, medmentions)], Config())
+    exps = [f"{e.what} {e.why}" for e in rep.experiments]
+    assert 3 <= len(exps) <= 6
+    # One per flagged run before any run gets a second: the whisper run's LR is not crowded out by the
+    # run that went NaN, and the constant-LR run that rose 30x gets its (low-confidence) LR guess tested.
+    for run in ("timm-cff-distill-lrjump-nan", "hf-whisper-lora-lrwarmup-divergence", "qlora-starcoder"):
+        assert any(e.startswith(run) and "LR" in e for e in exps), run
+    # Its eval loss rose from step 2500 while its training loss fell: training longer is not the advice.
+    assert not any("medmentions" in e and "train about 2x longer" in e for e in exps)

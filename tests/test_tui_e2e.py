@@ -113,7 +113,7 @@ def test_demo_in_tmux_shows_runs_and_a_bad_one_then_quits_clean() -> None:
         tmux("send-keys", "-t", "rw", "Escape")
         tmux.wait_for("the help to close", lambda t: "runwatch keys" not in t and "verdict" in t, 10)
         tmux("send-keys", "-t", "rw", "Enter")
-        tmux.wait_for("the detail view", lambda t: "x: step" in t and "findings" in t and "/ Metrics" in t, 10)
+        tmux.wait_for("the detail view", lambda t: "y: linear" in t and "findings" in t and "/ Metrics" in t, 10)
         time.sleep(0.3)  # Escape then another key at once reads as Alt+key
         tmux("send-keys", "-t", "rw", "Escape")
         tmux.wait_for("the run table", lambda t: "verdict" in t and "/ Metrics" not in t, 10)

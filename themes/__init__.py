@@ -1,7 +1,8 @@
 """Textual themes and the verdict colour variables; colours live here and nowhere else.
 
 Widgets refer to colours only through theme variables: `$verdict-healthy`, `$verdict-unsure`,
-`$verdict-bad`, `$verdict-stale`, `$plot-series-1` … `$plot-series-6`, `$plot-marker`, `$muted`.
+`$verdict-bad`, `$verdict-stale`, `$plot-series-1` … `$plot-series-6`, `$plot-marker`, `$muted`,
+`$heat-1` … `$heat-5` (the layer heat map's scale).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ PREFIX = "runwatch-"
 
 VERDICT_VARIABLES = ("verdict-healthy", "verdict-unsure", "verdict-bad", "verdict-stale")
 SERIES_VARIABLES = tuple(f"plot-series-{i}" for i in range(1, 7))
+HEAT_VARIABLES = tuple(f"heat-{i}" for i in range(1, 6))
+"""The layer heat map's colour scale, low to high."""
 
 
 def textual_name(name: str) -> str:
@@ -48,6 +51,7 @@ def make_theme(p: Palette) -> Theme:
         "footer-key-foreground": p.accent,
     }
     variables.update({name: colour for name, colour in zip(SERIES_VARIABLES, p.series, strict=True)})
+    variables.update({name: colour for name, colour in zip(HEAT_VARIABLES, p.heat, strict=True)})
     return Theme(
         name=textual_name(p.name),
         primary=p.primary,

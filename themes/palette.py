@@ -43,6 +43,8 @@ class Palette:
     marker: str
     """Vertical lines where findings fired."""
     muted: str
+    heat: tuple[str, ...] = ("#440154", "#3B528B", "#21918C", "#5EC962", "#FDE725")
+    """The layer heat map's scale, low to high (viridis: ordered in lightness, colour-blind safe)."""
 
 
 DARK = Palette(

@@ -81,10 +81,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "x_axis",
         "x",
         "X axis",
-        "cycle the x axis: step / wall time / relative time (compare: step / % of each run / time)",
+        "cycle the x axis: step / epoch / tokens (where the run logs them) / wall time / relative time"
+        " (compare: also % of each run)",
         (DETAIL, COMPARE),
     ),
     ActionSpec("window", "w", "Window", "cycle the window: all / last 1000 / last 200 steps", (DETAIL, COMPARE)),
+    ActionSpec(
+        "unzoom",
+        "z",
+        "Unzoom",
+        "show the whole run again after the mouse wheel zoomed the x range (wheel over a plot: zoom in/out)",
+        (DETAIL, COMPARE),
+    ),
     ActionSpec(
         "filter", "slash", "Filter", "filter runs: words in name, source, state or verdict", (MAIN,), display="/"
     ),

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 
+from monitor.aiotime import wait_for
 from monitor.config import Config
 from monitor.hub import Hub, HubSnapshot
 from monitor.model import Verdict
@@ -76,6 +80,10 @@ def _workers() -> ModuleType:
     return action_workers
 
 
+SIGNAL_GRACE = 5.0
+"""Seconds a quit on SIGTERM/SIGHUP may take before the process ends without restoring the terminal."""
+
+
 class RunwatchApp(App[int]):
     """runwatch's terminal UI over one hub."""
 
@@ -119,6 +127,8 @@ class RunwatchApp(App[int]):
         self.notices: list[Notice] = []
         """Every toast shown this session, oldest first (bounded)."""
         self._turned_bad: list[tuple[str, str]] = []
+        self.exit_hooks: list[Callable[[], object]] = []
+        """Run before a forced exit on SIGTERM/SIGHUP (the demo stops its simulators)."""
         for t in THEMES:
             self.register_theme(t)
         self.theme = textual_name(theme or self.config.theme)
@@ -148,7 +158,7 @@ class RunwatchApp(App[int]):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, self.exit, 128 + sig)
+                    loop.add_signal_handler(sig, self._signalled, 128 + sig)
         # The first frame (the table's frame, "waiting for the first snapshot") is drawn before the
         # hub starts reading: catching up a big file must not keep the screen blank.
         self.call_after_refresh(self._start_hub)
@@ -171,7 +181,7 @@ class RunwatchApp(App[int]):
         closers = [("hub", self.hub.stop)] + ([("actions", self._actions.aclose)] if self._actions is not None else [])
         for what, closing in closers:
             try:
-                await asyncio.wait_for(closing(), _STOP_TIMEOUT)
+                await wait_for(closing(), _STOP_TIMEOUT)
             except TimeoutError:
                 self.log.warning(f"{what} did not stop in time")
 
@@ -383,6 +393,28 @@ class RunwatchApp(App[int]):
     async def action_quit(self) -> None:
         await self.stop_hub()
         self.exit(0)
+
+    # ---- SIGTERM / SIGHUP --------------------------------------------------------------------
+    def _signalled(self, code: int) -> None:
+        """Quit like `q`. A closed terminal (a killed tmux pane) can block Textual's output thread while
+        it restores the screen, and the process would live on: after SIGNAL_GRACE s it ends anyway."""
+        watchdog = threading.Timer(SIGNAL_GRACE, self._exit_now, (code,))
+        watchdog.daemon = True
+        watchdog.start()
+        self.run_worker(self._quit_with(code), name="quit-on-signal")
+
+    async def _quit_with(self, code: int) -> None:
+        await self.stop_hub()
+        self.exit(code)
+
+    def _exit_now(self, code: int) -> None:
+        for hook in self.exit_hooks:
+            try:
+                hook()
+            except Exception as e:  # one failed cleanup must not keep the others (or the exit) from running
+                with contextlib.suppress(OSError, ValueError):  # stderr may be the closed terminal
+                    print(f"runwatch: cleanup on exit failed: {e}", file=sys.stderr)
+        os._exit(code)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

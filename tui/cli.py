@@ -16,6 +16,7 @@ from monitor.errors import ConfigError, RunwatchError
 
 if TYPE_CHECKING:
     from monitor.config import Config
+    from monitor.progressline import ProgressLine
 
 USAGE_EXIT = 2
 UNREADABLE_EXIT = 3
@@ -41,6 +42,17 @@ def _load_config(path: Path | None) -> Config:
     return config.load(path if path is not None else config.default_path())
 
 
+def _progress_line(a: argparse.Namespace) -> ProgressLine | None:
+    """`check`'s progress line: only on a terminal's stderr, never with `--json`."""
+    if a.json or not sys.stderr.isatty():
+        return None
+    import shutil
+
+    from monitor.progressline import ProgressLine
+
+    return ProgressLine(sys.stderr, shutil.get_terminal_size().columns)
+
+
 def cmd_check(a: argparse.Namespace) -> int:
     from monitor import check
 
@@ -53,7 +65,12 @@ def cmd_check(a: argparse.Namespace) -> int:
         from monitor.sources.wandb_select import apply_selection
 
         targets = apply_selection(targets, a.last, a.state, a.tag)
-        results = check.check(targets, cfg, fmt=a.format, now=a.now)
+        line = _progress_line(a)
+        try:
+            results = check.check(targets, cfg, fmt=a.format, now=a.now, progress=line.update if line else None)
+        finally:
+            if line is not None:
+                line.clear()
     except RunwatchError as e:
         print(f"runwatch: {e.one_line()}", file=sys.stderr)
         return UNREADABLE_EXIT

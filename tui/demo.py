@@ -180,4 +180,5 @@ def run_demo(base: Config, *, theme: str | None = None, rate: float = RATE) -> i
             + (" Plus one offline W&B run." if demo.wandb else "")
         )
         app = make_app(demo.config(base), demo.targets, theme=theme, banner=banner)
+        app.exit_hooks.append(demo.stop)  # a forced exit (closed terminal) still stops the simulators
         return app.run() or 0

@@ -68,6 +68,19 @@ def num(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def num_fit(x: float | None, width: int) -> str:
+    """`num`, shortened towards `width` characters: fewer digits, a bare exponent (`8.52e-05` → `8.52e-5`)."""
+    text = num(x)
+    for digits in (4, 3, 2):
+        if len(text) <= width:
+            break
+        text = num(x, digits)
+        if "e" in text:
+            mant, exp = text.split("e")
+            text = f"{mant}e{int(exp)}"
+    return text
+
+
 def si(x: float, digits: int = 2) -> str:
     """A tick label: `0`, `0.25`, `150`, `1.2k`, `3.5M`, `3e-4`, `5.1e12`, `NaN`."""
     if not math.isfinite(x):
@@ -186,6 +199,26 @@ def progress_bar(done: float, total: float, width: int = 10) -> str:
     cells = max(1, width - len(pct) - 2)
     full = round(frac * cells)
     return f"▕{'█' * full}{'░' * (cells - full)}▏{pct}"
+
+
+def _size(n: float, scale: int) -> str:
+    return f"{n / scale:.0f}" if n >= 10 * scale or n == 0 else f"{n / scale:.1f}"
+
+
+def read_amount(done: float, total: float) -> str:
+    """`120/280 MB`: how much of a source has been read, in the unit of its size."""
+    for scale, unit in ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB")):
+        if total >= scale:
+            return f"{_size(done, scale)}/{_size(total, scale)} {unit}"
+    return f"{done:.0f}/{total:.0f} B"
+
+
+def byte_rate_text(per_s: float) -> str:
+    """`45 MB/s`, `3.2 GB/s`, `800 kB/s`: a read rate, short."""
+    for scale, unit in ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB")):
+        if per_s >= scale:
+            return f"{_size(per_s, scale)} {unit}/s"
+    return f"{per_s:.0f} B/s"
 
 
 def live_rate(steps_per_s: float | None, age: float | None, interval: float | None = None) -> float | None:

@@ -15,7 +15,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from detectors.layers import layer_of
 from monitor.model import Role
+from tui.tokenaxis import is_token_counter
 
 #: Keys that count steps or time: an x axis, never a pane of their own.
 AXIS_KEYS = frozenset(
@@ -59,6 +61,8 @@ class Pane:
     role: Role
     headline: bool = False
     """The run's main loss pane (it carries every finding's marker)."""
+    layers: bool = False
+    """The per-layer gradients, drawn as one heat map (layers × time), not as lines."""
 
     def short(self, key: str) -> str:
         """A key as its legend names it inside this pane: `val/box_loss` → `val` under `box_loss`."""
@@ -96,7 +100,13 @@ def display_role(key: str, role: Role) -> Role:
 def is_axis(key: str, step_key: str = "") -> bool:
     """Whether a key is a step/time axis or bookkeeping rather than a metric to plot."""
     k = key.strip().lower()
-    return k == step_key.lower() or k in AXIS_KEYS or k.startswith(_HIDDEN_PREFIXES) or "runtime" in k
+    return (
+        k == step_key.lower()
+        or k in AXIS_KEYS
+        or k.startswith(_HIDDEN_PREFIXES)
+        or "runtime" in k
+        or is_token_counter(k)
+    )
 
 
 def matches(key: str, pattern: str) -> bool:
@@ -127,7 +137,9 @@ def panes(
     losses = (Role.TRAIN_LOSS, Role.EVAL_LOSS)
     for k in shown:
         role = display_role(k, role_of(k))
-        if role is Role.LR:
+        if layer_of(k, role_of(k)) is not None:
+            gid, role = ("layers", ""), Role.GRAD_NORM
+        elif role is Role.LR:
             gid = ("lr", "")
         elif role is Role.GRAD_NORM:
             gid = ("grad", "")
@@ -144,8 +156,9 @@ def panes(
         if gid == ("lr", ""):
             members.sort()
         head = gid == ("loss", "")
-        out.append(Pane(_title(gid, members), tuple(members), roles[gid], head))
-    out.sort(key=lambda p: (not p.headline, _ORDER[p.role], p.title))
+        out.append(Pane(_title(gid, members), tuple(members), roles[gid], head, layers=gid == ("layers", "")))
+    # The layer heat map comes right after the run's grad norm.
+    out.sort(key=lambda p: (not p.headline, _ORDER[p.role], p.layers, p.title))
     return out
 
 
@@ -155,6 +168,8 @@ def _title(gid: tuple[str, str], members: Sequence[str]) -> str:
         return "learning rate"
     if kind == "grad":
         return "grad norm"
+    if kind == "layers":
+        return "layer gradients"
     if kind == "loss":
         return stem(members[0])
     return members[0] if len(members) == 1 else s

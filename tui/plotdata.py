@@ -27,13 +27,20 @@ PCT = "pct"
 """x: percent of each run's own last step (lines up runs that count steps differently)."""
 EPOCH = "epoch"
 """x: the run's epoch (its own axis, or its logged `epoch` metric mapped onto its steps)."""
+TOKENS = "tokens"
+"""x: tokens seen (a logged token counter, or the steps times the tokens per step; `tui.tokenaxis`)."""
 X_AXES: tuple[str, ...] = (STEP, WALL, TIME)
-"""What `x` cycles through in the detail view."""
+"""What `x` cycles through in the detail view (with `epoch` and `tokens` where the run knows them)."""
 COMPARE_X_AXES: tuple[str, ...] = (STEP, PCT, TIME, WALL)
-COMPARE_X_AXES_EPOCH: tuple[str, ...] = (STEP, PCT, EPOCH, TIME, WALL)
-"""The compare view's cycle when some compared run knows its epochs."""
 """What `x` cycles through in the compare view."""
-X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %", EPOCH: "epoch"}
+X_NAMES = {STEP: "step", TIME: "relative time", WALL: "wall time", PCT: "relative %", EPOCH: "epoch", TOKENS: "tokens"}
+
+
+def axes_with(base: tuple[str, ...], *, epoch: bool = False, tokens: bool = False) -> tuple[str, ...]:
+    """`base` with the epoch and tokens axes after `step` (and `%`) where the runs know them."""
+    extra = tuple(a for a, ok in ((EPOCH, epoch), (TOKENS, tokens)) if ok and a not in base)
+    cut = 2 if PCT in base[:2] else 1
+    return base[:cut] + extra + base[cut:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,8 @@ class PlotOptions:
     x_axis: str = STEP
     ema_weight: float = DEFAULT_EMA
     """The weight `m` turns smoothing on with (kept while it is off)."""
+    x_range: tuple[float, float] | None = None
+    """The x range the mouse wheel zoomed to, in the x axis's own unit (None: the whole run)."""
 
     def toggled_log(self) -> PlotOptions:
         return replace(self, log_y=not self.log_y)
@@ -63,17 +72,27 @@ class PlotOptions:
         return replace(self, ema=w, ema_weight=w)
 
     def next_window(self) -> PlotOptions:
-        return replace(self, window=_next(WINDOWS, self.window))
+        return replace(self, window=_next(WINDOWS, self.window), x_range=None)
 
     def toggled_x(self, axes: tuple[str, ...] = X_AXES) -> PlotOptions:
-        return replace(self, x_axis=_next(axes, self.x_axis))
+        # A zoomed range is in the old axis's unit: it means nothing on the new one.
+        return replace(self, x_axis=_next(axes, self.x_axis), x_range=None)
 
-    def describe(self) -> str:
-        """One line for the plots' header: what the toggles are set to."""
-        parts = [f"x: {X_NAMES.get(self.x_axis, self.x_axis)}"]
-        parts.append(f"y: {'log' if self.log_y else 'linear'}")
-        parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
-        parts.append(f"last {self.window:,} steps" if self.window else "all steps")
+    def zoomed(self, x_range: tuple[float, float] | None) -> PlotOptions:
+        return replace(self, x_range=x_range)
+
+    def describe(self, step_name: str = "step", *, compact: bool = False) -> str:
+        """One line for the plots' header: what the toggles are set to (`step_name`: the run's own step).
+        `compact` (narrow terminals) names only the toggles that are not at their default."""
+        parts = [f"x: {step_name if self.x_axis == STEP else X_NAMES.get(self.x_axis, self.x_axis)}"]
+        if not compact or self.log_y:
+            parts.append(f"y: {'log' if self.log_y else 'linear'}")
+        if not compact or self.ema:
+            parts.append(f"EMA {self.ema:g}" if self.ema else "EMA off")
+        if not compact or self.window:
+            parts.append(f"last {self.window:,} steps" if self.window else "all steps")
+        if self.x_range is not None:
+            parts.append("zoomed (z: all)")
         return " · ".join(parts)
 
 
@@ -153,26 +172,38 @@ def map_x(
     axis: str,
     times: Iterable[tuple[float, float]] = (),
     last_step: float | None = None,
-    epochs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock`, `%` or `epoch`.
+    """Steps to the chosen x axis: (values, unit). Unit is `step`, `s`/`min`/`h`, `clock`, `%`, `epoch`
+    or `tokens`.
 
-    For `epoch`, `epochs` is the run's (step, epoch) pairs; without them x stays in steps.
+    For `epoch` and `tokens`, `pairs` is the run's (step, epoch) or (step, tokens seen) pairs; without
+    them x stays in steps. Tokens past the last counted step go on at the last known tokens per step.
     """
-    if axis == EPOCH:
-        if epochs is None or len(epochs[0]) == 0 or len(x) == 0:
+    if axis in (EPOCH, TOKENS):
+        if pairs is None or len(pairs[0]) == 0 or len(x) == 0:
             return x, "step"
-        es, ev = epochs
-        order = np.argsort(es, kind="stable")
-        return np.interp(x, es[order], ev[order]), "epoch"
+        ps, pv = pairs
+        order = np.argsort(ps, kind="stable")
+        ps, pv = ps[order], pv[order]
+        out = np.interp(x, ps, pv)
+        if axis == TOKENS and len(ps) and ps[-1] > 0:
+            # A counter logged less often than the loss: extrapolate at its own rate, never flat.
+            rate = pv[-1] / ps[-1]
+            late = x > ps[-1]
+            out[late] = pv[-1] + (x[late] - ps[-1]) * rate
+            early = x < ps[0]
+            if ps[0] > 0:
+                out[early] = x[early] * (pv[0] / ps[0])
+        return out, axis
     if axis == TIME:
         return wall_time(x, times)
     if axis == WALL:
-        pairs = np.asarray(list(times), dtype=float)
-        if len(pairs) == 0 or len(x) == 0:
+        st = np.asarray(list(times), dtype=float)
+        if len(st) == 0 or len(x) == 0:
             return x, "step"
-        order = np.argsort(pairs[:, 0], kind="stable")
-        return np.interp(x, pairs[order, 0], pairs[order, 1]), "clock"
+        order = np.argsort(st[:, 0], kind="stable")
+        return np.interp(x, st[order, 0], st[order, 1]), "clock"
     if axis == PCT:
         top = last_step if last_step else (float(x[-1]) if len(x) else 0.0)
         if not top:
@@ -192,6 +223,8 @@ class Prepared:
     """x of NaN/Inf values (a line cannot show them: the plot marks them)."""
     bad_y: np.ndarray
     """Where on the curve to put those marks: the last finite value before each."""
+    extent: tuple[float, float] | None = None
+    """The finite x range of the whole series before any zoom (None: no finite point)."""
 
 
 def prepare_series(
@@ -201,12 +234,12 @@ def prepare_series(
     width: int,
     times: Iterable[tuple[float, float]] = (),
     last_step: float | None = None,
-    epochs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Prepared:
     """Window, smooth, map the x axis, set non-finite values apart, drop what the axis cannot show, downsample."""
     x, y = last_window(np.asarray(x, dtype=float), np.asarray(y, dtype=float), opts.window)
     y = ema(y, opts.ema)
-    x, unit = map_x(x, opts.x_axis, times, last_step, epochs)
+    x, unit = map_x(x, opts.x_axis, times, last_step, pairs)
     finite = np.isfinite(y)
     bad = ~finite & np.isfinite(x)
     bad_x, bad_y = x[bad], np.full(int(bad.sum()), np.nan)
@@ -218,8 +251,43 @@ def prepare_series(
     ok = finite & np.isfinite(x)
     if opts.log_y:
         ok &= y > 0
+    extent = (float(x[ok].min()), float(x[ok].max())) if ok.any() else None
+    if opts.x_range is not None:
+        lo, hi = opts.x_range
+        ok &= (x >= lo) & (x <= hi)
+        inside = (bad_x >= lo) & (bad_x <= hi)
+        bad_x, bad_y = bad_x[inside], bad_y[inside]
     dx, dy = downsample(x[ok], y[ok], width)
-    return Prepared(dx, dy, unit, bad_x, bad_y)
+    return Prepared(dx, dy, unit, bad_x, bad_y, extent)
+
+
+ZOOM_IN = 0.7
+"""One wheel notch in keeps this share of the x range (around the pointer); one notch out undoes it."""
+
+
+def zoom_range(
+    shown: tuple[float, float], extent: tuple[float, float], at: float, zoom_in: bool, min_span: float = 0.0
+) -> tuple[float, float] | None:
+    """The x range after one wheel notch at x = `at`: narrower (in) or wider (out) around it.
+    None when it would cover the whole `extent` again (not zoomed); never narrower than `min_span`."""
+    lo, hi = shown
+    f = ZOOM_IN if zoom_in else 1 / ZOOM_IN
+    at = min(max(at, lo), hi)
+    new_lo, new_hi = at - (at - lo) * f, at + (hi - at) * f
+    if zoom_in and new_hi - new_lo < min_span:
+        return shown
+    e_lo, e_hi = extent
+    if new_lo <= e_lo and new_hi >= e_hi:
+        return None
+    span = new_hi - new_lo
+    # Slide (not shrink) a range that ran past one end of the run back inside it.
+    if new_lo < e_lo:
+        new_lo, new_hi = e_lo, min(e_hi, e_lo + span)
+    elif new_hi > e_hi:
+        new_lo, new_hi = max(e_lo, e_hi - span), e_hi
+    if new_lo <= e_lo and new_hi >= e_hi:
+        return None
+    return (new_lo, new_hi)
 
 
 def prepare(

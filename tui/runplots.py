@@ -7,6 +7,7 @@ underneath) and returns immutable `PlotSpec`s; the plot widgets fit them to thei
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,7 +15,9 @@ from monitor.analysis import RunAnalysis
 from monitor.gpu import GpuSnapshot
 from monitor.model import Finding, Role
 from tui.metricgrid import Pane, panes
-from tui.plotdata import EPOCH, PCT, STEP, TIME, WALL, PlotOptions, last_window, map_x, prepare_series
+from tui.plotdata import EPOCH, PCT, STEP, TIME, TOKENS, WALL, PlotOptions, last_window, map_x, prepare_series
+from tui.tokenaxis import tokens_of
+from tui.widgets.heatmap import HeatSpec, heat_spec
 from tui.widgets.plot import PlotSpec, Series
 
 ROLE_TITLES = {
@@ -54,15 +57,29 @@ def run_panes(a: RunAnalysis | None, pattern: str = "") -> list[Pane]:
     )
 
 
-def _series(a: RunAnalysis, key: str, opts: PlotOptions, label: str, colour: str) -> tuple[list[Series], str]:
+def axis_pairs(a: RunAnalysis, axis: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (step, x) pairs an epoch or tokens axis maps a run's steps through (None: other axes, or unknown)."""
+    if axis == EPOCH:
+        return epochs_of(a)
+    if axis == TOKENS:
+        return tokens_of(a)
+    return None
+
+
+def _series(
+    a: RunAnalysis,
+    key: str,
+    opts: PlotOptions,
+    label: str,
+    colour: str,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[list[Series], str]:
     steps, values = a.store.metrics[key].series()
-    p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step)
-    out = [Series(label, p.x, p.y, colour, p.bad_x, p.bad_y)]
+    p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, pairs)
+    out = [Series(label, p.x, p.y, colour, p.bad_x, p.bad_y, extent=p.extent)]
     if opts.ema:
         # The raw curve stays visible (dim) under the smoothed one, as in W&B.
-        raw = prepare_series(
-            steps, values, PlotOptions(opts.log_y, 0.0, opts.window, opts.x_axis), _WIDE, a.store.times
-        )
+        raw = prepare_series(steps, values, replace(opts, ema=0.0), _WIDE, a.store.times, a.store.last_step, pairs)
         out.insert(0, Series(label, raw.x, raw.y, colour, faint=True))
     return out, p.unit
 
@@ -76,11 +93,17 @@ def _xlabel(opts: PlotOptions, unit: str, name: str) -> str:
         return "% of each run's steps"
     if opts.x_axis == EPOCH:
         return "epoch"
+    if opts.x_axis == TOKENS:
+        return "tokens seen"
     return name
 
 
 def _markers(
-    a: RunAnalysis, findings: Sequence[Finding], opts: PlotOptions, keys: Sequence[str] | None = None
+    a: RunAnalysis,
+    findings: Sequence[Finding],
+    opts: PlotOptions,
+    keys: Sequence[str] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[tuple[float, str], ...]:
     """Findings (of these metrics; all when None) as labelled x positions where they began."""
     at: dict[float, list[str]] = {}
@@ -99,7 +122,7 @@ def _markers(
     keep = np.ones(len(steps), bool)
     if opts.window is not None and a.store.last_step is not None:
         keep = steps >= a.store.last_step - opts.window
-    xs, _ = map_x(steps, opts.x_axis, a.store.times, a.store.last_step)
+    xs, _ = map_x(steps, opts.x_axis, a.store.times, a.store.last_step, pairs)
     return tuple((float(x), lab) for x, lab, k in zip(xs.tolist(), labels, keep.tolist(), strict=True) if k)
 
 
@@ -114,21 +137,40 @@ def pane_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], op
     if len(pane.keys) > len(drawn):
         # 150 per-layer grad norms in one pane read as noise: the first few, and the picker for the rest.
         title += f" ({len(drawn)} of {len(pane.keys)}: / picks)"
+    pairs = axis_pairs(a, opts.x_axis)
     for i, key in enumerate(drawn):
         if key in a.store.metrics:
-            s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}")
+            s, unit = _series(a, key, opts, pane.short(key), f"plot-series-{i % 6 + 1}", pairs)
             series.extend(s)
     # The headline loss pane carries every finding; other panes the ones about their metrics.
     keys = None if pane.headline else pane.keys
     return PlotSpec(
         title,
         tuple(series),
-        _markers(a, findings, opts, keys),
+        _markers(a, findings, opts, keys, pairs),
         log_y=opts.log_y,
         xlabel=_xlabel(opts, unit, axis_name(a)),
         empty=f"no {title} logged yet",
         x_unit=unit,
+        x_range=opts.x_range,
     )
+
+
+def layers_spec(a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], opts: PlotOptions) -> HeatSpec:
+    """The per-layer gradients pane: a heat map over steps (the zoomed or windowed steps when asked)."""
+    title = f"{pane.title} · log10 ‖g‖ by step · rows: input → output"
+    if a is None:
+        return heat_spec(title, (), lambda _k: (np.empty(0), np.empty(0)), ())
+    step_range = opts.x_range if opts.x_axis == STEP else None
+    if step_range is None and opts.window is not None and a.store.last_step is not None:
+        step_range = (max(0.0, a.store.last_step - opts.window), a.store.last_step)
+    store = a.store
+
+    def series(key: str) -> tuple[np.ndarray, np.ndarray]:
+        return store.metrics[key].series() if key in store.metrics else (np.empty(0), np.empty(0))
+
+    keys = [k for k in pane.keys if k in store.metrics]
+    return heat_spec(title, keys, series, findings, step_range, a.roles)
 
 
 def loss_spec(a: RunAnalysis | None, findings: Sequence[Finding], opts: PlotOptions) -> PlotSpec:
@@ -149,6 +191,16 @@ def role_spec(a: RunAnalysis | None, role: Role, opts: PlotOptions, colour: str)
         return PlotSpec(title, (), empty=f"no {title} logged")
     s, unit = _series(a, key, opts, key, colour)
     return PlotSpec(title, tuple(s), log_y=opts.log_y, xlabel=_xlabel(opts, unit, axis_name(a)), x_unit=unit)
+
+
+def has_times(a: RunAnalysis | None) -> bool:
+    """Whether a run's rows came at different times (a live run, or a log with timestamps): a file read
+    in one go without them has one arrival time for every row, and a time axis would collapse to a line."""
+    if a is None:
+        return False
+    times = a.store.times
+    distinct = len({t for _, t in times})
+    return distinct >= 3 and distinct * 10 >= len(times)
 
 
 def has_gpu(history: Sequence[GpuSnapshot]) -> bool:
@@ -200,7 +252,8 @@ def epochs_of(a: RunAnalysis) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opts: PlotOptions) -> PlotSpec:
-    """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time)."""
+    """One metric of several runs overlaid on a shared x axis (step, % of own steps, or time); the runs
+    come best first, so a line's short legend is its rank in the table."""
     title = ROLE_TITLES[role]
     if opts.ema:
         title += f" (EMA {opts.ema:g})"
@@ -214,12 +267,13 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         if key is None or key not in a.store.metrics:
             continue
         steps, values = a.store.metrics[key].series()
-        epochs = epochs_of(a) if opts.x_axis == EPOCH else None
-        if opts.x_axis == EPOCH and epochs is None:
-            continue  # a run that logs no epochs has no place on an epoch axis
-        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, epochs)
+        pairs = axis_pairs(a, opts.x_axis)
+        if opts.x_axis in (EPOCH, TOKENS) and pairs is None:
+            continue  # a run that logs no epochs (tokens) has no place on an epoch (tokens) axis
+        p = prepare_series(steps, values, opts, _WIDE, a.store.times, a.store.last_step, pairs)
         unit = p.unit
-        series.append(Series(name, p.x, p.y, f"plot-series-{i % 6 + 1}", p.bad_x, p.bad_y))
+        colour = f"plot-series-{i % 6 + 1}"
+        series.append(Series(name, p.x, p.y, colour, p.bad_x, p.bad_y, extent=p.extent, short=str(i + 1)))
         step_keys.add(axis_name(a))
     if opts.x_axis == STEP and len(step_keys) > 1:
         name = f"step ({len(step_keys)} step keys: x for % of each run)"
@@ -227,7 +281,13 @@ def compare_spec(runs: Sequence[tuple[str, RunAnalysis | None]], role: Role, opt
         name = " / ".join(sorted(step_keys)) or "step"
     xlabel = _xlabel(opts, unit, name)
     return PlotSpec(
-        title, tuple(series), log_y=opts.log_y, xlabel=xlabel, empty=f"no {title} in these runs", x_unit=unit
+        title,
+        tuple(series),
+        log_y=opts.log_y,
+        xlabel=xlabel,
+        empty=f"no {title} in these runs",
+        x_unit=unit,
+        x_range=opts.x_range,
     )
 
 

@@ -56,9 +56,12 @@ def run_snapshot(run_id: str, **fields: Any) -> RunSnapshot:
 
 
 def analysis(name: str, rows: Iterable[Row], now: float = 1000.0, log: Iterable[str] = ()) -> RunAnalysis:
-    """A real run analysis fed with `rows` (and log lines)."""
+    """A real run analysis fed with `rows` (and log lines); rows without a time came one a second up to `now`
+    (as from a live run, so time axes have something to show)."""
     a = RunAnalysis(RunInfo(target=name, name=name, format="kv"))
-    a.add_rows(list(rows), now)
+    rows = list(rows)
+    n = len(rows)
+    a.add_rows([r if r.time is not None else r._replace(time=now - (n - 1 - i)) for i, r in enumerate(rows)], now)
     a.store.add_log_lines(log)
     return a
 

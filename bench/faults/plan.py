@@ -12,13 +12,14 @@ import numpy as np
 
 from bench.faults.families import MLP, AutoEncoder, CharLM, Family, LinReg, MatrixFactorisation, Softmax
 from bench.faults.models_det import Conv1D, Detect
+from bench.faults.models_seq import RNN, AttnPool, SparseLogReg
 from bench.faults.optim import Schedule
 from bench.faults.train import Fault, RunConfig
 
-FAMILIES: dict[str, type[Family]] = {
-    c.name: c for c in (Softmax, MLP, CharLM, Detect, LinReg, AutoEncoder, MatrixFactorisation, Conv1D)
-}
-DEV_FAMILIES = ("softmax", "mlp", "charlm", "detect")
+_ORDER = (Softmax, MLP, CharLM, Detect, LinReg, AutoEncoder, MatrixFactorisation, Conv1D, SparseLogReg, AttnPool, RNN)
+FAMILIES: dict[str, type[Family]] = {c.name: c for c in _ORDER}
+# New families go at the end: a family's position seeds its bases, so earlier families stay byte-identical.
+DEV_FAMILIES = ("softmax", "mlp", "charlm", "detect", "logreg", "attn", "rnn")
 TEST_FAMILIES = ("linreg", "autoenc", "mf", "conv1d")
 
 TEXT_FORMATS = ("hf-trainer", "nanogpt", "megatron", "llmc")
@@ -43,6 +44,9 @@ BASE_LR = {
     "autoenc": {"sgd": 0.5, "momentum": 0.05, "adam": 0.01, "adamw": 0.01},
     "mf": {"adam": 0.02, "adamw": 0.02},
     "conv1d": {"sgd": 0.1, "momentum": 0.01, "adam": 0.003, "adamw": 0.003},
+    "logreg": {"sgd": 0.5, "momentum": 0.05, "adam": 0.02, "adamw": 0.02},
+    "attn": {"sgd": 0.1, "momentum": 0.01, "adam": 0.003, "adamw": 0.003},
+    "rnn": {"sgd": 0.3, "momentum": 0.03, "adam": 0.01, "adamw": 0.01},
 }
 FAULT_CYCLE = (
     "nan_loss",

@@ -12,6 +12,7 @@ import shlex
 import signal
 from typing import Any, Protocol
 
+from monitor.aiotime import wait_for
 from monitor.errors import TargetError
 from monitor.sources.ssh import CommandResult, SSHEndpoint
 
@@ -50,7 +51,7 @@ class LocalShell:
             start_new_session=True,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            out, err = await wait_for(proc.communicate(), timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -150,7 +150,9 @@ def facts_of(analysis: RunAnalysis) -> RunFacts:
         epoch=epoch,
         times=times,
         others=curves,
-        config=dict(analysis.info.config),
+        # The config the detectors were declared: the one saved beside the metrics file (read when the
+        # analysis was made), overridden by what the log itself printed.
+        config={**(getattr(analysis, "_beside", None) or {}), **analysis.info.config},
         axis=analysis.info.axis,
         total_steps=analysis.info.total_steps,
         verdict_healthy=int(judgement.verdict) == 0,

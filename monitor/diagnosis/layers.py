@@ -1,5 +1,10 @@
 """Causes seen in per-layer gradients (`detectors/layers.py`): dead layers, and single layers whose
-gradients explode or vanish while the rest of the network is fine."""
+gradients explode or vanish while the rest of the network is fine.
+
+Confidence rules: dead layers are medium (all-zero gradients are measured directly, but a layer frozen on
+purpose reads the same and only the code tells); one layer exploding or vanishing is low until the loss or
+the global grad norm moves at the same steps.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,16 @@
-"""Causes in the optimisation itself: learning rate, its schedule, gradients, fp16 overflow, bad batches, NaNs."""
+"""Causes in the optimisation itself: the learning rate and bad batches (and the helpers that the gradient
+and numerics rules share).
+
+Confidence rules (each rule's docstring says its own in full). High needs direct evidence at the right step
+*and* evidence that separates the cause from those it competes with (LR too high, exploding gradients,
+a bad batch: the loss leaves its band with the grad norm in all three):
+- LR too high: the LR peaked (or kept rising) just before, and the grad norm left its band just before
+  the training loss did; not after a schedule break, not from a one-step jolt.
+- exploding gradients, vanishing gradients: in `gradients.py`.
+- bad batch: one recovered loss spike with a grad spike beyond noise and logging precision, no LR rise.
+- fp16 overflow, a NaN/Inf: in `numerics.py`.
+Band statistics (scale-free, noise- and precision-aware) are in `bands.py`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +18,17 @@ import math
 
 import numpy as np
 
-from monitor.diagnosis import layers
+from monitor.diagnosis import bands
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.diagnosis.schedule import lr_jumped
 from monitor.model import Finding, Severity
+
+LEAD = 3
+"""Logging intervals by which a grad norm may leave its band before the loss and still be "just before"."""
+
+NEAR = 0.05
+"""Fraction of the run so far within which a grad norm leaving its band still counts as "just before"."""
 
 _CLIP_KEYS = (
     "max_grad_norm",
@@ -25,18 +43,31 @@ _CLIP_KEYS = (
 
 def spike_at(f: RunFacts, step: float) -> Finding | None:
     """A training-loss spike that began within two logging intervals of `step`."""
-    iv = _interval(f)
+    iv = interval_of(f)
     return next((x for x in f.of("spike") if not evalish(x.metric) and abs(x.onset_step - step) <= 2 * iv), None)
 
 
-def trouble(f: RunFacts) -> Finding | None:
-    """The earliest sign the loss went wrong: divergence, a NaN in the loss, or eval clearly worse.
+def jolt_in(f: RunFacts, lo: float, hi: float) -> Finding | None:
+    """A one-step training-loss spike that began in [lo, hi]: a jolt that may have caused what followed."""
+    return next((x for x in f.of("spike") if not evalish(x.metric) and lo <= x.onset_step <= hi), None)
 
-    A divergence that began with a one-point spike and came back is that spike's aftermath, not trouble."""
+
+def trouble(f: RunFacts) -> Finding | None:
+    """The earliest sign the loss went wrong: divergence, a NaN in the loss, a spike it never came back
+    from, or eval clearly worse.
+
+    A divergence that began with a one-point spike and came back is that spike's aftermath, not trouble;
+    a spike still unrecovered three logged points and more after it is the loss leaving its band for good."""
     div = [x for x in f.of("divergence", warn=True) if x.active or spike_at(f, x.onset_step) is None]
     cands = div + [x for x in f.of("nan", warn=True) if x.metric == _key(f.loss)]
+    if f.loss is not None:
+        cands += [
+            x
+            for x in f.of("spike", warn=True)
+            if x.metric == f.loss.key and x.active and len(f.loss.since(x.onset_step)) >= 4
+        ]
     if not cands:
-        cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD]
+        cands = [x for x in f.of("eval_degradation", "overfit") if x.severity >= Severity.BAD and x.active]
     return min(cands, key=lambda x: x.onset_step) if cands else None
 
 
@@ -44,7 +75,7 @@ def _key(c: Curve | None) -> str | None:
     return c.key if c is not None else None
 
 
-def _early(c: Curve, until: float) -> float:
+def early_level(c: Curve, until: float) -> float:
     """A curve's typical level in the first fifth of what it logged before `until`."""
     b = c.before(until).finite()
     if not len(b):
@@ -82,14 +113,56 @@ def clip_value(f: RunFacts) -> float | None:
     return None
 
 
+def lr_peaked_recently(f: RunFacts, step: float) -> tuple[bool, float, float, float, float] | None:
+    """(recent, LR there, its early level, its peak so far, the peak's step): whether the LR at `step` had
+    risen 2x or more from its early level and reached its peak so far shortly before (or was still rising)."""
+    if f.lr is None:
+        return None
+    lr = f.lr.finite().before(step + 1e-9)
+    if not len(lr):
+        return None
+    lr_s = float(lr.values[-1])
+    early = early_level(f.lr, step)
+    top = float(lr.values.max())
+    peak_step = float(lr.steps[np.nonzero(lr.values >= 0.95 * top)[0][0]])
+    rose = early > 0 and lr_s >= 2.0 * early
+    recent = lr_s >= 0.8 * top and step - peak_step <= max(0.35 * peak_step, 10 * lr.interval())
+    return rose and recent, lr_s, early, top, peak_step
+
+
+def _schedule_break(f: RunFacts, before: float, lr: float) -> Finding | None:
+    """An LR finding before `before` that brought the LR back up after a decay (a reset, a jump, a climb)
+    to `lr`, no higher than the peak the run had already trained at: "too high" does not separate from
+    the schedule break then."""
+    for x in f.of("lr_anomaly", warn=True):
+        peak = x.evidence.get("peak")
+        back_up = x.evidence.get("anomaly") in ("reset", "rising_again", "jump")
+        if x.onset_step <= before and back_up and isinstance(peak, float) and lr <= 1.05 * peak:
+            return x
+    return None
+
+
 def lr_too_high(f: RunFacts) -> Hypothesis | None:
-    """Divergence after the LR reached its peak (or kept rising), ideally with the grad norm rising first."""
+    """Divergence after the LR reached its peak (or kept rising), ideally with the grad norm rising first.
+
+    High needs all of: the *training* loss diverged or went non-finite; the LR had at least doubled from its
+    early level and reached its peak so far shortly before (or was still rising); the grad norm left its own
+    band and stayed out (a median of three) "just before" the loss left its band: at most `LEAD` logging
+    intervals, the time the loss took to show its departure (which bounds how well its onset is known) or
+    the last `NEAR` of the run before it, up to one interval after, and strictly before a NaN (after which
+    gradients are garbage); no schedule reset or jump brought the LR back to a level the run had already
+    trained at; and the divergence did not begin with a one-step loss spike (a bad batch reads the same).
+    The LR peak alone, or a grad norm that left its band (beyond noise) without the LR peak, is medium; a
+    grad norm up by a raw factor but inside its band, no LR logged, or trouble only in the eval metrics, is
+    low with what would settle it.
+    """
     t = trouble(f)
     if t is None:
         return None
     s = t.onset_step
     what = f"the loss left its band from {f.where(s)} ({t.kind}: {t.message})"
-    if f.lr is None or not len(f.lr.finite().before(s + 1e-9)):
+    peaked = lr_peaked_recently(f, s)
+    if peaked is None:
         return Hypothesis(
             "lr_too_high",
             "possibly a learning rate too high for this model",
@@ -102,163 +175,97 @@ def lr_too_high(f: RunFacts) -> Hypothesis | None:
             settle="log the learning rate and the gradient norm every step",
             weight=0.2,
         )
-    lr = f.lr.finite().before(s + 1e-9)
-    lr_s = float(lr.values[-1])
-    early = _early(f.lr, s)
-    top = float(lr.values.max())
-    peak_step = float(lr.steps[np.nonzero(lr.values >= 0.95 * top)[0][0]])
+    recent, lr_s, early, top, peak_step = peaked
+    iv = interval_of(f)
+    in_loss = t.kind in ("divergence", "nan", "spike") and not evalish(t.metric)
+    if not in_loss:
+        what = f"{t.metric} went wrong from {f.where(s)} ({t.kind}: {t.message}), the training loss did not"
+    ex = None
+    if f.grad is not None:
+        # "Just before": a few logging intervals, as long as the loss took to show its departure (its onset
+        # is known no better than that), or the last `NEAR` of the run so far, whichever is longest.
+        first = float(f.grad.steps[0]) if len(f.grad) else 0.0
+        lead = max(LEAD * max(iv, f.grad.interval()), t.step - t.onset_step, NEAR * (s - first))
+        ex = bands.left_band(f.grad, s - lead, s - 1e-9 if t.kind == "nan" else s + iv, sustained=True)
+    g = grad_rise(f, s + 2 * iv, 2.0)
+    brk = _schedule_break(f, s, lr_s)
     rose = early > 0 and lr_s >= 2.0 * early
-    recent_peak = lr_s >= 0.8 * top and s - peak_step <= max(0.35 * peak_step, 10 * lr.interval())
-    # The onset a detector reports is approximate by a logging interval or two.
-    g = grad_rise(f, s + 2 * _interval(f), 2.0)
     parts = [what, f"the LR was {fmt(lr_s)} there" + (f", x{lr_s / early:.3g} its early {fmt(early)}" if rose else "")]
-    whole = f.lr.finite()
-    later = float(whole.values.max())
-    if later > 1.05 * top:
+    whole = f.lr.finite() if f.lr is not None else None
+    later = float(whole.values.max()) if whole is not None else top
+    if whole is not None and later > 1.05 * top:
         at = float(whole.steps[int(np.argmax(whole.values))])
         parts.append(f"it was still rising (to its peak {fmt(later)} at {f.where(at)})")
+    elif whole is not None and float(whole.values.min()) >= 0.99 * later:
+        parts.append("constant from the first logged step, so no LR change ties it to a step")
     else:
         parts.append(f"it reached its peak {fmt(top)} at {f.where(peak_step)}")
     steps = [peak_step, s]
-    if g is not None:
-        when = "first" if g[0] < s else "at about the same time" if g[0] <= s + _interval(f) else "soon after"
-        parts.append(f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, {when}")
-        steps.insert(1, g[0])
-    # Direct evidence: the grad norm moved no later than one logging interval after the loss did.
-    g_in_time = g is not None and g[0] <= s + _interval(f)
-    if rose and recent_peak and (g_in_time or f.grad is None):
-        conf, weight = Confidence.HIGH if g_in_time else Confidence.MEDIUM, 0.9
-    elif rose and recent_peak:
-        conf, weight = Confidence.MEDIUM, 0.7
+    if ex is not None:
+        ahead = s - ex.step
+        when = f"{fmt(ahead)} {f.axis}s before the loss" if ahead > 0 else "at the same step as the loss"
+        parts.append(
+            f"the grad norm rose out of its band x{ex.ratio:.3g} ({fmt(ex.level)} -> {fmt(ex.value)}) "
+            f"at {f.where(ex.step)}, {when}"
+        )
+        steps.insert(1, ex.step)
     elif g is not None:
+        parts.append(
+            f"the grad norm rose x{g[2] / g[1]:.3g} ({fmt(g[1])} -> {fmt(g[2])}) at {f.where(g[0])}, "
+            "but it did not leave its band just before the loss did"
+        )
+        steps.insert(1, g[0])
+    if brk is not None:
+        parts.append(f"the LR came back up after a schedule break at {f.where(brk.onset_step)}")
+    jolt = spike_at(f, s)
+    if jolt is not None:
+        parts.append(
+            f"it began with a one-step loss spike at {f.where(jolt.onset_step)}: one bad batch that knocked the "
+            "weights off reads the same"
+        )
+    if recent and in_loss and ex is not None and brk is None and jolt is None:
+        conf, weight = Confidence.HIGH, 0.9
+    elif recent and in_loss:
+        conf, weight = Confidence.MEDIUM, 0.9 if f.grad is None else 0.7
+    elif in_loss and ex is not None:
         conf, weight = Confidence.MEDIUM, 0.35
     else:
         conf, weight = Confidence.LOW, 0.25
+    settle = ""
+    if conf < Confidence.HIGH:
+        settle = (
+            "log the gradient norm every step; one leaving its band just before the loss would confirm it"
+            if f.grad is None or ex is None
+            else "a rerun at a lower LR from a checkpoint before the peak would separate it from a schedule break"
+        )
     lower = fmt(float(f"{lr_s / 3:.2g}"))
+    base = ex.level if ex is not None else g[1] if g is not None else None
     return Hypothesis(
         "lr_too_high",
         "the learning rate is likely too high" if conf >= Confidence.MEDIUM else "possibly a learning rate too high",
         conf,
         "; ".join(parts),
         f"lower the peak LR about 3x ({fmt(lr_s)} -> {lower}) or lengthen the warm-up; keep gradient clipping on",
-        f"the loss keeps falling past {f.where(s)} and the grad norm stays near "
-        f"{fmt(g[1]) if g else 'its early level'}",
+        f"the loss keeps falling past {f.where(s)}"
+        + (f" and the grad norm stays near {fmt(base) if base is not None else 'its early level'}" if f.grad else ""),
         f"rerun from a checkpoint before {f.where(steps[0])} with the lower LR and compare the loss at {f.where(s)}",
         steps=tuple(sorted(set(steps))),
-        settle=""
-        if conf >= Confidence.MEDIUM
-        else "log the gradient norm every step; a rise before the loss would confirm it",
+        settle=settle,
         weight=weight,
     )
 
 
-def exploding(f: RunFacts) -> Hypothesis | None:
-    """Gradients growing by an order of magnitude, with no (or ineffective) clipping."""
-    fs = [x for x in f.of("grad_explosion", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
-    if f.grad is None or not len(f.grad.finite()):
-        return None
-    g = f.grad.finite()
-    if len(g) < 8:
-        return None
-    # Grad norms that grow from a tiny start are common: the level to compare with is the one after
-    # the first fifth of the run, and a rise counts when it is sustained (largest median of three).
-    n = len(g)
-    base = float(np.median(g.values[n // 5 : max(n // 5 + 3, n // 2)]))
-    if not base > 0:
-        return None
-    med3 = np.median(np.lib.stride_tricks.sliding_window_view(g.values, 3), axis=1)
-    j = int(np.argmax(med3))
-    end = float(med3[j])
-    ratio = end / base
-    t = trouble(f)
-    if not fs and not (ratio >= 10 and j >= n // 5):
-        return None
-    above = np.nonzero(med3[n // 5 :] > 3 * base)[0]
-    onset = fs[0].onset_step if fs else float(g.steps[n // 5 + int(above[0]) + 1]) if len(above) else float(g.steps[j])
-    clip = clip_value(f)
-    lr_flat = True
-    if f.lr is not None and len(f.lr.finite()):
-        lr_on = f.lr.finite().at(onset)
-        lr_flat = not (lr_on >= 2.0 * _early(f.lr, onset + 1))
-    clip_txt = (
-        f"clipping is set at {fmt(clip)} but the logged norm (before clipping) kept growing"
-        if clip
-        else "no gradient clipping in the config"
-    )
-    conf = Confidence.HIGH if ratio >= 10 and lr_flat and len(g.since(onset)) >= 3 else Confidence.MEDIUM
-    ev = f"grad norm grew x{ratio:.3g} ({fmt(base)} -> {fmt(end)}) from {f.where(onset)}; {clip_txt}"
-    if t is not None:
-        ev += f"; the loss went wrong from {f.where(t.onset_step)}"
-    if not lr_flat:
-        ev += "; the LR rose before it, so the LR may be the root cause"
-    return Hypothesis(
-        "exploding_gradients",
-        "gradients are likely exploding" + ("" if clip else " without clipping"),
-        conf,
-        ev,
-        "clip gradients (max_grad_norm=1.0), check the loss scaling/unscaling, lower the LR if it persists",
-        f"the grad norm stays near {fmt(base)}; no divergence after {f.where(onset)}",
-        "log the grad norm before and after clipping; the clipped norm should stay at or below the limit",
-        steps=(onset,),
-        weight=0.8 if lr_flat else 0.4,
-    )
-
-
-def vanishing(f: RunFacts) -> Hypothesis | None:
-    """Gradients shrinking by orders of magnitude while the loss stops improving."""
-    fs = [x for x in f.of("grad_vanishing", warn=True) if not layers.per_layer(x)]  # layers: diagnosis/layers.py
-    if f.grad is None or len(f.grad.finite()) < 8:
-        return None
-    g = f.grad.finite()
-    base = _early(f.grad, float(g.steps[-1]) + 1)
-    tail = float(np.median(g.values[-max(3, len(g) // 10) :]))
-    if not base > 0:
-        return None
-    ratio = base / max(tail, 1e-300)
-    if not fs and ratio < 10:
-        return None
-    low = np.nonzero(g.values < 0.1 * base)[0]
-    onset = fs[0].onset_step if fs else float(g.steps[low[0]]) if len(low) else float(g.steps[-1])
-    stuck = ""
-    if f.loss is not None:
-        lo = f.loss.finite()
-        a, b = lo.at(onset), float(lo.values[-1]) if len(lo) else math.nan
-        if a == a and b == b:
-            stuck = f"; the loss went {fmt(a)} -> {fmt(b)} after it"
-            flat = b > 0.97 * a
-        else:
-            flat = False
-    else:
-        flat = False
-    lr_decayed = False
-    if f.lr is not None and len(f.lr.finite()):
-        lv = f.lr.finite()
-        lr_decayed = lv.at(onset) < 0.3 * float(lv.values.max())
-    conf = (
-        Confidence.HIGH
-        if ratio >= 30 and flat and not lr_decayed
-        else Confidence.MEDIUM
-        if ratio >= 10
-        else Confidence.LOW
-    )
-    return Hypothesis(
-        "vanishing_gradients",
-        "gradients are likely vanishing (dead or saturated layers)",
-        conf,
-        f"grad norm fell {'to 0' if tail <= 0 else f'x{ratio:.3g}'} ({fmt(base)} -> {fmt(tail)}) "
-        f"from {f.where(onset)}{stuck}",
-        "check for saturated activations or dead ReLUs, a wrongly scaled loss, or frozen layers; "
-        "try a residual path/normalisation or a higher LR",
-        "the grad norm returns to its earlier level and the loss falls again",
-        "log per-layer grad norms: the layers near zero are the ones to fix",
-        steps=(onset,),
-        settle="" if conf > Confidence.LOW else "per-layer gradient norms would show which layers died",
-        weight=0.7,
-    )
-
-
 def bad_batch(f: RunFacts) -> Hypothesis | None:
-    """One loss spike with a grad-norm spike at the same step, recovered."""
+    """One loss spike with a grad-norm spike at the same step, recovered.
+
+    High needs all of: one or two loss spikes, the first recovered; the grad norm outside its own band
+    (noise- and precision-aware) within two logging intervals of it, and further out than any excursion of
+    the grad norm before it (one outlier batch, not the run's usual noise); no trouble after it; an LR that was
+    not rising into it (else an LR too high reads the same). Recovered without a grad-norm spike is
+    medium; so is a spike the loss never came back from when the trouble began at the spike itself, with the
+    grad-norm spike and no LR rising into it (a jolt that knocked the weights off; an LR too high builds up
+    instead, and a lasting jump is not certain to be one batch); otherwise low.
+    """
     spikes = [x for x in f.of("spike") if x.metric == _key(f.loss)]
     if not spikes or len(spikes) > 2:
         return None
@@ -267,39 +274,42 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
     t = trouble(f)
     followed = t is not None and t.onset_step >= x.onset_step
     gtxt, gspike = "", False
-    if f.grad is not None and len(f.grad.finite()) >= 6:
-        g = f.grad.finite()
-        iv = g.interval()
-        near = g.values[(g.steps >= x.onset_step - 2 * iv) & (g.steps <= x.onset_step + 2 * iv)]
-        before = g.before(x.onset_step - 2 * iv)
-        if len(near) and len(before) >= 3:
-            base = float(np.median(before.values[-50:]))
-            peak = float(near.max())
-            if base > 0 and peak >= 3 * base:
-                gspike = True
-                gtxt = f"; the grad norm spiked x{peak / base:.3g} ({fmt(base)} -> {fmt(peak)}) at the same step"
+    if f.grad is not None:
+        iv = f.grad.interval()
+        ex = bands.left_band(f.grad, x.onset_step - 2 * iv, x.onset_step + 2 * iv)
+        if ex is not None:
+            gspike = bands.exceptional(f.grad, ex)
+            gtxt = (
+                f"; the grad norm spiked out of its band x{ex.ratio:.3g} ({fmt(ex.level)} -> {fmt(ex.value)}) "
+                f"at {f.where(ex.step)}"
+            )
     ev = f"{x.message}{gtxt}"
-    if followed and t is not None:
+    if followed and t is x:
+        ev += "; but the loss never came back from it"
+    elif followed and t is not None:
         ev += f"; but the loss went wrong after it ({t.kind} from {f.where(t.onset_step)})"
     # With the LR climbing into the spike, the spike is a symptom of the LR, not of one batch.
     lr_rising = False
     if f.lr is not None and len(f.lr.finite().before(x.onset_step)) >= 3:
-        lr_rising = f.lr.finite().at(x.onset_step) >= 2.0 * _early(f.lr, x.onset_step) and lr_jumped(f) is None
+        lr_rising = f.lr.finite().at(x.onset_step) >= 2.0 * early_level(f.lr, x.onset_step) and lr_jumped(f) is None
         lr_rising = lr_rising or lr_jumped(f) is not None
     if lr_rising:
         ev += "; the LR had been rising into it"
-    iv = _interval(f)
+    iv = interval_of(f)
     others = [
         y
         for y in f.findings
         if y.active
-        and y.severity >= Severity.BAD
+        and (y.severity >= Severity.BAD or y.kind == "stalled")
         and abs(y.onset_step - x.onset_step) > 2 * iv
         and y.kind not in ("spike", "converged")
     ]
+    # The loss went wrong at the spike itself (a jump it never came back from), with a grad spike there and
+    # no LR rising into it: one jolt that knocked the weights off is the most specific reading.
+    at_once = followed and t is not None and abs(t.onset_step - x.onset_step) <= 2 * iv and gspike and not lr_rising
     if recovered and gspike and not followed and not lr_rising:
         conf = Confidence.HIGH
-    elif recovered and not followed:
+    elif (recovered and not followed) or at_once:
         conf = Confidence.MEDIUM
     else:
         conf = Confidence.LOW
@@ -314,105 +324,12 @@ def bad_batch(f: RunFacts) -> Hypothesis | None:
         f"replay the data order and look at the batch at {f.where(x.onset_step)}",
         steps=(x.onset_step,),
         settle="" if conf > Confidence.LOW else "log the grad norm and per-sample losses around the spike",
-        weight=0.6 if not followed else 0.2,
+        weight=0.6 if not followed else 0.5 if at_once else 0.2,
         # On a run judged healthy it is a note; on a flagged run it may be the very reason it was flagged.
         incidental=recovered and not followed and (f.verdict_healthy or bool(others)),
     )
 
 
-def fp16_overflow(f: RunFacts) -> Hypothesis | None:
-    """fp16/bf16 overflow: NaN grad norm with a finite loss (skipped steps), the loss scale dropping."""
-    # Isolated skips only: a NaN grad norm that persists is a real NaN, not the scaler at work.
-    lasting = [x.onset_step for x in f.of("nan", warn=True) if not evalish(x.metric)]
-    skips = [x for x in f.of("overflow_skip") if not any(abs(x.onset_step - n) <= 3 * _interval(f) for n in lasting)]
-    drops: list[tuple[float, float, float]] = []
-    if f.scale is not None and len(f.scale.finite()) >= 2:
-        s = f.scale.finite()
-        d = np.nonzero(s.values[1:] < s.values[:-1] * 0.75)[0]
-        drops = [(float(s.steps[i + 1]), float(s.values[i]), float(s.values[i + 1])) for i in d[:5]]
-    if not skips and not drops:
-        return None
-    parts = []
-    steps: list[float] = []
-    if skips:
-        at = [x.onset_step for x in skips]
-        steps += at
-        parts.append(
-            f"grad norm NaN with a finite loss at {f.axis} {', '.join(fmt(a) for a in at[:6])}"
-            f" ({len(at)} skipped step{'s' if len(at) > 1 else ''})"
-        )
-    if drops:
-        steps += [d[0] for d in drops]
-        parts.append("loss scale dropped " + ", ".join(f"{fmt(a)} -> {fmt(b)} at {fmt(st)}" for st, a, b in drops[:3]))
-    t = trouble(f)
-    iv = _interval(f)
-    # Harmful when the loss went wrong soon after a skip, or the skips are many.
-    after = [x.onset_step for x in f.of("spike") if not evalish(x.metric)]
-    if t is not None and t.kind in ("divergence", "nan"):
-        after.append(t.onset_step)
-    # A dynamic scaler halves its scale now and then by design; a scale that collapses is not that.
-    collapsed = f.scale is not None and bool(drops) and _collapsed(f.scale)
-    harmful = (
-        len(skips) > 10 or collapsed or (bool(skips) and any(0 <= a - st <= 10 * iv for a in after for st in steps))
-    )
-    return Hypothesis(
-        "fp16_overflow",
-        "fp16 overflow: the loss scaler skipped steps" + ("" if harmful else " (harmless when rare)"),
-        Confidence.HIGH if skips or collapsed else Confidence.MEDIUM,
-        "; ".join(parts) + (f"; fp16={f.config.get('fp16')}" if "fp16" in f.config else ""),
-        "nothing while skips are rare; if they repeat: train in bf16, lower the LR, or lower the scaler's growth",
-        "fewer NaN grad norms; the loss scale settles instead of dropping",
-        "count skipped steps (NaN grad norms) per 1000 steps on the next run",
-        steps=tuple(sorted(set(steps))),
-        weight=0.5 if not harmful else 0.7,
-        incidental=not harmful,
-    )
-
-
-def _interval(f: RunFacts) -> float:
+def interval_of(f: RunFacts) -> float:
     c = f.loss or f.grad
     return c.interval() if c is not None else 1.0
-
-
-def _collapsed(scale: Curve) -> bool:
-    """The loss scale ended 64x or more below its peak."""
-    v = scale.finite().values
-    return len(v) >= 2 and v.max() > 0 and v[-1] <= v.max() / 64
-
-
-def nonfinite(f: RunFacts) -> Hypothesis | None:
-    """A NaN/Inf in the training loss, one of its parts or the gradients that came abruptly, with no build-up."""
-    nans = [x for x in f.of("nan", warn=True) if not evalish(x.metric)]
-    if not nans:
-        return None
-    x = nans[0]
-    n = x.onset_step
-    g = grad_rise(f, n - 1e-9)
-    if g is not None:
-        build = f"the grad norm rose x{g[2] / g[1]:.3g} from {f.where(g[0])} before it: a divergence ended in it"
-        conf, weight = Confidence.MEDIUM, 0.3
-    else:
-        last = ""
-        if f.grad is not None and len(f.grad.finite().before(n)):
-            last = f" (last finite grad norm {fmt(float(f.grad.finite().before(n).values[-1]))})"
-        build = f"no build-up before it in the loss or grad norm{last}: it came abruptly"
-        if f.loss is not None and len(f.loss) and not len(f.loss.finite().before(n)):
-            build = "from the very first logged step: the initialisation, the data or a dtype/loss-scale setting"
-        conf, weight = Confidence.MEDIUM, 0.65
-    if x.metric == _key(f.grad):
-        part = " (seen in the gradients; a logged loss average may hide NaN steps)"
-    else:
-        part = "" if x.metric == _key(f.loss) else f" (first in {x.metric})"
-    return Hypothesis(
-        "nonfinite",
-        "a NaN/Inf likely entered the weights or inputs" + part,
-        conf,
-        f"{x.message}; {build}",
-        "find the first non-finite tensor (torch.autograd.set_detect_anomaly, or assert finite "
-        "inputs/labels); guard log/div with eps",
-        "no NaN/Inf at that step on a rerun from the last checkpoint before it",
-        f"rerun from a checkpoint before {f.where(n)} with anomaly detection on",
-        steps=(n,),
-        settle="the first non-finite tensor (weights, activations or the batch) would settle where it came from",
-        weight=weight,
-    )

@@ -1,5 +1,23 @@
 """Causes in what the run learns and how it runs: not learning, overfitting, a bad eval set, stalls,
-slowdowns and crashes."""
+slowdowns and crashes.
+
+Confidence rules:
+- not learning (never for a loss that fell well below its start and came back: that run learned, then
+  lost it): high only when the config names the class or vocabulary count K and the loss sits within
+  5% of ln(K) with no gain (chance level, measured) over ten or more points (a shorter log, every point at
+  ln(K), is medium); medium when ln(K) is inferred from the first loss, or
+  the loss gained under 2% over the run, or it stopped improving while the LR was still scheduled; low for
+  a flat loss at a constant or decayed LR (its noise floor or convergence read the same).
+- overfitting: high when the overfit detector found it, the eval metric got 25% or more worse than its
+  best over three or more evaluations, by more than its own evaluation-to-evaluation noise, while the
+  training loss kept falling, with no LR anomaly and the task metric not holding; medium with a smaller
+  or less certain gap; low otherwise.
+- a bad eval sample: see `eval_data`.
+- stalled, throughput: medium at most (a hang, an end without an end marker and a slow filesystem read
+  alike in the metrics); a stack dump settles it. Low when the log stopped after the training loss went
+  non-finite for good: the NaN explains the end.
+- crash: high when the log names it (out of memory, disk full); medium otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +26,7 @@ import re
 
 import numpy as np
 
+from monitor.diagnosis import bands
 from monitor.diagnosis.facts import Curve, RunFacts, evalish, fmt
 from monitor.diagnosis.model import Confidence, Hypothesis
 from monitor.diagnosis.schedule import lr_jumped
@@ -34,19 +53,26 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
     if f.loss is None:
         return None
     lo = f.loss.finite()
-    if len(lo) < 10:
+    if len(lo) < 4:
         return None
+    # A short log (a few epochs) is judged at chance level only when every logged point is there.
+    short = len(lo) < 10
     first = float(np.median(lo.values[:3]))
     tail = float(np.median(lo.values[-max(3, len(lo) // 10) :]))
     gain = (first - tail) / abs(first) if first else 0.0
+    # A loss that fell well below its start and came back learned, then lost it (a collapse or a
+    # divergence): "not learning at all" is the wrong reading of a flat start-to-end.
+    smooth = np.median(np.lib.stride_tricks.sliding_window_view(lo.values, min(5, len(lo))), axis=1)
+    lost = first > 0 and float(smooth.min()) < 0.8 * first
     k = classes_of(dict(f.config))
     if k is not None:
         chance = math.log(k[1])
-        if abs(tail - chance) <= 0.05 * chance + 0.02 and abs(gain) < 0.05:
+        near = _all_near(lo.values, chance) if short else abs(tail - chance) <= 0.05 * chance + 0.02
+        if near and abs(gain) < 0.05 and not lost:
             return Hypothesis(
                 "not_learning",
                 "the model is likely not learning at all (chance level)",
-                Confidence.HIGH,
+                Confidence.MEDIUM if short else Confidence.HIGH,
                 f"loss {fmt(tail)} at the end, {fmt(first)} at the start: "
                 f"ln({k[0]}={k[1]}) = {fmt(chance)} is a uniform guess",
                 "check the labels match the inputs, that gradients reach the weights (no frozen params, "
@@ -56,9 +82,11 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 steps=(float(lo.steps[0]), float(lo.steps[-1])),
                 weight=0.8,
             )
-    if k is None and abs(gain) < 0.05:
+    if k is None and abs(gain) < 0.05 and not lost:
         guess = _chance_from_first(first)
-        if guess is not None and abs(tail - math.log(guess)) <= 0.05 * math.log(guess):
+        if guess is not None and (
+            _all_near(lo.values, math.log(guess)) if short else abs(tail - math.log(guess)) <= 0.05 * math.log(guess)
+        ):
             return Hypothesis(
                 "not_learning",
                 "the model is likely not learning at all (the loss stays at a uniform guess)",
@@ -72,8 +100,10 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
                 settle="the number of classes or the vocab size in the config would confirm the chance level",
                 weight=0.7,
             )
+    if short:
+        return None
     plateaus = [x for x in f.of("plateau", warn=True) if x.active and not evalish(x.metric)]
-    if abs(gain) < 0.02 and len(lo) >= 20:
+    if abs(gain) < 0.02 and len(lo) >= 20 and not lost:
         return Hypothesis(
             "not_learning",
             "the model is possibly not learning at all",
@@ -120,6 +150,11 @@ def not_learning(f: RunFacts) -> Hypothesis | None:
         settle="" if conf > Confidence.LOW else "the LR and per-module update norms around that step would settle it",
         weight=0.55,
     )
+
+
+def _all_near(values: np.ndarray, chance: float) -> bool:
+    """Every value within 5% of the chance-level loss."""
+    return bool(np.all(np.abs(values - chance) <= 0.05 * chance))
 
 
 #: Class and vocabulary counts common enough that a first loss of ln(K) names them.
@@ -170,7 +205,7 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
     train_falls = falls is not None and falls[1] <= 0.95 * falls[0]
     lr_moved = bool(f.of("lr_anomaly", warn=True)) or (f.lr is not None and lr_jumped(f) is not None)
     # An eval loss that rises while the task metric holds is overconfidence more than memorising.
-    task_held = ""
+    task_held, task_key = "", ""
     for task, higher in ((f.eval_up, True), (f.eval_down, False)):
         if not lower or task_held or task is None or len(task.finite()) < 2:
             continue
@@ -178,8 +213,10 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         at_best, end = tv.at(bstep), float(tv.values[-1])
         if at_best == at_best and (end >= at_best if higher else end <= at_best):
             task_held = f"; but {tv.key} held ({fmt(at_best)} -> {fmt(end)}): overconfidence more than memorising"
+            task_key = tv.key
     overfit_found = any(x.kind == "overfit" for x in found)
-    if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held:
+    beyond = _beyond_eval_noise(ev.values, b)
+    if train_falls and worse >= 0.25 and after >= 3 and overfit_found and not lr_moved and not task_held and beyond:
         conf = Confidence.HIGH
     elif falls is not None and falls[1] > 1.05 * falls[0]:
         return None  # the training loss rose too: the run got worse overall, which is not overfitting
@@ -197,18 +234,41 @@ def overfitting(f: RunFacts) -> Hypothesis | None:
         conf,
         f"{ev.key} best {fmt(best)} at {f.where(bstep)}, {fmt(last)} at the end "
         f"({worse:+.1%} worse over {after} evals){gap}{task_held}",
-        f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
+        f"select checkpoints on {task_key}, not on {ev.key}; if {ev.key} itself matters (calibrated "
+        f"probabilities, box precision), keep the checkpoint of {f.where(bstep)} or regularise more (weight "
+        "decay, augmentation; label smoothing for a classifier)"
+        if task_held
+        else f"stop at (or keep the checkpoint of) {f.where(bstep)}; "
         "more data or augmentation, more weight decay or dropout",
-        f"{ev.key} stays near {fmt(best)} or improves after {f.where(bstep)}; the train/eval gap stops widening",
-        "rerun with early stopping on the eval metric and compare its best value",
+        f"{task_key} as good or better, {ev.key} no longer rising after {f.where(bstep)}"
+        if task_held
+        else f"{ev.key} stays near {fmt(best)} or improves after {f.where(bstep)}; the train/eval gap stops widening",
+        f"compare {task_key} and {ev.key} per checkpoint on the rerun"
+        if task_held
+        else "rerun with early stopping on the eval metric and compare its best value",
         steps=(bstep,),
         settle="" if conf else "a training loss logged beside the eval metric would tell overfitting from a data shift",
         weight=0.5 if train_falls else 0.3,
     )
 
 
+def _beyond_eval_noise(values: np.ndarray, best: int) -> bool:
+    """The last evaluation is further from the best than `bands.Z` times the evaluation-to-evaluation noise
+    (robust spread of successive differences, in log units for a positive metric)."""
+    v = np.log(values) if bool(np.all(values > 0)) else values
+    d = np.diff(v)
+    if len(d) < 3:
+        return False
+    noise = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    return abs(float(v[-1] - v[best])) > bands.Z * noise
+
+
 def eval_data(f: RunFacts) -> Hypothesis | None:
-    """NaN only in the eval metrics while training stays finite: a bad validation sample or eval numerics."""
+    """NaN only in the eval metrics while training stays finite: a bad validation sample or eval numerics.
+
+    High when every evaluation since the first non-finite one (two or more) is non-finite and the training
+    loss stayed finite; one such evaluation is medium; one that came back is low (eval numerics).
+    """
     nans = [x for x in f.of("nan", warn=True) if evalish(x.metric)]
     if not nans or any(not evalish(x.metric) for x in f.of("nan", warn=True)):
         return None
@@ -227,11 +287,20 @@ def eval_data(f: RunFacts) -> Hypothesis | None:
             settle="the per-sample eval losses of that checkpoint",
             weight=0.3,
         )
+    c = f.others.get(x.metric)
+    since = c.since(x.onset_step).values if c is not None else np.array([])
+    # A bad sample is bad at every evaluation: two or more in a row, all non-finite, say so directly.
+    every = len(since) >= 2 and not np.isfinite(since).any()
+    seen = (
+        f"; non-finite at all {len(since)} evaluations since"
+        if every
+        else "; one evaluation so far (the next one would tell a bad sample from a transient)"
+    )
     return Hypothesis(
         "eval_data_bad",
         "likely a bad sample in the validation set (or unsafe numerics in evaluation)",
-        Confidence.HIGH if ok else Confidence.MEDIUM,
-        f"{x.message}" + ("; the training loss stayed finite" if ok else ""),
+        Confidence.HIGH if ok and every else Confidence.MEDIUM,
+        f"{x.message}{seen}" + ("; the training loss stayed finite" if ok else ""),
         "find the validation sample that gives a non-finite loss (evaluate per sample) and fix or drop it",
         "finite eval metrics at every evaluation",
         "evaluate the last checkpoint sample by sample",
@@ -246,6 +315,25 @@ def stalled(f: RunFacts) -> Hypothesis | None:
     if not xs:
         return None
     x = xs[0]
+    # The log stopping after the loss went non-finite is how a broken run ends (it died or was stopped):
+    # the NaN explains it, and it is no separate hang to chase.
+    dead = next(
+        (y for y in f.of("nan", warn=True) if not evalish(y.metric) and y.onset_step <= x.onset_step and y.active),
+        None,
+    )
+    if dead is not None:
+        return Hypothesis(
+            "stalled",
+            "the log stopped after the loss went non-finite (the job likely died or was stopped there)",
+            Confidence.LOW,
+            f"{x.message}; {dead.metric} non-finite from {f.where(dead.onset_step)} and never finite again",
+            "fix the non-finite loss first (see that hypothesis); check the job's exit status",
+            "no stop after the fix",
+            "the job's exit status or the scheduler's log at that time",
+            steps=(x.onset_step,),
+            settle="the job's exit status would tell a crash from a hang",
+            weight=0.2,
+        )
     slow = throughput_drop(f)
     ev = x.message + (f"; before that, {slow[3]}" if slow else "")
     return Hypothesis(

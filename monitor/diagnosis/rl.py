@@ -1,6 +1,20 @@
 """Causes in policy optimisation (PPO, GRPO, RLHF): updates too conservative or too aggressive, entropy
 collapse, no learning signal in the reward, reward hacking. Read from the RL lens's findings
-(`detectors/rl.py`) and the run's reward curve."""
+(`detectors/rl.py`) and the run's reward curve.
+
+Confidence rules ("stuck" / "flat": the reward's last fifth is not above its first by more than its own
+robust spread):
+- updates too conservative: medium when the KL stayed low and the reward is flat; low otherwise.
+- updates too aggressive: medium when the KL spiked with the clip fraction high too, or the reward got no
+  better after it; low otherwise (a KL spike alone may be one odd batch).
+- clip fraction high: low (said with the KL when both are out of range).
+- entropy collapse: high when the detector found a collapse (bad) *and* the reward stopped improving after
+  it; medium with one of the two; low otherwise.
+- no learning signal: high when 90% or more of the groups score the same and the reward is flat (the
+  signal is measured directly); medium otherwise.
+- reward hacking: medium (the task metric falling while the reward rises is what it looks like, but a
+  verifier problem reads the same).
+"""
 
 from __future__ import annotations
 

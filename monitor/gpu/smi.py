@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable
 
+from monitor.aiotime import wait_for
 from monitor.gpu.snapshot import (
     STATUS_NO_DRIVER,
     STATUS_NO_GPU,
@@ -32,9 +33,7 @@ SMI_FIELDS = (
 )
 
 #: The command for one long-lived stream; fill `{interval}` (whole seconds) or use `nvidia_smi_command`.
-NVIDIA_SMI_QUERY = (
-    "nvidia-smi --query-gpu=" + ",".join(SMI_FIELDS) + " --format=csv,noheader,nounits -l {interval}"
-)
+NVIDIA_SMI_QUERY = "nvidia-smi --query-gpu=" + ",".join(SMI_FIELDS) + " --format=csv,noheader,nounits -l {interval}"
 
 #: nvidia-smi exit codes with a status word of their own (from `man nvidia-smi`).
 _EXIT_STATUS = {127: STATUS_NO_SMI, 9: STATUS_NO_DRIVER, 12: STATUS_NO_DRIVER, 6: STATUS_NO_GPU}
@@ -257,7 +256,7 @@ async def _end(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), grace_s)
+            await wait_for(proc.wait(), grace_s)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -10,8 +10,12 @@ yields "no metrics found" rather than thousands of rows.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import ClassVar
 
+import numpy as np
+
+from monitor.columns import Columns, float_column
 from monitor.model import Row
 from monitor.parsers.base import Parser
 from monitor.parsers.common import STEP_KEYS
@@ -151,6 +155,45 @@ class KeyValueParser(Parser):
         self._last = step
         return [_new_row(Row, (step, values, None))]
 
+    def feed_text(self, text: str) -> list[Columns] | None:
+        """Whole lines of text (ending in a newline) as one column block, or None to go line by line.
+
+        Backfilling a long log is dominated by per-line work. The common log repeats one layout
+        (`step=10 loss=2.3 lr=1e-4`): the same keys in the same order with the same text between
+        them. When the first line has such a plain layout (it starts with its first key, its fields
+        are separated only by blanks, `,` or `;`, its numbers carry no unit) and every line of the
+        text matches it, one compiled pattern reads the text, and each line is then exactly the
+        common line of `feed` (the keys of the previous metric line with the step field on it): the
+        rows and the parser's state are those of feeding the lines one by one. Anything else
+        returns None before any state changes.
+        """
+        n = text.count("\n")
+        chosen = self._key
+        if n < 2 or chosen is None or not self._previous or "\r" in text:
+            return None
+        layout = _layout(text[: text.index("\n")])
+        if layout is None:
+            return None
+        keys, literals = layout
+        if set(keys) != self._previous or chosen not in keys:
+            return None
+        fields = _layout_pattern(literals).findall(text)
+        if len(fields) != n:  # a line that is not of the layout (each match is one whole line)
+            return None
+        cols = list(zip(*fields, strict=True))
+        from monitor.parsers import MAX_LINE  # (the package imports this module)
+
+        if sum(map(len, literals)) + sum(max(map(len, c)) for c in cols) > MAX_LINE:
+            return None  # a line `feed_lines` would cut
+        j = keys.index(chosen)
+        steps = float_column(list(cols[j]))
+        values = np.column_stack([float_column(list(c)) for i, c in enumerate(cols) if i != j])
+        stats = self.stats
+        stats.lines += n
+        stats.metric_lines += n
+        self._last = float(steps[-1])
+        return [Columns(keys[:j] + keys[j + 1 :], steps, values, None)]
+
     def _slow(self, line: str, pairs: list[tuple[str, str, str]], values: dict[str, float]) -> dict[str, float] | None:
         """The rest of a line's reading: argument dumps and config lines (None: not metrics), fields
         with multi-word names, Title-Case names, and the `eval/` prefix of an evaluation's line."""
@@ -268,6 +311,49 @@ class KeyValueParser(Parser):
             self.step_key = key
             self.axis = "epoch" if key in ("epoch", _EPOCH_OF_RULE, _EPOCH_N_RULE) else "step"
         return key
+
+
+# The text a plain layout allows between one field's number and the next key, and after the last.
+_BETWEEN = re.compile(r"[ \t,;]+")
+_END = re.compile(r"[ \t]*")
+# A field's number as `_PAIR` reads it when no unit follows (the text after it is `_BETWEEN` or `_END`).
+_VALUE = r"([-+]?(?:\d++\.?\d*+|\.\d++)(?:[eE][-+]?\d++)?|[-+]?(?i:nan|inf(?:inity)?))(?![\w.:])"
+
+
+def _layout(line: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """A plain line's keys and the literal texts around its numbers (`step=`, ` loss=`, ` lr=`, ``),
+    or None when the line is not plain (see `KeyValueParser.feed_text`).
+
+    On any line made of these literals with numbers between them, `_PAIR` finds exactly these keys
+    with these numbers: every literal after a number starts with a blank, `,` or `;` (so no unit
+    and no lookahead stops the number) and holds no `=` or `:` (so no other key can start there).
+    """
+    if "|" in line:
+        return None
+    keys: list[str] = []
+    literals: list[str] = []
+    pos = 0
+    for m in _PAIR.finditer(line):
+        number_end = m.end(2) if m.group(2) is not None else m.end(3)
+        if number_end != m.end():  # a unit (`12ms`)
+            return None
+        if pos and _BETWEEN.fullmatch(line, pos, m.start()) is None:
+            return None
+        if not pos and m.start() != 0:
+            return None
+        keys.append(m.group(1))
+        literals.append(line[pos : m.start(2) if m.group(2) is not None else m.start(3)])
+        pos = m.end()
+    if len(keys) < 2 or len(set(keys)) != len(keys) or _END.fullmatch(line, pos) is None:
+        return None
+    literals.append(line[pos:])
+    return tuple(keys), tuple(literals)
+
+
+@lru_cache(maxsize=32)
+def _layout_pattern(literals: tuple[str, ...]) -> re.Pattern[str]:
+    """One whole line of a layout, from its start to its newline, its numbers in groups."""
+    return re.compile("^" + _VALUE.join(map(re.escape, literals[:-1])) + _VALUE + re.escape(literals[-1]) + "\n", re.M)
 
 
 _WORD_COUNTERS = ("global_step", "iteration", "step", "iter", "it")

@@ -26,6 +26,13 @@ _PAIR = re.compile(
 _PROGRESS = frozenset({"eta", "time", "data_time", "memory"})
 
 
+def _mm_shaped(m: re.Match[str]) -> bool:
+    """An MMEngine/MMCV progress head: a phase (`Epoch(train)`), an epoch-and-iteration pair
+    (`Epoch [3][50/100]`) or an iteration counter (`Iter [50/8000]`). A bare `Epoch [3/100],` is how
+    many hand-written loops print their epoch summaries; it alone does not make a file an MMLab log."""
+    return bool(m.group(2)) or m.group(5) is not None or m.group(1) == "Iter"
+
+
 def _eval_key(phase: str, key: str) -> str:
     """An evaluation metric's key with its phase (`val/coco/bbox_mAP`), so roles see it is an eval."""
     return key if key.startswith(phase + "/") else f"{phase}/{key}"
@@ -60,7 +67,7 @@ class MMEngineLogParser(Parser):
         for line in head:
             if ("Epoch" in line or "Iter" in line) and ": " in line:
                 m = _HEAD.search(line)
-                if m and _PAIR.search(line, m.end()):
+                if m and _mm_shaped(m) and _PAIR.search(line, m.end()):
                     n += 1
         return 0.0 if not n else min(0.95, 0.87 + 0.02 * n)
 

@@ -8,9 +8,13 @@ import numpy as np
 
 from monitor.diagnosis import Confidence, Hypothesis
 from monitor.diagnosis.facts import fmt
+from monitor.diagnosis.rl import reward_curve
 from monitor.model import Severity
 from monitor.report.ranking import Primary, Ranked
 from monitor.report.runs import RunSummary, stability
+
+#: Causes whose fix is operational (inspect the job), not a change to try in training.
+_OPERATIONAL = frozenset({"stalled", "throughput_regression"})
 
 _UGLY = ("nan", "divergence", "crashed", "grad_explosion", "eval_degradation", "overfit", "stalled")
 
@@ -43,6 +47,20 @@ def _trend(r: RunSummary) -> tuple[float, float, float] | None:
     return first, last, slope
 
 
+def _eval_worse(r: RunSummary) -> bool:
+    """The eval metrics got worse than their best (an overfitting hypothesis or an eval finding says so)."""
+    return any(h.cause_id == "overfitting" for h in r.hypotheses) or any(
+        f.kind in ("overfit", "eval_degradation") and f.severity >= Severity.WARN for f in r.problems
+    )
+
+
+def _plain_loss(r: RunSummary) -> bool:
+    """A training loss whose fall means learning: positive throughout, and no reward curve beside it (a
+    policy-gradient loss hovers around zero and says little about progress)."""
+    c = r.facts.loss
+    return c is not None and bool(np.all(c.finite().values > 0)) and reward_curve(r.facts) is None
+
+
 def judge_run(r: RunSummary) -> Verdicts:
     """What improves and is healthy (good), what limits the run (bad), clear failures with causes (ugly)."""
     v = Verdicts()
@@ -54,8 +72,16 @@ def judge_run(r: RunSummary) -> Verdicts:
         first, last, slope = t
         if last < first:
             v.good.append(f"training loss fell {fmt(first)} → {fmt(last)} ({(last - first) / abs(first):+.0%})")
-        if slope < -0.05 and not any(f.kind in ("divergence", "nan") for f in r.problems):
-            v.bad.append(f"still improving at the end (loss {slope:+.0%} over the last fifth): likely under-trained")
+        if slope < -0.05 and _plain_loss(r) and not any(f.kind in ("divergence", "nan") for f in r.problems):
+            if _eval_worse(r):
+                v.bad.append(
+                    f"training loss still falling at the end ({slope:+.0%} over the last fifth) while eval got worse: "
+                    "more steps would widen the gap, not help"
+                )
+            else:
+                v.bad.append(
+                    f"still improving at the end (loss {slope:+.0%} over the last fifth): likely under-trained"
+                )
     for c in (r.facts.eval_up, r.facts.eval_loss):
         if c is not None and len(c.finite()) >= 2:
             e = c.finite()
@@ -135,23 +161,65 @@ class Experiment:
 
 
 def next_experiments(ranked: list[Ranked], helped: list[str], primary: Primary | None) -> list[Experiment]:
-    """3 to 6 ablation-style follow-ups, each tied to the evidence that suggests it."""
+    """3 to 6 ablation-style follow-ups, each tied to the evidence that suggests it.
+
+    First each run's surest problem (medium or high), one per run before any run gets a second, so one
+    broken run does not crowd out the others; then, for a flagged run with only a low-confidence guess,
+    the experiment that tests the guess and the data that would settle it; then what the runs share."""
     out: list[Experiment] = []
-    seen: set[str] = set()
-    for x in ranked:
-        for h in x.run.hypotheses:
-            if h.cause_id in seen or h.confidence < Confidence.MEDIUM or h.incidental or len(out) >= 4:
-                continue
-            seen.add(h.cause_id)
-            out.append(
-                Experiment(f"{x.run.name}: {h.fix}; expect {h.expect}", f"{h.cause} ({h.confidence}): {h.evidence}")
+
+    def training_first(h: Hypothesis) -> tuple[bool, tuple[bool, int, float]]:
+        # What to change in the training before what to watch in the job (a stall or a slowdown asks for
+        # a stack dump, not a rerun); then the surest and most specific.
+        return h.cause_id not in _OPERATIONAL, h.rank_key()
+
+    sure = [
+        sorted(
+            (h for h in x.run.hypotheses if not h.incidental and h.confidence >= Confidence.MEDIUM),
+            key=training_first,
+            reverse=True,
+        )[:2]
+        for x in ranked
+    ]
+    same: dict[tuple[str, str], tuple[int, list[str]]] = {}
+
+    def surest(depth: int) -> None:
+        picks = [(x, hs[depth]) for x, hs in zip(ranked, sure, strict=True) if len(hs) > depth]
+        picks.sort(key=lambda xh: training_first(xh[1]), reverse=True)  # ties stay in rank order
+        for x, h in picks:
+            key = (h.cause_id, h.fix)
+            if key in same:  # the same advice for another run: one experiment naming both
+                i, names = same[key]
+                names.append(x.run.name)
+                first = out[i]
+                out[i] = Experiment(f"{', '.join(names)}: {h.fix}", f"{first.why}; {x.run.name}: {h.evidence}")
+            elif len(out) < 4:
+                same[key] = (len(out), [x.run.name])
+                out.append(
+                    Experiment(f"{x.run.name}: {h.fix}; expect {h.expect}", f"{h.cause} ({h.confidence}): {h.evidence}")
+                )
+
+    surest(0)
+    for x, hs in zip(ranked, sure, strict=True):
+        guess = next((h for h in x.run.hypotheses if not h.incidental), None)
+        if hs or guess is None or x.run.verdict == "healthy" or len(out) >= 4:
+            continue
+        settle = f"; what would settle it: {guess.settle}" if guess.settle else ""
+        out.append(
+            Experiment(
+                f"{x.run.name}: test the guess: {guess.fix}; expect {guess.expect}",
+                f"{guess.cause} ({guess.confidence}): {guess.evidence}{settle}",
             )
+        )
+    surest(1)
     for s in helped[:2]:
         out.append(Experiment(f"push further along {s.split(':')[0]} and ablate it alone on the best run", s))
     best = next((x for x in ranked if x.best is not None), None)
     for x in ranked:
         t = _trend(x.run)
-        if t is not None and t[2] < -0.05 and x.run.verdict != "bad":
+        # Only a run with no problem to fix first: a broken schedule or an instability makes the slope moot.
+        problem = any(not h.incidental and h.confidence >= Confidence.MEDIUM for h in x.run.hypotheses)
+        if t is not None and t[2] < -0.05 and not problem and not _eval_worse(x.run) and _plain_loss(x.run):
             out.append(
                 Experiment(
                     f"{x.run.name}: train about 2x longer (same schedule stretched)",

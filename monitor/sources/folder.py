@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, TypeVar
 
+from monitor.aiotime import wait_for
 from monitor.sources.base import TEXT, WANDB, Discovery, Opened, RunRef, SourceContext, feed_kind
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class FolderWatcher:
             if self._ready:
                 return self._ready.pop(0)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll * self._every)
+                await wait_for(self._wake.wait(), self.poll * self._every)
             except TimeoutError:
                 pass
         raise StopAsyncIteration

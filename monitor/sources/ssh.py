@@ -60,6 +60,7 @@ from typing import NamedTuple
 
 import asyncssh
 
+from monitor.aiotime import wait_for
 from monitor.errors import TargetError
 from monitor.sources.base import Chunk
 from monitor.sources.ssh_host import (
@@ -191,7 +192,7 @@ class SSHPool:
         try:
             async with host.channels:
                 left = max(0.1, deadline - self._clock())
-                done = await asyncio.wait_for(conn.run(command, check=False, encoding="utf-8", errors="replace"), left)
+                done = await wait_for(conn.run(command, check=False, encoding="utf-8", errors="replace"), left)
         except TimeoutError:
             raise TargetError(f"{host.name}: {command!r} did not finish within {timeout:g} s") from None
         except _ERRORS as exc:
@@ -284,14 +285,14 @@ class RemoteLines:
                 async for line in proc.stdout:
                     if line:  # asyncssh yields "" at EOF
                         await self._queue.put(line.rstrip("\n"))
-                await asyncio.wait_for(proc.wait_closed(), 5)
+                await wait_for(proc.wait_closed(), 5)
             except (*_ERRORS, TimeoutError) as exc:
                 log.info("%s: %r ended: %s", self.host.name, self.command, exc)
                 return None
             finally:
                 proc.close()
                 with contextlib.suppress(asyncio.TimeoutError, *_ERRORS):
-                    await asyncio.wait_for(err, 1)
+                    await wait_for(err, 1)
             return proc.returncode
 
     async def _collect_stderr(self, reader: asyncssh.SSHReader[str]) -> None:

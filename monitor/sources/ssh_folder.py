@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from monitor.aiotime import wait_for
 from monitor.errors import RunwatchError
 from monitor.sources import folder
 from monitor.sources.base import Discovery, FolderState, Opened, RunRef, SourceContext, feed_kind, short_name
@@ -148,7 +149,7 @@ class RemoteFolderWatcher:
             if self._ready:
                 return self._ready.pop(0)
             try:
-                await asyncio.wait_for(self._wake.wait(), self._delay())
+                await wait_for(self._wake.wait(), self._delay())
             except TimeoutError:
                 pass
         raise StopAsyncIteration

@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncssh
 
+from monitor.aiotime import wait_for
 from monitor.errors import TargetError
 from monitor.sources.ssh_targets import SSHEndpoint
 
@@ -218,7 +219,7 @@ class SSHHost:
                 await self._changed.wait()
 
         try:
-            return await asyncio.wait_for(wait(), timeout)
+            return await wait_for(wait(), timeout)
         except TimeoutError:
             raise TargetError(f"{self._state.describe()} (gave up after {timeout:g} s)") from None
 
@@ -234,7 +235,7 @@ class SSHHost:
         if conn is not None:
             conn.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.wait_closed(), 5)
+                await wait_for(conn.wait_closed(), 5)
         self._set(HostStatus.CLOSED, error=self._state.error)
 
     def _set(self, status: HostStatus, *, retry_in: float | None = None, error: str | None = None) -> None:

@@ -33,6 +33,8 @@ class WandbFeed:
         """After the file was rewritten and is re-read from 0, rows up to this step were seen already."""
         self.resume_offset = 0
         """Where the bytes `chunk` expects start (after `catch_up`, past what it read)."""
+        self.on_progress: Callable[[int], None] | None = None
+        """Called while catching up with how many bytes of the file have been read."""
         analysis.info.format = "wandb"
 
     def catch_up(self, path: Path, now: float, final: bool) -> Iterator[bool]:
@@ -48,6 +50,8 @@ class WandbFeed:
             for offset, data in file_pieces(path):
                 yield self.chunk(Chunk(offset, data), now)
                 self.resume_offset = offset + len(data)
+                if self.on_progress is not None:
+                    self.on_progress(self.resume_offset)
             return
         if final and worth_parallel(path):
             changed: list[bool] = []
@@ -56,19 +60,48 @@ class WandbFeed:
                 changed.append(self._piece(blocks, others, now))
 
             try:
-                done = read_wandb_in_worker(path, on_blocks)
+                done = read_wandb_in_worker(path, on_blocks, self.on_progress)
             except OSError as e:
                 raise FormatError(f"{path.name}: {e}") from None
             self.analysis.info.step_key, self.analysis.info.lines = done["step_key"], done["records"]
             yield any(changed)
+            return
+        if worth_parallel(path):
+            # A live view of a big file: a worker reads it while this process judges.
+            yield from self._bulk_in_worker(path, now)
             return
         bulk = WandbBulkReader()
         with path.open("rb") as f:
             for blocks, events in bulk.read(f):
                 self.resume_offset = bulk.resume_offset  # how far it got, for a progress bar
                 yield self._piece(blocks, events, now)
+                if self.on_progress is not None:
+                    self.on_progress(self.resume_offset)
         self.reader = bulk.live_reader()
         self.resume_offset = bulk.resume_offset
+        self.analysis.info.step_key = self.reader.step_key
+        self.analysis.info.lines = self.reader.records
+        self.analysis.info.malformed = self.reader.bad_records + (self.reader.skipped_bytes > 0)
+
+    def _bulk_in_worker(self, path: Path, now: float) -> Iterator[bool]:
+        """`catch_up`'s bulk reading done in a forked worker (`backfill.read_wandb_pieces`): the same
+        pieces, judged here in the same order; then the record-by-record reader goes on."""
+        from monitor.backfill import read_wandb_pieces
+        from monitor.wandb.resume import ResumeState
+
+        try:
+            for piece in read_wandb_pieces(path):
+                if isinstance(piece, ResumeState):
+                    self.reader = wandb_log.WandbLogReader.resume(piece)
+                    break
+                blocks, events, offset = piece
+                self.resume_offset = offset  # how far it got, for a progress bar
+                yield self._piece(blocks, events, now)
+                if self.on_progress is not None:
+                    self.on_progress(offset)
+        except OSError as e:
+            raise FormatError(f"{path.name}: {e}") from None
+        self.resume_offset = self.reader.resume_offset
         self.analysis.info.step_key = self.reader.step_key
         self.analysis.info.lines = self.reader.records
         self.analysis.info.malformed = self.reader.bad_records + (self.reader.skipped_bytes > 0)

@@ -9,6 +9,7 @@ from textual.screen import Screen
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
 from tui.plotdata import X_AXES, PlotOptions
+from tui.widgets.plot import PlotView
 
 if TYPE_CHECKING:
     from monitor.actions import ReviewerAnswer
@@ -87,8 +88,33 @@ class PlottingScreen(RunwatchScreen):
 
     def action_x_axis(self) -> None:
         self.options = self.options.toggled_x(self.X_AXES)
+        self.refresh_bindings()
         self._redraw()
 
     def action_window(self) -> None:
         self.options = self.options.next_window()
+        self.refresh_bindings()
         self._redraw()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`z` only while the wheel has zoomed the plots; `x` only with a second axis to offer."""
+        if action == "unzoom":
+            return self.options.x_range is not None
+        if action == "x_axis":
+            return len(self.X_AXES) > 1
+        return True
+
+    def _set_zoom(self, x_range: tuple[float, float] | None) -> None:
+        was = self.options.x_range is not None
+        self.options = self.options.zoomed(x_range)
+        if was != (x_range is not None):
+            self.refresh_bindings()
+        self._redraw()
+
+    def on_plot_view_zoom_requested(self, event: PlotView.ZoomRequested) -> None:
+        """The wheel over a plot: every plot of the screen shows the new x range (they share the axis)."""
+        event.stop()
+        self._set_zoom(event.x_range)
+
+    def action_unzoom(self) -> None:
+        self._set_zoom(None)

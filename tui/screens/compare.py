@@ -10,17 +10,19 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
 from monitor.model import Role, Verdict
 from tui import actions
 from tui import format as fmt
-from tui.plotdata import COMPARE_X_AXES, COMPARE_X_AXES_EPOCH, PCT, PlotOptions, RankStats, rank_stats
-from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epochs_of, role_values
+from tui.plotdata import COMPARE_X_AXES, PCT, STEP, TOKENS, PlotOptions, RankStats, axes_with, rank_stats
+from tui.runplots import ROLE_TITLES, axis_name, compare_spec, data_version, epochs_of, has_times, role_values
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.tokenaxis import tokens_of
+from tui.widgets.footer import FittingFooter
 from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 
@@ -72,26 +74,29 @@ class CompareScreen(PlottingScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-head")
-        yield PlotView(id="compare-plot")
+        yield PlotView(id="compare-plot", zoomable=True)
         table: DataTable[Text | str] = DataTable(id="ranking", cursor_type="row", zebra_stripes=False)
         yield table
         yield NoticeBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#ranking", DataTable)
+        wide = self.app.size.width >= 100
         for label, width in (
             ("#", 4),
-            ("run", 24 if self.app.size.width >= 100 else 14),
+            ("run", 24 if wide else 14),
             ("verdict", 9),
-            ("last", 9),
-            ("best", 9),
+            ("last", 9 if wide else 8),
+            ("best", 9 if wide else 8),
             ("slope/1k", 9),
             ("noise", 7),
             ("eval best", 9),
         ):
-            table.add_column(label, key=label, width=width)
+            # At 80 columns the noise column gives way so the eval column is not cut off.
+            if wide or label != "noise":
+                table.add_column(label, key=label, width=width)
 
     def show_snapshot(self, snap: HubSnapshot, *, force: bool = False) -> None:
         runs = {r.id: r for r in snap.runs}
@@ -109,7 +114,7 @@ class CompareScreen(PlottingScreen):
         if len(self.run_ids) > OVERLAY_MAX:
             head.append(f" (plot: best {OVERLAY_MAX})", style="bold")
         head.append(f" · metric: {ROLE_TITLES[self.metric]} (k) · ")
-        head.append(self.options.describe(), style=var_style(self.app, "muted"))
+        head.append(self.options.describe(compact=self.app.size.width < 120), style=var_style(self.app, "muted"))
         self.query_one("#compare-head", Static).update(head)
         pairs = [((runs[rid].name if rid in runs else rid), self.analysis(rid)) for rid in shown]
         key = (versions, self.metric, self.options, shown)
@@ -146,15 +151,20 @@ class CompareScreen(PlottingScreen):
         table.clear()
         for i, (rid, run, st, ev) in enumerate(rows, 1):
             diverged = st.last is not None and not math.isfinite(st.last)
+            cells: dict[str, Text | str] = {
+                "#": self._legend(i),
+                "run": Text(run.name if run else rid),
+                "verdict": badge(self.app, run) if run else "—",
+                "last": fmt.num_fit(st.last, 8),
+                "best": fmt.num_fit(st.best, 8),
+                "slope/1k": Text("diverged", style=var_style(self.app, "verdict-bad"))
+                if diverged
+                else _pct(st.slope_pct),
+                "noise": "—" if st.noise_pct is None or diverged else f"{st.noise_pct:.1f}%",
+                "eval best": fmt.num_fit(ev.best, 8),
+            }
             table.add_row(
-                self._legend(i),
-                Text(run.name if run else rid),
-                badge(self.app, run) if run else "—",
-                fmt.num(st.last),
-                fmt.num(st.best),
-                Text("diverged", style=var_style(self.app, "verdict-bad")) if diverged else _pct(st.slope_pct),
-                "—" if st.noise_pct is None or diverged else f"{st.noise_pct:.1f}%",
-                fmt.num(ev.best),
+                *(cells[str(c.value)] for c in table.columns),
                 key=rid,
             )
 
@@ -167,13 +177,17 @@ class CompareScreen(PlottingScreen):
         return t
 
     def _choose_axis(self, analyses: list[tuple[str, RunAnalysis | None]]) -> None:
-        """Runs that count steps differently (other step keys, or lengths 5x apart) start on % of each run."""
-        if any(a is not None and epochs_of(a) is not None for _, a in analyses):
-            self.X_AXES = COMPARE_X_AXES_EPOCH
-        names = {axis_name(a) for _, a in analyses if a is not None}
-        lasts = [a.store.last_step for _, a in analyses if a is not None and a.store.last_step]
+        """Runs that count steps differently (other step keys, or lengths 5x apart) start on tokens seen
+        when every run tells its tokens, else on % of each run."""
+        present = [a for _, a in analyses if a is not None]
+        epoch = any(epochs_of(a) is not None for a in present)
+        tokens = bool(present) and all(tokens_of(a) is not None for a in present)
+        base = COMPARE_X_AXES if any(has_times(a) for a in present) else (STEP, PCT)
+        self.X_AXES = axes_with(base, epoch=epoch, tokens=tokens)
+        names = {axis_name(a) for a in present}
+        lasts = [a.store.last_step for a in present if a.store.last_step]
         if len(names) > 1 or (lasts and min(lasts) > 0 and max(lasts) / min(lasts) > 5):
-            self.options = replace(self.options, x_axis=PCT)
+            self.options = replace(self.options, x_axis=TOKENS if tokens else PCT)
         self._axis_chosen = True
 
     def restyle(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -10,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
@@ -19,17 +20,29 @@ from tui import actions
 from tui import format as fmt
 from tui.messages import EscalationRequested, EvidenceRequested, RunActionRequested, StopRequested
 from tui.metricgrid import Pane
-from tui.plotdata import PlotOptions
+from tui.plotdata import STEP, X_AXES, PlotOptions, axes_with
 from tui.runinfo import info_sections
-from tui.runplots import data_version, gpu_spec, has_gpu, pane_spec, run_panes
+from tui.runplots import (
+    axis_name,
+    data_version,
+    epochs_of,
+    gpu_spec,
+    has_gpu,
+    has_times,
+    layers_spec,
+    pane_spec,
+    run_panes,
+)
 from tui.screens.base import PlottingScreen
 from tui.style import badge, var_style
+from tui.tokenaxis import tokens_of
 from tui.widgets.diagnosis import DiagnosisList
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
+from tui.widgets.footer import FittingFooter
 from tui.widgets.log_tail import LogTail
 from tui.widgets.notice_bar import NoticeBar
-from tui.widgets.plot import PlotSpec
+from tui.widgets.plot import Drawing, PlotSpec
 from tui.widgets.plot_grid import PaneItem, PlotGrid
 
 if TYPE_CHECKING:
@@ -38,7 +51,9 @@ if TYPE_CHECKING:
 
 def _pane_builder(
     a: RunAnalysis | None, pane: Pane, findings: Sequence[Finding], opts: PlotOptions
-) -> Callable[[], PlotSpec]:
+) -> Callable[[], PlotSpec | Drawing]:
+    if pane.layers:
+        return lambda: layers_spec(a, pane, findings, opts)
     return lambda: pane_spec(a, pane, findings, opts)
 
 
@@ -110,6 +125,7 @@ class DetailScreen(PlottingScreen):
         """The metric picker's pattern (glob or substring; empty: every metric)."""
         self._review_shown: tuple[ReviewerAnswer, str] | None = None
         self._info_key: object = None
+        self._axes_key: object = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
@@ -126,7 +142,7 @@ class DetailScreen(PlottingScreen):
                 yield Static(id="info")
         yield FilterInput(placeholder="metrics to plot: substring or glob (loss, val/*, *lr*); esc: all", id="picker")
         yield NoticeBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -143,6 +159,7 @@ class DetailScreen(PlottingScreen):
             return
         a = self.analysis(run.id)
         version = data_version(a)
+        self._offer_axes(run.id, version, a)
         opts = self.options
         key = (run.id, version, opts, run.findings)
         items = [PaneItem(p.title, key, _pane_builder(a, p, run.findings, opts)) for p in run_panes(a, self.pattern)]
@@ -164,13 +181,29 @@ class DetailScreen(PlottingScreen):
             self._show_info(run, version)
             self.query_one(DiagnosisList).show(a, (run.id, version, run.findings))
 
+    def _offer_axes(self, run_id: str, version: int, a: RunAnalysis | None) -> None:
+        """`x` offers the epoch and tokens axes where this run logs or states them."""
+        if (run_id, version) == self._axes_key:
+            return
+        self._axes_key = (run_id, version)
+        own = axis_name(a) if a is not None else "step"
+        epoch = a is not None and own != "epoch" and epochs_of(a) is not None
+        tokens = a is not None and own not in ("token", "tokens") and tokens_of(a) is not None
+        base = X_AXES if has_times(a) else (STEP,)
+        offered = len(self.X_AXES) > 1
+        self.X_AXES = axes_with(base, epoch=epoch, tokens=tokens)
+        if self.options.x_axis not in self.X_AXES:
+            self.options = replace(self.options, x_axis=STEP, x_range=None)
+        if offered != (len(self.X_AXES) > 1):
+            self.refresh_bindings()  # `x` is offered only with a second axis
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing here are neither shown nor acted on: `g` and `f` with one pane."""
         if action in ("next_plot", "full_pane") and self.is_mounted:
             return len(self.query_one(PlotGrid).items) > 1 or self.query_one(PlotGrid).full
         if action in ("next_run", "prev_run"):
             return len(self.order) > 1
-        return True
+        return super().check_action(action, parameters)
 
     def _show_findings(self, run: RunSnapshot, *, force: bool = False) -> None:
         a = self.analysis(run.id)
@@ -190,18 +223,21 @@ class DetailScreen(PlottingScreen):
         t.append(f" · {getattr(run, 'state_detail', '') or run.state}")
         if run.gpu_util is not None:
             t.append(f" · GPU {fmt.pct_text(run.gpu_util)}")
-        t.append(f" · {run.format} · x: {run.step_key} · {run.source}")
+        t.append(f" · {run.format} · {run.source}")
         t.append("\n")
         sev = {"stop": "verdict-bad", "wait": "verdict-unsure"}.get(str(run.decision), "verdict-healthy")
         t.append(f"{str(run.decision).upper()}: {run.reason}", style=var_style(self.app, sev, bold=True))
         muted = var_style(self.app, "muted")
+        # The toggles first: at 80 columns the end of this line is cut, and they say what the plots show.
+        a = self.analysis(run.id)
+        step_name = axis_name(a) if a is not None else "step"
+        t.append(f"   │ {self.options.describe(step_name, compact=self.app.size.width < 120)}", style=muted)
         n, shown = len(grid.items), grid.shape.shown
         if n > shown and not grid.full:
-            t.append(f"   │ panes {grid.first + 1}–{grid.first + shown} of {n} (g/wheel)", style=muted)
+            t.append(f"   │ panes {grid.first + 1}–{grid.first + shown} of {n} (g)", style=muted)
         if self.pattern:
             t.append("   │ metrics matching ", style=muted)
             t.append(repr(self.pattern), style="italic")
-        t.append(f"   │ {self.options.describe()}", style=muted)
         if run.source_error:
             t.append(f"   │ source: {run.source_error}", style=var_style(self.app, "verdict-stale"))
         return t
@@ -263,6 +299,9 @@ class DetailScreen(PlottingScreen):
             i = (self.order.index(self.run_id) + delta) % len(self.order)
             self.run_id = self.order[i]
         self._info_key = None
+        if self.options.x_range is not None:
+            self._set_zoom(None)  # another run has its own range
+            return
         self._redraw()
 
     def action_next_run(self) -> None:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from monitor.analysis import RunAnalysis
 from monitor.hub import HubSnapshot, RunSnapshot
@@ -22,6 +22,7 @@ from tui.runplots import data_version, loss_spec
 from tui.screens.base import RunwatchScreen
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.findings import FindingsList
+from tui.widgets.footer import FittingFooter
 from tui.widgets.notice_bar import NoticeBar
 from tui.widgets.plot import PlotView
 from tui.widgets.run_table import COLUMNS, RunTable
@@ -99,7 +100,7 @@ class MainScreen(RunwatchScreen):
                 yield FindingsList(id="preview-findings")
         yield FilterInput(placeholder="filter runs: words in name, source, state or verdict", id="filter")
         yield NoticeBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -178,12 +179,12 @@ class MainScreen(RunwatchScreen):
         self._drawn_at = time.monotonic()
         self._drawn_verdicts = verdicts
         table = self.query_one(RunTable)
-        had_runs = bool(table.order)
+        had_runs = min(2, len(table.order))  # none, one, several: the run keys and `c` come and go
         table.sort_column = (self.sort_by, self.sort_reverse)
         runs = self.visible_runs(snap)
         intervals = {r.id: iv for r in runs if (iv := self._interval(r.id)) is not None}
         table.show(runs, self.rw.clock(), frozenset(self.marked), frozenset(self.rw.reading), intervals)
-        if had_runs != bool(table.order):
+        if had_runs != min(2, len(table.order)):
             self.refresh_bindings()
         self.query_one(SummaryBar).show(snap, self.filter_text, self.sort_text)
         if first:
@@ -297,8 +298,10 @@ class MainScreen(RunwatchScreen):
         self.query_one(RunTable).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Run keys are shown only when there is a run to act on; `esc` only with a filter to clear."""
-        if action in ("open_detail", "compare", "stop", "escalate", "evidence", "mark", "sort", "sort_reverse"):
+        """Run keys are shown only when there is a run to act on (compare: two); `esc` only with a filter to clear."""
+        if action == "compare":
+            return bool(self.is_mounted and len(self.query_one(RunTable).order) > 1)  # one run: nothing to compare
+        if action in ("open_detail", "stop", "escalate", "evidence", "mark", "sort", "sort_reverse"):
             return bool(self.is_mounted and self.query_one(RunTable).order)
         if action == "clear_filter":
             return bool(self.filter_text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual import events
 from textual.content import Content
 from textual.widgets import RichLog
 
@@ -30,6 +31,8 @@ class LogTail(RichLog):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, highlight=False, markup=False, wrap=True, min_width=1, max_lines=2000, auto_scroll=True)
         self._key: tuple[object, ...] | None = None
+        self._lines: Sequence[str] = ()
+        self._wrapped_at = 0
         self.filter_text = ""
 
     def show(self, lines: Sequence[str], version: object) -> None:
@@ -38,15 +41,30 @@ class LogTail(RichLog):
         if key == self._key:
             return
         self._key = key
+        self._lines = lines
+        self._wrapped_at = self.size.width
         needle = self.filter_text.lower()
         shown = [ln for ln in lines if needle in ln.lower()] if needle else list(lines)
         self.clear()
         for line in outward_lines(shown):  # hostile wall: no secrets, no escapes on screen
             self.write(Text(line, no_wrap=False))
         title = "log"
-        if needle:
+        if not lines:
+            title += " · no console lines from this source yet (i: config and summary)"
+        elif needle:
             title += f" · filter {self.filter_text!r}: {len(shown)} of {len(lines)} lines"
         self.border_title = Content(title)  # the filter text is typed by a person: literal, never markup
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        # Lines wrapped at the old width would be cut (or scroll sideways) at the new one: wrap again.
+        width = event.size.width
+        if self._key is not None and self._wrapped_at and width and width != self._wrapped_at:
+            version = self._key[0]
+            self._key = None
+            self.show(self._lines, version)
+        elif width:
+            self._wrapped_at = width
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text

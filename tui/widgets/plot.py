@@ -11,17 +11,21 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 from plotext._figure import _figure_class
 from rich.text import Text
+from textual import events
+from textual.app import App
 from textual.color import Color
 from textual.content import Content
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static
 
 from tui import format as fmt
-from tui.plotdata import downsample, nice_ticks
+from tui.plotdata import downsample, nice_ticks, zoom_range
 
 #: Plots redraw live data at most every this many of the app's redraw intervals (tables: every one).
 PLOT_EVERY = 2
@@ -45,6 +49,10 @@ class Series:
     bad_y: np.ndarray = field(default_factory=lambda: _EMPTY)
     faint: bool = False
     """The raw line under a smoothed one: drawn dim, left out of the legend."""
+    extent: tuple[float, float] | None = None
+    """The x range of the whole series before a zoom cut it (how far the wheel may zoom out)."""
+    short: str = ""
+    """What the legend calls it where the whole label does not fit (compare: the run's rank)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +68,31 @@ class PlotSpec:
     empty: str = "no data yet"
     x_unit: str = "step"
     """`clock` labels the x ticks as times of day; anything else with SI numbers."""
+    x_range: tuple[float, float] | None = None
+    """The zoomed x range (the series are already cut to it); None: the whole run."""
 
 
-Builder = Callable[[], PlotSpec]
+class Drawing(Protocol):
+    """Another picture a plot pane can show (the layer heat map): it draws itself at the pane's size."""
+
+    def title_for(self, app: App[object]) -> str: ...
+
+    def draw(self, app: App[object], width: int, height: int) -> Text: ...
+
+
+Builder = Callable[[], "PlotSpec | Drawing"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """Where the last drawing put the x axis: its range, the whole data's range and the plot's columns."""
+
+    lo: float
+    hi: float
+    extent: tuple[float, float]
+    left: int
+    cols: int
+    unit: str
 
 
 class PlotView(Static):
@@ -79,8 +109,19 @@ class PlotView(Static):
     }
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    class ZoomRequested(Message):
+        """The wheel asked for another x range over this plot (None: the whole run again)."""
+
+        def __init__(self, view: PlotView, x_range: tuple[float, float] | None) -> None:
+            super().__init__()
+            self.view = view
+            self.x_range = x_range
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None, zoomable: bool = False) -> None:
         super().__init__("", id=id, classes=classes)
+        self.zoomable = zoomable
+        """The wheel zooms the x range here (the screen keeps the range); else it scrolls the page."""
+        self._frame: _Frame | None = None
         self._fig = _figure_class()
         # plotext clips a figure to the real terminal's size otherwise (80x24 when headless).
         self._fig._limit_size(False, False)
@@ -126,9 +167,36 @@ class PlotView(Static):
         self._drawn = state
         self._drawn_at = time.monotonic()
         spec = self._builder()
-        self.border_title = self.title_for(spec)
-        self.update(self._draw(spec, w, h))
+        if isinstance(spec, PlotSpec):
+            self.border_title = self.title_for(spec)
+            self.update(self._draw(spec, w, h))
+        else:
+            self._frame = None  # no x axis to zoom: the wheel pages the grid
+            self.border_title = spec.title_for(self.app)
+            self.update(spec.draw(self.app, w, h))
         self.renders += 1
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._zoom(event, zoom_in=True)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._zoom(event, zoom_in=False)
+
+    def _zoom(self, event: events.MouseScrollUp | events.MouseScrollDown, *, zoom_in: bool) -> None:
+        """Wheel over the plot area: zoom the x range around the pointer. Over the border, with shift, or
+        where nothing is plotted the event goes on to the page (the grid pages its panes with it)."""
+        frame = self._frame
+        at = event.get_content_offset(self)
+        if not self.zoomable or frame is None or at is None or event.shift or frame.hi <= frame.lo:
+            return
+        event.stop()
+        frac = min(1.0, max(0.0, (at.x - frame.left + 0.5) / frame.cols))
+        x = frame.lo + frac * (frame.hi - frame.lo)
+        # Steps are whole numbers: zooming in past a few steps per column shows nothing more.
+        min_span = frame.cols / 4 if frame.unit == "step" else 0.0
+        new = zoom_range((frame.lo, frame.hi), frame.extent, x, zoom_in, min_span)
+        if new != (frame.lo, frame.hi):
+            self.post_message(self.ZoomRequested(self, new))
 
     def _deferred(self) -> None:
         self._timer = None
@@ -147,13 +215,23 @@ class PlotView(Static):
         """The pane's title with the legend (colour swatch and key per line), as literal text."""
         lines = [s for s in spec.series if not s.faint and len(s.x) + len(s.bad_x)]
         parts: list[tuple[str, str] | str] = [spec.title]
+        room = self.size.width - 4 - len(spec.title)
         if len(lines) == 1 and lines[0].label != spec.title:
             parts.append(f" · {lines[0].label}")
         elif len(lines) > 1:
+            # The whole names when they fit the border, else the short ones (the table beside names them).
+            short = sum(len(s.label) + 3 for s in lines) > room and all(s.short for s in lines)
             for s in lines:
                 parts.append(" ")
                 parts.append(("━", self._style(s.colour)))
-                parts.append(f" {s.label}")
+                parts.append(f"{s.short}" if short else f" {s.label}")
+        if spec.x_range is not None:
+            lo, hi = spec.x_range
+            if spec.x_unit == "clock":
+                span = f"{datetime.fromtimestamp(lo):%H:%M:%S}–{datetime.fromtimestamp(hi):%H:%M:%S}"
+            else:
+                span = "–".join(fmt.tick_labels([lo, hi]))
+            parts.append((f"  ⌕ {span}", self._style("accent")))
         bad = sum(len(s.bad_x) for s in spec.series if not s.faint)
         if bad:
             parts.append("  ")
@@ -166,7 +244,10 @@ class PlotView(Static):
 
     def _draw(self, spec: PlotSpec, w: int, h: int) -> Text:
         series = [s for s in spec.series if len(s.x) or len(s.bad_x)]
+        self._frame = None
         if not series:
+            if spec.x_range is not None and any(s.extent for s in spec.series):
+                return Text("nothing logged in this x range (z: the whole run)", style="italic")
             return Text(spec.empty, style="italic")
         fig = self._fig
         fig.clear_data()
@@ -188,12 +269,27 @@ class PlotView(Static):
         marks = [(m, "") if isinstance(m, (int, float)) else m for m in spec.markers]
         xall = np.concatenate(xs)
         lo, hi = float(xall.min()), float(xall.max())
-        marks = [(x, label) for x, label in marks if x >= lo]
-        if marks:
-            hi = max(hi, max(x for x, _ in marks))
-        ny = max(3, min(6, h // 2))
-        ylab = fmt.tick_labels(nice_ticks(ylo, yhi, ny))
+        if spec.x_range is not None:
+            lo, hi = spec.x_range
+            marks = [(x, label) for x, label in marks if lo <= x <= hi]
+        else:
+            marks = [(x, label) for x, label in marks if x >= lo]
+            if marks:
+                hi = max(hi, max(x for x, _ in marks))
+        # One y tick every ~3 plot rows at most: plotext rounds ticks to rows, and crowded ones collide.
+        ny = max(3, min(6, (h - 3) // 3))
+        yt = nice_ticks(ylo, yhi, ny)
+        while len(yt) < 2 and ny < 7 and yhi > ylo:
+            # Round steps can leave one tick inside the range (0.5 for 0.18–0.88): one finer step.
+            ny += 1
+            yt = nice_ticks(ylo, yhi, ny)
+        ylab = fmt.tick_labels(yt)
         cols = max(10, w - max((len(t) for t in ylab), default=4) - 3)
+        extents = [s.extent for s in series if s.extent is not None]
+        extent = (min(e[0] for e in extents), max(e[1] for e in extents)) if extents else (lo, hi)
+        # plotext puts the y labels, then the axis line, then the data columns, then the right frame.
+        left = max((len(t) for t in ylab), default=4) + 1
+        self._frame = _Frame(lo, hi, (min(extent[0], lo), max(extent[1], hi)), left, max(1, w - left - 1), spec.x_unit)
         for i, s in enumerate(series):
             if not len(s.x):
                 continue
@@ -218,12 +314,15 @@ class PlotView(Static):
                 # A label that would run into the previous one is left out (the line stays).
                 fig.text(label, m, yhi, color=self._colour("plot-marker"), alignment="left")
                 free = col + len(label) + 1
-        xt = nice_ticks(lo, hi, max(3, min(8, w // 12)))
+        nx = max(3, min(8, w // 12))
+        xt = nice_ticks(lo, hi, nx)
+        while len(xt) < 3 and nx < w // 8 and hi > lo:
+            nx += 1  # as for y: 0–149 would get 0 and 100 only
+            xt = nice_ticks(lo, hi, nx)
         if spec.x_unit == "clock":
             fig.xticks(xt, [datetime.fromtimestamp(t).strftime("%H:%M" if hi - lo > 120 else "%H:%M:%S") for t in xt])
         else:
             fig.xticks(xt, fmt.tick_labels(xt))
-        yt = nice_ticks(ylo, yhi, ny)
         if spec.log_y:
             fig.yticks(yt, [fmt.si(10**t) for t in yt])
         else:

@@ -112,7 +112,7 @@ class PlotGrid(Widget):
         self.styles.grid_size_columns = shape.columns
         self.styles.grid_size_rows = shape.rows
         while len(self._views) < len(visible):
-            view = PlotView(id=f"pane-{len(self._views)}")
+            view = PlotView(id=f"pane-{len(self._views)}", zoomable=True)
             self._views.append(view)
             self.mount(view)
         for i, view in enumerate(self._views):
@@ -130,6 +130,8 @@ class PlotGrid(Widget):
         if isinstance(widget, PlotView) and widget in self._views:
             self.select(self.first + self._views.index(widget))
 
+    # The wheel over a plot zooms its x range (PlotView stops the event); on a pane's border or with
+    # shift it pages through the panes that do not fit.
     def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
         self._page(1, event)
 

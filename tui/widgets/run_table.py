@@ -45,6 +45,26 @@ NARROW_BELOW = 100
 _NARROW_TREND = 8
 
 
+#: The narrowest progress bar shown beside the amount read (`▕██▏43%`).
+_BAR = 9
+#: The widest read rate (`999 MB/s`).
+_RATE = 8
+
+
+def _amount(run: RunSnapshot, rate: bool = False) -> str:
+    """`120/280 MB` (with `rate`: `120/280 MB 45 MB/s`) for a run catching up with its source's
+    content, padded to its widest (so the bar beside it keeps its width); empty otherwise."""
+    progress = getattr(run, "progress", None)
+    if progress is None or not progress[1] or progress[0] >= progress[1]:
+        return ""
+    widest = fmt.read_amount(progress[1], progress[1])
+    text = fmt.read_amount(progress[0], progress[1]).rjust(len(widest))
+    if rate:
+        per_s = getattr(run, "read_rate", None)
+        text += " " + (fmt.byte_rate_text(per_s) if per_s else "").rjust(_RATE)
+    return text
+
+
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
@@ -135,6 +155,10 @@ class RunTable(DataTable[Text | str]):
             "badge": max([COLUMNS_BY_KEY["badge"].width] + [len(fmt.badge_text(r)) for r in runs]),
             "state": min(12, max([COLUMNS_BY_KEY["state"].width] + [len(r.state) for r in runs])),
         }
+        if reading_amounts := [len(a) for r in runs if (a := _amount(r, self._compact is not False))]:
+            # A run catching up shows how much it has read next to its bar: `▕██░░▏43% 120/280 MB`
+            # (and the read rate, where the steps/s column that shows it is left out).
+            self._fit["state"] = max(self._fit["state"], min(_BAR + 1 + max(reading_amounts), 30))
         selected = self.selected_id
         if self._ensure_columns() or order != self._order:
             self._rebuild(order, selected=selected)
@@ -251,16 +275,20 @@ class RunTable(DataTable[Text | str]):
                 style = var_style(app, "verdict-stale") if run.stale else ""
                 progress = getattr(run, "progress", None)
                 if progress is not None and progress[1] and progress[0] < progress[1]:
-                    # What the hub has read of what the source holds: `▕███░░▏ 43%`.
-                    out[c.key] = Text(
-                        fmt.progress_bar(progress[0], progress[1], self._width(c)), style=var_style(app, "muted")
-                    )
+                    # What the hub has read of what the source holds: `▕███░░▏ 43%`, and how much
+                    # that is (`120/280 MB`) where the column has room for both.
+                    w, amount = self._width(c), _amount(run, bool(self._compact))
+                    bar = w if w - len(amount) - 1 < _BAR else w - len(amount) - 1
+                    text = fmt.progress_bar(progress[0], progress[1], bar) + (f" {amount}" if bar < w else "")
+                    out[c.key] = Text(text, style=var_style(app, "muted"))
                 elif run.id in self._reading and not run.stale:
                     out[c.key] = Text(_clip("reading", self._width(c)), style=var_style(app, "muted"))
                 else:
                     out[c.key] = Text(_clip(state, self._width(c)), style=style)
             elif c.key == "step":
                 out[c.key] = Text(fmt.step_text(run.last_step), justify="right")
+            elif c.key == "speed" and _amount(run) and run.read_rate:
+                out[c.key] = Text(fmt.byte_rate_text(run.read_rate), justify="right", style=var_style(app, "muted"))
             elif c.key == "speed":
                 age = None if run.last_update is None else self._now - run.last_update
                 out[c.key] = Text(
@@ -268,7 +296,7 @@ class RunTable(DataTable[Text | str]):
                 )
             elif c.key == "loss":
                 style = var_style(app, "verdict-bad") if fmt.num(run.loss) in ("NaN", "Inf") else ""
-                out[c.key] = Text(fmt.num(run.loss), justify="right", style=style)
+                out[c.key] = Text(fmt.num_fit(run.loss, self._width(c)), justify="right", style=style)
             elif c.key == "trend":
                 spark = fmt.sparkline(run.loss_trend, self._width(c))
                 out[c.key] = Text(spark, style=var_style(app, "plot-series-1"))
