@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from detectors.base import Detector, fmt, pct, safe_exp
+from detectors.burst import Burst
 from detectors.series import SIGMA_PER_ABSDIFF as _SIGMA
 from detectors.series import SeriesStats, mann_kendall_z
 from detectors.thresholds import Thresholds
@@ -76,6 +77,7 @@ class SpikeDetector(Detector):
     __slots__ = (
         "_base",
         "_count",
+        "_max_jump",
         "_onsets",
         "_peak",
         "_peak_level",
@@ -100,6 +102,7 @@ class SpikeDetector(Detector):
         self._peak_level = 0.0
         self._scale = 0.0
         self._count = 0
+        self._max_jump = 0.0
         self._onsets: deque[int] = deque(maxlen=max(1, th.spike_repeat))
         self._zs: deque[float] = deque(maxlen=max(1, th.spike_repeat))
         self._peaks: deque[float] = deque(maxlen=max(1, th.spike_repeat))
@@ -162,6 +165,14 @@ class SpikeDetector(Detector):
                 f"{fmt(s.last_value)} at {self.axis} {fmt(step)} ({pct(s.residual)} over its level)",
                 evidence,
             )
+        highest = self._max_jump
+        if s.residual > highest:
+            self._max_jump = s.residual
+        if self._count > _HABIT_SPIKES and s.residual <= highest and self._count * _HABIT_EVERY >= s.n:
+            # Within the series' own habit: it has spiked this high before, often (heavy-tailed batch
+            # losses, BPTT bursts). The episode is still followed (a spike that does not come down is
+            # a divergence; a dense cluster is bad), it just does not warn on its own.
+            return False
         return self._fire(
             Severity.WARN,
             step,
@@ -192,6 +203,12 @@ class SpikeDetector(Detector):
         return self._base
 
 
+#: A series that has spiked more than this many times, at least once every `_HABIT_EVERY` points on
+#: average, spikes by habit: a spike no higher than its earlier ones does not warn by itself.
+_HABIT_SPIKES = 3
+_HABIT_EVERY = 100
+
+
 class DivergenceDetector(Detector):
     """The loss's level stays well above its best, keeps rising by a rank trend test, or jumped and stays up.
 
@@ -204,6 +221,7 @@ class DivergenceDetector(Detector):
         "_anchor",
         "_anchor_step",
         "_big_run",
+        "_burst",
         "_low",
         "_low_step",
         "_onset",
@@ -230,6 +248,7 @@ class DivergenceDetector(Detector):
         self._onset: float | None = None
         self._big_run = 0
         self._trend_hits = 0
+        self._burst = Burst()
 
     def holding(self, s: SeriesStats) -> bool:
         """The level is at (or within the small margin of) its best."""
@@ -275,6 +294,7 @@ class DivergenceDetector(Detector):
             self._onset = None
             self._big_run = 0
             self._trend_hits = 0
+            self._burst.start = 0
             if excess <= 0.5 * small:
                 cur = self.current
                 if cur is not None and cur.active:
@@ -283,6 +303,8 @@ class DivergenceDetector(Detector):
         if self._onset is None:
             self._onset = self._low_step if self._low < math.inf else step
             self._low = math.inf
+        burst = self._burst
+        burst.follow(s, best, max(th.divergence_big, th.divergence_noise_k * sigma), th.divergence_big)
         if s.n < 8:
             return False
         severity = Severity.WARN if self.component or (self.siblings is not None and self.siblings()) else Severity.BAD
@@ -301,6 +323,11 @@ class DivergenceDetector(Detector):
                 return False
             return self._stuck(s, step, spike, severity)
         big = max(th.divergence_big, th.divergence_noise_k * sigma)
+        if burst.decaying(s, best, big, small, th):
+            # A burst coming back down (see `detectors.burst.Burst`): neither its height nor its trend counts yet.
+            self._big_run = 0
+            self._trend_hits = 0
+            return False
         self._big_run = self._big_run + 1 if excess > big else 0
         sustained = self._big_run >= th.divergence_sustain
         trending = False

@@ -275,9 +275,10 @@ class LrDetector(Detector):
     def _after_decay(self, step: float, last: float, x: float) -> bool:
         th = self._th
         peak = self._peak
-        if self._restarts_jump and self._climb < 3:
+        if self._restarts_jump and self._climb < 3 and x <= 1.2 * peak:
             # Warm restarts jump back up in one step, to the peak or to a decayed peak: any single
-            # rise is a restart; only a climb point after point (below) is not.
+            # rise to there is a restart; a climb point after point (below) is not, nor is a jump far
+            # past the peak (no restart goes there).
             return False
         if x > last * math.exp(th.lr_jump_ratio):
             if 0.8 * peak <= x <= 1.2 * peak:
@@ -336,7 +337,14 @@ class LrDetector(Detector):
         total = self._total
         warmup = sched.warmup if sched is not None else None
         if self._rose and self._rising_since is not None:
-            if warmup is not None and step > 2.0 * warmup + 0.05 * (total or 0.0) and step > warmup + 10:
+            # Once the LR has decayed the warm-up did end: a rise after that (a warm restart back to
+            # its peak, a climb under the decay) is judged in `_after_decay`.
+            if (
+                warmup is not None
+                and not self._decaying
+                and step > 2.0 * warmup + 0.05 * (total or 0.0)
+                and step > warmup + 10
+            ):
                 return self._fire(
                     Severity.WARN,
                     step,

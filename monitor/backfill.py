@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from monitor.columns import Columns, to_columns
 from monitor.parsers import Parser, feed_lines, make_parser
+from monitor.parsers.sniff import drop_holes
 
 if TYPE_CHECKING:
     from monitor.wandb.resume import ResumeState
@@ -74,9 +75,9 @@ def text_chunks(stream: IO[bytes], size: int = _CHUNK) -> Iterator[str]:
             rest = data
             continue
         rest = data[cut + 1 :]
-        yield data[: cut + 1].decode("utf-8", "replace")
+        yield drop_holes(data[: cut + 1]).decode("utf-8", "replace")
     if rest:
-        yield rest.decode("utf-8", "replace")
+        yield drop_holes(rest).decode("utf-8", "replace")
 
 
 def _worker(path: str, fmt: str, conn: Connection) -> None:
@@ -160,12 +161,19 @@ def _wandb_live_worker(path: str, out: Connection) -> None:
         out.close()
 
 
+def in_child(parent_end: Connection, target: Callable[..., None], *args: Any) -> None:
+    """Run a forked worker's `target(*args)` without the parent's end of their pipe: were the parent
+    killed, the worker's next send then fails (nobody reads) instead of blocking forever."""
+    parent_end.close()
+    target(*args)
+
+
 def _worker_messages(target: Callable[..., None], args: tuple[Any, ...]) -> Generator[tuple[str, Any, Any]]:
     """Run `target(*args, conn)` in a forked worker; its `(kind, payload, extra)` messages up to
     and with `done` (an `error` one raises OSError)."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(*args, send), daemon=True)
+    proc = ctx.Process(target=in_child, args=(recv, target, *args, send), daemon=True)
     proc.start()
     send.close()
     try:

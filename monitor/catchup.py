@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from monitor.backfill import PARALLEL_BYTES, parse_batch
+from monitor.backfill import PARALLEL_BYTES, in_child, parse_batch
 from monitor.columns import Columns
 from monitor.parsers import Parser
 from monitor.runstate import marks_end
@@ -78,8 +78,8 @@ def parse_rest(
     """The pieces of `path` from `start` to `stop` as the worker parses them, then (splitter, offset)."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    args = (str(path), start, stop, splitter, parser, piece, batch, tail, send)
-    proc = ctx.Process(target=_worker, args=args, daemon=True)
+    args = (recv, _worker, str(path), start, stop, splitter, parser, piece, batch, tail, send)
+    proc = ctx.Process(target=in_child, args=args, daemon=True)
     proc.start()
     send.close()
     try:

@@ -203,3 +203,29 @@ def test_without_colour_the_levels_are_shades_and_the_marks_stay(
             assert len(set(cells) & set("░▒▓█")) >= 3 and "0" in cells and "∅" in text
 
     go()
+
+
+@pytest.mark.timeout(60)
+@run_async
+async def test_the_heat_map_follows_a_wheel_zoom_of_the_steps(watched: RunAnalysis) -> None:
+    from textual import events
+
+    app = _app(watched)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        loss = app.screen.query_one(PlotGrid).views[0]
+        r = loss.region
+        x, y = r.x + r.width - 4, r.y + r.height // 2
+        for _ in range(3):  # three notches in at the right end: the last steps
+            app.post_message(events.MouseScrollUp(None, x, y, 0, -1, 0, False, False, False, screen_x=x, screen_y=y))
+            await pilot.pause()
+        await pilot.pause()
+        lo, hi = app.screen.options.x_range  # type: ignore[attr-defined]
+        assert lo > 60
+        lines = _heat(app).render().plain.splitlines()  # type: ignore[attr-defined]
+        axis = next(ln for ln in lines if "layers" in ln and "step" in ln)
+        assert axis.split()[-1].endswith(str(int(hi))) or str(round(hi)) in axis
+        dead_row = next(ln for ln in lines if "blocks.2.weight" in ln)
+        assert "█" not in dead_row  # after step 40 the dead layer has only zero cells

@@ -18,6 +18,7 @@ from tui.scripted import ScriptedHub, analysis, mixed_scene, run_snapshot, sampl
 from tui.widgets.footer import FittingFooter
 from tui.widgets.log_tail import LogTail
 from tui.widgets.plot import PlotView
+from tui.widgets.plot_grid import PlotGrid
 
 
 def _app(hub: ScriptedHub) -> RunwatchApp:
@@ -153,3 +154,35 @@ def test_a_forced_exit_runs_the_cleanup_hooks_then_ends_the_process(monkeypatch:
     monkeypatch.setattr(app_module.os, "_exit", exits.append)
     app._exit_now(129)
     assert ran == ["failing", "demo.stop"] and exits == [129]
+
+
+@run_async
+async def test_a_picker_pattern_that_matches_nothing_says_so() -> None:
+    hub, _ = yolo_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        await pilot.press("enter", "slash", *"nosuchmetric", "enter")
+        await _settle(pilot)
+        (view,) = app.screen.query_one(PlotGrid).views
+        assert "no logged metric matches 'nosuchmetric'" in str(view.render())
+
+
+@run_async
+async def test_keys_typed_in_one_burst_after_slash_are_not_commands() -> None:
+    from textual import events
+
+    hub, _ = yolo_scene(NOW)
+    app = _app(hub)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot)
+        await pilot.press("enter")
+        await _settle(pilot)
+        screen = app.screen
+        # A terminal delivers a fast typist's (or a paste's) keys in one read: `m` and `p` must not
+        # turn smoothing on or move to the previous run while the picker is opening.
+        for key, char in (("slash", "/"), ("m", "m"), ("a", "a"), ("p", "p")):
+            app.post_message(events.Key(key, char))
+        await _settle(pilot, 5)
+        assert screen.options.ema == 0.0 and screen.run_id == "yolo"  # type: ignore[attr-defined]
+        assert app.focused is screen.query_one("#picker")

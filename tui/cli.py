@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -282,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_EXIT
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`runwatch check … | head`): stop quietly, as other Unix tools do.
+        # Python would flush stdout again at exit and fail once more, so point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ line, not read as thousands of `key=value` pairs nor reported healthy.
 
 from __future__ import annotations
 
+import re
+
 #: How much of the start of a file the sniff looks at.
 SNIFF_BYTES = 4096
 
@@ -36,6 +38,16 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in (8, 9, 10, 12, 13, 27)) 
 _CONTROL_CHARS = {chr(b) for b in _CONTROL_BYTES}
 #: Above this share of control bytes and undecodable sequences, the data is not text.
 _MAX_ODD = 0.05
+#: A run of NUL bytes this long inside text is a hole, not data: a log truncated in place
+#: (logrotate's copytruncate) while its writer kept its offset, or a preallocated file, reads back
+#: as NULs up to where the writer went on. Such a log is still text; its holes are dropped.
+_HOLE = b"\x00" * 16
+_HOLES = re.compile(rb"\x00{16,}")
+
+
+def drop_holes(data: bytes) -> bytes:
+    """`data` without its runs of 16 or more NUL bytes (holes); single NULs stay (they may be binary)."""
+    return _HOLES.sub(b"", data) if _HOLE in data else data
 
 
 def sniff_binary(data: bytes) -> str | None:
@@ -47,7 +59,9 @@ def sniff_binary(data: bytes) -> str | None:
         # two-letter signatures are also words: they count only beside a NUL byte
         if data.startswith(magic) and (len(magic) > 3 or b"\x00" in data[:64] or magic[0] >= 0x80):
             return f"binary data: {what}"
-    head = data[:SNIFF_BYTES]
+    head = drop_holes(data[:SNIFF_BYTES])
+    if not head:
+        return None  # nothing but a hole so far: no metrics (yet), and not binary
     odd = sum(head.count(b) for b in _CONTROL_BYTES)
     if odd > _MAX_ODD * len(head):
         return "binary data: control bytes"

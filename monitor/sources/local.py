@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from monitor.errors import TargetError
+from monitor.parsers.sniff import drop_holes
 from monitor.sources.base import Chunk
 
 Sleep = Callable[[float], Awaitable[object]]
@@ -256,8 +257,9 @@ class LineSplitter:
             parts: list[str] = []
             rest = buf
         else:
-            # One decode for the whole piece: a UTF-8 character never spans a newline.
-            text = buf[:cut].decode("utf-8", "replace")
+            # One decode for the whole piece: a UTF-8 character never spans a newline. A hole of
+            # NULs lies within one line (the unfinished line waits whole), so it is cut out whole.
+            text = drop_holes(buf[:cut]).decode("utf-8", "replace")
             if "\r" in text:
                 text = text.replace("\r\n", "\n")
                 parts = text.split("\n")
@@ -267,14 +269,15 @@ class LineSplitter:
                 parts = text.split("\n")
             rest = buf[cut + 1 :]
         while len(rest) > self._max:
-            parts.append(rest[: self._max].decode("utf-8", "replace"))
+            if piece := drop_holes(rest[: self._max]):
+                parts.append(piece.decode("utf-8", "replace"))
             rest = rest[self._max :]
         self._partial = bytes(rest)
         return parts
 
     def peek_partial(self) -> str:
         """The unfinished last line as it stands (a document's closing brace often has no newline)."""
-        return self._partial.decode("utf-8", "replace")
+        return drop_holes(self._partial).decode("utf-8", "replace")
 
     def take_partial(self) -> str:
         """The unfinished last line, taken as complete (the input has ended)."""

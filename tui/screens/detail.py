@@ -167,6 +167,11 @@ class DetailScreen(PlottingScreen):
         if has_gpu(history):
             gpu_key = (run.host, len(history), history[-1].time if history else None)
             items.append(PaneItem("gpu", gpu_key, lambda: gpu_spec(run.host, history, snap.time)))
+        if not items:
+            # Never a blank grid: say why nothing is plotted (no metric yet, or none matches the picker).
+            pattern = self.pattern
+            empty = f"no logged metric matches {pattern!r} (/ then esc: every metric)" if pattern else "no metrics yet"
+            items.append(PaneItem("none", (pattern, version), lambda: PlotSpec("metrics", (), empty=empty)))
         grid = self.query_one(PlotGrid)
         if (len(items) > 1) != (len(grid.items) > 1):
             self.refresh_bindings()  # `g` and `f` come and go with a second pane

@@ -35,12 +35,16 @@ class FilterInput(Input):
 
     def open(self) -> None:
         self.add_class("-open")
-        self.focus()
+        # Focus now, not after the next refresh: keys typed right after `/` (a fast typist, a paste) arrive
+        # in the same burst and would otherwise reach the screen's own bindings (`m`, `p`, ...).
+        self.display = True
+        self.screen.set_focus(self)
 
     def close(self, cleared: bool) -> None:
         if cleared:
             self.value = ""
         self.remove_class("-open")
+        self.display = False
         self.post_message(self.Closed(cleared, self))
 
     def action_cancel(self) -> None:
