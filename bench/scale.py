@@ -264,7 +264,8 @@ def _measure_fleet(
         size = len(text)
         peak = max(peak, _rss_mb(proc.pid))
         time.sleep(max(0.0, 5.0 - took))
-    cpu = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0) * 100
+    cpu_s, wall_s = _cpu_seconds(proc.pid) - c0, time.monotonic() - t0
+    cpu = cpu_s / wall_s * 100
     lat = []
     for k in range(5):
         step = 1000 + k
@@ -279,7 +280,8 @@ def _measure_fleet(
     lat.sort()
     print(
         f"fleet: {what} = {total} runs, {rate:g} rows/s each, scraped every 5 s for {seconds:g} s: "
-        f"watch CPU {cpu:.1f}% of one core ({quiet:.1f}% unscraped), peak RSS {peak:.0f} MB, "
+        f"watch CPU {cpu:.1f}% of one core ({cpu_s:.1f} s user+sys in {wall_s:.0f} s; {quiet:.1f}% unscraped), "
+        f"peak RSS {peak:.0f} MB, "
         f"scrape median {scrapes[len(scrapes) // 2] * 1000:.0f} ms / max {scrapes[-1] * 1000:.0f} ms "
         f"({size / 1024:.0f} KiB), write->metric latency median {lat[2]:.2f} s / max {lat[-1]:.2f} s"
     )
