@@ -168,14 +168,20 @@ def in_child(parent_end: Connection, target: Callable[..., None], *args: Any) ->
     target(*args)
 
 
-def _worker_messages(target: Callable[..., None], args: tuple[Any, ...]) -> Generator[tuple[str, Any, Any]]:
-    """Run `target(*args, conn)` in a forked worker; its `(kind, payload, extra)` messages up to
-    and with `done` (an `error` one raises OSError)."""
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=in_child, args=(recv, target, *args, send), daemon=True)
-    proc.start()
-    send.close()
+def _worker_messages(
+    target: Callable[..., None], args: tuple[Any, ...], started: tuple[Any, Connection] | None = None
+) -> Generator[tuple[str, Any, Any]]:
+    """Run `target(*args, conn)` in a forked worker (or take one `started` already, a process and
+    its receiving end); its `(kind, payload, extra)` messages up to and with `done` (an `error`
+    one raises OSError)."""
+    if started is not None:
+        proc, recv = started
+    else:
+        ctx = mp.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=in_child, args=(recv, target, *args, send), daemon=True)
+        proc.start()
+        send.close()
     try:
         while True:
             kind, payload, extra = recv.recv()
@@ -248,7 +254,10 @@ def read_wandb_pieces(path: Path) -> Generator[tuple[list[Columns], list[Any], i
     """A `.wandb` file as it stands, read by the bulk reader in a forked worker, for a live view:
     each piece's (rows as blocks, every other event, offset reached), then the `ResumeState` a
     record-by-record reader goes on from. The pieces are those the bulk reader gives in-process."""
-    with contextlib.closing(_worker_messages(_wandb_live_worker, (str(path),))) as messages:
+    from monitor import prefetch
+
+    started = prefetch.take(path)  # a reader `runwatch` started before the UI was up
+    with contextlib.closing(_worker_messages(_wandb_live_worker, (str(path),), started)) as messages:
         for kind, payload, extra in messages:
             if kind == "blocks":
                 yield payload, extra[0], extra[1]

@@ -104,3 +104,54 @@ def test_a_file_that_is_not_a_wandb_log_is_one_clear_error(tmp_path: Path, monke
     monkeypatch.setattr(wandb_feed, "worth_parallel", lambda path: True)
     with pytest.raises(FormatError, match=r"run-x\.wandb"):
         catch_up(bad, time.time())
+
+
+@pytest.mark.timeout(240)
+def test_a_reader_started_before_the_ui_is_taken_up_and_judges_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `runwatch FILE` forks the bulk reader of a big .wandb target before the UI imports itself
+    # (monitor.prefetch); the hub's catch-up takes that reader up instead of forking its own.
+    import os
+
+    from monitor import prefetch
+
+    file = write_offline_run(tmp_path, _WRITER, timeout=200)
+    monkeypatch.setattr(wandb_feed, "BULK_BYTES", 1)
+    monkeypatch.setattr(prefetch, "BULK_BYTES", 1)
+    monkeypatch.setattr(bulk, "_PIECE", 1 << 16)  # several pieces, set before the reader forks
+    now = time.time()
+    monkeypatch.setattr(wandb_feed, "worth_parallel", lambda path: False)
+    here, _ = catch_up(file, now)
+    monkeypatch.setattr(wandb_feed, "worth_parallel", lambda path: True)
+    prefetch.start([str(file.parent)])  # a run folder holding one .wandb file
+    assert os.path.realpath(file) in prefetch._started
+    time.sleep(0.5)  # it reads ahead while nobody receives
+    taken: list[bool] = []
+    real = backfill._worker_messages
+
+    def spy(target: object, args: object, started: object = None) -> object:
+        taken.append(started is not None)
+        return real(target, args, started)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backfill, "_worker_messages", spy)
+    worker, _ = catch_up(file, now)
+    assert taken == [True] and not prefetch._started  # taken up, once
+    a, b = here.analysis, worker.analysis
+    assert b.store.rows == a.store.rows == 4000
+    for key in a.store.metrics:
+        s1, v1 = a.store.metrics[key].series()
+        s2, v2 = b.store.metrics[key].series()
+        assert np.array_equal(s1, s2) and np.array_equal(v1, v2, equal_nan=True), key
+    assert b.detectors.findings() == a.detectors.findings() and a.detectors.findings()
+    assert worker.resume_offset == here.resume_offset
+    assert state(worker.reader) == state(here.reader)
+    # A file replaced since its reader started is not read by that reader.
+    prefetch.start([str(file)])
+    proc = prefetch._started[os.path.realpath(file)][0]
+    data = file.read_bytes()
+    file.unlink()
+    file.write_bytes(data)  # a new file (a new inode) at the same path
+    assert prefetch.take(file) is None
+    proc.join(5)
+    assert not proc.is_alive()

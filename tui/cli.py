@@ -101,12 +101,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def cmd_ui(a: argparse.Namespace) -> int:
     """The terminal UI on the targets given, else on the config's runs."""
+    from monitor import prefetch
     from monitor.targets import parse_target
-    from tui.actions import check_keymap
-    from tui.app import make_app
 
     cfg = _load_config(a.config)
-    check_keymap(cfg.keys)
     targets = a.targets or [r.target for r in cfg.runs]
     if not targets:
         print(
@@ -116,6 +114,12 @@ def cmd_ui(a: argparse.Namespace) -> int:
         return USAGE_EXIT
     for t in targets:
         parse_target(t)  # a malformed target is one line on stderr before the screen opens
+    # Big .wandb files start being read on the second core while the UI imports and draws itself.
+    prefetch.start(targets)
+    from tui.actions import check_keymap
+    from tui.app import make_app
+
+    check_keymap(cfg.keys)
     return int(make_app(cfg, targets, theme=a.theme, fmt=a.format).run() or 0)
 
 

@@ -13,11 +13,9 @@ from monitor.columns import Columns
 from monitor.errors import FormatError
 from monitor.gpu import GpuSnapshot, snapshot_from_wandb_stats
 from monitor.model import Row
+from monitor.prefetch import BULK_BYTES
 from monitor.sources.base import Chunk
 from monitor.wandb import reader as wandb_log
-
-#: A `.wandb` file at least this big is caught up with the bulk reader.
-BULK_BYTES = 16 << 20
 
 
 class WandbFeed:
