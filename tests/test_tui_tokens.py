@@ -129,3 +129,19 @@ async def test_x_offers_tokens_in_the_detail_view_and_compare_starts_on_tokens()
         # A 600-step HF run and a 100-step TRL run: both count tokens, so tokens line them up (not %).
         assert cmp.options.x_axis == TOKENS and PCT in cmp.X_AXES
         assert "tokens seen" in cmp.query_one("#compare-plot").render().plain  # type: ignore[attr-defined]
+
+
+def test_a_nanogpt_log_states_its_tokens_per_iteration_in_its_header(tmp_path: Path) -> None:
+    # nanoGPT's train.py prints "tokens per iteration will be: N" first; its iterations then map to tokens.
+    log = tmp_path / "train.log"
+    log.write_text(
+        "tokens per iteration will be: 491,520\n"
+        "step 0: train loss 10.9, val loss 10.9\n"
+        + "".join(f"iter {i}: loss {10.9 - i * 0.01:.4f}, time 300.00ms, mfu 40.00%\n" for i in range(0, 200, 10))
+    )
+    a = check_target(str(log), Config())
+    assert a.info.format == "nanogpt" and a.info.config["tokens_per_iter"] == 491520
+    found = tokens_of(a)
+    assert found is not None
+    steps, tokens = found
+    assert tokens[-1] == steps[-1] * 491520 and steps[-1] == 190

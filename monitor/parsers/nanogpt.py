@@ -42,6 +42,10 @@ class NanoGPTParser(Parser):
         stats.lines += 1
         if not (line.startswith("iter ") or line.startswith("step ")):
             stats.noise += 1
+            if line.startswith("tokens per iteration will be:"):  # train.py's header: the tokens axis
+                n = leading_float(line.rpartition(":")[2].strip().replace(",", ""))
+                if n is not None and n > 0:
+                    self.config["tokens_per_iter"] = int(n)
             return []
         head, _, rest = line.partition(":")
         try:
