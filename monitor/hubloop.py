@@ -81,6 +81,11 @@ class SupervisedSources:
                 self._source_problem(
                     run, f"{run.ref.name}: {why}", unreadable=unreadable, connection=f"retrying in {delay:.0f} s"
                 )
+                if unreadable and not run.told_caught_up:
+                    # All it held has been looked at: it is not a run's record. Said, so whoever waits
+                    # for every run to be caught up (a service's readiness, a script) is not kept waiting.
+                    run.told_caught_up = True
+                    self._emit(run, "caught_up", f"unreadable: {why}")
             await asyncio.sleep(delay)
             delay = min(self.retry_cap, delay * 2)
 

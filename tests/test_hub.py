@@ -337,3 +337,22 @@ def test_a_long_wandb_run_is_caught_up_in_bulk_then_tailed_without_gaps(
             assert hub.runs[run_id].state.word == "live"
 
     run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_file_refused_as_not_a_log_is_still_caught_up(tmp_path: Path) -> None:
+    # Whoever waits for every run to be caught up (a script on `watch --jsonl`, the parity test) must
+    # not wait forever for a file that was read and refused.
+    junk = tmp_path / "model.bin"
+    junk.write_bytes(bytes(range(256)) * 64)
+    good = tmp_path / "train.log"
+    good.write_text("".join(nanogpt_lines(30)))
+
+    async def main() -> None:
+        async with Hub([str(junk), str(good)], gpu=False, poll=0.05) as hub:
+            rec = Recorder(hub)
+            await until(lambda: len(rec.kinds("caught_up")) == 2, what="both caught up")
+            by_run = {e.run_id: e for e in rec.kinds("caught_up")}
+            assert by_run[str(junk)].state == "unreadable" and "binary data" in by_run[str(junk)].detail
+
+    run(main())
