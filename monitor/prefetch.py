@@ -24,7 +24,9 @@ from typing import Any
 BULK_BYTES = 16 << 20
 
 _started: dict[str, tuple[Any, Connection, int]] = {}
-"""Real path -> (worker process, its receiving end, the file's inode when the worker started)."""
+"""Real path -> (worker process, its receiving end, a descriptor of the file the worker reads).
+The descriptor is held open so that file's inode cannot be freed and handed to a new file at the
+same path: the inodes compared in `take` then tell the same file from a replaced one."""
 
 
 class _SendAhead:
@@ -83,24 +85,31 @@ def start(targets: Iterable[str]) -> None:
         real = os.path.realpath(path)
         if st.st_size < BULK_BYTES or real in _started:
             continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
         ctx = mp.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_ahead_worker, args=(recv, str(path), send), daemon=True)
         proc.start()
         send.close()
-        _started[real] = (proc, recv, st.st_ino)
+        _started[real] = (proc, recv, fd)
 
 
 def take(path: Path) -> tuple[Any, Connection] | None:
-    """The reader started for `path` (the same file still: same inode), handed over once; else None."""
+    """The reader started for `path` (the same file still), handed over once; else None."""
     got = _started.pop(os.path.realpath(path), None)
     if got is None:
         return None
-    proc, recv, ino = got
+    proc, recv, fd = got
     try:
-        same = path.stat().st_ino == ino
+        held, now = os.fstat(fd), path.stat()
+        same = (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
     except OSError:
         same = False
+    finally:
+        os.close(fd)
     if same:
         return proc, recv
     with contextlib.suppress(Exception):
