@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from monitor.columns import Columns, to_columns
+from monitor.forkworker import end_worker, fork_worker
 from monitor.parsers import Parser, feed_lines, make_parser
 from monitor.parsers.sniff import drop_holes
 
@@ -161,27 +162,13 @@ def _wandb_live_worker(path: str, out: Connection) -> None:
         out.close()
 
 
-def in_child(parent_end: Connection, target: Callable[..., None], *args: Any) -> None:
-    """Run a forked worker's `target(*args)` without the parent's end of their pipe: were the parent
-    killed, the worker's next send then fails (nobody reads) instead of blocking forever."""
-    parent_end.close()
-    target(*args)
-
-
 def _worker_messages(
     target: Callable[..., None], args: tuple[Any, ...], started: tuple[Any, Connection] | None = None
 ) -> Generator[tuple[str, Any, Any]]:
     """Run `target(*args, conn)` in a forked worker (or take one `started` already, a process and
     its receiving end); its `(kind, payload, extra)` messages up to and with `done` (an `error`
     one raises OSError)."""
-    if started is not None:
-        proc, recv = started
-    else:
-        ctx = mp.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=in_child, args=(recv, target, *args, send), daemon=True)
-        proc.start()
-        send.close()
+    proc, recv = started if started is not None else fork_worker(target, *args)
     try:
         while True:
             kind, payload, extra = recv.recv()
@@ -193,10 +180,7 @@ def _worker_messages(
     except EOFError:
         raise OSError("parse worker ended without finishing") from None
     finally:
-        recv.close()
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
+        end_worker(proc, recv)
 
 
 def _run_worker(

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from monitor.backfill import PARALLEL_BYTES, in_child, parse_batch
+from monitor.backfill import PARALLEL_BYTES, parse_batch
 from monitor.columns import Columns
+from monitor.forkworker import end_worker, fork_worker
 from monitor.parsers import Parser
 from monitor.runstate import marks_end
 from monitor.sources.local import LineSplitter
@@ -76,12 +77,7 @@ def parse_rest(
     path: Path, start: int, stop: int, splitter: LineSplitter, parser: Parser, piece: int, batch: int, tail: int
 ) -> Iterator[Piece | tuple[LineSplitter, int]]:
     """The pieces of `path` from `start` to `stop` as the worker parses them, then (splitter, offset)."""
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    args = (recv, _worker, str(path), start, stop, splitter, parser, piece, batch, tail, send)
-    proc = ctx.Process(target=in_child, args=args, daemon=True)
-    proc.start()
-    send.close()
+    proc, recv = fork_worker(_worker, str(path), start, stop, splitter, parser, piece, batch, tail)
     try:
         while True:
             kind, payload, *extra = recv.recv()
@@ -95,7 +91,4 @@ def parse_rest(
     except EOFError:
         raise OSError("parse worker ended without finishing") from None
     finally:
-        recv.close()
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
+        end_worker(proc, recv)

@@ -20,6 +20,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from monitor.forkworker import fork_worker
+
 #: From this size a `.wandb` file is caught up by the bulk reader (smaller: record by record).
 BULK_BYTES = 16 << 20
 
@@ -54,8 +56,7 @@ class _SendAhead:
         self._conn.close()
 
 
-def _ahead_worker(parent_end: Connection, path: str, out: Connection) -> None:
-    parent_end.close()
+def _ahead_worker(path: str, out: Connection) -> None:
     from monitor.backfill import _wandb_live_worker
 
     _wandb_live_worker(path, _SendAhead(out))  # type: ignore[arg-type]  # a Connection's send/close
@@ -89,11 +90,7 @@ def start(targets: Iterable[str]) -> None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
-        ctx = mp.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_ahead_worker, args=(recv, str(path), send), daemon=True)
-        proc.start()
-        send.close()
+        proc, recv = fork_worker(_ahead_worker, str(path))
         _started[real] = (proc, recv, fd)
 
 
