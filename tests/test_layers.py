@@ -118,16 +118,22 @@ def test_histogram_norm() -> None:
 # What `wandb.watch(model, log="gradients")` logs (its torch hook, without needing torch here): per
 # parameter, a wandb.Histogram of the gradient (64 bins between its min and max; one bin [v, v] when all
 # values are equal). Layer `fc1.weight` stops getting gradients at step 30 (a dead layer).
-WATCH = """
-import numpy as np, wandb
-rng = np.random.default_rng(0)
-run = wandb.init(mode="offline", project="runwatch-test", config={"lr": 0.001})
+WATCH_HIST = """
 def hist(g):
     lo, hi = float(g.min()), float(g.max())
     if lo == hi:
         return wandb.Histogram(np_histogram=([g.size], [lo, hi]))
     counts, edges = np.histogram(g, bins=64, range=(lo, hi))
     return wandb.Histogram(np_histogram=(counts.tolist(), edges.tolist()))
+"""
+WATCH = (
+    """
+import numpy as np, wandb
+rng = np.random.default_rng(0)
+run = wandb.init(mode="offline", project="runwatch-test", config={"lr": 0.001})
+"""
+    + WATCH_HIST
+    + """
 for i in range(80):
     row = {"train/loss": 2.0 / (1 + i / 10) * (1 + 0.02 * rng.standard_normal())}
     for name, scale in (("fc0.weight", 1e-2), ("fc1.weight", 1e-2), ("fc2.weight", 1e-1), ("fc2.bias", 1e-1)):
@@ -138,6 +144,7 @@ for i in range(80):
     run.log(row)
 run.finish()
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from monitor.check import check_target
 from monitor.config import Config
 from monitor.hub import HubSnapshot
 from monitor.model import Finding, Role, Severity
+from tests.test_layers import WATCH_HIST
 from tests.test_tui_app import NOW, run_async
 from tests.test_wandb_log import write_offline_run
 from tui.app import RunwatchApp, make_app
@@ -26,16 +27,14 @@ from tui.widgets.plot_grid import PlotGrid
 # `wandb.watch(model, log="gradients")`'s histograms for a 6-layer net (written with the SDK, no torch):
 # an embedding, four numbered blocks and a head; block 2 stops getting gradients at step 40 (dead),
 # and the input side's gradients shrink by orders of magnitude as the run goes on (vanishing with depth).
-WATCH = """
+WATCH = (
+    """
 import numpy as np, wandb
 rng = np.random.default_rng(0)
 run = wandb.init(mode="offline", project="runwatch-test", id="heatmap01", name="watched-mlp")
-def hist(g):
-    lo, hi = float(g.min()), float(g.max())
-    if lo == hi:
-        return wandb.Histogram(np_histogram=([g.size], [lo, hi]))
-    counts, edges = np.histogram(g, bins=64, range=(lo, hi))
-    return wandb.Histogram(np_histogram=(counts.tolist(), edges.tolist()))
+"""
+    + WATCH_HIST
+    + """
 names = ["head.weight", "blocks.3.weight", "blocks.2.weight", "blocks.1.weight", "blocks.0.weight", "embed.weight"]
 for i in range(120):
     row = {"train/loss": 2.0 / (1 + i / 10) * (1 + 0.02 * rng.standard_normal())}
@@ -48,6 +47,7 @@ for i in range(120):
     run.log(row)
 run.finish()
 """
+)
 
 
 @pytest.fixture(scope="module")
