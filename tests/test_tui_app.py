@@ -53,6 +53,12 @@ def _app(hub: ScriptedHub, **kw: object) -> RunwatchApp:
     return make_app(Config(**kw), hub=hub, clock=lambda: NOW + 5, redraw_interval=0.0)  # type: ignore[arg-type]
 
 
+async def settle(pilot: Any, n: int = 3) -> None:
+    """Let the app handle what the last key or snapshot started (a few message-loop turns)."""
+    for _ in range(n):
+        await pilot.pause()
+
+
 class Recorder:
     """Records the app's messages of the kinds the tests care about (the message flow)."""
 

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from monitor.config import Config
 from monitor.hub import HubEvent
 from monitor.model import Decision, Verdict
-from tests.test_tui_app import NOW, run_async
-from tui.app import RunwatchApp, make_app
+from tests.test_tui_app import NOW, _app, run_async, settle
+from tui.app import make_app
 from tui.screens.compare import CompareScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.main import MainScreen
 from tui.screens.notices import NoticesScreen
-from tui.scripted import ScriptedHub, mixed_scene, sample_scene, yolo_scene
+from tui.scripted import mixed_scene, sample_scene, yolo_scene
 from tui.widgets.log_tail import LogTail
 from tui.widgets.plot_grid import PlotGrid
 from tui.widgets.run_table import RunTable
 from tui.widgets.summary import SummaryBar
-
-
-def _app(hub: ScriptedHub) -> RunwatchApp:
-    return make_app(Config(), hub=hub, clock=lambda: NOW + 5, redraw_interval=0.0)
-
-
-async def _settle(pilot: Any, n: int = 3) -> None:
-    for _ in range(n):
-        await pilot.pause()
 
 
 @run_async
@@ -35,7 +25,7 @@ async def test_table_home_end_pages_and_the_cursor_follows_its_run_through_a_res
     hub, _ = mixed_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         table = app.screen.query_one(RunTable)
         await pilot.press("end")
         assert table.cursor_row == len(table.order) - 1
@@ -47,11 +37,11 @@ async def test_table_home_end_pages_and_the_cursor_follows_its_run_through_a_res
         assert table.cursor_row == 0
         table.select("big")
         await pilot.press("o", "o", "o")  # by step: the 1M-step run moves to the top, the cursor with it
-        await _settle(pilot)
+        await settle(pilot)
         assert table.order[0] == "big" and table.selected_id == "big"
         assert "step ▼" in str(table.columns["step"].label)
         await pilot.press("O")
-        await _settle(pilot)
+        await settle(pilot)
         assert table.order[-1] == "big" and table.selected_id == "big"
         assert "1,000,000" in str(table.get_cell("big", "step"))
 
@@ -61,13 +51,13 @@ async def test_escape_on_the_table_clears_a_kept_filter() -> None:
     hub, _ = sample_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         table = app.screen.query_one(RunTable)
         await pilot.press("slash", *"gpt", "enter")
-        await _settle(pilot)
+        await settle(pilot)
         assert set(table.order) == {"nan", "healthy"} and table.has_focus
         await pilot.press("escape")
-        await _settle(pilot)
+        await settle(pilot)
         assert len(table.order) == 4
         assert "filter" not in str(app.screen.query_one(SummaryBar).render())
 
@@ -77,40 +67,40 @@ async def test_detail_picker_full_screen_pane_paging_config_and_log_filter() -> 
     hub, _ = yolo_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, DetailScreen)
         grid = screen.query_one(PlotGrid)
         assert len(grid.items) == 8 and grid.shape.shown == 6 and len(grid.views) == 6
         assert [i.name for i in grid.items][:3] == ["box_loss", "cls_loss", "obj_loss"]
         await pilot.press(*["g"] * 6)  # the seventh pane: the second page
-        await _settle(pilot)
+        await settle(pilot)
         assert grid.selected == 6 and grid.first == 6 and len(grid.views) == 2
         assert "panes 7–8 of 8" in str(screen.query_one("#detail-head").render())
         await pilot.press("f")
-        await _settle(pilot)
+        await settle(pilot)
         assert grid.full and len(grid.views) == 1 and not screen.query_one("#lower").display
         assert str(grid.views[0].border_title).startswith("metrics/recall")
         await pilot.press("f")
-        await _settle(pilot)
+        await settle(pilot)
         assert not grid.full and screen.query_one("#lower").display
         await pilot.press("slash", *"val/*", "enter")
-        await _settle(pilot)
+        await settle(pilot)
         assert screen.pattern == "val/*"
         assert [i.name for i in grid.items] == ["box_loss", "val/cls_loss", "val/obj_loss"]
         assert all(len(v.border_title or "") for v in grid.views)
         await pilot.press("slash", "escape")  # escape clears the picker: every metric again
-        await _settle(pilot)
+        await settle(pilot)
         assert screen.pattern == "" and len(grid.items) == 8
         await pilot.press("i")
-        await _settle(pilot)
+        await settle(pilot)
         info = str(screen.query_one("#info").render())
         assert "batch_size" in info and "abcd1234secretvalue" not in info and "[REDACTED]" in info
         assert not screen.query_one("#log-box").display
         await pilot.press("i", "L", *"0.02", "enter")
-        await _settle(pilot)
+        await settle(pilot)
         log = screen.query_one(LogTail)
         assert log.filter_text == "0.02" and "filter '0.02'" in str(log.border_title)
 
@@ -120,9 +110,9 @@ async def test_compare_cycles_its_x_axes_and_ranks_a_nan_run_last_never_improvin
     hub, _ = mixed_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(160, 50)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("c")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, CompareScreen) and len(screen.run_ids) == 5
         assert screen.ranked_ids[-1] == "short-2"  # NaN: worst
@@ -138,7 +128,7 @@ async def test_compare_cycles_its_x_axes_and_ranks_a_nan_run_last_never_improvin
             axes.append(screen.options.x_axis)
         assert axes == ["epoch", "time", "wall", "step", "pct"]  # the HF run logs epochs
         await pilot.press("x")  # epoch: only runs that know their epochs are drawn
-        await _settle(pilot)
+        await settle(pilot)
         plot = screen.query_one("#compare-plot")
         assert "hf-bert-base" in str(plot.border_title) and "nanogpt" not in str(plot.border_title)
 
@@ -148,7 +138,7 @@ async def test_many_runs_turning_bad_share_one_toast_and_the_log_keeps_it() -> N
     hub, snap = sample_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         for r in snap.runs:
             hub.emit(HubEvent(NOW, "verdict", r.id, r.name, Verdict.BAD, Decision.STOP, "diverging", "live"))
         await pilot.pause(0.6)
@@ -156,7 +146,7 @@ async def test_many_runs_turning_bad_share_one_toast_and_the_log_keeps_it() -> N
         assert len(toasts) == 1 and toasts[0].title.startswith("✗ 4 runs turned bad")
         assert isinstance(app.screen, MainScreen)
         await pilot.press("n")
-        await _settle(pilot)
+        await settle(pilot)
         assert isinstance(app.screen, NoticesScreen)
         assert "4 runs turned bad" in str(app.screen.query_one("#notices").render())
         await pilot.press("escape")
@@ -169,10 +159,10 @@ async def test_steps_per_second_decay_and_the_age_counts_on_a_quiet_run() -> Non
     clock = [NOW]
     app = make_app(Config(), hub=hub, clock=lambda: clock[0], redraw_interval=0.0)
     async with app.run_test(size=(160, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         table = app.screen.query_one(RunTable)
         hub.publish(dataclasses.replace(snap, runs=tuple(dataclasses.replace(r, steps_per_s=2.7) for r in snap.runs)))
-        await _settle(pilot)
+        await settle(pilot)
         assert str(table.get_cell("healthy", "speed")) == "2.7/s"
         clock[0] = NOW + 300
         table.tick(clock[0])
@@ -185,15 +175,15 @@ async def test_a_run_being_caught_up_reads_reading_until_the_hub_says_caught_up(
     hub, snap = sample_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         table = app.screen.query_one(RunTable)
         hub.emit(HubEvent(NOW, "run", "healthy", "gpt-small", Verdict.HEALTHY, Decision.CONTINUE, "", "live"))
         hub.publish(dataclasses.replace(snap, time=NOW + 1))
-        await _settle(pilot)
+        await settle(pilot)
         assert str(table.get_cell("healthy", "state")) == "reading"
         hub.emit(HubEvent(NOW, "caught_up", "healthy", "gpt-small", Verdict.HEALTHY, Decision.CONTINUE, "", "live"))
         hub.publish(dataclasses.replace(snap, time=NOW + 2))
-        await _settle(pilot)
+        await settle(pilot)
         assert str(table.get_cell("healthy", "state")) == "live"
 
 
@@ -210,10 +200,10 @@ async def test_a_stall_message_keeps_counting_in_the_detail_view() -> None:
     clock = [NOW + 20]
     app = make_app(Config(), hub=hub, clock=lambda: clock[0], redraw_interval=0.0)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         app.screen.query_one(RunTable).select("healthy")
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         findings = app.screen.query_one(FindingsList)
         assert "no new step for 22s" in str(findings.render())  # the store's last row came at NOW - 2
         clock[0] = NOW + 118
@@ -233,21 +223,21 @@ async def test_every_key_of_every_view_does_something_without_breaking_the_app()
     app = _app(hub)
     opened = {registry.MAIN: (), registry.DETAIL: ("enter",), registry.COMPARE: ("c",)}
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         for scope, how in opened.items():
             for spec in registry.ACTIONS:
                 if scope not in spec.scopes or spec.id in _ACTED_ELSEWHERE:
                     continue
                 await pilot.press(*how)
-                await _settle(pilot, 2)
+                await settle(pilot, 2)
                 view = type(app.screen)
                 await pilot.press(spec.key.split(",")[0])
-                await _settle(pilot, 2)
+                await settle(pilot, 2)
                 assert app.is_running and app.return_code is None, f"{scope}: {spec.id} ended the app"
                 # Back to the table: close whatever the key opened (a filter box, a view, the log).
                 for _ in range(4):
                     if isinstance(app.screen, MainScreen) and not app.screen.query_one("#filter").has_focus:
                         break
                     await pilot.press("escape")
-                    await _settle(pilot, 2)
+                    await settle(pilot, 2)
                 assert isinstance(app.screen, MainScreen), f"{scope} ({view.__name__}): {spec.id} left us stuck"

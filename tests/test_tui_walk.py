@@ -3,31 +3,19 @@ resize, a loss that fits its column, compare's legend in the title."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from rich.text import Text
 
-from monitor.config import Config
 from monitor.hub import HubSnapshot
 from monitor.model import Row
-from tests.test_tui_app import NOW, run_async
+from tests.test_tui_app import NOW, _app, run_async, settle
 from tui import format as fmt
-from tui.app import RunwatchApp, make_app
+from tui.app import RunwatchApp
 from tui.scripted import ScriptedHub, analysis, mixed_scene, run_snapshot, sample_scene, yolo_scene
 from tui.widgets.footer import FittingFooter
 from tui.widgets.log_tail import LogTail
 from tui.widgets.plot import PlotView
 from tui.widgets.plot_grid import PlotGrid
-
-
-def _app(hub: ScriptedHub) -> RunwatchApp:
-    return make_app(Config(), hub=hub, clock=lambda: NOW + 5, redraw_interval=0.0)
-
-
-async def _settle(pilot: Any, n: int = 3) -> None:
-    for _ in range(n):
-        await pilot.pause()
 
 
 @pytest.mark.parametrize(
@@ -48,15 +36,15 @@ async def test_footer_shows_the_keys_that_fit_and_always_help_and_quit() -> None
     hub, _ = yolo_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter")
-        await _settle(pilot, 5)
+        await settle(pilot, 5)
         narrow = _footer_keys(app)
         assert "Help" in narrow and "Quit" in narrow and "Back" in narrow
         footer = app.screen.query_one(FittingFooter)
         assert sum(k.outer_size.width for k in footer.children if k.display) <= 80
         await pilot.resize_terminal(200, 40)
-        await _settle(pilot, 5)
+        await settle(pilot, 5)
         wide = _footer_keys(app)
         assert len(wide) > len(narrow) and "Config" in wide
 
@@ -69,13 +57,13 @@ async def test_the_log_rewraps_when_its_pane_gets_narrower() -> None:
     snap = HubSnapshot(NOW, (run_snapshot("long-lines"),), (), ())
     app = _app(ScriptedHub({"long-lines": a}, {}, initial=snap))
     async with app.run_test(size=(200, 50)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         log = app.screen.query_one(LogTail)
         assert log.lines
         await pilot.resize_terminal(80, 24)
-        await _settle(pilot, 5)
+        await settle(pilot, 5)
         # Every line fits the pane: nothing is cut off or needs a sideways scroll.
         assert log.virtual_size.width <= log.scrollable_content_region.width
 
@@ -89,13 +77,13 @@ async def test_compare_legend_names_runs_by_rank_when_names_do_not_fit() -> None
     hub, _ = mixed_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("c")
-        await _settle(pilot)
+        await settle(pilot)
         title = _title(app)
         assert "━1" in title and "━2" in title and "hf-bert-base" not in title
         await pilot.resize_terminal(240, 40)
-        await _settle(pilot)
+        await settle(pilot)
         title = _title(app)
         assert "hf-bert-base" in title
 
@@ -118,21 +106,21 @@ async def test_keys_that_would_do_nothing_are_not_offered() -> None:
     snap = HubSnapshot(NOW, (run_snapshot("read-at-once"),), (), ())
     app = _app(ScriptedHub({"read-at-once": a}, {}, initial=snap))
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         assert not app.screen.check_action("compare", ())
         assert "Compare" not in _footer_keys(app)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         assert screen.X_AXES == ("step",) and not screen.check_action("x_axis", ())  # type: ignore[attr-defined]
         assert "X axis" not in _footer_keys(app)
     hub, _ = sample_scene(NOW)  # rows that came over time: wall and relative time are offered
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         assert app.screen.check_action("compare", ())
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         assert "wall" in app.screen.X_AXES and "X axis" in _footer_keys(app)  # type: ignore[attr-defined]
 
 
@@ -161,9 +149,9 @@ async def test_a_picker_pattern_that_matches_nothing_says_so() -> None:
     hub, _ = yolo_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter", "slash", *"nosuchmetric", "enter")
-        await _settle(pilot)
+        await settle(pilot)
         (view,) = app.screen.query_one(PlotGrid).views
         assert "no logged metric matches 'nosuchmetric'" in str(view.render())
 
@@ -175,14 +163,14 @@ async def test_keys_typed_in_one_burst_after_slash_are_not_commands() -> None:
     hub, _ = yolo_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         # A terminal delivers a fast typist's (or a paste's) keys in one read: `m` and `p` must not
         # turn smoothing on or move to the previous run while the picker is opening.
         for key, char in (("slash", "/"), ("m", "m"), ("a", "a"), ("p", "p")):
             app.post_message(events.Key(key, char))
-        await _settle(pilot, 5)
+        await settle(pilot, 5)
         assert screen.options.ema == 0.0 and screen.run_id == "yolo"  # type: ignore[attr-defined]
         assert app.focused is screen.query_one("#picker")

@@ -8,24 +8,13 @@ import numpy as np
 import pytest
 from textual import events
 
-from monitor.config import Config
-from tests.test_tui_app import NOW, run_async
-from tui.app import RunwatchApp, make_app
+from tests.test_tui_app import NOW, _app, run_async, settle
 from tui.plotdata import PlotOptions, prepare_series, zoom_range
 from tui.screens.compare import CompareScreen
 from tui.screens.detail import DetailScreen
-from tui.scripted import ScriptedHub, mixed_scene, yolo_scene
+from tui.scripted import mixed_scene, yolo_scene
 from tui.widgets.plot import PlotView
 from tui.widgets.plot_grid import PlotGrid
-
-
-def _app(hub: ScriptedHub) -> RunwatchApp:
-    return make_app(Config(), hub=hub, clock=lambda: NOW + 5, redraw_interval=0.0)
-
-
-async def _settle(pilot: Any, n: int = 3) -> None:
-    for _ in range(n):
-        await pilot.pause()
 
 
 async def _wheel(pilot: Any, view: PlotView, dx: int, dy: int, *, up: bool, shift: bool = False) -> None:
@@ -34,7 +23,7 @@ async def _wheel(pilot: Any, view: PlotView, dx: int, dy: int, *, up: bool, shif
     x, y = r.x + dx, r.y + dy
     cls = events.MouseScrollUp if up else events.MouseScrollDown
     pilot.app.post_message(cls(None, x, y, 0, -1 if up else 1, 0, shift, False, False, screen_x=x, screen_y=y))
-    await _settle(pilot)
+    await settle(pilot)
 
 
 def test_zoom_range_narrows_around_the_pointer_and_zooms_back_out_to_none() -> None:
@@ -71,9 +60,9 @@ async def test_wheel_over_a_detail_plot_zooms_every_pane_and_z_resets() -> None:
     hub, _ = yolo_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, DetailScreen)
         assert not screen.check_action("unzoom", ())  # `z` is not offered before a zoom
@@ -93,7 +82,7 @@ async def test_wheel_over_a_detail_plot_zooms_every_pane_and_z_resets() -> None:
         lo2, hi2 = screen.options.x_range  # type: ignore[misc]
         assert hi2 - lo2 < hi - lo
         await pilot.press("z")
-        await _settle(pilot)
+        await settle(pilot)
         assert screen.options.x_range is None and "⌕" not in str(view.border_title)
         # Zooming in and out again comes back to the whole run (not zoomed).
         await _wheel(pilot, view, view.region.width // 2, view.region.height // 2, up=True)
@@ -107,9 +96,9 @@ async def test_wheel_on_a_pane_border_or_with_shift_pages_the_grid_instead() -> 
     hub, _ = yolo_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         await pilot.press("enter")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         grid = screen.query_one(PlotGrid)
         assert len(grid.items) > grid.shape.shown  # more panes than fit: the wheel can page
@@ -125,7 +114,7 @@ async def test_wheel_zooms_the_compare_plot_and_the_main_table_still_scrolls() -
     hub, _ = mixed_scene(NOW)
     app = _app(hub)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(pilot)
+        await settle(pilot)
         main = app.screen
         preview = main.query("#preview-plot")
         if preview:
@@ -133,12 +122,12 @@ async def test_wheel_zooms_the_compare_plot_and_the_main_table_still_scrolls() -
             await _wheel(pilot, preview.first(PlotView), 20, 3, up=True)
             assert app.screen is main
         await pilot.press("c")
-        await _settle(pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, CompareScreen)
         view = screen.query_one("#compare-plot", PlotView)
         await _wheel(pilot, view, view.region.width // 2, view.region.height // 2, up=True)
         assert screen.options.x_range is not None and "⌕" in str(view.border_title)
         await pilot.press("x")  # another axis: the range meant the old one
-        await _settle(pilot)
+        await settle(pilot)
         assert screen.options.x_range is None
