@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 from monitor.columns import Columns, to_columns
 from monitor.forkworker import end_worker, fork_worker
 from monitor.parsers import Parser, feed_lines, make_parser
-from monitor.parsers.sniff import drop_holes
+from monitor.parsers.sniff import log_text
 
 if TYPE_CHECKING:
     from monitor.wandb.resume import ResumeState
@@ -76,9 +76,9 @@ def text_chunks(stream: IO[bytes], size: int = _CHUNK) -> Iterator[str]:
             rest = data
             continue
         rest = data[cut + 1 :]
-        yield drop_holes(data[: cut + 1]).decode("utf-8", "replace")
+        yield log_text(data[: cut + 1])
     if rest:
-        yield drop_holes(rest).decode("utf-8", "replace")
+        yield log_text(rest)
 
 
 def _worker(path: str, fmt: str, conn: Connection) -> None:

@@ -50,6 +50,11 @@ def drop_holes(data: bytes) -> bytes:
     return _HOLES.sub(b"", data) if _HOLE in data else data
 
 
+def log_text(data: bytes) -> str:
+    """A log's bytes as its text: holes dropped, bytes that are not UTF-8 replaced (never fatal)."""
+    return drop_holes(data).decode("utf-8", "replace")
+
+
 def sniff_binary(data: bytes) -> str | None:
     """Why the first bytes of a file show it is not a text log ("binary data: an ELF executable..."),
     or None when it may be one. Empty data is not binary: it holds no metrics (yet)."""

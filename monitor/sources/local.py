@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from monitor.errors import TargetError
-from monitor.parsers.sniff import drop_holes
+from monitor.parsers.sniff import log_text
 from monitor.sources.base import Chunk
 
 Sleep = Callable[[float], Awaitable[object]]
@@ -259,7 +259,7 @@ class LineSplitter:
         else:
             # One decode for the whole piece: a UTF-8 character never spans a newline. A hole of
             # NULs lies within one line (the unfinished line waits whole), so it is cut out whole.
-            text = drop_holes(buf[:cut]).decode("utf-8", "replace")
+            text = log_text(buf[:cut])
             if "\r" in text:
                 text = text.replace("\r\n", "\n")
                 parts = text.split("\n")
@@ -269,15 +269,15 @@ class LineSplitter:
                 parts = text.split("\n")
             rest = buf[cut + 1 :]
         while len(rest) > self._max:
-            if piece := drop_holes(rest[: self._max]):
-                parts.append(piece.decode("utf-8", "replace"))
+            if piece := log_text(rest[: self._max]):
+                parts.append(piece)
             rest = rest[self._max :]
         self._partial = bytes(rest)
         return parts
 
     def peek_partial(self) -> str:
         """The unfinished last line as it stands (a document's closing brace often has no newline)."""
-        return drop_holes(self._partial).decode("utf-8", "replace")
+        return log_text(self._partial)
 
     def take_partial(self) -> str:
         """The unfinished last line, taken as complete (the input has ended)."""
